@@ -1,0 +1,42 @@
+# Backprop Ninja — every workflow is one target. `make` alone lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV       := .venv
+PYTHON     := $(VENV)/bin/python
+STAMP      := $(VENV)/.installed
+NAMES      := data/names.txt
+# A copy of names.txt kept beside the repository on the course's machines (no download needed).
+SHARED_NAMES ?= ../shared/data/names.txt
+NBGRADER   := $(VENV)/bin/nbgrader
+NBGRADER_CONFIG := --NbGrader.config_file=grader/nbgrader_config.py
+ASSIGNMENT := backprop_ninja
+WORKERS    ?= 2
+
+.PHONY: help setup data lab test test-fast release grade collect autograde feedback export train bench clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: $(STAMP) ## Create .venv and install the pinned environment (a second run does nothing)
+
+$(STAMP): pyproject.toml
+	python3.11 -m venv $(VENV) 2>/dev/null || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e .
+	touch $@
+
+data: $(NAMES) ## Put data/names.txt in place (copied from ../shared or downloaded, sha256-checked)
+
+$(NAMES): | $(STAMP)
+	$(PYTHON) -m backprop_ninja.data --dest $(NAMES) --local-copy $(SHARED_NAMES)
+
+lab: setup data ## Open the student notebooks in JupyterLab
+	$(VENV)/bin/jupyter lab notebooks/$(ASSIGNMENT)
+
+test: setup data ## Set up, then run every test (unit, notebooks, grading pipeline)
+	$(PYTHON) -m pytest
+
+clean: ## Remove the environment, the data and every generated grading artefact
+	rm -rf $(VENV) $(NAMES) grader/gradebook.db grader/class grader/work .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,287 @@
+"""What each graded exercise asks for, and the test cases that check it.
+
+An exercise names the student's function, the tensors it is called with and how the true
+answer is computed. A *case* is one set of inputs: the notebook's own batch, or a fresh one
+(another seed, batch size, hidden size, dtype; arbitrary upstream gradients; large logits).
+The same cases serve the notebooks' tests (in the student's kernel) and the out-of-kernel
+verifier, which compares in a process the student's code never touches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .model import BN_EPS, PARAM_NAMES, consumers, forward_fused, init_params
+from .reference import Reference, local_gradient, reference_gradients
+
+
+# ----------------------------------------------------------------------------- the cases
+@dataclass(frozen=True)
+class CaseSpec:
+    """Fresh inputs: a model drawn from ``seed`` and a random batch, in ``dtype``."""
+
+    seed: int
+    batch_size: int = 32
+    n_hidden: int = 64
+    dtype: torch.dtype = torch.float64
+    random_upstream: bool = False  # feed arbitrary upstream gradients, not the loss's
+    logit_scale: float = 1.0  # > 1 makes large logits (numerical stability)
+    n_embd: int = 10
+    vocab_size: int = 27
+    block_size: int = 3
+
+    def describe(self) -> str:
+        parts = [f"seed {self.seed}", f"n={self.batch_size}", f"n_hidden={self.n_hidden}",
+                 str(self.dtype).removeprefix("torch.")]
+        if self.random_upstream:
+            parts.append("arbitrary upstream gradients")
+        if self.logit_scale != 1.0:
+            parts.append(f"logits ×{self.logit_scale:g}")
+        return ", ".join(parts)
+
+
+# The hidden tests' shapes; their seeds are chosen in the hidden test cells and, afresh on
+# every run, by the verifier. Batch sizes differ from 32 and from each other, so that an
+# answer that hard-codes n or a shape fails.
+HIDDEN_SHAPES = (
+    dict(batch_size=7, n_hidden=13),
+    dict(batch_size=50, n_hidden=40, random_upstream=True),
+    dict(batch_size=3, n_hidden=5, dtype=torch.float32, random_upstream=True),
+)
+
+
+def hidden_specs(seeds) -> list[CaseSpec]:
+    """One case per hidden shape, the i-th with the i-th seed."""
+    return [CaseSpec(seed=seed, **shape) for seed, shape in zip(seeds, HIDDEN_SHAPES, strict=True)]
+
+
+@dataclass(frozen=True)
+class Case:
+    """Concrete inputs and the autograd reference for them."""
+
+    description: str
+    params: dict[str, torch.Tensor]
+    Xb: torch.Tensor
+    Yb: torch.Tensor
+    reference: Reference
+    random_upstream: bool = False
+    seed: int = 0
+
+    @property
+    def batch_size(self) -> int:
+        return self.Xb.shape[0]
+
+    @classmethod
+    def from_batch(cls, params, Xb, Yb, description="this notebook's batch") -> "Case":
+        """The notebook's own batch, in its own dtype, with the loss's true gradients."""
+        dtype = params["W1"].dtype
+        return cls(description, params, Xb, Yb, reference_gradients(params, Xb, Yb, dtype))
+
+    @classmethod
+    def fresh(cls, spec: CaseSpec) -> "Case":
+        g = torch.Generator().manual_seed(spec.seed)
+        params = init_params(spec.vocab_size, n_embd=spec.n_embd, n_hidden=spec.n_hidden,
+                             block_size=spec.block_size, generator=g, dtype=spec.dtype)
+        params["W2"] = params["W2"] * spec.logit_scale
+        Xb = torch.randint(0, spec.vocab_size, (spec.batch_size, spec.block_size), generator=g)
+        Yb = torch.randint(0, spec.vocab_size, (spec.batch_size,), generator=g)
+        reference = reference_gradients(params, Xb, Yb, spec.dtype)
+        return cls(spec.describe(), params, Xb, Yb, reference, spec.random_upstream, spec.seed)
+
+    def upstream(self, name: str) -> torch.Tensor:
+        """The gradient fed in for ``name``: the loss's, or an arbitrary one of the same size."""
+        true = self.reference.grad(name)
+        if not self.random_upstream:
+            return true
+        g = torch.Generator().manual_seed(self.seed * 1009 + sum(map(ord, name)))
+        scale = true.abs().max().clamp_min(1e-3)
+        return torch.randn(true.shape, generator=g, dtype=true.dtype) * scale
+
+
+# ------------------------------------------------------------------------ the exercises
+@dataclass(frozen=True)
+class Trial:
+    """One call of a student function and the answer it must give."""
+
+    target: str  # e.g. "dprobs"
+    function: str  # e.g. "grad_probs"
+    args: tuple  # tensors (detached) or plain values, passed positionally
+    expected: torch.Tensor
+    batch_size: int
+    description: str
+    alternatives: dict[str, torch.Tensor] = field(default_factory=dict)
+    pick: str | None = None  # the key to take from a dict result (manual_backward)
+
+
+@dataclass(frozen=True)
+class AtomicExercise:
+    """Notebook 1: ``d<target> = grad_<target>(*args)``, one step of the chain rule."""
+
+    target: str
+    args: tuple[str, ...]
+
+    @property
+    def function(self) -> str:
+        return f"grad_{self.target}"
+
+    @property
+    def grade_id(self) -> str:
+        return f"test_d{self.target}"
+
+    def trial(self, case: Case) -> Trial:
+        values = case.reference.values
+        upstream = {arg: case.upstream(arg) for arg in self.args if arg.startswith("d")}
+        args = tuple(upstream[a] if a in upstream else values[a] for a in self.args)
+        truth = local_gradient(self.target, values, upstream)
+        alternatives = {}
+        if len(truth.branches) > 1:
+            for consumer, branch in truth.branches.items():
+                others = " and ".join(c for c in truth.branches if c != consumer)
+                alternatives[
+                    f"matches only the branch through {consumer}: {self.target} is also used by "
+                    f"{others}, so its gradient is the sum of both branches (+=)"
+                ] = branch
+        return Trial(f"d{self.target}", self.function, args, truth.total, case.batch_size,
+                     case.description, alternatives)
+
+
+# The lecture's order, loss → embedding. Arguments starting with "d" are upstream gradients.
+ATOMIC_EXERCISES = tuple(
+    AtomicExercise(target, args)
+    for target, args in (
+        ("logprobs", ("logprobs", "Yb")),
+        ("probs", ("probs", "dlogprobs")),
+        ("counts_sum_inv", ("counts", "dprobs")),
+        ("counts_sum", ("counts_sum", "dcounts_sum_inv")),
+        ("counts", ("counts_sum_inv", "dprobs", "dcounts_sum")),
+        ("norm_logits", ("counts", "dcounts")),
+        ("logit_maxes", ("dnorm_logits",)),
+        ("logits", ("logits", "dnorm_logits", "dlogit_maxes")),
+        ("h", ("W2", "dlogits")),
+        ("W2", ("h", "dlogits")),
+        ("b2", ("dlogits",)),
+        ("hpreact", ("hpreact", "h", "dh")),
+        ("bngain", ("bnraw", "dhpreact")),
+        ("bnbias", ("dhpreact",)),
+        ("bnraw", ("bngain", "dhpreact")),
+        ("bnvar_inv", ("bndiff", "dbnraw")),
+        ("bnvar", ("bnvar", "dbnvar_inv")),
+        ("bndiff2", ("bndiff2", "dbnvar")),
+        ("bndiff", ("bndiff", "bnvar_inv", "dbnraw", "dbndiff2")),
+        ("bnmeani", ("dbndiff",)),
+        ("hprebn", ("hprebn", "dbndiff", "dbnmeani")),
+        ("embcat", ("W1", "dhprebn")),
+        ("W1", ("embcat", "dhprebn")),
+        ("b1", ("dhprebn",)),
+        ("emb", ("emb", "dembcat")),
+        ("C", ("C", "Xb", "demb")),
+    )
+)
+ATOMIC_BY_TARGET = {exercise.target: exercise for exercise in ATOMIC_EXERCISES}
+assert all(len(consumers(e.target)) or e.target in PARAM_NAMES for e in ATOMIC_EXERCISES)
+
+
+@dataclass(frozen=True)
+class CrossEntropyExercise:
+    """Notebook 2: ``dlogits = cross_entropy_backward(logits, Yb)`` in one expression."""
+
+    function = "cross_entropy_backward"
+    grade_id = "test_dlogits"
+
+    def trial(self, case: Case) -> Trial:
+        values = case.reference.values
+        with torch.enable_grad():
+            logits = values["logits"].detach().requires_grad_()
+            (expected,) = torch.autograd.grad(F.cross_entropy(logits, case.Yb), logits)
+        return Trial("dlogits", self.function, (values["logits"], case.Yb), expected,
+                     case.batch_size, case.description)
+
+
+@dataclass(frozen=True)
+class BatchnormExercise:
+    """Notebook 3: ``dhprebn = batchnorm_backward(dhpreact, bngain, bnraw, bnvar_inv)``."""
+
+    function = "batchnorm_backward"
+    grade_id = "test_dhprebn"
+
+    def trial(self, case: Case) -> Trial:
+        values = case.reference.values
+        dhpreact = case.upstream("dhpreact")
+        expected = _batchnorm_vjp(values["hprebn"], values["bngain"], dhpreact, unbiased=True)
+        biased = _batchnorm_vjp(values["hprebn"], values["bngain"], dhpreact, unbiased=False)
+        advice = ("matches the gradient of a batchnorm that divides the variance by n: the "
+                  "forward pass uses Bessel's correction, 1/(n − 1)")
+        args = (dhpreact, values["bngain"], values["bnraw"], values["bnvar_inv"])
+        return Trial("dhprebn", self.function, args, expected, case.batch_size,
+                     case.description, {advice: biased})
+
+
+def _batchnorm_vjp(hprebn, bngain, dhpreact, *, unbiased: bool) -> torch.Tensor:
+    with torch.enable_grad():
+        x = hprebn.detach().requires_grad_()
+        mean, var = x.mean(0, keepdim=True), x.var(0, keepdim=True, unbiased=unbiased)
+        hpreact = bngain * (x - mean) * (var + BN_EPS) ** -0.5
+        (grad,) = torch.autograd.grad(hpreact, x, grad_outputs=dhpreact)
+    return grad
+
+
+@dataclass(frozen=True)
+class ManualBackwardExercise:
+    """Notebook 4: ``grads = manual_backward(params, cache, Xb, Yb)``, graded per parameter."""
+
+    parameter: str
+    function = "manual_backward"
+
+    @property
+    def grade_id(self) -> str:
+        return f"test_d{self.parameter}"
+
+    def trial(self, case: Case) -> Trial:
+        params = {k: v.detach() for k, v in case.params.items()}
+        _, cache = forward_fused(params, case.Xb, case.Yb)
+        return Trial(f"d{self.parameter}", self.function, (params, cache, case.Xb, case.Yb),
+                     case.reference.grad(self.parameter), case.batch_size, case.description,
+                     pick=self.parameter)
+
+
+MANUAL_BACKWARD_EXERCISES = tuple(ManualBackwardExercise(p) for p in PARAM_NAMES)
+
+
+# --------------------------------------------------------------------------- running them
+def call_student(function: Callable, trial: Trial):
+    """Call ``function`` on private copies of the inputs, without autograd."""
+    args = tuple(_private_copy(arg) for arg in trial.args)
+    with torch.no_grad():
+        result = function(*args)
+    if trial.pick is not None:
+        if not isinstance(result, dict):
+            raise TypeError(f"{trial.function} must return a dict of gradients keyed by parameter name, "
+                            f"got {type(result).__name__}")
+        return result.get(trial.pick)
+    return result
+
+
+def _private_copy(value):
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: _private_copy(v) for k, v in value.items()}
+    return value
+
+
+# --------------------------------------------------------------------- the course's layout
+ASSIGNMENT = "backprop_ninja"
+NOTEBOOKS = ("1_atomic_backprop", "2_fused_cross_entropy", "3_fused_batchnorm", "4_full_training")
+
+# For every notebook, its graded test cells (by nbgrader grade_id) and the exercise each
+# checks. The training test of notebook 4 is not a gradient: it has no entry here.
+GRADED_TESTS = {
+    "1_atomic_backprop": {exercise.grade_id: exercise for exercise in ATOMIC_EXERCISES},
+    "2_fused_cross_entropy": {"test_dlogits": CrossEntropyExercise()},
+    "3_fused_batchnorm": {"test_dhprebn": BatchnormExercise()},
+    "4_full_training": {exercise.grade_id: exercise for exercise in MANUAL_BACKWARD_EXERCISES},
+}

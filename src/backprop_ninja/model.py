@@ -1,0 +1,185 @@
+"""The makemore MLP: embedding → linear → batchnorm → tanh → linear → cross-entropy.
+
+The forward pass is written twice:
+
+* ``forward_exploded`` spells out every intermediate tensor of the lecture (exercise 1),
+  one small step at a time, so that each has a gradient of its own;
+* ``forward_fused`` uses ``F.cross_entropy`` and ``Tensor.var`` (exercises 2–4).
+
+Both compute the same loss. Parameters are plain dicts of tensors keyed by the lecture's names.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+PARAM_NAMES = ("C", "W1", "b1", "W2", "b2", "bngain", "bnbias")
+LECTURE_SEED = 2147483647
+BN_EPS = 1e-5
+
+
+def init_params(
+    vocab_size: int = 27,
+    *,
+    n_embd: int = 10,
+    n_hidden: int = 64,
+    block_size: int = 3,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> dict[str, torch.Tensor]:
+    """Parameters initialised as in the lecture, every draw from ``generator``.
+
+    The lecture draws ``bngain``/``bnbias`` from the global generator, so its loss differs
+    from run to run; here they come from the seeded generator too. The scales are the
+    lecture's: small but non-zero everywhere, so that a wrong gradient cannot hide behind a
+    zero. Pass your own generator to keep drawing minibatches from it, as the lecture does.
+    """
+    g = generator if generator is not None else torch.Generator().manual_seed(LECTURE_SEED)
+    fan_in = n_embd * block_size
+
+    def randn(*shape):
+        return torch.randn(shape, generator=g, dtype=dtype)
+
+    return {
+        "C": randn(vocab_size, n_embd),
+        "W1": randn(fan_in, n_hidden) * (5 / 3) / fan_in**0.5,
+        "b1": randn(n_hidden) * 0.1,
+        "W2": randn(n_hidden, vocab_size) * 0.1,
+        "b2": randn(vocab_size) * 0.1,
+        "bngain": randn(1, n_hidden) * 0.1 + 1.0,
+        "bnbias": randn(1, n_hidden) * 0.1,
+    }
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line of the exploded forward pass: ``name = compute(*inputs)``."""
+
+    name: str
+    compute: Callable[..., torch.Tensor]
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return tuple(inspect.signature(self.compute).parameters)
+
+
+# The lecture's exploded forward pass, in order. Each step's inputs are the names of its
+# lambda's parameters, so the graph (who consumes what) is read off this table.
+FORWARD_STEPS: tuple[Step, ...] = (
+    Step("emb", lambda C, Xb: C[Xb]),
+    Step("embcat", lambda emb: emb.view(emb.shape[0], -1)),
+    Step("hprebn", lambda embcat, W1, b1: embcat @ W1 + b1),
+    Step("bnmeani", lambda hprebn: 1 / hprebn.shape[0] * hprebn.sum(0, keepdim=True)),
+    Step("bndiff", lambda hprebn, bnmeani: hprebn - bnmeani),
+    Step("bndiff2", lambda bndiff: bndiff**2),
+    # Bessel's correction: the variance divides by n - 1, not n.
+    Step("bnvar", lambda bndiff2: 1 / (bndiff2.shape[0] - 1) * bndiff2.sum(0, keepdim=True)),
+    Step("bnvar_inv", lambda bnvar: (bnvar + BN_EPS) ** -0.5),
+    Step("bnraw", lambda bndiff, bnvar_inv: bndiff * bnvar_inv),
+    Step("hpreact", lambda bngain, bnraw, bnbias: bngain * bnraw + bnbias),
+    Step("h", lambda hpreact: torch.tanh(hpreact)),
+    Step("logits", lambda h, W2, b2: h @ W2 + b2),
+    Step("logit_maxes", lambda logits: logits.max(1, keepdim=True).values),
+    Step("norm_logits", lambda logits, logit_maxes: logits - logit_maxes),  # for stability
+    Step("counts", lambda norm_logits: norm_logits.exp()),
+    Step("counts_sum", lambda counts: counts.sum(1, keepdim=True)),
+    Step("counts_sum_inv", lambda counts_sum: counts_sum**-1),
+    Step("probs", lambda counts, counts_sum_inv: counts * counts_sum_inv),
+    Step("logprobs", lambda probs: probs.log()),
+    Step("loss", lambda logprobs, Yb: -logprobs[torch.arange(Yb.shape[0]), Yb].mean()),
+)
+STEPS_BY_NAME = {step.name: step for step in FORWARD_STEPS}
+INTERMEDIATE_NAMES = tuple(step.name for step in FORWARD_STEPS)
+
+
+def consumers(name: str) -> tuple[str, ...]:
+    """The intermediates computed directly from ``name`` (two of them means two branches)."""
+    return tuple(step.name for step in FORWARD_STEPS if name in step.inputs)
+
+
+def forward_exploded(
+    params: dict[str, torch.Tensor],
+    Xb: torch.Tensor,
+    Yb: torch.Tensor,
+    *,
+    retain_grad: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Every tensor of the exploded forward pass (inputs, parameters and intermediates) by name.
+
+    With ``retain_grad`` every intermediate keeps its ``.grad`` after ``loss.backward()``.
+    """
+    values: dict[str, torch.Tensor] = {**params, "Xb": Xb, "Yb": Yb}
+    for step in FORWARD_STEPS:
+        value = step.compute(*(values[name] for name in step.inputs))
+        if retain_grad and value.requires_grad:
+            value.retain_grad()
+        values[step.name] = value
+    return values
+
+
+def forward_fused(params: dict[str, torch.Tensor], Xb: torch.Tensor, Yb: torch.Tensor):
+    """The compact forward pass of exercises 2–4: returns ``(loss, cache)``.
+
+    ``cache`` holds what the manual backward pass needs: emb, embcat, hprebn, bnraw,
+    bnvar_inv, hpreact, h and logits.
+    """
+    emb = params["C"][Xb]
+    embcat = emb.view(emb.shape[0], -1)
+    hprebn = embcat @ params["W1"] + params["b1"]
+    bnmean = hprebn.mean(0, keepdim=True)
+    bnvar = hprebn.var(0, keepdim=True, unbiased=True)
+    bnvar_inv = (bnvar + BN_EPS) ** -0.5
+    bnraw = (hprebn - bnmean) * bnvar_inv
+    hpreact = params["bngain"] * bnraw + params["bnbias"]
+    h = torch.tanh(hpreact)
+    logits = h @ params["W2"] + params["b2"]
+    loss = F.cross_entropy(logits, Yb)
+    cache = dict(emb=emb, embcat=embcat, hprebn=hprebn, bnraw=bnraw, bnvar_inv=bnvar_inv,
+                 hpreact=hpreact, h=h, logits=logits)
+    return loss, cache
+
+
+@torch.no_grad()
+def calibrate_batchnorm(params: dict[str, torch.Tensor], X: torch.Tensor):
+    """Batchnorm mean and (unbiased) variance over the whole of ``X``, for use at test time."""
+    emb = params["C"][X]
+    hprebn = emb.view(emb.shape[0], -1) @ params["W1"] + params["b1"]
+    return hprebn.mean(0, keepdim=True), hprebn.var(0, keepdim=True, unbiased=True)
+
+
+@torch.no_grad()
+def logits_at_test_time(params, bnstats, X: torch.Tensor) -> torch.Tensor:
+    """Logits with batchnorm using the calibrated statistics ``bnstats`` instead of the batch's."""
+    bnmean, bnvar = bnstats
+    emb = params["C"][X]
+    hprebn = emb.view(emb.shape[0], -1) @ params["W1"] + params["b1"]
+    hpreact = params["bngain"] * (hprebn - bnmean) * (bnvar + BN_EPS) ** -0.5 + params["bnbias"]
+    return torch.tanh(hpreact) @ params["W2"] + params["b2"]
+
+
+def split_loss(params, bnstats, X: torch.Tensor, Y: torch.Tensor) -> float:
+    """Mean cross-entropy of the calibrated model on a whole split."""
+    return F.cross_entropy(logits_at_test_time(params, bnstats, X), Y).item()
+
+
+def sample_names(params, bnstats, vocab, count: int = 20, *, block_size: int = 3,
+                 generator: torch.Generator | None = None, max_length: int = 50) -> list[str]:
+    """Names drawn from the model, one character at a time, until it emits ``.``."""
+    g = generator if generator is not None else torch.Generator().manual_seed(LECTURE_SEED + 10)
+    names = []
+    for _ in range(count):
+        context, out = [0] * block_size, []
+        for _ in range(max_length):
+            logits = logits_at_test_time(params, bnstats, torch.tensor([context]))
+            index = torch.multinomial(F.softmax(logits, dim=1), 1, generator=g).item()
+            if index == 0:
+                break
+            out.append(index)
+            context = context[1:] + [index]
+        names.append(vocab.decode(out))
+    return names
