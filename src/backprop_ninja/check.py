@@ -38,7 +38,7 @@ class Tolerance:
 
 TOLERANCES = {
     torch.float64: Tolerance(rtol=1e-9, scaled=1e-10, floor=1e-13),
-    torch.float32: Tolerance(rtol=1e-4, scaled=1e-5, floor=1e-7),
+    torch.float32: Tolerance(rtol=1e-4, scaled=1e-5, floor=1e-8),
 }
 
 

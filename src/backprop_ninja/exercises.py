@@ -221,9 +221,15 @@ class BatchnormExercise:
 
 
 def _batchnorm_vjp(hprebn, bngain, dhpreact, *, unbiased: bool) -> torch.Tensor:
+    """dhprebn by autograd. ``unbiased=False`` keeps the forward values (Bessel's n − 1) but
+    differentiates the variance as if it divided by n: the gradient a student gets who writes
+    n where the forward pass has n − 1."""
     with torch.enable_grad():
         x = hprebn.detach().requires_grad_()
-        mean, var = x.mean(0, keepdim=True), x.var(0, keepdim=True, unbiased=unbiased)
+        mean, var = x.mean(0, keepdim=True), x.var(0, keepdim=True, unbiased=True)
+        if not unbiased:
+            biased = x.var(0, keepdim=True, unbiased=False)
+            var = var.detach() + (biased - biased.detach())
         hpreact = bngain * (x - mean) * (var + BN_EPS) ** -0.5
         (grad,) = torch.autograd.grad(hpreact, x, grad_outputs=dhpreact)
     return grad
