@@ -7,11 +7,13 @@ A visible test runs the student's function on the notebook's own batch; the hidd
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Iterable
 
 import torch
 
 from .check import CheckResult, check
+from .data import load_splits
 from .exercises import (
     ATOMIC_BY_TARGET,
     HIDDEN_SHAPES,
@@ -23,12 +25,16 @@ from .exercises import (
     Trial,
     call_student,
 )
+from .model import LECTURE_SEED, calibrate_batchnorm, init_params, split_loss
+from .training import train
 
 # Captured when this module is imported, before any student cell runs, so that a student
 # cell that reassigns these names in torch or in this package does not reach the tests.
 _check = check
 _call_student = call_student
 _fresh_case = Case.fresh
+_train = train
+_load_splits = load_splits
 
 ATOMIC = ATOMIC_BY_TARGET
 CROSS_ENTROPY = CrossEntropyExercise()
@@ -121,3 +127,88 @@ def stage_report(targets: Iterable[str], namespace: dict, case: Case) -> list[Ch
     passed = sum(r.ok for r in results)
     print(f"{passed}/{len(results)} correct")
     return results
+
+
+def chain_report(grads: dict[str, torch.Tensor], case: Case) -> list[CheckResult]:
+    """The lecture's table for a whole manual backward pass: ``grads`` maps "d<name>" to a
+    gradient computed from the student's own upstream gradients, so here a mistake carries
+    on into everything below it."""
+    results = []
+    for target in ATOMIC:
+        name = "d" + target
+        result = (_check(name, grads[name], case.reference.grad(name), batch_size=case.batch_size)
+                  if name in grads else
+                  CheckResult(name, False, False, False, float("nan"), "missing", "not computed", ""))
+        print(result)
+        results.append(result)
+    print(f"{sum(r.ok for r in results)}/{len(results)} correct")
+    return results
+
+
+# ------------------------------------------------------------------ notebook 4's training test
+# A fresh model (n_hidden 200, the lecture's seed) trained for TRAINING_STEPS minibatches on
+# the real training set must reach a calibrated validation loss of at most TRAINING_BOUND.
+# Measured with the reference backward pass: 2.369 (about 1 s on one core); zero gradients
+# leave it at 3.686 and a flipped sign drives it past 10,000. The bound leaves room for the
+# rounding differences of any correct formula.
+TRAINING_STEPS = 2000
+TRAINING_BOUND = 2.45
+
+
+def test_training(backward: Callable, *, steps: int = TRAINING_STEPS,
+                  bound: float = TRAINING_BOUND, n_hidden: int = 200,
+                  seed: int = LECTURE_SEED) -> float:
+    """Train a fresh model with ``backward`` only; its validation loss must fall to ``bound``.
+
+    Returns the calibrated validation loss; raises ``GradeFailure`` saying what went wrong.
+    """
+    splits = _load_splits()
+    g = torch.Generator().manual_seed(seed)
+    params = init_params(len(splits.vocab), n_hidden=n_hidden, generator=g)
+
+    def val_loss() -> float:
+        return split_loss(params, calibrate_batchnorm(params, splits.Xtr), splits.Xdev, splits.Ydev)
+
+    initial = val_loss()
+    name = getattr(backward, "__name__", "the backward function")
+
+    def checked_backward(params, cache, Xb, Yb):
+        grads = backward(params, cache, Xb, Yb)
+        if not isinstance(grads, dict):
+            raise GradeFailure(f"{name} must return a dict of gradients keyed by parameter "
+                               f"name, got {type(grads).__name__}")
+        for key, value in params.items():
+            got = grads.get(key)
+            if not isinstance(got, torch.Tensor) or got.shape != value.shape:
+                what = "nothing" if got is None else (
+                    f"shape {tuple(got.shape)}" if isinstance(got, torch.Tensor) else type(got).__name__)
+                raise GradeFailure(f"{name}'s result has {what} for {key!r}, expected a "
+                                   f"gradient of shape {tuple(value.shape)}")
+        return grads
+
+    try:
+        _train(params, splits.Xtr, splits.Ytr, checked_backward, steps=steps, generator=g,
+               progress=False)
+    except GradeFailure:
+        raise
+    except NotImplementedError:
+        raise GradeFailure(f"{name} is not implemented yet") from None
+    except Exception as error:  # the student's function raised, or returned unusable gradients
+        raise GradeFailure(f"training with {name} raised {type(error).__name__}: {error}") from None
+    final = val_loss()
+    where = f"after {steps} training steps the validation loss is {final:.4g}"
+    if not math.isfinite(final):
+        raise GradeFailure(f"{where}: training diverged — a gradient with the wrong sign or "
+                           f"far too large?")
+    if final > initial:
+        raise GradeFailure(f"{where}, up from {initial:.4g} at initialisation: the loss rose, "
+                           f"so some gradient points the wrong way (a flipped sign?)")
+    if final > initial - 0.05:
+        raise GradeFailure(f"{where}, {initial:.4g} at initialisation: the model barely "
+                           f"learned — are the gradients (nearly) zero?")
+    if final > bound:
+        raise GradeFailure(f"{where}, above the bound {bound}: it learns, but too slowly — "
+                           f"is a gradient too small or missing a term?")
+    print(f"✅ training: validation loss {initial:.4f} → {final:.4f} after {steps} steps "
+          f"(bound {bound})")
+    return final

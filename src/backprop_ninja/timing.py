@@ -1,0 +1,126 @@
+"""How much faster is a hand-written backward pass? Small timing helpers for the notebooks.
+
+Each comparison times two zero-argument functions the same way (best of several rounds, so
+that a busy machine slows neither side more than the other) and reports the ratio. The
+numbers depend on the machine; the notebooks print them but never test them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .model import FORWARD_STEPS, PARAM_NAMES, forward_fused
+
+
+def seconds_per_call(fn: Callable[[], object], *, rounds: int = 5, min_round_seconds: float = 0.05) -> float:
+    """The best, over ``rounds``, of the mean time of one call of ``fn``.
+
+    Each round repeats ``fn`` enough times to last about ``min_round_seconds``, so that the
+    clock's resolution does not matter for fast functions.
+    """
+    fn()  # warm up (first-call allocations, lazy initialisation)
+    start = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - start, 1e-7)
+    number = max(1, int(min_round_seconds / once))
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        best = min(best, (time.perf_counter() - start) / number)
+    return best
+
+
+@dataclass(frozen=True)
+class SpeedComparison:
+    """Seconds per call of two ways of computing the same thing, and their ratio."""
+
+    fast_name: str
+    fast_seconds: float
+    slow_name: str
+    slow_seconds: float
+
+    @property
+    def speedup(self) -> float:
+        return self.slow_seconds / self.fast_seconds
+
+    def __str__(self) -> str:
+        width = max(len(self.fast_name), len(self.slow_name))
+        return (f"{self.slow_name:{width}s}: {self.slow_seconds * 1e6:9.1f} µs per call\n"
+                f"{self.fast_name:{width}s}: {self.fast_seconds * 1e6:9.1f} µs per call\n"
+                f"speedup: {self.speedup:.1f}×")
+
+
+def compare_speed(fast: Callable[[], object], slow: Callable[[], object], *,
+                  fast_name: str, slow_name: str, rounds: int = 5) -> SpeedComparison:
+    """Time ``fast`` and ``slow`` alike and return the comparison (print it to see it)."""
+    return SpeedComparison(fast_name, seconds_per_call(fast, rounds=rounds),
+                           slow_name, seconds_per_call(slow, rounds=rounds))
+
+
+# ------------------------------------------------------------- the atomic chain, by autograd
+def run_steps(values: dict[str, torch.Tensor], first: str, last: str) -> dict[str, torch.Tensor]:
+    """Run the exploded forward pass from step ``first`` to step ``last`` (both included).
+
+    ``values`` must hold every input those steps read; the result holds them and every
+    intermediate computed.
+    """
+    names = [step.name for step in FORWARD_STEPS]
+    values = dict(values)
+    for step in FORWARD_STEPS[names.index(first): names.index(last) + 1]:
+        values[step.name] = step.compute(*(values[name] for name in step.inputs))
+    return values
+
+
+def autograd_chain(values: dict[str, torch.Tensor], wrt: str, first: str, last: str,
+                   grad_output: torch.Tensor | None = None) -> Callable[[], torch.Tensor]:
+    """A function that backpropagates, with autograd, from ``last`` to ``wrt`` through the
+    exploded steps ``first`` … ``last``.
+
+    The steps run once, here, to build the graph; the returned function only runs the
+    backward pass (one small kernel per atomic step, as in notebook 1), so timing it times
+    the atomic chain. ``grad_output`` is the gradient arriving at ``last`` (1 for the loss).
+    """
+    with torch.enable_grad():
+        x = values[wrt].detach().requires_grad_()
+        out = run_steps({**values, wrt: x}, first, last)[last]
+    grad_output = torch.ones_like(out) if grad_output is None else grad_output
+
+    def backward() -> torch.Tensor:
+        (grad,) = torch.autograd.grad(out, x, grad_outputs=grad_output, retain_graph=True)
+        return grad
+
+    return backward
+
+
+# ----------------------------------------------------------------- a whole training step
+def training_step_speed(params: dict[str, torch.Tensor], Xb: torch.Tensor, Yb: torch.Tensor,
+                        manual_backward: Callable, *, rounds: int = 5) -> SpeedComparison:
+    """Forward + backward of one minibatch: ``manual_backward`` against ``loss.backward()``.
+
+    Both sides run the same fused forward pass; the manual side runs it under
+    ``torch.no_grad()`` (no graph to record), the autograd side records the graph and calls
+    ``loss.backward()``. Neither side updates the parameters.
+    """
+    leaves = {name: params[name].detach().clone().requires_grad_() for name in PARAM_NAMES}
+    frozen = {name: params[name].detach().clone() for name in PARAM_NAMES}
+
+    @torch.enable_grad()
+    def with_autograd():
+        for p in leaves.values():
+            p.grad = None
+        loss, _ = forward_fused(leaves, Xb, Yb)
+        loss.backward()
+
+    @torch.no_grad()
+    def by_hand():
+        _, cache = forward_fused(frozen, Xb, Yb)
+        return manual_backward(frozen, cache, Xb, Yb)
+
+    return compare_speed(by_hand, with_autograd, fast_name="manual backward (no autograd)",
+                         slow_name="loss.backward() (autograd)", rounds=rounds)
