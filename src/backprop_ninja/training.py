@@ -1,9 +1,23 @@
-"""Training the MLP with a manual backward pass (no autograd), as in exercise 4."""
+"""Training the MLP with a manual backward pass (no autograd), as in exercise 4.
+
+The loop does what the lecture's loop does — draw a minibatch, forward, manual backward,
+SGD step — but arranged for speed on a CPU, where a step is ~50 small tensor operations and
+their fixed overhead, not arithmetic, is what costs time (see bench/ and the README's
+performance section for the measurements behind each choice):
+
+* one thread: every tensor here is tiny, and waking a second thread for each operation costs
+  more than it saves (a step is several times slower with two threads on a 2-core machine);
+* minibatch indices drawn ``CHUNK_STEPS`` steps at a time — the same numbers, in the same
+  order, as one ``torch.randint`` per step, so a generator gives the lecture's minibatches;
+* the SGD update as one ``torch._foreach_add_`` instead of seven multiply-and-subtract pairs;
+* losses kept as tensors and turned into Python floats once per chunk, not once per step.
+"""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -12,6 +26,13 @@ from .model import PARAM_NAMES, forward_fused
 
 # manual_backward(params, cache, Xb, Yb) -> {parameter name: gradient}
 Backward = Callable[[dict, dict, torch.Tensor, torch.Tensor], dict]
+
+# Steps whose minibatches are drawn (and whose losses are collected) in one go. Large enough
+# to make the per-chunk work negligible, small enough to keep the indices in a few hundred KB
+# and to refresh the progress bar a few times a second.
+CHUNK_STEPS = 1000
+# Threads for the tensor operations while training; None keeps torch's current setting.
+TRAINING_THREADS = 1
 
 
 def lecture_learning_rate(step: int) -> float:
@@ -26,6 +47,33 @@ class TrainingRun:
     losses: list[float] = field(default_factory=list)
 
 
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run the block with ``count`` intra-op threads, then restore the previous setting."""
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if count is not None:
+            torch.set_num_threads(previous)
+
+
+def minibatch_chunks(Xtr: torch.Tensor, Ytr: torch.Tensor, *, steps: int, batch_size: int,
+                     generator: torch.Generator, chunk_steps: int = CHUNK_STEPS):
+    """Per chunk of steps: the list of that chunk's ``(Xb, Yb)`` minibatches.
+
+    Drawing ``k·batch_size`` indices at once yields exactly the numbers that ``k`` calls of
+    ``torch.randint(0, len(Xtr), (batch_size,), generator=generator)`` would, and leaves the
+    generator in the same state (tests/test_training.py checks both).
+    """
+    for start in range(0, steps, chunk_steps):
+        count = min(chunk_steps, steps - start)
+        ix = torch.randint(0, Xtr.shape[0], (count, batch_size), generator=generator)
+        yield list(zip(Xtr[ix].unbind(0), Ytr[ix].unbind(0)))
+
+
 @torch.no_grad()
 def train(
     params: dict[str, torch.Tensor],
@@ -38,23 +86,31 @@ def train(
     learning_rate: Callable[[int], float] = lecture_learning_rate,
     generator: torch.Generator | None = None,
     progress: bool = True,
+    threads: int | None = TRAINING_THREADS,
 ) -> TrainingRun:
     """SGD on ``params`` (updated in place) with gradients from ``backward`` only.
 
-    Runs under ``torch.no_grad()``: autograd could not help even if it were asked to.
+    Runs under ``torch.no_grad()``: autograd could not help even if it were asked to. The
+    same generator state gives the same minibatches, hence the same losses, on every run.
+    ``threads`` is the number of torch threads used while training (restored afterwards).
     """
     g = generator if generator is not None else torch.Generator().manual_seed(42)
+    tensors = [params[name] for name in PARAM_NAMES]  # updated in place, in this order
     run = TrainingRun()
-    bar = tqdm(range(steps), disable=not progress, mininterval=0.5, desc="training")
-    for step in bar:
-        ix = torch.randint(0, Xtr.shape[0], (batch_size,), generator=g)
-        Xb, Yb = Xtr[ix], Ytr[ix]
-        loss, cache = forward_fused(params, Xb, Yb)
-        grads = backward(params, cache, Xb, Yb)
-        lr = learning_rate(step)
-        for name in PARAM_NAMES:
-            params[name] -= lr * grads[name]
-        run.losses.append(loss.item())
-        if step % 1000 == 0:
-            bar.set_postfix(loss=f"{run.losses[-1]:.4f}")
+    step = 0
+    with torch_threads(threads), tqdm(total=steps, disable=not progress, desc="training",
+                                      mininterval=0.5) as bar:
+        for batches in minibatch_chunks(Xtr, Ytr, steps=steps, batch_size=batch_size, generator=g):
+            losses = []
+            for Xb, Yb in batches:
+                loss, cache = forward_fused(params, Xb, Yb)
+                grads = backward(params, cache, Xb, Yb)
+                # p += -lr * grad for all seven parameters in one call.
+                torch._foreach_add_(tensors, [grads[name] for name in PARAM_NAMES],
+                                    alpha=-learning_rate(step))
+                losses.append(loss)
+                step += 1
+            run.losses.extend(torch.stack(losses).tolist())
+            bar.update(len(batches))
+            bar.set_postfix(loss=f"{sum(run.losses[-len(batches):]) / len(batches):.4f}")
     return run
