@@ -26,10 +26,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install --quiet -e .
 	touch $@
 
-data: $(NAMES) ## Put data/names.txt in place (copied from ../shared or downloaded, sha256-checked)
-
-$(NAMES): | $(STAMP)
-	$(PYTHON) -m backprop_ninja.data --dest $(NAMES) --local-copy $(SHARED_NAMES)
+data: setup ## Put data/names.txt in place (copied from ../shared or downloaded, sha256-checked)
+	@$(PYTHON) -m backprop_ninja.data --dest $(NAMES) --local-copy $(SHARED_NAMES)
 
 lab: setup data ## Open the student notebooks in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/$(ASSIGNMENT)
