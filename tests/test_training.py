@@ -12,10 +12,14 @@ from backprop_ninja.model import PARAM_NAMES, forward_fused
 
 
 def autograd_backward(params, cache, Xb, Yb):
-    """The true gradients, with ``manual_backward``'s signature (cache unused)."""
-    with torch.enable_grad():
-        leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
-        loss, _ = forward_fused(leaves, Xb, Yb)
+    """The true gradients, with ``manual_backward``'s signature (cache unused).
+
+    ``train`` runs in inference mode, whose tensors autograd cannot use: leave it and
+    work on copies.
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        leaves = {k: v.clone().requires_grad_() for k, v in params.items()}
+        loss, _ = forward_fused(leaves, Xb.clone(), Yb.clone())
         grads = torch.autograd.grad(loss, [leaves[k] for k in PARAM_NAMES])
     return dict(zip(PARAM_NAMES, grads))
 
@@ -110,6 +114,7 @@ def test_train_updates_the_callers_tensors_in_place_and_calls_the_schedule_per_s
     assert asked == [0, 1, 2, 3, 4]
     for name, (tensor, old) in before.items():
         assert params[name] is tensor, name
+        assert not tensor.is_inference(), name  # still usable with autograd afterwards
         # b1's gradient is zero: batchnorm subtracts the batch mean right after it.
         assert torch.equal(tensor, old) == (name == "b1"), name
 

@@ -5,6 +5,8 @@ SGD step — but arranged for speed on a CPU, where a step is ~50 small tensor o
 their fixed overhead, not arithmetic, is what costs time (see bench/ and the README's
 performance section for the measurements behind each choice):
 
+* ``torch.inference_mode()`` rather than ``torch.no_grad()``: no autograd bookkeeping
+  (version counters, view tracking) on any tensor made in the loop, ~25 µs a step;
 * one thread: every tensor here is tiny, and waking a second thread for each operation costs
   more than it saves (a step is several times slower with two threads on a 2-core machine);
 * minibatch indices drawn ``CHUNK_STEPS`` steps at a time — the same numbers, in the same
@@ -74,7 +76,7 @@ def minibatch_chunks(Xtr: torch.Tensor, Ytr: torch.Tensor, *, steps: int, batch_
         yield list(zip(Xtr[ix].unbind(0), Ytr[ix].unbind(0)))
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def train(
     params: dict[str, torch.Tensor],
     Xtr: torch.Tensor,
@@ -90,7 +92,8 @@ def train(
 ) -> TrainingRun:
     """SGD on ``params`` (updated in place) with gradients from ``backward`` only.
 
-    Runs under ``torch.no_grad()``: autograd could not help even if it were asked to. The
+    Runs under ``torch.inference_mode()``: autograd could not help even if it were asked
+    to, and the tensors ``backward`` receives (cache, minibatch) are inference tensors. The
     same generator state gives the same minibatches, hence the same losses, on every run.
     ``threads`` is the number of torch threads used while training (restored afterwards).
     """

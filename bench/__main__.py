@@ -1,0 +1,92 @@
+"""``python -m bench``: run every figure, print the table, write it as JSON.
+
+    python -m bench                  # the real figures (a few minutes), bench/results.json
+    python -m bench --quick --out X  # tiny settings, for CI: checks the bench runs, not speed
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from backprop_ninja.data import load_splits
+
+from . import figures
+from .report import Row, header, load_average, table, write_json
+from .solutions import SOLUTIONS_DIR, load_solution
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+@dataclass(frozen=True)
+class Settings:
+    training_steps: int  # steps per timed training run (figures 1, 2)
+    training_repeats: int
+    full_run_steps: int  # the lecture's whole training (figure 1a–c)
+    fused_calls: int  # calls per timed round (figures 3, 4)
+    fused_repeats: int
+
+
+FULL = Settings(training_steps=2000, training_repeats=5, full_run_steps=figures.LECTURE_STEPS,
+                fused_calls=2000, fused_repeats=7)
+QUICK = Settings(training_steps=20, training_repeats=2, full_run_steps=200,
+                 fused_calls=10, fused_repeats=2)
+
+
+def run(settings: Settings, *, solutions: Path, progress: bool) -> list[Row]:
+    splits = load_splits()
+    atomic = load_solution("1_atomic_backprop", solutions)
+    cross_entropy = load_solution("2_fused_cross_entropy", solutions)["cross_entropy_backward"]
+    batchnorm = load_solution("3_fused_batchnorm", solutions)["batchnorm_backward"]
+    manual_backward = load_solution("4_full_training", solutions)["manual_backward"]
+
+    rows = figures.training_loops(splits, manual_backward, steps=settings.training_steps,
+                                  repeats=settings.training_repeats)
+    rows += figures.full_run(splits, manual_backward, steps=settings.full_run_steps,
+                             progress=progress)
+    rows += figures.fused_versus_atomic(splits, atomic, cross_entropy, batchnorm,
+                                        calls=settings.fused_calls, repeats=settings.fused_repeats)
+    rows += autograde_rows()
+    if settings is QUICK:  # too small for any target to mean anything
+        for row in rows:
+            row.target_applies = False
+    return rows
+
+
+def autograde_rows() -> list[Row]:
+    why = "not measured: the grading pipeline has no entry point to time yet"
+    return [Row("5", "autograde s per 4-notebook submission, sequential", None, "s", None, why),
+            Row("5'", "autograde throughput: 2 workers / 1 worker", None, "×", None, why)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny settings: checks that every figure runs (seconds, not minutes)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where to write the JSON (default bench/results.json; "
+                             "--quick writes none unless given)")
+    parser.add_argument("--solutions", type=Path, default=SOLUTIONS_DIR,
+                        help="the directory of the solution notebooks to time")
+    args = parser.parse_args(argv)
+    settings = QUICK if args.quick else FULL
+    out = args.out if args.out is not None else (None if args.quick else RESULTS)
+
+    load_before = load_average()
+    began = time.perf_counter()
+    rows = run(settings, solutions=args.solutions, progress=sys.stderr.isatty())
+    info = header(quick=args.quick, load_before=load_before, load_after=load_average(),
+                  settings={**asdict(settings), "bench_seconds": round(time.perf_counter() - began, 1)})
+    print(table(rows, info))
+    if out is not None:
+        write_json(out, rows, info)
+        print(f"\nwritten to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

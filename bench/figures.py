@@ -1,0 +1,221 @@
+"""The bench's figures. Each function measures one comparison and returns rows of the table.
+
+All course-side code runs with the training thread count (``TRAINING_THREADS``); the
+lecture's loop runs with torch's default, as it does in the lecture, and once more with the
+training thread count so that the table shows how much of the difference threads explain.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from backprop_ninja import model
+from backprop_ninja.data import Splits
+from backprop_ninja.exercises import ATOMIC_BY_TARGET
+from backprop_ninja.reference import reference_gradients
+from backprop_ninja.training import TRAINING_THREADS, torch_threads, train
+
+from .autograd_loop import autograd_train
+from .lecture import lecture_training_loop
+from .report import Row, Target
+from .timing import interleaved_seconds, median
+
+N_HIDDEN = 200  # the lecture's exercise-4 model
+BATCH_SIZE = 32
+LECTURE_STEPS = 200_000
+FINAL_TRAIN_BOUND = 2.08
+FINAL_VAL_BOUND = 2.12
+
+
+def copy_params(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: value.clone() for name, value in params.items()}
+
+
+@dataclass(frozen=True)
+class Start:
+    """The lecture's starting point: its initial parameters and the generator state after
+    drawing them (the lecture keeps drawing minibatches from the same generator)."""
+
+    params: dict[str, torch.Tensor]
+    generator_state: torch.Tensor
+
+    @classmethod
+    def lecture(cls, vocab_size: int) -> "Start":
+        g = torch.Generator().manual_seed(model.LECTURE_SEED)
+        params = model.init_params(vocab_size, n_hidden=N_HIDDEN, generator=g)
+        return cls(params, g.get_state())
+
+    def generator(self) -> torch.Generator:
+        g = torch.Generator()
+        g.set_state(self.generator_state)
+        return g
+
+
+# ------------------------------------------------------------------ figures 1 and 2: training
+def training_loops(splits: Splits, manual_backward: Callable, *, steps: int,
+                   repeats: int) -> list[Row]:
+    """µs per training step of four loops over the same minibatches, taking turns.
+
+    Figure 1: the course's loop (``train`` + the solution's ``manual_backward``) against the
+    lecture's exercise-4 loop. Figure 2: the same course loop against itself with
+    ``loss.backward()`` instead of ``manual_backward``.
+    """
+    start = Start.lecture(len(splits.vocab))
+    Xtr, Ytr = splits.Xtr, splits.Ytr
+    losses: dict[str, list[float]] = {}
+
+    def course():
+        losses["course"] = train(copy_params(start.params), Xtr, Ytr, manual_backward,
+                                 steps=steps, batch_size=BATCH_SIZE,
+                                 generator=start.generator(), progress=False).losses
+
+    def autograd():
+        losses["autograd"] = autograd_train(copy_params(start.params), Xtr, Ytr, steps=steps,
+                                            batch_size=BATCH_SIZE, generator=start.generator())
+
+    def course_default_threads():
+        train(copy_params(start.params), Xtr, Ytr, manual_backward, steps=steps,
+              batch_size=BATCH_SIZE, generator=start.generator(), progress=False, threads=None)
+
+    def lecture():
+        losses["lecture"] = lecture_training_loop(start.params, Xtr, Ytr, max_steps=steps,
+                                                  batch_size=BATCH_SIZE,
+                                                  generator=start.generator())
+
+    def lecture_training_threads():
+        with torch_threads(TRAINING_THREADS):
+            lecture_training_loop(start.params, Xtr, Ytr, max_steps=steps,
+                                  batch_size=BATCH_SIZE, generator=start.generator())
+
+    seconds = interleaved_seconds(
+        {"course": course, "lecture": lecture, "lecture_training_threads": lecture_training_threads,
+         "autograd": autograd, "course_default_threads": course_default_threads},
+        repeats=repeats)
+    us = {name: median(values) / steps * 1e6 for name, values in seconds.items()}
+
+    def max_difference(a: str, b: str) -> float:
+        return max(abs(x - y) for x, y in zip(losses[a], losses[b], strict=True))
+
+    same = (f"same minibatches; losses differ by ≤ {max_difference('course', 'lecture'):.1e} "
+            f"over {steps} steps")
+    threads = torch.get_num_threads()
+    training = Row(
+        "1", "training µs/step: course loop / lecture's ex-4 loop",
+        us["course"] / us["lecture"], "×", Target(0.15, at_most=True),
+        f"course {us['course']:.0f} µs ({TRAINING_THREADS} thread) vs lecture {us['lecture']:.0f} µs "
+        f"({threads} threads); {same}",
+        {"course_us_per_step": us["course"], "lecture_us_per_step": us["lecture"],
+         "lecture_threads": threads, "course_threads": TRAINING_THREADS, "steps": steps,
+         "repeats": repeats, "max_loss_difference": max_difference("course", "lecture"),
+         "seconds": seconds})
+    context = Row(
+        "1'", f"  the same, lecture's loop also on {TRAINING_THREADS} thread",
+        us["course"] / us["lecture_training_threads"], "×", None,
+        f"lecture {us['lecture_training_threads']:.0f} µs/step on {TRAINING_THREADS} thread "
+        f"(how much of figure 1 is the thread count alone)",
+        {"lecture_us_per_step": us["lecture_training_threads"]})
+    thread_choice = Row(
+        "1''", f"  course loop on {threads} threads / on {TRAINING_THREADS}",
+        us["course_default_threads"] / us["course"], "×", None,
+        f"{us['course_default_threads']:.0f} vs {us['course']:.0f} µs/step: why training uses "
+        f"{TRAINING_THREADS} thread",
+        {"course_default_threads_us_per_step": us["course_default_threads"]})
+    manual = Row(
+        "2", "training µs/step: manual backward / loss.backward()",
+        us["course"] / us["autograd"], "×", Target(0.6, at_most=True),
+        f"manual {us['course']:.0f} µs vs autograd {us['autograd']:.0f} µs, same loop and "
+        f"forward; losses differ by ≤ {max_difference('course', 'autograd'):.1e}",
+        {"manual_us_per_step": us["course"], "autograd_us_per_step": us["autograd"],
+         "max_loss_difference": max_difference("course", "autograd")})
+    return [training, context, thread_choice, manual]
+
+
+def full_run(splits: Splits, manual_backward: Callable, *, steps: int = LECTURE_STEPS,
+             progress: bool = False) -> list[Row]:
+    """The course's loop trained like the lecture (``steps`` steps) and its final losses."""
+    start = Start.lecture(len(splits.vocab))
+    params = copy_params(start.params)
+    began = time.perf_counter()
+    train(params, splits.Xtr, splits.Ytr, manual_backward, steps=steps, batch_size=BATCH_SIZE,
+          generator=start.generator(), progress=progress)
+    wall = time.perf_counter() - began
+    stats = model.calibrate_batchnorm(params, splits.Xtr)
+    train_loss = model.split_loss(params, stats, splits.Xtr, splits.Ytr)
+    val_loss = model.split_loss(params, stats, splits.Xdev, splits.Ydev)
+    full = steps == LECTURE_STEPS
+    note = "" if full else f" (quick: {steps} steps; the targets are for {LECTURE_STEPS:,})"
+    data = {"steps": steps, "wall_seconds": wall, "train_loss": train_loss, "val_loss": val_loss}
+    return [
+        Row("1a", f"final train loss after {steps:,} steps", train_loss, "",
+            Target(FINAL_TRAIN_BOUND, at_most=True, unit=""), "calibrated batchnorm" + note,
+            data, target_applies=full),
+        Row("1b", f"final val loss after {steps:,} steps", val_loss, "",
+            Target(FINAL_VAL_BOUND, at_most=True, unit=""), "calibrated batchnorm" + note,
+            data, target_applies=full),
+        Row("1c", "wall time of that run", wall, "s", None,
+            f"{wall / steps * 1e6:.0f} µs/step incl. progress bar", data),
+    ]
+
+
+# ---------------------------------------------------------- figures 3 and 4: fused vs atomic
+CROSS_ENTROPY_CHAIN = ("logprobs", "probs", "counts_sum_inv", "counts_sum", "counts",
+                       "norm_logits", "logit_maxes", "logits")
+BATCHNORM_CHAIN = ("bnraw", "bnvar_inv", "bnvar", "bndiff2", "bndiff", "bnmeani", "hprebn")
+
+
+def atomic_chain(functions: dict, values: dict[str, torch.Tensor], targets: tuple[str, ...],
+                 upstream: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Notebook 1's functions called one after the other, as the notebook chains them:
+    ``d<target> = grad_<target>(...)`` for each target in order; the last gradient."""
+    grads = dict(upstream)
+    for target in targets:
+        exercise = ATOMIC_BY_TARGET[target]
+        args = [grads[arg] if arg.startswith("d") else values[arg] for arg in exercise.args]
+        grads["d" + target] = functions[exercise.function](*args)
+    return grads["d" + targets[-1]]
+
+
+def lecture_batch(splits: Splits):
+    """The exercise-4 model at initialisation and one minibatch of the training set."""
+    start = Start.lecture(len(splits.vocab))
+    g = start.generator()
+    ix = torch.randint(0, splits.Xtr.shape[0], (BATCH_SIZE,), generator=g)
+    return start.params, splits.Xtr[ix], splits.Ytr[ix]
+
+
+def fused_versus_atomic(splits: Splits, atomic: dict, cross_entropy_backward: Callable,
+                        batchnorm_backward: Callable, *, calls: int, repeats: int) -> list[Row]:
+    """Figures 3 and 4: one fused function against the chain of atomic functions it replaces,
+    on the lecture's batch (32 × 200, float32), each timed over ``calls`` calls."""
+    params, Xb, Yb = lecture_batch(splits)
+    with torch.no_grad():
+        values = model.forward_exploded(params, Xb, Yb)
+    dhpreact = reference_gradients(params, Xb, Yb, torch.float32).grad("dhpreact")
+    cases = {
+        "3": ("cross-entropy backward: atomic chain / fused", CROSS_ENTROPY_CHAIN, {},
+              lambda: cross_entropy_backward(values["logits"], Yb), Target(4, at_most=False)),
+        "4": ("batchnorm backward: atomic chain / fused", BATCHNORM_CHAIN, {"dhpreact": dhpreact},
+              lambda: batchnorm_backward(dhpreact, values["bngain"], values["bnraw"],
+                                         values["bnvar_inv"]), Target(2, at_most=False)),
+    }
+    rows = []
+    with torch.no_grad(), torch_threads(TRAINING_THREADS):
+        for figure, (measure, chain, upstream, fused, target) in cases.items():
+            def chained(chain=chain, upstream=upstream):
+                return atomic_chain(atomic, values, chain, upstream)
+
+            seconds = interleaved_seconds({"atomic": chained, "fused": fused},
+                                          repeats=repeats, calls=calls)
+            us = {name: median(v) * 1e6 for name, v in seconds.items()}
+            difference = (chained() - fused()).abs().max().item()
+            rows.append(Row(
+                figure, measure, us["atomic"] / us["fused"], "×", target,
+                f"{len(chain)} atomic calls {us['atomic']:.1f} µs vs fused {us['fused']:.1f} µs; "
+                f"results differ by ≤ {difference:.1e}",
+                {"atomic_us": us["atomic"], "fused_us": us["fused"], "calls": calls,
+                 "repeats": repeats, "max_difference": difference, "threads": TRAINING_THREADS}))
+    return rows

@@ -1,0 +1,25 @@
+"""The solution's answer functions, loaded from the instructor's notebooks.
+
+The bench times the course's own solution, so it reads it from where it lives — the
+answer cells of solutions/backprop_ninja/*.ipynb — instead of keeping a second copy.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from backprop_ninja.cells import load_answers
+from backprop_ninja.exercises import ASSIGNMENT
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS_DIR = REPO_ROOT / "solutions" / ASSIGNMENT
+
+
+@lru_cache(maxsize=None)
+def load_solution(notebook: str, directory: Path = SOLUTIONS_DIR) -> dict:
+    """The namespace of ``notebook``'s answer cells (e.g. ``"4_full_training"``)."""
+    path = Path(directory) / f"{notebook}.ipynb"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: the bench times the solution notebooks")
+    return load_answers(path)
