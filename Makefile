@@ -35,6 +35,16 @@ lab: setup data ## Open the student notebooks in JupyterLab
 test: setup data ## Set up, then run every test (unit, notebooks, grading pipeline)
 	$(PYTHON) -m pytest
 
+release: setup ## Regenerate the student notebooks (notebooks/) from the solutions with nbgrader
+	$(NBGRADER) generate_assignment $(ASSIGNMENT) --force $(NBGRADER_CONFIG)
+
+.PHONY: solutions
+solutions: setup data ## Re-execute the solution notebooks in place (their outputs are what nbval checks)
+	$(PYTHON) -m backprop_ninja.notebooks refresh
+
+train: setup data ## Run notebook 4's solution with the lecture's 200,000 steps (into build/); print the losses
+	$(PYTHON) -m backprop_ninja.notebooks train
+
 clean: ## Remove the environment, the data and every generated grading artefact
 	rm -rf $(VENV) $(NAMES) grader/gradebook.db grader/class grader/work .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

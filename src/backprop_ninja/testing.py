@@ -8,6 +8,7 @@ A visible test runs the student's function on the notebook's own batch; the hidd
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
 from typing import Callable, Iterable
 
 import torch
@@ -67,6 +68,27 @@ class GradeFailure(AssertionError):
         return [f"❌ {self}"]
 
 
+class _AlreadyPrinted:
+    """For results that the test functions have printed already: when one ends a notebook
+    cell, IPython shows nothing more. (A trailing ``;`` would not do: nbval runs cells
+    without history, and IPython then ignores it.)"""
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
+class PrintedResult(_AlreadyPrinted, CheckResult):
+    """A ``CheckResult`` that has been printed."""
+
+
+class PrintedResults(_AlreadyPrinted, list):
+    """A list of ``CheckResult`` that have been printed."""
+
+
+def _printed(result: CheckResult) -> PrintedResult:
+    return PrintedResult(**{f.name: getattr(result, f.name) for f in fields(CheckResult)})
+
+
 def run_trial(function: Callable, trial: Trial) -> CheckResult:
     """The student's answer to one trial, checked. Errors become a failed result, not a crash."""
     try:
@@ -93,9 +115,9 @@ def expect_correct(exercise, function: Callable, case: Case) -> CheckResult:
     return result
 
 
-def test_on(exercise, function: Callable, case: Case) -> CheckResult:
+def test_on(exercise, function: Callable, case: Case) -> PrintedResult:
     """The visible test: the notebook's own batch."""
-    return expect_correct(exercise, function, case)
+    return _printed(expect_correct(exercise, function, case))
 
 
 def hidden_specs_for(exercise, seeds: Iterable[int]) -> list[CaseSpec]:
@@ -103,19 +125,19 @@ def hidden_specs_for(exercise, seeds: Iterable[int]) -> list[CaseSpec]:
     return [CaseSpec(seed=seed, **shape) for seed, shape in zip(seeds, shapes, strict=True)]
 
 
-def test_hidden(exercise, function: Callable, seeds: Iterable[int]) -> list[CheckResult]:
+def test_hidden(exercise, function: Callable, seeds: Iterable[int]) -> PrintedResults:
     """The hidden tests: fresh seeds, batch sizes, hidden sizes and dtypes."""
-    return [expect_correct(exercise, function, _fresh_case(spec))
-            for spec in hidden_specs_for(exercise, seeds)]
+    return PrintedResults(expect_correct(exercise, function, _fresh_case(spec))
+                          for spec in hidden_specs_for(exercise, seeds))
 
 
-def stage_report(targets: Iterable[str], namespace: dict, case: Case) -> list[CheckResult]:
+def stage_report(targets: Iterable[str], namespace: dict, case: Case) -> PrintedResults:
     """The lecture's comparison table for a stage of notebook 1, on the notebook's batch.
 
     Every gradient is computed from the *true* upstream gradients, so one mistake shows up
     once, where it is made, instead of in everything after it.
     """
-    results = []
+    results = PrintedResults()
     for target in targets:
         exercise = ATOMIC[target]
         function = namespace.get(exercise.function)
@@ -129,11 +151,11 @@ def stage_report(targets: Iterable[str], namespace: dict, case: Case) -> list[Ch
     return results
 
 
-def chain_report(grads: dict[str, torch.Tensor], case: Case) -> list[CheckResult]:
+def chain_report(grads: dict[str, torch.Tensor], case: Case) -> PrintedResults:
     """The lecture's table for a whole manual backward pass: ``grads`` maps "d<name>" to a
     gradient computed from the student's own upstream gradients, so here a mistake carries
     on into everything below it."""
-    results = []
+    results = PrintedResults()
     for target in ATOMIC:
         name = "d" + target
         result = (_check(name, grads[name], case.reference.grad(name), batch_size=case.batch_size)
@@ -155,12 +177,26 @@ TRAINING_STEPS = 2000
 TRAINING_BOUND = 2.45
 
 
+@dataclass(frozen=True)
+class TrainingResult(_AlreadyPrinted):
+    """What ``test_training`` measured: calibrated validation losses before and after."""
+
+    steps: int
+    initial_loss: float
+    final_loss: float
+    bound: float
+
+    def __str__(self) -> str:
+        return (f"✅ training: validation loss {self.initial_loss:.4f} → {self.final_loss:.4f} "
+                f"after {self.steps} steps (bound {self.bound})")
+
+
 def test_training(backward: Callable, *, steps: int = TRAINING_STEPS,
                   bound: float = TRAINING_BOUND, n_hidden: int = 200,
-                  seed: int = LECTURE_SEED) -> float:
+                  seed: int = LECTURE_SEED) -> TrainingResult:
     """Train a fresh model with ``backward`` only; its validation loss must fall to ``bound``.
 
-    Returns the calibrated validation loss; raises ``GradeFailure`` saying what went wrong.
+    Prints and returns the losses; raises ``GradeFailure`` saying what went wrong.
     """
     splits = _load_splits()
     g = torch.Generator().manual_seed(seed)
@@ -209,6 +245,6 @@ def test_training(backward: Callable, *, steps: int = TRAINING_STEPS,
     if final > bound:
         raise GradeFailure(f"{where}, above the bound {bound}: it learns, but too slowly — "
                            f"is a gradient too small or missing a term?")
-    print(f"✅ training: validation loss {initial:.4f} → {final:.4f} after {steps} steps "
-          f"(bound {bound})")
-    return final
+    result = TrainingResult(steps, initial, final, bound)
+    print(result)
+    return result

@@ -8,8 +8,9 @@ numbers depend on the machine; the notebooks print them but never test them.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -56,11 +57,29 @@ class SpeedComparison:
                 f"speedup: {self.speedup:.1f}×")
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the block with one torch thread, then restore the previous setting.
+
+    The tensors timed here are tiny: a second thread saves nothing, and on a busy machine
+    every parallel region can wait milliseconds for the other core, which makes timings
+    meaningless.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def compare_speed(fast: Callable[[], object], slow: Callable[[], object], *,
                   fast_name: str, slow_name: str, rounds: int = 5) -> SpeedComparison:
-    """Time ``fast`` and ``slow`` alike and return the comparison (print it to see it)."""
-    return SpeedComparison(fast_name, seconds_per_call(fast, rounds=rounds),
-                           slow_name, seconds_per_call(slow, rounds=rounds))
+    """Time ``fast`` and ``slow`` alike (on one thread) and return the comparison; print it
+    to see it."""
+    with one_thread():
+        return SpeedComparison(fast_name, seconds_per_call(fast, rounds=rounds),
+                               slow_name, seconds_per_call(slow, rounds=rounds))
 
 
 # ------------------------------------------------------------- the atomic chain, by autograd
