@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from backprop_ninja.data import load_splits
+from backprop_ninja.exercises import NOTEBOOKS
 
-from . import figures
+from . import autograde, figures
 from .report import Row, header, load_average, table, write_json
 from .solutions import SOLUTIONS_DIR, load_solution
 
@@ -25,15 +26,22 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 class Settings:
     training_steps: int  # steps per timed training run (figures 1, 2)
     training_repeats: int
+    thread_steps: int  # steps per timed run of the thread-count comparison
     full_run_steps: int  # the lecture's whole training (figure 1a–c)
     fused_calls: int  # calls per timed round (figures 3, 4)
     fused_repeats: int
+    autograde_students: int  # figure 5: the bench class's size …
+    autograde_notebooks: tuple[str, ...]  # … what each submits …
+    autograde_repeats: int  # … and how many times it is graded with 1 and with 2 workers
 
 
-FULL = Settings(training_steps=2000, training_repeats=5, full_run_steps=figures.LECTURE_STEPS,
-                fused_calls=2000, fused_repeats=7)
-QUICK = Settings(training_steps=20, training_repeats=2, full_run_steps=200,
-                 fused_calls=10, fused_repeats=2)
+FULL = Settings(training_steps=2000, training_repeats=5, thread_steps=400,
+                full_run_steps=figures.LECTURE_STEPS, fused_calls=2000, fused_repeats=7,
+                autograde_students=2, autograde_notebooks=NOTEBOOKS, autograde_repeats=3)
+# Notebook 2 alone is the quickest to grade; two students so that two workers have work.
+QUICK = Settings(training_steps=20, training_repeats=2, thread_steps=10, full_run_steps=200,
+                 fused_calls=10, fused_repeats=2,
+                 autograde_students=2, autograde_notebooks=NOTEBOOKS[1:2], autograde_repeats=1)
 
 
 def run(settings: Settings, *, solutions: Path, progress: bool) -> list[Row]:
@@ -45,21 +53,19 @@ def run(settings: Settings, *, solutions: Path, progress: bool) -> list[Row]:
 
     rows = figures.training_loops(splits, manual_backward, steps=settings.training_steps,
                                   repeats=settings.training_repeats)
+    rows[2:2] = figures.thread_choice(splits, manual_backward, steps=settings.thread_steps,
+                                      repeats=settings.training_repeats)
     rows += figures.full_run(splits, manual_backward, steps=settings.full_run_steps,
                              progress=progress)
     rows += figures.fused_versus_atomic(splits, atomic, cross_entropy, batchnorm,
                                         calls=settings.fused_calls, repeats=settings.fused_repeats)
-    rows += autograde_rows()
+    rows += autograde.autograde_speed(students=settings.autograde_students,
+                                      notebooks=settings.autograde_notebooks,
+                                      repeats=settings.autograde_repeats)
     if settings is QUICK:  # too small for any target to mean anything
         for row in rows:
             row.target_applies = False
     return rows
-
-
-def autograde_rows() -> list[Row]:
-    why = "not measured: the grading pipeline has no entry point to time yet"
-    return [Row("5", "autograde s per 4-notebook submission, sequential", None, "s", None, why),
-            Row("5'", "autograde throughput: 2 workers / 1 worker", None, "×", None, why)]
 
 
 def main(argv: list[str] | None = None) -> int:

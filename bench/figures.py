@@ -77,10 +77,6 @@ def training_loops(splits: Splits, manual_backward: Callable, *, steps: int,
         losses["autograd"] = autograd_train(copy_params(start.params), Xtr, Ytr, steps=steps,
                                             batch_size=BATCH_SIZE, generator=start.generator())
 
-    def course_default_threads():
-        train(copy_params(start.params), Xtr, Ytr, manual_backward, steps=steps,
-              batch_size=BATCH_SIZE, generator=start.generator(), progress=False, threads=None)
-
     def lecture():
         losses["lecture"] = lecture_training_loop(start.params, Xtr, Ytr, max_steps=steps,
                                                   batch_size=BATCH_SIZE,
@@ -93,8 +89,7 @@ def training_loops(splits: Splits, manual_backward: Callable, *, steps: int,
 
     seconds = interleaved_seconds(
         {"course": course, "lecture": lecture, "lecture_training_threads": lecture_training_threads,
-         "autograd": autograd, "course_default_threads": course_default_threads},
-        repeats=repeats)
+         "autograd": autograd}, repeats=repeats)
     us = {name: median(values) / steps * 1e6 for name, values in seconds.items()}
 
     def max_difference(a: str, b: str) -> float:
@@ -118,12 +113,6 @@ def training_loops(splits: Splits, manual_backward: Callable, *, steps: int,
         f"lecture {us['lecture_training_threads']:.0f} µs/step on {TRAINING_THREADS} thread "
         f"(how much of figure 1 is the thread count alone)",
         {"lecture_us_per_step": us["lecture_training_threads"]})
-    thread_choice = Row(
-        "1''", f"  course loop on {threads} threads / on {TRAINING_THREADS}",
-        us["course_default_threads"] / us["course"], "×", None,
-        f"{us['course_default_threads']:.0f} vs {us['course']:.0f} µs/step: why training uses "
-        f"{TRAINING_THREADS} thread",
-        {"course_default_threads_us_per_step": us["course_default_threads"]})
     manual = Row(
         "2", "training µs/step: manual backward / loss.backward()",
         us["course"] / us["autograd"], "×", Target(0.6, at_most=True),
@@ -131,7 +120,34 @@ def training_loops(splits: Splits, manual_backward: Callable, *, steps: int,
         f"forward; losses differ by ≤ {max_difference('course', 'autograd'):.1e}",
         {"manual_us_per_step": us["course"], "autograd_us_per_step": us["autograd"],
          "max_loss_difference": max_difference("course", "autograd")})
-    return [training, context, thread_choice, manual]
+    return [training, context, manual]
+
+
+def thread_choice(splits: Splits, manual_backward: Callable, *, steps: int,
+                  repeats: int) -> list[Row]:
+    """The course's loop on torch's default thread count against ``TRAINING_THREADS``.
+
+    Kept apart from ``training_loops`` with fewer steps: on a busy machine every parallel
+    region waits for a thread that is not running, and a step can take 100 ms.
+    """
+    start = Start.lecture(len(splits.vocab))
+
+    def course(threads):
+        return lambda: train(copy_params(start.params), splits.Xtr, splits.Ytr, manual_backward,
+                             steps=steps, batch_size=BATCH_SIZE, generator=start.generator(),
+                             progress=False, threads=threads)
+
+    seconds = interleaved_seconds({"training": course(TRAINING_THREADS), "default": course(None)},
+                                  repeats=repeats)
+    us = {name: median(values) / steps * 1e6 for name, values in seconds.items()}
+    threads = torch.get_num_threads()
+    return [Row(
+        "1''", f"  course loop on {threads} threads (torch's default) / on {TRAINING_THREADS}",
+        us["default"] / us["training"], "×", None,
+        f"{us['default']:.0f} vs {us['training']:.0f} µs/step over {steps} steps: why training "
+        f"sets {TRAINING_THREADS} thread",
+        {"default_threads": threads, "default_us_per_step": us["default"],
+         "training_us_per_step": us["training"], "steps": steps, "seconds": seconds})]
 
 
 def full_run(splits: Splits, manual_backward: Callable, *, steps: int = LECTURE_STEPS,
