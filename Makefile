@@ -45,6 +45,9 @@ solutions: setup data ## Re-execute the solution notebooks in place (their outpu
 train: setup data ## Run notebook 4's solution with the lecture's 200,000 steps (into build/); print the losses
 	$(PYTHON) -m backprop_ninja.notebooks train
 
+bench: setup data ## Time training, the fused backward passes and grading against their baselines; one table (bench/results.json)
+	$(PYTHON) -m bench
+
 clean: ## Remove the environment, the data and every generated grading artefact
 	rm -rf $(VENV) $(NAMES) grader/gradebook.db grader/class grader/work .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
