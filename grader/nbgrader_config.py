@@ -14,3 +14,54 @@ c.CourseDirectory.root = str(REPO)
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "notebooks"
 c.CourseDirectory.course_id = "backprop_ninja"
+
+# ---------------------------------------------------------------- grading (issue 4: the instructor workflow)
+# Everything the grader produces lives under grader/ (git-ignored: grader/class/, grader/work/,
+# grader/gradebook.db). `python -m backprop_ninja.classroom` (behind `make autograde`, `make grade` …)
+# loads this file and may point these paths at another root (the tests grade a temporary copy).
+CLASS = "grader/class"
+c.CourseDirectory.submitted_directory = f"{CLASS}/submitted"
+c.CourseDirectory.autograded_directory = f"{CLASS}/autograded"
+c.CourseDirectory.feedback_directory = f"{CLASS}/feedback"
+
+# The gradebook: SQLite beside this file unless BACKPROP_NINJA_DB_URL names another database
+# (e.g. postgresql://grader@db.example.org/backprop_ninja, with psycopg2 installed).
+# `timeout=30`: parallel autograde workers wait up to 30 s for SQLite's write lock (default 5 s).
+import os  # noqa: E402
+
+c.CourseDirectory.db_url = os.environ.get(
+    "BACKPROP_NINJA_DB_URL", f"sqlite:///{REPO / 'grader' / 'gradebook.db'}?timeout=30"
+)
+
+# Each cell of a submission may run this long; a cell that takes longer is interrupted
+# (KeyboardInterrupt) and the notebook carries on, so a `while True` costs one timeout.
+c.Execute.timeout = 30
+c.Execute.interrupt_on_timeout = True
+# A test cell the student deleted is put back from the gradebook (nbgrader's default: 0 points).
+c.OverwriteCells.add_missing_cells = True
+
+# Feedback HTML is made from the autograded notebooks, which still contain the hidden tests
+# (nbgrader puts test cells back whole): strip them before students see the feedback, from
+# the cells' sources and from tracebacks that quote them.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "backprop_ninja.classroom.hidden.ClearHiddenTestOutput",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
+
+# `make collect ZIP=…`: an LMS download (Canvas style) of files named
+#   <login>_[LATE_]<user id>_<submission id>_<notebook>[-<n>].ipynb
+# e.g. smithalice_1001_555001_1_atomic_backprop.ipynb → submitted/smithalice/backprop_ninja/.
+# Moodle and others: rename to this pattern, or change the regexp (it sees the absolute path).
+c.ZipCollectApp.downloaded_directory = f"{CLASS}/downloaded"
+c.ZipCollectApp.strict = True  # skip files that are not one of the four notebooks
+c.FileNameCollectorPlugin.named_regexp = (
+    r".*/(?P<student_id>[A-Za-z0-9][A-Za-z0-9.\-]*?)_(?:LATE_)?\d+_\d+_"
+    r"(?P<file_id>1_atomic_backprop|2_fused_cross_entropy|3_fused_batchnorm|4_full_training)"
+    r"(?:-\d+)?\.ipynb$"
+)
+# `make collect` without ZIP: nbgrader's own exchange (JupyterHub), at its default place
+# /srv/nbgrader/exchange unless BACKPROP_NINJA_EXCHANGE says otherwise.
+if os.environ.get("BACKPROP_NINJA_EXCHANGE"):
+    c.Exchange.root = os.environ["BACKPROP_NINJA_EXCHANGE"]

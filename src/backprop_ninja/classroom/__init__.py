@@ -1,0 +1,24 @@
+"""The instructor's grading pipeline around nbgrader: one command per step.
+
+    course.py    where a class's files are; nbgrader's configuration for it; the grading environment
+    pipeline.py  register the assignment, autograde in parallel, feedback, export, collect
+    worker.py    grading one student (one nbgrader run per notebook) in a worker process
+    trust.py     the integrity scan and the trusted verifier: withdrawing untrusted points
+    reasons.py   one-line reasons for failed notebooks and notes for graded ones, from nbgrader's log
+    status.py    what happened to each notebook (graded / failed / stopped / missing)
+    report.py    the student × notebook table and the per-notebook CSV
+    __main__.py  ``python -m backprop_ninja.classroom autograde|feedback|export|grade|collect|report``
+
+Guarantees: the submitted files are only read (tests compare their sha256); a student's bad
+notebook costs only that notebook, and it is reported with its reason, never as a silent 0;
+a regrade starts from a clean slate (the student's previous gradebook rows are removed first),
+so re-running gives the same grades and nothing stale remains.
+"""
+
+from .course import Course, GradingError
+from .pipeline import autograde_class, export_class, feedback_class, register_assignment
+from .report import class_rows, format_table
+from .status import NotebookResult, StudentStatus
+
+__all__ = ["Course", "GradingError", "autograde_class", "export_class", "feedback_class",
+           "register_assignment", "class_rows", "format_table", "NotebookResult", "StudentStatus"]

@@ -1,0 +1,307 @@
+"""The instructor's pipeline, one function per step: register → autograde → feedback → export.
+
+``autograde_class`` grades the students in parallel: N threads each drive one worker process
+at a time (``worker.grade_student``), with a progress bar, one log per student and a time
+limit per notebook. Everything goes through one gradebook (SQLite waits for its lock; a
+server database works the same way), so the result is one gradebook however many workers.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from ..exercises import ASSIGNMENT, NOTEBOOKS
+from .course import Course, GradingError, grading_environment, prepare_environment
+from .status import GRADED, STOPPED, NotebookResult, StudentStatus, read_status, write_status
+from .trust import VERIFY_TIMEOUT
+from .worker import read_events
+
+# A notebook whose grading (all cells, with the per-cell timeout, and the checks) takes longer
+# than this is stopped and reported; the student's other notebooks are still graded.
+NOTEBOOK_TIMEOUT = 900
+RELEASE_SCRATCH = "grader/work/release"
+
+
+# ------------------------------------------------------------------------------ register
+def register_assignment(course: Course) -> None:
+    """Record the assignment's cells, points and checksums in the gradebook, from solutions/.
+
+    This is ``nbgrader generate_assignment`` writing into a scratch folder (grader/work/release),
+    so that notebooks/ (the committed student version) is never touched here.
+    """
+    from nbgrader.apps import NbGraderAPI
+
+    prepare_environment()
+    config = course.config()
+    config.CourseDirectory.release_directory = RELEASE_SCRATCH
+    outcome = NbGraderAPI(config=config).generate_assignment(ASSIGNMENT, force=True, create=True)
+    if not outcome["success"]:
+        raise GradingError("could not register the assignment in the gradebook "
+                           f"({course.db_url}):\n{outcome.get('log', '')}{outcome.get('error', '')}")
+
+
+# ----------------------------------------------------------------------------- autograde
+def autograde_class(course: Course, *, workers: int = 2, students: list[str] | None = None,
+                    notebook_timeout: float = NOTEBOOK_TIMEOUT,
+                    verify_timeout: float = VERIFY_TIMEOUT,
+                    progress: bool = True) -> dict[str, StudentStatus]:
+    """Autograde every student (or ``students``) with ``workers`` processes in parallel.
+
+    Returns each student's status (also written to status/<student>.json); the scores are in
+    the gradebook. One student's failure never stops the others.
+    """
+    from tqdm.auto import tqdm
+
+    students = list(students) if students else course.students()
+    if not students:
+        raise GradingError(f"no submissions in {course.submitted} (expected "
+                           f"<student>/{ASSIGNMENT}/<notebook>.ipynb; `make collect` puts them there)")
+    unknown = [s for s in students if not (course.submitted / s / ASSIGNMENT).is_dir()]
+    if unknown:
+        raise GradingError(f"no submission folder for {', '.join(unknown)} in {course.submitted}")
+    register_assignment(course)
+    shutil.rmtree(course.work / "verify-cache", ignore_errors=True)  # a cache lives for one run
+    for folder in (course.logs, course.status):
+        folder.mkdir(parents=True, exist_ok=True)
+    workers = max(1, min(workers, len(students)))
+    threads = 1 if workers > 1 else None  # one torch thread per kernel when kernels run side by side
+    bar = tqdm(total=len(students) * len(NOTEBOOKS), unit="notebook", disable=not progress,
+               desc=f"autograde ({workers} worker{'s' if workers > 1 else ''})", dynamic_ncols=True)
+    lock = threading.Lock()
+
+    def advance(student: str, result: NotebookResult) -> None:
+        with lock:
+            bar.update(1)
+            bar.set_postfix_str(f"{student}/{result.notebook}: {result.state}", refresh=True)
+
+    statuses: dict[str, StudentStatus] = {}
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(_grade_in_workers, course, student, advance=advance,
+                                   notebook_timeout=notebook_timeout, verify_timeout=verify_timeout,
+                                   threads=threads): student for student in students}
+            for future in as_completed(futures):
+                statuses[futures[future]] = future.result()
+    finally:
+        bar.close()
+    return {student: statuses[student] for student in students}
+
+
+def _grade_in_workers(course: Course, student: str, *, advance, notebook_timeout: float,
+                      verify_timeout: float, threads: int | None) -> StudentStatus:
+    """Grade one student in worker processes: a new one after a notebook had to be stopped."""
+    log_path = course.logs / f"{student}.log"
+    events = course.status / f"{student}.events.jsonl"
+    log_path.unlink(missing_ok=True)
+    events.unlink(missing_ok=True)
+    results: dict[str, NotebookResult] = {}
+    remaining = list(NOTEBOOKS)
+    fresh = True
+    with open(log_path, "ab") as log:
+        while remaining:
+            command = [sys.executable, "-m", "backprop_ninja.classroom", "grade-student", student,
+                       "--notebooks", ",".join(remaining), "--events", str(events),
+                       "--verify-timeout", str(verify_timeout), *course.worker_options()]
+            if fresh:
+                command.append("--fresh")
+            if threads is not None:
+                command += ["--threads", str(threads)]
+            seen = len(read_events(events))
+            outcome = _run_worker(command, log, events, seen, notebook_timeout,
+                                  lambda result: (results.__setitem__(result.notebook, result),
+                                                  advance(student, result)))
+            if all(nb in results for nb in remaining):
+                break
+            lost = next(nb for nb in remaining if nb not in results)
+            if outcome.started is None:  # it died before grading anything: do not loop
+                reason = (f"the grading worker failed before grading (exit code {outcome.returncode}); "
+                          f"see {log_path}")
+                for nb in remaining:
+                    if nb not in results:
+                        results[nb] = NotebookResult(nb, STOPPED, reason=reason)
+                        advance(student, results[nb])
+                break
+            reason = (f"grading this notebook took longer than {notebook_timeout:g} s and was stopped"
+                      if outcome.timed_out else
+                      f"the grading worker crashed (exit code {outcome.returncode}); see {log_path}")
+            log.write(f"\n===== {lost}: STOPPED — {reason}\n".encode())
+            mark_ungraded(course, student, lost)
+            results[lost] = NotebookResult(lost, STOPPED, reason=reason)
+            advance(student, results[lost])
+            remaining = [nb for nb in remaining if nb not in results]
+            fresh = False
+    status = StudentStatus(student, [results[nb] for nb in NOTEBOOKS])
+    write_status(course.status, status)
+    return status
+
+
+def mark_ungraded(course: Course, student: str, notebook: str) -> None:
+    """After a stopped worker: leave the notebook as nbgrader leaves a failed one (no
+    scores, needs manual grading, no autograded copy), whatever step it was stopped in."""
+    from nbgrader.api import MissingEntry
+
+    course.autograded_notebook(student, notebook).unlink(missing_ok=True)
+    with course.gradebook() as gb:
+        try:
+            grades = gb.find_submission_notebook(notebook, ASSIGNMENT, student).grades
+        except MissingEntry:
+            return
+        for grade in grades:
+            grade.auto_score = None
+            grade.manual_score = None
+            grade.needs_manual_grade = True
+        gb.db.commit()
+
+
+class _WorkerOutcome:
+    def __init__(self, returncode: int | None, timed_out: bool, started: str | None):
+        self.returncode, self.timed_out, self.started = returncode, timed_out, started
+
+
+def _run_worker(command, log, events: Path, seen: int, notebook_timeout: float, on_result) -> _WorkerOutcome:
+    """Run one worker; report each finished notebook; stop it if a notebook runs too long."""
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True, env=grading_environment())
+    current, since, first_start, timed_out = None, 0.0, None, False
+    try:
+        while True:
+            finished = process.poll() is not None
+            for event in read_events(events)[seen:]:
+                seen += 1
+                if event["event"] == "start":
+                    current, since = event["notebook"], time.monotonic()
+                    first_start = first_start or current
+                elif event["event"] == "done":
+                    event.pop("event")
+                    on_result(NotebookResult.from_dict(event))
+                    current = None
+            if finished:
+                break
+            if current is not None and time.monotonic() - since > notebook_timeout:
+                timed_out = True
+                _kill_group(process)
+                break
+            time.sleep(0.25)
+    except BaseException:  # Ctrl-C in the parent: do not leave workers behind
+        _kill_group(process)
+        raise
+    return _WorkerOutcome(process.returncode, timed_out, first_start)
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """Stop a worker and everything it started in its session (its own process group)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+# ------------------------------------------------------------------------------ feedback
+def feedback_class(course: Course, *, workers: int = 2, students: list[str] | None = None) -> list[Path]:
+    """Feedback HTML for every student (hidden tests stripped, withdrawn points explained),
+    plus a page for each notebook that could not be graded. Returns the pages written."""
+    students = list(students) if students else course.students()
+    if not students:
+        return []
+    pages: list[Path] = []
+    if workers > 1 and len(students) > 1:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(students)), mp_context=context) as pool:
+            for result in pool.map(student_feedback, [course] * len(students), students):
+                pages.extend(result)
+    else:
+        for student in students:
+            pages.extend(student_feedback(course, student))
+    return pages
+
+
+def student_feedback(course: Course, student: str) -> list[Path]:
+    """``nbgrader generate_feedback`` for one student, then the pages of ungraded notebooks."""
+    import warnings
+
+    from sqlalchemy.exc import SAWarning
+
+    warnings.filterwarnings("ignore", category=SAWarning)
+    shutil.rmtree(course.feedback / student / ASSIGNMENT, ignore_errors=True)
+    if any(course.autograded_notebook(student, nb).exists() for nb in NOTEBOOKS):
+        outcome = course.api().generate_feedback(ASSIGNMENT, student)
+        if not outcome["success"]:
+            raise GradingError(f"generate_feedback failed for {student}:\n"
+                               f"{outcome.get('log', '')}{outcome.get('error', '')}")
+    status = read_status(course.status, student)
+    pages = []
+    for nb in NOTEBOOKS:
+        page = course.feedback_page(student, nb)
+        if not page.exists():
+            result = status.result(nb) if status else None
+            reason = result.messages()[0] if result and result.messages() else "not graded yet"
+            _write_page(page, student, nb, reason)
+        pages.append(page)
+    return pages
+
+
+def _write_page(page: Path, student: str, notebook: str, reason: str) -> None:
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(notebook)} — feedback</title></head><body>\n"
+        f"<h1>{html.escape(notebook)}</h1>\n<p>Student: {html.escape(student)}</p>\n"
+        f"<p><strong>This notebook was not graded automatically:</strong> {html.escape(reason)}</p>\n"
+        "<p>Your other notebooks were graded as usual. Ask your teaching assistant if you "
+        "think this is a mistake.</p>\n</body></html>\n", encoding="utf-8")
+
+
+# -------------------------------------------------------------------------------- export
+def export_class(course: Course) -> tuple[Path, Path]:
+    """grades.csv (nbgrader's export: one row per student) and grades_by_notebook.csv (one row
+    per student and notebook, with the state and the notes)."""
+    from nbgrader.plugins import CsvExportPlugin
+
+    from .report import class_rows, write_notebook_csv
+
+    course.class_dir.mkdir(parents=True, exist_ok=True)
+    with course.gradebook() as gb:
+        CsvExportPlugin(to=str(course.grades_csv), assignment=[ASSIGNMENT]).export(gb)
+    write_notebook_csv(class_rows(course), course.notebook_grades_csv)
+    return course.grades_csv, course.notebook_grades_csv
+
+
+# ------------------------------------------------------------------------------- collect
+def collect_zip(course: Course, archive: Path) -> None:
+    """Unpack an LMS download (see ZipCollectApp settings in grader/nbgrader_config.py) into
+    submitted/<student>/backprop_ninja/ with ``nbgrader zip_collect``."""
+    archive = Path(archive)
+    if not archive.is_file():
+        raise GradingError(f"no such file: {archive}")
+    folder = course.downloaded / ASSIGNMENT / "archive"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    shutil.copy2(archive, folder / archive.name)
+    if course.run_nbgrader("zip_collect", ASSIGNMENT, "--force").returncode != 0:
+        raise GradingError("nbgrader zip_collect failed (see above)")
+
+
+def collect_exchange(course: Course) -> None:
+    """``nbgrader collect``: the latest submissions from nbgrader's exchange (JupyterHub)."""
+    if course.run_nbgrader("collect", ASSIGNMENT, "--update").returncode != 0:
+        raise GradingError("nbgrader collect failed (see above)")
+
+
+def graded_statuses(course: Course) -> dict[str, StudentStatus | None]:
+    return {student: read_status(course.status, student) for student in course.students()}
+
+
+def count_graded(statuses) -> int:
+    return sum(1 for s in statuses.values() if s for r in s.notebooks if r.state == GRADED)

@@ -1,0 +1,91 @@
+"""Why nbgrader could not grade a notebook, and what else a TA should know, in one line each.
+
+nbgrader reports a failed notebook as a traceback in its log and leaves the notebook's
+grades empty (0 points); a cell it had to interrupt or a test cell it had to put back is a
+warning in the log. These functions turn a notebook's log (and its autograded copy) into
+the notes the grade table, the CSV and the per-student log show, so that no 0 is silent.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+# (pattern in nbgrader's log, the reason shown), first match wins: the specific causes come
+# before the generic symptoms they also produce.
+FAILURE_PATTERNS: tuple[tuple[re.Pattern, str], ...] = (
+    (re.compile(r"NotJSONError|JSONDecodeError|does not appear to be JSON|Unreadable Notebook"),
+     "the file is not a valid notebook (invalid JSON: damaged or edited outside Jupyter); "
+     "ask for a new upload"),
+    (re.compile(r"Cell '(?P<cell>[^']+)' does not exist in the database"),
+     "cell '{cell}' is not part of the assignment: its nbgrader metadata (grade_id) was "
+     "edited, so the notebook fails validation; restore it from the released notebook"),
+    (re.compile(r"Notebook failed to validate|nbgrader metadata may be corrupted|ValidationError"),
+     "the nbgrader metadata of a cell was edited, so the notebook fails validation; "
+     "restore it from the released notebook"),
+    (re.compile(r"SchemaTooOldError|SchemaTooNewError|old version\s+of the nbgrader metadata"),
+     "the notebook's nbgrader metadata has another schema version; resubmit from the released notebook"),
+    (re.compile(r"Kernel died|DeadKernelError"),
+     "the Python kernel died while running the notebook (os._exit, exit(), a crash or "
+     "running out of memory)"),
+    (re.compile(r"UnresponsiveKernelError|the kernel became\s+unresponsive"),
+     "the kernel stopped responding and could not be interrupted (an endless loop that "
+     "ignores interrupts, or memory exhausted)"),
+)
+ERROR_LINE = re.compile(r"^\s*(?:\w+\.)*(?P<name>\w+(?:Error|Exception)): (?P<message>.+)$", re.M)
+RESTORED_CELL = re.compile(r"Missing grade cell (?P<cell>\S+) encountered, adding to notebook")
+TIMEOUT_LINE = re.compile(r"Timeout waiting for execute reply \((?P<seconds>\d+)s\)")
+# What a cell that was stopped after Execute.timeout shows as its error.
+INTERRUPTED = frozenset({"KeyboardInterrupt", "CellTimeoutError"})
+
+
+def failure_reason(log: str) -> str:
+    """One line for a notebook nbgrader could not grade, from its log (and traceback)."""
+    for pattern, reason in FAILURE_PATTERNS:
+        match = pattern.search(log)
+        if match:
+            return reason.format(**match.groupdict())
+    errors = [m for m in ERROR_LINE.finditer(log) if m.group("name") != "NbGraderException"]
+    if errors:
+        last = errors[-1]
+        return f"nbgrader could not grade it: {last.group('name')}: {_short(last.group('message'))}"
+    return "nbgrader could not grade it (see the student's log)"
+
+
+def restored_cells(log: str) -> list[str]:
+    """Test cells the student had deleted and nbgrader put back (OverwriteCells.add_missing_cells)."""
+    return [m.group("cell") for m in RESTORED_CELL.finditer(log)]
+
+
+def interrupted_cells(autograded: Path) -> list[str]:
+    """The cells of an autograded notebook that were stopped after the per-cell timeout,
+    named by grade_id or by position ("cell 12")."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(autograded), as_version=4)
+    except Exception:  # no autograded copy: nothing ran, nothing was interrupted
+        return []
+    names = []
+    for index, cell in enumerate(nb.cells, start=1):
+        outputs = cell.get("outputs", []) if cell.cell_type == "code" else []
+        if any(o.get("output_type") == "error" and o.get("ename") in INTERRUPTED for o in outputs):
+            names.append(cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {index}")
+    return names
+
+
+def success_notes(log: str, autograded: Path, cell_timeout: int) -> list[str]:
+    """What a TA should know about a notebook that was graded."""
+    notes = [f"test cell {cell} had been deleted; it was put back and run"
+             for cell in restored_cells(log)]
+    interrupted = interrupted_cells(autograded)
+    if interrupted:
+        notes.append(f"stopped after {cell_timeout} s (never ended): {', '.join(interrupted)}")
+    elif TIMEOUT_LINE.search(log):
+        notes.append(f"a cell ran longer than {cell_timeout} s and was interrupted")
+    return notes
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

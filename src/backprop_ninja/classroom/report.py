@@ -1,0 +1,144 @@
+"""The grade table (student × notebook), its notes, and the per-notebook CSV.
+
+Scores come from the gradebook (the single truth, including withdrawn points and any
+manual grading done since); states and notes come from status/<student>.json.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..exercises import ASSIGNMENT, NOTEBOOKS
+from .status import GRADED, NotebookResult, StudentStatus, read_status
+
+NOT_AUTOGRADED = "not autograded yet (run `make autograde`)"
+
+
+@dataclass
+class Row:
+    """One student: points and notes per notebook."""
+
+    student: str
+    points: dict[str, float | None]  # None: no submission in the gradebook
+    max_points: dict[str, float]
+    states: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)  # notebook → lines
+
+    @property
+    def total(self) -> float:
+        return sum(p or 0.0 for p in self.points.values())
+
+    @property
+    def max_total(self) -> float:
+        return sum(self.max_points.values())
+
+
+def short_name(notebook: str) -> str:
+    """"1_atomic_backprop" → "nb1"."""
+    return f"nb{NOTEBOOKS.index(notebook) + 1}"
+
+
+def class_rows(course, students: list[str] | None = None) -> list[Row]:
+    """A row per student, from the gradebook and the status files."""
+    from nbgrader.api import MissingEntry
+
+    students = list(students) if students else course.students()
+    rows = []
+    with course.gradebook() as gb:
+        max_points = {nb: float(gb.find_notebook(nb, ASSIGNMENT).max_score) for nb in NOTEBOOKS}
+        for student in students:
+            points: dict[str, float | None] = {}
+            for nb in NOTEBOOKS:
+                try:
+                    points[nb] = float(gb.find_submission_notebook(nb, ASSIGNMENT, student).score)
+                except MissingEntry:
+                    points[nb] = None
+            rows.append(row_for(student, points, max_points, read_status(course.status, student)))
+    return rows
+
+
+def row_for(student: str, points: dict, max_points: dict, status: StudentStatus | None) -> Row:
+    row = Row(student, points, max_points)
+    for nb in NOTEBOOKS:
+        result: NotebookResult | None = status.result(nb) if status else None
+        row.states[nb] = result.state if result else "unknown"
+        row.notes[nb] = result.messages() if result else [NOT_AUTOGRADED]
+    return row
+
+
+def _points(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:g}"
+
+
+def format_table(rows: list[Row]) -> str:
+    """The table a TA reads: points per notebook (``*``: see the notes below), total, notes."""
+    if not rows:
+        return "(no students)"
+    width = max(12, *(len(r.student) for r in rows))
+    columns = [short_name(nb) for nb in NOTEBOOKS] + ["total"]
+    maxima = [rows[0].max_points[nb] for nb in NOTEBOOKS] + [rows[0].max_total]
+    lines = [f"{'student':<{width}}  " + "  ".join(f"{c:>6}" for c in columns),
+             f"{'(max)':<{width}}  " + "  ".join(f"{m:>6g}" for m in maxima),
+             "-" * (width + 2 + 8 * len(columns) - 2)]
+    for row in rows:
+        cells = []
+        for nb in NOTEBOOKS:
+            mark = "*" if row.notes[nb] else " "
+            cells.append(f"{_points(row.points[nb]):>5}{mark}")
+        cells.append(f"{row.total:>6g}")
+        lines.append(f"{row.student:<{width}}  " + "  ".join(cells))
+    notes = format_notes(rows)
+    if notes:
+        lines += ["", "* Notes", notes]
+    return "\n".join(lines)
+
+
+def format_notes(rows: list[Row]) -> str:
+    lines = []
+    for row in rows:
+        for nb in NOTEBOOKS:
+            for note in row.notes[nb]:
+                lines.append(f"  {row.student} {short_name(nb)}: {note}")
+    return "\n".join(lines)
+
+
+NOTEBOOK_CSV_FIELDS = ("student_id", "notebook", "score", "max_score", "state", "notes")
+
+
+def write_notebook_csv(rows: list[Row], path: Path) -> Path:
+    """One line per student and notebook: score, max, state (graded/failed/stopped/missing),
+    notes (``; ``-separated) — so that a failed notebook's 0 always says why."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(NOTEBOOK_CSV_FIELDS)
+        for row in rows:
+            for nb in NOTEBOOKS:
+                writer.writerow([row.student, nb, _points(row.points[nb]) if row.points[nb] is not None else "",
+                                 f"{row.max_points[nb]:g}", row.states[nb], "; ".join(row.notes[nb])])
+    return path
+
+
+def read_notebook_csv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def summary_line(rows: list[Row]) -> str:
+    states = [r.states[nb] for r in rows for nb in NOTEBOOKS]
+    graded = states.count(GRADED)
+    missing = states.count("missing")
+    failed = len(states) - graded - missing
+    noted = sum(1 for r in rows if any(r.notes[nb] for nb in NOTEBOOKS))
+    parts = [f"{len(rows)} students: {graded} of {len(states)} notebooks graded"]
+    if failed:
+        parts.append(f"{failed} NOT graded")
+    if missing:
+        parts.append(f"{missing} not submitted")
+    text = ", ".join(parts)
+    return text + (f"; {noted} students have notes (*)" if noted else "")

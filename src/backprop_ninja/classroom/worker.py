@@ -1,0 +1,154 @@
+"""Grading one student, in a worker process of its own: ``python -m backprop_ninja.classroom
+grade-student STUDENT …`` (started by ``pipeline.autograde_class``, never by hand).
+
+Each notebook is autograded on its own (``nbgrader autograde --notebook``), so a notebook that
+nbgrader cannot grade (invalid JSON, a dead kernel, edited metadata) costs only that
+notebook: nbgrader stops at the first failure of an assignment and would skip the rest.
+Then the notebooks that earned points go through the integrity checks (``trust``).
+Progress is reported as JSON lines in an events file, so that the parent can stop a
+notebook that takes too long and carry on with the next one in a new worker.
+
+The submitted files are only read (nbgrader copies them; the checks open them read-only);
+their sha256 is compared before and after, and a change would be reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+from ..exercises import ASSIGNMENT
+from .course import Course, prepare_environment
+from .reasons import failure_reason, success_notes
+from .status import FAILED, GRADED, MISSING, NotebookResult
+from .trust import VERIFY_TIMEOUT, untrusted_tests, withdraw_points
+
+
+def emit(events: Path | None, **event) -> None:
+    """Append one event (a JSON line) for the parent; flushed at once."""
+    if events is None:
+        return
+    with open(events, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(event, ensure_ascii=False) + "\n")
+
+
+def read_events(events: Path) -> list[dict]:
+    """The events written so far (a half-written last line is left for the next read)."""
+    if not events.exists():
+        return []
+    lines = events.read_text(encoding="utf-8").split("\n")
+    result = []
+    for line in lines[:-1]:  # the last piece has no newline yet (or is empty)
+        if line.strip():
+            result.append(json.loads(line))
+    return result
+
+
+def sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
+def forget_submission(course: Course, student: str) -> None:
+    """Remove the student's previous grading (gradebook rows, autograded copies, feedback),
+    so that nothing stale survives a regrade: nbgrader keeps the grades of cells that have
+    disappeared and, when a regrade fails, all the old grades."""
+    from nbgrader.api import MissingEntry
+
+    with course.gradebook() as gb:
+        try:
+            gb.remove_submission(ASSIGNMENT, student)
+        except MissingEntry:
+            pass
+    for folder in (course.autograded / student / ASSIGNMENT, course.feedback / student / ASSIGNMENT):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def autograde_notebook(api, student: str, notebook: str) -> tuple[bool, str]:
+    """``nbgrader autograde backprop_ninja --student S --notebook NB --force``, in this
+    process. Returns (success, nbgrader's log with the traceback of a failure)."""
+    from nbgrader.converters import Autograde
+    from nbgrader.utils import capture_log, temp_attrs
+
+    with temp_attrs(api.coursedir, assignment_id=ASSIGNMENT, student_id=student, notebook_id=notebook):
+        app = Autograde(coursedir=api.coursedir, parent=api)
+        app.force = True
+        app.create_student = True
+        outcome = capture_log(app)
+    return bool(outcome["success"]), outcome.get("log", "") + outcome.get("error", "")
+
+
+def grade_notebook(course: Course, api, student: str, notebook: str, *,
+                   verify_timeout: float = VERIFY_TIMEOUT) -> NotebookResult:
+    start = time.monotonic()
+    submitted = course.submitted_notebook(student, notebook)
+    if not submitted.exists():
+        return NotebookResult(notebook, MISSING, reason="not submitted")
+    before = sha256(submitted)
+    success, log = autograde_notebook(api, student, notebook)
+    print(f"\n===== {notebook}: nbgrader autograde ({'ok' if success else 'FAILED'})\n{log}", flush=True)
+    if not success:
+        result = NotebookResult(notebook, FAILED, reason=failure_reason(log))
+    else:
+        notes = success_notes(log, course.autograded_notebook(student, notebook),
+                              course.cell_timeout_seconds())
+        result = NotebookResult(notebook, GRADED, notes=notes)
+        _check_trust(course, student, notebook, result, verify_timeout)
+    if sha256(submitted) != before:  # must never happen: say so loudly
+        result.notes.append("THE SUBMITTED FILE CHANGED DURING GRADING — keep the original safe")
+    result.seconds = round(time.monotonic() - start, 1)
+    print(f"----- {notebook}: {result.state} in {result.seconds} s", *result.messages(), sep="\n  ",
+          flush=True)
+    return result
+
+
+def _check_trust(course: Course, student: str, notebook: str, result: NotebookResult,
+                 verify_timeout: float) -> None:
+    """Withdraw the points the integrity scan or the verifier does not trust."""
+    with course.gradebook() as gb:
+        earned = any(g.auto_score for g in gb.find_submission_notebook(notebook, ASSIGNMENT, student).grades)
+    if not earned:
+        return  # nothing to take away
+    try:
+        reasons = untrusted_tests(course.submitted_notebook(student, notebook), notebook,
+                                  source=course.source_notebook(notebook),
+                                  verify_timeout=verify_timeout, cache_dir=course.work / "verify-cache")
+    except Exception as error:  # a bug in the checks must not pass silently, nor stop grading
+        result.notes.append(f"the integrity checks could not run ({type(error).__name__}: {error}); "
+                            "check this notebook by hand")
+        return
+    if reasons:
+        with course.gradebook() as gb:
+            result.withdrawn = withdraw_points(gb, student, notebook, reasons)
+
+
+def grade_student(course: Course, student: str, notebooks: list[str], *, fresh: bool,
+                  events: Path | None = None, verify_timeout: float = VERIFY_TIMEOUT,
+                  threads: int | None = None) -> list[NotebookResult]:
+    """Grade ``notebooks`` of ``student``; ``fresh``: forget the previous grading first."""
+    prepare_environment(threads=threads)
+    _quiet_known_warnings()
+    api = course.api()
+    if fresh:
+        forget_submission(course, student)
+    results = []
+    for notebook in notebooks:
+        emit(events, event="start", notebook=notebook)
+        result = grade_notebook(course, api, student, notebook, verify_timeout=verify_timeout)
+        emit(events, event="done", **asdict(result))
+        results.append(result)
+    return results
+
+
+def _quiet_known_warnings() -> None:
+    """nbgrader 0.9.6 with SQLAlchemy 2 warns on every query; it says nothing about the student."""
+    try:
+        from sqlalchemy.exc import SAWarning
+    except ImportError:  # pragma: no cover
+        return
+    warnings.filterwarnings("ignore", category=SAWarning)

@@ -1,0 +1,337 @@
+"""The grading pipeline's pieces, without running nbgrader on notebooks (seconds in all).
+
+The whole pipeline on the demo class is tests/test_grading_pipeline.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+from backprop_ninja.classroom.course import Course, grading_environment, read_config, sqlite_url
+from backprop_ninja.classroom.hidden import REMOVED, ClearHiddenTestOutput, hidden_lines, scrub
+from backprop_ninja.classroom.reasons import failure_reason, interrupted_cells, success_notes
+from backprop_ninja.classroom.report import (NOT_AUTOGRADED, format_table, read_notebook_csv, row_for,
+                                             summary_line, write_notebook_csv)
+from backprop_ninja.classroom.status import (FAILED, GRADED, MISSING, NotebookResult, StudentStatus,
+                                             read_status, write_status)
+from backprop_ninja.classroom.trust import answer_cell_of, withdraw_points
+from backprop_ninja.exercises import ASSIGNMENT, NOTEBOOKS
+
+REPO = Path(__file__).resolve().parents[1]
+NB1, NB2, NB3, NB4 = NOTEBOOKS
+
+
+# nbgrader 0.9.6 with SQLAlchemy 2 warns on every query; it says nothing about our code.
+pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")
+
+
+def load_demo_module():
+    """grader/make_demo_class.py (a script, not a package module)."""
+    if "make_demo_class" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("make_demo_class", REPO / "grader" / "make_demo_class.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["make_demo_class"] = module  # dataclasses look their module up
+        spec.loader.exec_module(module)
+    return sys.modules["make_demo_class"]
+
+
+# ------------------------------------------------------------------------ failure reasons
+# Excerpts of nbgrader 0.9.6 logs, as the worker captures them for one notebook.
+INVALID_JSON_LOG = """[INFO] Sanitizing /c/submitted/s/backprop_ninja/4_full_training.ipynb
+[ERROR] There was an error processing assignment: /c/submitted/s/backprop_ninja
+[ERROR] Traceback (most recent call last):
+    json.decoder.JSONDecodeError: Unterminated string starting at: line 812 column 5 (char 24576)
+    The above exception was the direct cause of the following exception:
+    nbformat.reader.NotJSONError: Notebook does not appear to be JSON: '{\\n "cells": [...'
+[ERROR] There was an error processing assignment 'backprop_ninja' for student 's'
+"""
+RENAMED_LOG = """[INFO] Converting notebook /c/submitted/s/backprop_ninja/2_fused_cross_entropy.ipynb
+[WARNING] Cell 'my_cross_entropy' does not exist in the database
+[ERROR] Traceback (most recent call last):
+    jsonschema.exceptions.ValidationError: nbgrader cell does not have a grade_id
+[ERROR] Notebook failed to validate; the nbgrader metadata may be corrupted.
+"""
+KERNEL_LOG = """[INFO] Autograding /c/autograded/s/backprop_ninja/3_fused_batchnorm.ipynb
+[ERROR] Kernel died while waiting for execute reply.
+[ERROR] There was an error processing assignment: /c/submitted/s/backprop_ninja
+    nbclient.exceptions.DeadKernelError: Kernel died
+[WARNING] Removing failed notebook: /c/autograded/s/backprop_ninja/3_fused_batchnorm.ipynb
+"""
+UNKNOWN_LOG = """[ERROR] There was an error processing assignment: /c/submitted/s/backprop_ninja
+    PermissionError: [Errno 13] Permission denied: '/c/autograded/s'
+    nbgrader.converters.base.NbGraderException: Please see the the above traceback
+"""
+
+
+@pytest.mark.parametrize("log, expected", [
+    (INVALID_JSON_LOG, "invalid JSON"),
+    (RENAMED_LOG, "cell 'my_cross_entropy' is not part of the assignment"),
+    (KERNEL_LOG, "kernel died"),
+    ("[ERROR] Notebook failed to validate; the nbgrader metadata may be corrupted.", "metadata of a cell was edited"),
+    ("nbgrader.preprocessors.execute.UnresponsiveKernelError", "stopped responding"),
+    (UNKNOWN_LOG, "PermissionError: [Errno 13] Permission denied"),
+    ("", "see the student's log"),
+])
+def test_failure_reason_names_the_cause(log, expected):
+    assert expected in failure_reason(log)
+
+
+def test_restored_and_interrupted_cells_become_notes(tmp_path):
+    nb = new_notebook(cells=[
+        new_code_cell("while True: pass", metadata={"nbgrader": {"grade_id": "cross_entropy_backward"}},
+                      outputs=[new_output("error", ename="KeyboardInterrupt", evalue="", traceback=[])]),
+        new_code_cell("slow()", outputs=[new_output("error", ename="CellTimeoutError", evalue="", traceback=[])]),
+        new_code_cell("test()", metadata={"nbgrader": {"grade_id": "test_dlogits"}},
+                      outputs=[new_output("error", ename="NameError", evalue="", traceback=[])]),
+    ])
+    path = tmp_path / "graded.ipynb"
+    nbformat.write(nb, str(path))
+    assert interrupted_cells(path) == ["cross_entropy_backward", "cell 2"]
+    log = "[WARNING] Missing grade cell test_dprobs encountered, adding to notebook\n"
+    notes = success_notes(log, path, 30)
+    assert notes == ["test cell test_dprobs had been deleted; it was put back and run",
+                     "stopped after 30 s (never ended): cross_entropy_backward, cell 2"]
+    assert success_notes("", tmp_path / "absent.ipynb", 30) == []
+
+
+# ------------------------------------------------------------------------- hidden tests
+def test_tracebacks_lose_the_lines_that_quote_hidden_tests():
+    source = ('test_on(X, f, case);\n### BEGIN HIDDEN TESTS\ntest_hidden(X, f, seeds=(1, 2, 3));\n'
+              '### END HIDDEN TESTS\n')
+    assert hidden_lines(source) == ["### BEGIN HIDDEN TESTS", "test_hidden(X, f, seeds=(1, 2, 3));",
+                                    "### END HIDDEN TESTS"]
+    frame = ("\x1b[32m----> 1\x1b[39m test_on(X, f, case)\n"
+             "\x1b[32m      2\x1b[39m \x1b[38;5;66m### BEGIN HIDDEN TESTS\x1b[39m\n"
+             "\x1b[32m      3\x1b[39m test_hidden(X, f, seeds\x1b[38m=\x1b[39m(\x1b[32m1\x1b[39m, 2, 3))\n"
+             "\x1b[32m      4\x1b[39m ### END HIDDEN TESTS")
+    cell = new_code_cell(source, outputs=[
+        new_output("error", ename="NameError", evalue="f", traceback=["head", frame, "NameError: f"]),
+        new_output("stream", name="stdout", text="ok\ntest_hidden(X, f, seeds=(1, 2, 3));\n")])
+    ClearHiddenTestOutput().preprocess_cell(cell, {}, 0)
+    cleaned = "\n".join(cell.outputs[0]["traceback"])
+    assert "test_on(X, f, case)" in cleaned and REMOVED in cleaned
+    assert "HIDDEN" not in cleaned and "seeds" not in cleaned
+    assert cell.outputs[1]["text"] == f"ok\n{REMOVED}\n"
+    assert scrub("nothing hidden here", ["x = 1"]) == "nothing hidden here"
+
+
+def test_the_feedback_preprocessor_runs_before_nbgrader_clears_the_source():
+    preprocessors = read_config().GenerateFeedback.preprocessors
+    ours = preprocessors.index("backprop_ninja.classroom.hidden.ClearHiddenTestOutput")
+    assert ours < preprocessors.index("nbgrader.preprocessors.ClearHiddenTests")
+    assert ClearHiddenTestOutput().enabled  # nbconvert skips preprocessors that are not
+
+
+# ------------------------------------------------------------------------ configuration
+def test_config_sets_the_course_layout_and_the_grading_rules():
+    c = read_config()
+    assert c.CourseDirectory.source_directory == "solutions"
+    assert c.CourseDirectory.release_directory == "notebooks"
+    assert Path(c.CourseDirectory.root) == REPO
+    assert c.CourseDirectory.submitted_directory == "grader/class/submitted"
+    assert c.OverwriteCells.add_missing_cells is True
+    assert c.Execute.interrupt_on_timeout is True and 0 < c.Execute.timeout <= 120
+    assert c.CourseDirectory.db_url.startswith("sqlite:///") and "timeout=30" in c.CourseDirectory.db_url
+
+
+def test_the_database_url_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("BACKPROP_NINJA_DB_URL", "postgresql://grader@db.example.org/bpn")
+    assert read_config().CourseDirectory.db_url == "postgresql://grader@db.example.org/bpn"
+    assert Course.load().db_url == "postgresql://grader@db.example.org/bpn"
+    monkeypatch.delenv("BACKPROP_NINJA_DB_URL")
+    assert Course.load().db_url == sqlite_url(REPO / "grader" / "gradebook.db")
+
+
+def test_another_class_keeps_its_own_gradebook_and_folders(tmp_path):
+    course = Course.load(root=tmp_path, class_dir="demo")
+    assert course.class_dir == tmp_path / "demo"
+    assert course.db_url == sqlite_url(tmp_path / "demo" / "gradebook.db")
+    config = course.config()
+    assert config.CourseDirectory.root == str(tmp_path)
+    assert config.CourseDirectory.submitted_directory == "demo/submitted"  # relative: nbgrader escapes the root
+    assert config.CourseDirectory.db_url == course.db_url
+    assert f"--NbGrader.config_file={course.config_file}" in course.cli_overrides()
+    assert Course.load(root=tmp_path, class_dir=tmp_path.parent / "x").config().CourseDirectory.autograded_directory \
+        == str(tmp_path.parent / "x" / "autograded")
+    (course.submitted / "bob" / ASSIGNMENT).mkdir(parents=True)
+    (course.submitted / "ann" / ASSIGNMENT).mkdir(parents=True)
+    (course.submitted / "stray-file.txt").write_text("")
+    assert course.students() == ["ann", "bob"]
+
+
+def test_grading_environment_finds_nbgraders_tools_and_keeps_notebook_4_short():
+    env = grading_environment({"PATH": "/usr/bin"}, threads=1)
+    assert env["PATH"].split(":")[0].endswith("bin") and env["PATH"].endswith("/usr/bin")
+    assert (Path(env["PATH"].split(":")[0]) / "alembic").exists()  # nbgrader creates gradebooks with it
+    assert int(env["BACKPROP_NINJA_STEPS"]) <= 1000
+    assert env["OMP_NUM_THREADS"] == "1"
+
+
+# ------------------------------------------------------------------- status and report
+def sample_status() -> StudentStatus:
+    return StudentStatus("ann", [
+        NotebookResult(NB1, GRADED, notes=["test cell test_dprobs had been deleted; it was put back and run"]),
+        NotebookResult(NB2, GRADED, withdrawn={"test_dlogits": "integrity: autograd"}),
+        NotebookResult(NB3, FAILED, reason="the Python kernel died"),
+        NotebookResult(NB4, MISSING, reason="not submitted"),
+    ])
+
+
+def test_status_round_trips_and_every_zero_has_a_reason(tmp_path):
+    status = sample_status()
+    write_status(tmp_path, status)
+    again = read_status(tmp_path, "ann")
+    assert again == status and not again.ok
+    assert read_status(tmp_path, "nobody") is None
+    assert again.result(NB3).messages() == ["NOT GRADED (0 points): the Python kernel died"]
+    assert again.result(NB2).messages() == ["test_dlogits: points withdrawn — integrity: autograd"]
+    assert again.result(NB4).messages() == ["not submitted"]
+
+
+def test_table_and_csv_show_points_totals_and_notes(tmp_path):
+    maxima = {NB1: 26.0, NB2: 5.0, NB3: 5.0, NB4: 10.0}
+    rows = [row_for("ann", {NB1: 26.0, NB2: 0.0, NB3: 0.0, NB4: 0.0}, maxima, sample_status()),
+            row_for("bob", {NB1: 25.0, NB2: 5.0, NB3: 5.0, NB4: 10.0}, maxima,
+                    StudentStatus("bob", [NotebookResult(nb, GRADED) for nb in NOTEBOOKS])),
+            row_for("cy", {nb: None for nb in NOTEBOOKS}, maxima, None)]
+    table = format_table(rows)
+    lines = table.splitlines()
+    assert lines[0].split() == ["student", "nb1", "nb2", "nb3", "nb4", "total"]
+    assert lines[1].split() == ["(max)", "26", "5", "5", "10", "46"]
+    assert lines[3].split() == ["ann", "26*", "0*", "0*", "0*", "26"]
+    assert lines[4].split() == ["bob", "25", "5", "5", "10", "45"]
+    assert lines[5].split() == ["cy", "—*", "—*", "—*", "—*", "0"]
+    assert "ann nb3: NOT GRADED (0 points): the Python kernel died" in table
+    assert f"cy nb1: {NOT_AUTOGRADED}" in table
+    assert summary_line(rows[:2]) == ("2 students: 6 of 8 notebooks graded, 1 NOT graded, 1 not submitted; "
+                                      "1 students have notes (*)")
+    csv_rows = read_notebook_csv(write_notebook_csv(rows, tmp_path / "by_notebook.csv"))
+    assert len(csv_rows) == 12
+    ann3 = next(r for r in csv_rows if r["student_id"] == "ann" and r["notebook"] == NB3)
+    assert ann3 == {"student_id": "ann", "notebook": NB3, "score": "0", "max_score": "5",
+                    "state": FAILED, "notes": "NOT GRADED (0 points): the Python kernel died"}
+
+
+# ------------------------------------------------------------ withdrawing untrusted points
+@pytest.fixture
+def small_gradebook(tmp_path, monkeypatch):
+    """A gradebook with notebooks 2 and 4 and one submission whose tests all passed."""
+    from nbgrader.api import Gradebook
+
+    monkeypatch.setenv("PATH", grading_environment()["PATH"])  # nbgrader runs alembic
+
+    with Gradebook(sqlite_url(tmp_path / "gradebook.db")) as gb:
+        gb.add_assignment(ASSIGNMENT)
+        gb.add_notebook(NB2, ASSIGNMENT)
+        gb.add_grade_cell("test_dlogits", NB2, ASSIGNMENT, max_score=5, cell_type="code")
+        gb.add_solution_cell("cross_entropy_backward", NB2, ASSIGNMENT)
+        gb.add_notebook(NB4, ASSIGNMENT)
+        for test, points in (("test_dC", 1), ("test_dW1", 1), ("test_training", 3)):
+            gb.add_grade_cell(test, NB4, ASSIGNMENT, max_score=points, cell_type="code")
+        gb.add_solution_cell("manual_backward", NB4, ASSIGNMENT)
+        gb.add_student("ann")
+        gb.add_submission(ASSIGNMENT, "ann")
+        for nb in (NB2, NB4):
+            for grade in gb.find_submission_notebook(nb, ASSIGNMENT, "ann").grades:
+                grade.auto_score = grade.max_score
+        gb.find_grade("test_dW1", NB4, ASSIGNMENT, "ann").auto_score = 0.0  # a wrong answer
+        gb.db.commit()
+        yield gb
+
+
+def test_withdrawn_points_are_zeroed_and_explained_on_the_answer_cell(small_gradebook):
+    gb = small_gradebook
+    withdrawn = withdraw_points(gb, "ann", NB4, {
+        "test_dC": "verifier: dC is wrong on fresh inputs",
+        "test_dW1": "integrity: autograd",  # earned nothing: nothing to withdraw
+        "test_training": "verifier: needs every gradient right",
+        "test_unknown": "not a cell of this notebook",
+    })
+    assert withdrawn == {"test_dC": "verifier: dC is wrong on fresh inputs",
+                         "test_training": "verifier: needs every gradient right"}
+    assert gb.find_grade("test_dC", NB4, ASSIGNMENT, "ann").score == 0
+    assert gb.find_grade("test_training", NB4, ASSIGNMENT, "ann").score == 0
+    assert gb.find_grade("test_dW1", NB4, ASSIGNMENT, "ann").manual_score is None
+    assert gb.find_submission_notebook(NB4, ASSIGNMENT, "ann").score == 0
+    assert gb.find_submission_notebook(NB2, ASSIGNMENT, "ann").score == 5  # another notebook: untouched
+    comment = gb.find_comment("manual_backward", NB4, ASSIGNMENT, "ann").manual_comment
+    assert comment.splitlines() == [
+        "test_dC: 1 point(s) withdrawn — verifier: dC is wrong on fresh inputs",
+        "test_training: 3 point(s) withdrawn — verifier: needs every gradient right"]
+
+
+def test_each_test_is_explained_on_the_answer_cell_of_its_function():
+    assert answer_cell_of(NB1, "test_dcounts") == "grad_counts"
+    assert answer_cell_of(NB2, "test_dlogits") == "cross_entropy_backward"
+    assert answer_cell_of(NB3, "test_dhprebn") == "batchnorm_backward"
+    assert answer_cell_of(NB4, "test_dbngain") == "manual_backward"
+    assert answer_cell_of(NB4, "test_training") == "manual_backward"
+
+
+# ----------------------------------------------------------------------------- the demo
+def test_demo_expectations_add_up():
+    demo = load_demo_module()
+    assert demo.FULL == {NB1: 26, NB2: 5, NB3: 5, NB4: 10}
+    assert {s.name for s in demo.DEMO} >= {"full_marks", "untouched"}
+    assert demo.DEMO_BY_NAME["full_marks"].total == 46
+    assert demo.DEMO_BY_NAME["untouched"].total == 0
+    for student in demo.DEMO:
+        for nb, change in student.changes.items():
+            assert 0 <= change.points <= demo.FULL[nb]
+            if change.points == 0 and "NOT GRADED" not in change.notes:
+                assert change.story  # a wrong answer: graded normally, its story says why
+
+
+def test_solution_markers_are_dropped_and_a_stale_mistake_is_refused():
+    demo = load_demo_module()
+    source = "def f(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION"
+    assert demo.solution_code(source) == "def f(x):\n    return 2 * x"
+    nb = new_notebook(cells=[new_code_cell("def f(x):\n    return 2 * x",
+                                           metadata={"nbgrader": {"grade_id": "f", "solution": True}})])
+    assert "return x" in demo.replace_in("f", "return 2 * x", "return x")(nb).cells[0].source
+    with pytest.raises(AssertionError, match="no longer applies"):
+        demo.replace_in("f", "return 3 * x", "return x")(nb)
+
+
+@pytest.fixture(scope="module")
+def demo_texts():
+    demo = load_demo_module()
+    return demo, {s.name: demo.submission_texts(s, REPO) for s in demo.DEMO}
+
+
+def test_every_demo_mistake_applies_to_the_current_notebooks(demo_texts):
+    demo, texts = demo_texts
+    full = texts["full_marks"]
+    for student in demo.DEMO:
+        if student.untouched:
+            for nb in NOTEBOOKS:
+                assert texts[student.name][nb] == (REPO / "notebooks" / ASSIGNMENT / f"{nb}.ipynb").read_text()
+            continue
+        for nb in NOTEBOOKS:
+            changed = texts[student.name][nb] != full[nb]
+            assert changed == (nb in student.changes), (student.name, nb)
+
+
+def test_full_marks_answers_are_the_solutions_without_markers(demo_texts):
+    demo, texts = demo_texts
+    for nb in NOTEBOOKS:
+        submitted = nbformat.reads(texts["full_marks"][nb], as_version=4)
+        answers = [c for c in submitted.cells if c.metadata.get("nbgrader", {}).get("solution")]
+        assert answers and all("BEGIN SOLUTION" not in c.source and "NotImplementedError" not in c.source
+                               for c in answers)
+
+
+def test_broken_demo_notebooks_are_broken_as_described(demo_texts):
+    demo, texts = demo_texts
+    for student in demo.DEMO:
+        for nb, change in student.changes.items():
+            if change.mutate_text is not None:
+                with pytest.raises(json.JSONDecodeError):
+                    json.loads(texts[student.name][nb])
