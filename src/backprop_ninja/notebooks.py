@@ -44,7 +44,7 @@ def execute(path: Path, *, steps: int = CI_STEPS, timeout: int = 600):
     """Run every cell of the notebook at ``path`` in a fresh kernel; return the executed notebook.
 
     The kernel runs in the notebook's directory with ``BACKPROP_NINJA_STEPS=steps``. Neither
-    cell timings nor widget state (tqdm's progress bar) are recorded: they differ on every run.
+    cell timings nor widgets (tqdm's progress bar) are kept: they differ on every run.
     """
     nb = nbformat.read(str(path), as_version=4)
     metadata = copy.deepcopy(nb.metadata)
@@ -55,7 +55,33 @@ def execute(path: Path, *, steps: int = CI_STEPS, timeout: int = 600):
     client.execute(env=env)
     # Keep the notebook's own metadata: the kernel's (its Python patch version) is noise.
     nb.metadata = metadata
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = merge_streams([o for o in cell.outputs if not is_widget(o)])
     return nb
+
+
+def is_widget(output) -> bool:
+    """A widget view (tqdm's progress bar): without its state, which is not stored, it can
+    only show an error, so it is not kept."""
+    return "application/vnd.jupyter.widget-view+json" in output.get("data", {})
+
+
+def merge_streams(outputs: list) -> list:
+    """Join consecutive stream outputs of the same stream (stdout, stderr) into one.
+
+    How printed text is split into messages depends on timing; joined, a re-executed notebook
+    differs from the committed one only where its text does.
+    """
+    merged = []
+    for output in outputs:
+        previous = merged[-1] if merged else None
+        if (output.output_type == "stream" and previous is not None
+                and previous.output_type == "stream" and previous.name == output.name):
+            previous.text += output.text
+        else:
+            merged.append(output)
+    return merged
 
 
 def refresh(notebooks=NOTEBOOKS, *, steps: int = CI_STEPS) -> None:

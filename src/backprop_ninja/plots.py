@@ -22,6 +22,10 @@ BRANCH_COLOUR = "#f9d49b"
 PLAIN_COLOUR = "#eeeeee"
 
 
+def _numpy(tensor: torch.Tensor):
+    return tensor.detach().to(torch.float64).numpy()
+
+
 def _shape(values, name) -> str:
     if not values or name not in values:
         return ""
@@ -89,16 +93,15 @@ def show_dlogits(probs: torch.Tensor, dlogits: torch.Tensor, Yb: torch.Tensor, *
     gradient is negative (raise this logit); every other entry is positive (lower it), in
     proportion to the probability the model gives it.
     """
-    probs, dlogits = probs.detach()[:rows].double(), dlogits.detach()[:rows].double()
-    targets = Yb[:rows]
+    probs, dlogits = _numpy(probs[:rows]), _numpy(dlogits[:rows])
+    targets = Yb[:rows].numpy()
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
     image = left.imshow(probs, cmap="Greys", vmin=0)
     left.set_title("probs = softmax(logits)")
     fig.colorbar(image, ax=left, fraction=0.03)
     # Separate scales for the two signs: the one negative entry per row is much larger
     # than the positive ones, which would otherwise all look white.
-    norm = TwoSlopeNorm(vcenter=0.0, vmin=min(dlogits.min().item(), -1e-12),
-                        vmax=max(dlogits.max().item(), 1e-12))
+    norm = TwoSlopeNorm(vcenter=0.0, vmin=min(dlogits.min(), -1e-12), vmax=max(dlogits.max(), 1e-12))
     image = right.imshow(dlogits, cmap="RdBu_r", norm=norm)
     right.set_title("dlogits (red: push the logit down, blue: up)")
     fig.colorbar(image, ax=right, fraction=0.03)
@@ -118,7 +121,7 @@ def show_batchnorm_gradient(dhpreact: torch.Tensor, dhprebn: torch.Tensor, bnraw
     column changes nothing after normalisation). Right: each column's dot product with bnraw
     (zero for dhprebn: scaling a whole column changes nothing either).
     """
-    dhpreact, dhprebn, bnraw = (t.detach().double() for t in (dhpreact, dhprebn, bnraw))
+    dhpreact, dhprebn, bnraw = (_numpy(t) for t in (dhpreact, dhprebn, bnraw))
     units = range(dhpreact.shape[1])
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.4), sharey=False)
     for ax, reduce, title in (
@@ -128,8 +131,8 @@ def show_batchnorm_gradient(dhpreact: torch.Tensor, dhprebn: torch.Tensor, bnraw
         ax.bar(units, reduce(dhpreact), color="#9bbbe0", label="dhpreact (into batchnorm)")
         ax.bar(units, reduce(dhprebn), color="#c0392b", width=0.5, label="dhprebn (out of batchnorm)")
         ax.axhline(0, color="black", lw=0.8)
-        ax.text(0.01, 0.02, f"dhprebn: largest |value| {reduce(dhprebn).abs().max().item():.0e}",
-                transform=ax.transAxes, color="#c0392b", fontsize=9)
+        ax.text(0.99, 0.97, f"dhprebn: largest |value| {abs(reduce(dhprebn)).max():.0e}",
+                transform=ax.transAxes, ha="right", va="top", color="#c0392b", fontsize=9)
         ax.set_title(title)
         ax.set_xlabel("hidden unit j")
     left.legend(fontsize=8)
@@ -143,13 +146,13 @@ def plot_loss_curve(losses: list[float], *, learning_rate=lecture_learning_rate,
     steps = len(losses)
     chunk = max(1, steps // points)
     usable = steps - steps % chunk
-    curve = torch.tensor(losses[:usable]).log10().view(-1, chunk).mean(1)
+    curve = torch.tensor(losses[:usable]).log10().view(-1, chunk).mean(1).numpy()
     fig, ax = plt.subplots(figsize=(8, 3.6))
-    ax.plot(torch.arange(len(curve)) * chunk + chunk / 2, curve)
+    ax.plot(torch.arange(len(curve)).numpy() * chunk + chunk / 2, curve)
     changes = [s for s in range(1, steps) if learning_rate(s) != learning_rate(s - 1)]
     for s in changes:
         ax.axvline(s, color="#c0392b", ls="--", lw=1)
-        ax.text(s, curve.max().item(), f" lr {learning_rate(s - 1):g} → {learning_rate(s):g}",
+        ax.text(s, curve.max(), f" lr {learning_rate(s - 1):g} → {learning_rate(s):g}",
                 color="#c0392b", va="top", fontsize=9)
     ax.set_xlabel("step")
     ax.set_ylabel(f"log10 loss (mean of {chunk} steps)")
