@@ -92,3 +92,11 @@ def test_targets_and_the_table_say_what_was_met_and_what_was_not_measured():
     text = table(rows, header)
     assert "5×" in text and "≥ 4×" in text and "yes" in text
     assert "not measured: why" in text and rows[1].met is None
+
+
+def test_ablation_times_every_variant():
+    from bench.ablation import VARIANTS, ablation
+
+    us = ablation(steps=5, repeats=1)
+    assert list(us) == list(VARIANTS)
+    assert all(math.isfinite(v) and v > 0 for v in us.values())
