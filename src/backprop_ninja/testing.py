@@ -47,7 +47,9 @@ HIDDEN_SHAPES_FOR = {
     "cross_entropy_backward": (
         dict(batch_size=7, n_hidden=13),
         dict(batch_size=50, n_hidden=40, logit_scale=40.0),
-        dict(batch_size=3, n_hidden=5, dtype=torch.float32, logit_scale=150.0),
+        # Logits in the hundreds: exp overflows float32 (past e^88) unless the softmax
+        # subtracts each row's maximum first. (×150 stayed below that for every seed.)
+        dict(batch_size=3, n_hidden=5, dtype=torch.float32, logit_scale=1000.0),
     ),
     "manual_backward": (
         dict(batch_size=7, n_hidden=13),
