@@ -36,7 +36,8 @@ test: setup data ## Set up, then run every test (unit, notebooks, grading pipeli
 	$(PYTHON) -m pytest
 
 release: setup ## Regenerate the student notebooks (notebooks/) from the solutions with nbgrader
-	$(NBGRADER) generate_assignment $(ASSIGNMENT) --force $(NBGRADER_CONFIG)
+	@# The venv's bin/ first on PATH: nbgrader runs `alembic` to create a new gradebook.
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(NBGRADER) generate_assignment $(ASSIGNMENT) --force $(NBGRADER_CONFIG)
 
 .PHONY: solutions
 solutions: setup data ## Re-execute the solution notebooks in place (their outputs are what nbval checks)
