@@ -173,5 +173,6 @@ def test_solutions_reproduce_their_committed_outputs(nbval_run):
     process, log_path = nbval_run
     returncode = process.wait(timeout=900)
     output = log_path.read_text()
-    assert returncode == 0, output[-8000:]
+    hint = "\n(after a deliberate change: `make solutions`, then `make release`, and commit)"
+    assert returncode == 0, output[-8000:] + hint
     assert re.search(r"\d+ passed", output), output[-2000:]
