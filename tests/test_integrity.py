@@ -177,6 +177,8 @@ DYNAMIC_IN_ANSWER = {
     "dispatch": "from torch.utils._python_dispatch import TorchDispatchMode\n",
     "Tensor subclass": "class Liar(torch.Tensor):\n    pass\n",
     "unpickling": "x = torch.load('f.pt', weights_only=False)\n",
+    "stack walking": ("def peek():\n    try:\n        raise ValueError\n    except ValueError as e:\n"
+                      "        return e.__traceback__.tb_frame.f_back.f_locals\n"),
     "__torch_function__": "class Mode:\n    def __torch_function__(self, *a):\n        return True\n",
 }
 DYNAMIC_ADDED = {
@@ -189,6 +191,10 @@ DYNAMIC_ADDED = {
     "config magic": "%config InteractiveShell.ast_node_interactivity = 'all'\n",
     "numpy pickle": "import numpy as np\nx = np.load('f.npy', allow_pickle=True)\n",
     "os.system": "import os\nos.system('ls')\n",
+    "file write": "with open('../gradebook.db', 'wb') as f:\n    f.write(b'')\n",
+    "file write, mode keyword": "open('x.txt', mode='a').write('x')\n",
+    "path write": "from pathlib import Path\nPath('x').write_text('x')\n",
+    "delete": "from pathlib import Path\nPath('../gradebook.db').unlink()\n",
 }
 
 
@@ -311,6 +317,12 @@ def test_honest_code_produces_no_finding(course, body):
     before = ("import itertools\nfrom collections import defaultdict\nfrom math import sqrt\n"
               "EPS = 1e-12\n\ndef _safe_div(a, b):\n    return a / b\n\n")
     assert course(probs_answer(body, before=before)) == []
+
+
+def test_added_cells_may_read_files(course):
+    code = ("from pathlib import Path\nwith open('names.txt') as f:\n    words = f.read().split()\n"
+            "text = open('names.txt', 'r', encoding='utf-8').read()\nPath('names.txt').read_text()\n")
+    assert course(added=[code]) == []
 
 
 def test_added_cells_may_read_the_environment_but_not_use_os_otherwise(course):

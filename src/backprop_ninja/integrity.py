@@ -132,6 +132,15 @@ DANGEROUS_DUNDERS = frozenset({
     "__reduce_ex__", "__setstate__", "__getstate__", "__init_subclass__", "__set_name__",
     "__torch_function__", "__torch_dispatch__",
 })
+# Attributes that walk the call stack (to the test's expected answer, in the kernel).
+FRAME_ATTRS = frozenset({
+    "__traceback__", "tb_frame", "tb_next", "f_back", "f_locals", "f_globals", "f_builtins",
+    "f_code", "gi_frame", "cr_frame", "ag_frame", "_getframe",
+})
+# Methods that write or delete files (the kernel runs with the grader's permissions).
+FILE_WRITING_ATTRS = frozenset({
+    "write_text", "write_bytes", "unlink", "rmdir", "chmod", "symlink_to", "hardlink_to", "touch",
+})
 NAMESPACE_READS = frozenset({"get", "keys", "items", "values", "copy"})
 COPYING_BUILTINS = frozenset({"len", "list", "sorted", "set", "tuple", "dict", "print", "repr"})
 
@@ -682,8 +691,8 @@ class _CellScanner(ast.NodeVisitor):
             self.monkeypatch(node, name, "uses")
         elif name in DYNAMIC_BUILTINS and not self._namespace_read(node):
             self.dynamic(node, name)
-        elif name == "open" and self.answer:
-            self.dynamic(node, "open", "reads or writes files")
+        elif name == "open" and (self.answer or not self._opens_for_reading(node)):
+            self.dynamic(node, "open", "reads or writes files" if self.answer else "writes files")
         elif name in self.ctx.dynamic_bindings:
             path = self._dynamic_path(node)
             if self.answer or not _harmless_read(path, _parent(_outermost_attribute(node))):
@@ -716,6 +725,17 @@ class _CellScanner(ast.NodeVisitor):
             return (user.func.id in self.ctx.course_functions or user.func.id in COPYING_BUILTINS)
         return False
 
+    @staticmethod
+    def _opens_for_reading(node: ast.Name) -> bool:
+        """``open(path)`` or ``open(path, "r")``/``"rb"``: added cells may read files."""
+        call = _parent(node)
+        if not (isinstance(call, ast.Call) and call.func is node):
+            return False
+        mode = call.args[1] if len(call.args) > 1 else next(
+            (k.value for k in call.keywords if k.arg == "mode"), ast.Constant("r"))
+        return (isinstance(mode, ast.Constant) and isinstance(mode.value, str)
+                and not set(mode.value) & set("wax+"))
+
     def _dynamic_path(self, node: ast.Name) -> str:
         """``os.environ.get`` for the ``os`` in ``os.environ.get(…)``, by its import's origin."""
         attrs, top = [], node
@@ -736,6 +756,10 @@ class _CellScanner(ast.NodeVisitor):
             self._check_write(node)
         if attr in DANGEROUS_DUNDERS:
             self.dynamic(node, f".{attr}", "exposes an object's internals")
+        elif attr in FRAME_ATTRS:
+            self.dynamic(node, f".{attr}", "walks the call stack")
+        elif attr in FILE_WRITING_ATTRS:
+            self.dynamic(node, f".{attr}", "writes or deletes files")
         elif attr in DYNAMIC_MODULE_ATTRS:
             self.dynamic(node, _dotted(node))
         elif attr in AUTOGRAD_ATTRS or (attr in AUTOGRAD_TORCH_ATTRS and self.torch_rooted(node)):
@@ -788,7 +812,7 @@ class _CellScanner(ast.NodeVisitor):
                                  "looks up an attribute by a computed name")
                 continue
             for attr in arg.value.split("."):
-                if attr in DANGEROUS_DUNDERS or attr in DYNAMIC_MODULES:
+                if attr in DANGEROUS_DUNDERS or attr in DYNAMIC_MODULES or attr in FRAME_ATTRS:
                     self.dynamic(node, f'{called}(…, "{attr}")', "exposes an object's internals")
                 elif attr in AUTOGRAD_ATTRS or (attr in AUTOGRAD_TORCH_ATTRS and target is not None
                                                 and self.torch_rooted(target)):

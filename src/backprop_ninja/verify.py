@@ -21,7 +21,8 @@ saves only the inputs of each call (function name + arguments) to a private temp
 directory and starts a *child*, ``python -m backprop_ninja.verify --child DIR``: no stdin,
 a clean environment, that directory as working directory, its own process group, and
 limits on memory, CPU time and file size that it sets on itself before any student code
-runs. The child deletes its input files once loaded, turns autograd off (grad mode off;
+runs (not in a ``preexec_fn``: Python documents that as unsafe in a process with threads,
+and torch starts threads). The child deletes its input files once loaded, turns autograd off (grad mode off;
 ``torch.autograd.grad``, ``backward``, ``torch.func`` transforms and ``enable_grad`` raise),
 runs ``cells.ANSWER_PRELUDE`` and then the submission's answer cells — statement by
 statement, so that a stray debugging line does not keep a function from being defined —
