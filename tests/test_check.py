@@ -149,3 +149,12 @@ def test_a_scattered_error_reports_how_many_entries_and_where():
     result = check("dlogits", got, expected, batch_size=N)
     assert result.problem == "mismatch" and "1 of 864 entries" in result.message and "(5, 7)" in result.message
     assert result.maxdiff == pytest.approx(1.0)
+
+
+def test_the_noise_floor_follows_the_scale_of_the_computation():
+    # db1 of a float32 batch of 3 whose gradients reach 0.5: rounding noise of ~5e-8.
+    expected = torch.zeros(5, dtype=torch.float64)
+    noise = torch.full((5,), 5e-8)
+    assert not check("db1", noise, expected).ok
+    assert check("db1", noise, expected, scale=0.5).ok
+    assert not check("db1", torch.full((5,), 1e-5), expected, scale=0.5).ok

@@ -9,7 +9,7 @@ transposed matrix, only one branch of a tensor that is used twice.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping
 
 import torch
@@ -32,8 +32,21 @@ class Tolerance:
         scale = expected.abs().max().item() if expected.numel() else 0.0
         return self.rtol * expected.abs() + self.scaled * scale + self.floor
 
+    def with_noise_floor(self, scale: float, dtype: torch.dtype) -> "Tolerance":
+        """Raise ``floor`` to the rounding noise of a computation whose gradients reach ``scale``.
+
+        A gradient that is zero in theory (notebook 4's ``db1``: batchnorm cancels ``b1``)
+        comes out as pure rounding noise of order eps · (the case's largest gradient), which
+        a fixed floor cannot cover for every batch. Measured over 1,500 fresh cases × 7
+        parameters, the reference answer never needed more than 0.5 of NOISE_ULPS.
+        """
+        return replace(self, floor=max(self.floor, NOISE_ULPS * torch.finfo(dtype).eps * scale))
+
     def __str__(self) -> str:
         return f"|got − expected| ≤ {self.rtol:.0e}·|expected| + {self.scaled:.0e}·max|expected| + {self.floor:.0e}"
+
+
+NOISE_ULPS = 16
 
 
 TOLERANCES = {
@@ -87,15 +100,20 @@ def check(
     batch_size: int | None = None,
     alternatives: Mapping[str, torch.Tensor] | None = None,
     tolerance: Tolerance | None = None,
+    scale: float | None = None,
 ) -> CheckResult:
     """Compare ``got`` with ``expected``; never raises on a bad ``got``.
 
     ``batch_size`` lets constant factors be named (n, 1/n, n/(n−1)). ``alternatives`` maps
     advice to a known wrong answer: if ``got`` matches one, that advice is the message
-    (the tests use it for "only one branch" and "n instead of n − 1").
+    (the tests use it for "only one branch" and "n instead of n − 1"). ``scale``, the largest
+    gradient of the computation, raises the tolerance's floor to its rounding noise.
     """
     expected = expected.detach()
-    tol = tolerance or tolerance_for(expected.dtype, getattr(got, "dtype", torch.float32))
+    dtypes = (expected.dtype, getattr(got, "dtype", torch.float32))
+    tol = tolerance or tolerance_for(*dtypes)
+    if scale:
+        tol = tol.with_noise_floor(scale, torch.float64 if tol is TOLERANCES[torch.float64] else torch.float32)
 
     def fail(problem: str, message: str, maxdiff: float = math.nan) -> CheckResult:
         return CheckResult(name, False, False, False, maxdiff, problem, message, str(tol))

@@ -75,6 +75,11 @@ class Case:
     def batch_size(self) -> int:
         return self.Xb.shape[0]
 
+    @property
+    def gradient_scale(self) -> float:
+        """The largest true gradient of the case: sets the tolerance's rounding-noise floor."""
+        return max(float(g.abs().max()) for g in self.reference.grads.values())
+
     @classmethod
     def from_batch(cls, params, Xb, Yb, description="this notebook's batch") -> "Case":
         """The notebook's own batch, in its own dtype, with the loss's true gradients."""
@@ -115,6 +120,7 @@ class Trial:
     description: str
     alternatives: dict[str, torch.Tensor] = field(default_factory=dict)
     pick: str | None = None  # the key to take from a dict result (manual_backward)
+    scale: float | None = None  # the case's largest true gradient (see check's ``scale``)
 
 
 @dataclass(frozen=True)
@@ -146,7 +152,7 @@ class AtomicExercise:
                     f"{others}, so its gradient is the sum of both branches (+=)"
                 ] = branch
         return Trial(f"d{self.target}", self.function, args, truth.total, case.batch_size,
-                     case.description, alternatives)
+                     case.description, alternatives, scale=case.gradient_scale)
 
 
 # The lecture's order, loss → embedding. Arguments starting with "d" are upstream gradients.
@@ -198,7 +204,7 @@ class CrossEntropyExercise:
             logits = values["logits"].detach().requires_grad_()
             (expected,) = torch.autograd.grad(F.cross_entropy(logits, case.Yb), logits)
         return Trial("dlogits", self.function, (values["logits"], case.Yb), expected,
-                     case.batch_size, case.description)
+                     case.batch_size, case.description, scale=case.gradient_scale)
 
 
 @dataclass(frozen=True)
@@ -217,7 +223,7 @@ class BatchnormExercise:
                   "forward pass uses Bessel's correction, 1/(n − 1)")
         args = (dhpreact, values["bngain"], values["bnraw"], values["bnvar_inv"])
         return Trial("dhprebn", self.function, args, expected, case.batch_size,
-                     case.description, {advice: biased})
+                     case.description, {advice: biased}, scale=case.gradient_scale)
 
 
 def _batchnorm_vjp(hprebn, bngain, dhpreact, *, unbiased: bool) -> torch.Tensor:
@@ -251,7 +257,7 @@ class ManualBackwardExercise:
         _, cache = forward_fused(params, case.Xb, case.Yb)
         return Trial(f"d{self.parameter}", self.function, (params, cache, case.Xb, case.Yb),
                      case.reference.grad(self.parameter), case.batch_size, case.description,
-                     pick=self.parameter)
+                     pick=self.parameter, scale=case.gradient_scale)
 
 
 MANUAL_BACKWARD_EXERCISES = tuple(ManualBackwardExercise(p) for p in PARAM_NAMES)

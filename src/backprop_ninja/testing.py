@@ -100,7 +100,7 @@ def run_trial(function: Callable, trial: Trial) -> CheckResult:
     except Exception as error:  # the student's code raised: report it as the answer's problem
         return _failed(trial, "error", f"{trial.function} raised {type(error).__name__}: {error}")
     return _check(trial.target, got, trial.expected, batch_size=trial.batch_size,
-                  alternatives=trial.alternatives)
+                  alternatives=trial.alternatives, scale=trial.scale)
 
 
 def _failed(trial: Trial, problem: str, message: str) -> CheckResult:
@@ -160,7 +160,8 @@ def chain_report(grads: dict[str, torch.Tensor], case: Case) -> PrintedResults:
     results = PrintedResults()
     for target in ATOMIC:
         name = "d" + target
-        result = (_check(name, grads[name], case.reference.grad(name), batch_size=case.batch_size)
+        result = (_check(name, grads[name], case.reference.grad(name), batch_size=case.batch_size,
+                         scale=case.gradient_scale)
                   if name in grads else
                   CheckResult(name, False, False, False, float("nan"), "missing", "not computed", ""))
         print(result)
