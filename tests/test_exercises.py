@@ -135,3 +135,16 @@ def test_stage_report_prints_the_lecture_table_and_missing_functions(capsys):
     out = capsys.readouterr().out
     assert [r.ok for r in results] == [True, False]
     assert "grad_W2 is not defined" in out and "1/2 correct" in out
+
+
+def test_an_endless_student_function_is_stopped_with_an_explanation(monkeypatch):
+    monkeypatch.setattr(testing, "STUDENT_CALL_SECONDS", 0.2)
+
+    def endless(dlogits):
+        while True:
+            try:
+                pass
+            except Exception:  # a bare except in the student's code must not swallow the stop
+                pass
+    result = result_of(ATOMIC_BY_TARGET["b2"], endless)
+    assert result.problem == "timeout" and "endless loop" in result.message

@@ -8,6 +8,9 @@ A visible test runs the student's function on the notebook's own batch; the hidd
 from __future__ import annotations
 
 import math
+import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Callable, Iterable
 
@@ -59,6 +62,35 @@ HIDDEN_SHAPES_FOR = {
 }
 
 
+# A test gives the student's function this long per call. In JupyterLab nothing else would
+# stop an endless loop; under nbgrader it costs seconds instead of the cell timeout.
+STUDENT_CALL_SECONDS = 10.0
+
+
+class StudentTimeout(BaseException):
+    """Raised into a student function that runs too long (BaseException: a bare
+    ``except Exception`` in the student's code must not swallow it)."""
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Interrupt the body after ``seconds`` (main thread only: elsewhere, no limit)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise StudentTimeout()
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 class GradeFailure(AssertionError):
     """A wrong answer. Shown in the notebook as one line that says what is wrong and where."""
 
@@ -94,7 +126,11 @@ def _printed(result: CheckResult) -> PrintedResult:
 def run_trial(function: Callable, trial: Trial) -> CheckResult:
     """The student's answer to one trial, checked. Errors become a failed result, not a crash."""
     try:
-        got = _call_student(function, trial)
+        with time_limit(STUDENT_CALL_SECONDS):
+            got = _call_student(function, trial)
+    except StudentTimeout:
+        return _failed(trial, "timeout", f"{trial.function} ran for more than {STUDENT_CALL_SECONDS:g} s "
+                                         "— an endless loop?")
     except NotImplementedError:
         return _failed(trial, "not_implemented", f"{trial.function} is not implemented yet")
     except Exception as error:  # the student's code raised: report it as the answer's problem
