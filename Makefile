@@ -39,6 +39,29 @@ release: setup ## Regenerate the student notebooks (notebooks/) from the solutio
 	@# The venv's bin/ first on PATH: nbgrader runs `alembic` to create a new gradebook.
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(NBGRADER) generate_assignment $(ASSIGNMENT) --force $(NBGRADER_CONFIG)
 
+# ---- grading (grader/README.md): a class lives in CLASS (submissions, autograded copies,
+# feedback, logs, grades.csv); its gradebook is grader/gradebook.db or BACKPROP_NINJA_DB_URL.
+CLASS      ?= grader/class
+DEMO_CLASS := grader/work/demo
+CLASSROOM  := $(PYTHON) -m backprop_ninja.classroom
+
+collect: setup ## Collect submissions into grader/class/submitted: ZIP=download.zip (LMS) or, without ZIP, nbgrader's exchange
+	$(CLASSROOM) collect --class-dir $(CLASS) $(if $(ZIP),--zip "$(ZIP)")
+
+autograde: setup data ## Autograde every submission (WORKERS=2 students at once); print the grade table
+	$(CLASSROOM) autograde --class-dir $(CLASS) --workers $(WORKERS)
+
+feedback: setup ## Feedback HTML per student and notebook (hidden tests stripped) in grader/class/feedback
+	$(CLASSROOM) feedback --class-dir $(CLASS) --workers $(WORKERS)
+
+export: setup ## Grades to grader/class/grades.csv (per student) and grades_by_notebook.csv (with notes)
+	$(CLASSROOM) export --class-dir $(CLASS)
+
+grade: setup data ## See it work: autograde a generated demo class, print the table, write CSV + feedback
+	$(PYTHON) grader/make_demo_class.py --class-dir $(DEMO_CLASS)
+	$(CLASSROOM) grade --class-dir $(DEMO_CLASS) --workers $(WORKERS)
+	$(PYTHON) grader/make_demo_class.py --check --class-dir $(DEMO_CLASS)
+
 .PHONY: solutions
 solutions: setup data ## Re-execute the solution notebooks in place (their outputs are what nbval checks)
 	$(PYTHON) -m backprop_ninja.notebooks refresh

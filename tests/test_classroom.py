@@ -166,6 +166,19 @@ def test_another_class_keeps_its_own_gradebook_and_folders(tmp_path):
     assert course.students() == ["ann", "bob"]
 
 
+def test_shards_split_the_class_without_overlap():
+    from backprop_ninja.classroom.course import GradingError
+    from backprop_ninja.classroom.pipeline import select_shard
+
+    students = [f"s{i:02d}" for i in range(10)][::-1]
+    shards = [select_shard(students, (k, 3)) for k in (1, 2, 3)]
+    assert shards[0] == ["s00", "s03", "s06", "s09"]
+    assert sorted(sum(shards, [])) == sorted(students)
+    assert select_shard(students, None) == students
+    with pytest.raises(GradingError):
+        select_shard(students, (4, 3))
+
+
 def test_grading_environment_finds_nbgraders_tools_and_keeps_notebook_4_short():
     env = grading_environment({"PATH": "/usr/bin"}, threads=1)
     assert env["PATH"].split(":")[0].endswith("bin") and env["PATH"].endswith("/usr/bin")

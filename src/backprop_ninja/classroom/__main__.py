@@ -4,6 +4,7 @@
     autograde                 grade every submission in parallel; print the table
     feedback                  feedback HTML per student and notebook
     export                    grades.csv and grades_by_notebook.csv
+    register                  record the assignment in the gradebook (done by autograde too)
     report                    print the table again (from the gradebook)
     grade                     autograde + feedback + export + table: the whole cycle
 
@@ -20,8 +21,9 @@ import time
 from pathlib import Path
 
 from .course import CONFIG_FILE, Course, GradingError
+from ..exercises import ASSIGNMENT
 from .pipeline import (NOTEBOOK_TIMEOUT, autograde_class, collect_exchange, collect_zip,
-                       export_class, feedback_class)
+                       export_class, feedback_class, register_assignment)
 from .report import class_rows, format_table, summary_line
 from .trust import VERIFY_TIMEOUT
 
@@ -41,6 +43,14 @@ def _course_options(parser: argparse.ArgumentParser) -> None:
 def _course(args) -> Course:
     return Course.load(root=args.root, class_dir=args.class_dir, db_url=args.db_url,
                        config_file=args.config_file, cell_timeout=args.cell_timeout)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N, e.g. 3/20, got {text!r}") from None
+    return k, n
 
 
 def _students(text: str | None) -> list[str] | None:
@@ -76,11 +86,18 @@ def parser() -> argparse.ArgumentParser:
                          help=f"seconds one notebook may take in all (default {NOTEBOOK_TIMEOUT})")
         sub.add_argument("--verify-timeout", type=float, default=VERIFY_TIMEOUT,
                          help=f"seconds for the verifier per notebook (default {VERIFY_TIMEOUT})")
+        sub.add_argument("--verify-seed", type=int, default=None,
+                         help="the verifier's inputs from this seed (default: secret, fresh each run)")
+        sub.add_argument("--shard", type=_shard, default=None, metavar="K/N",
+                         help="grade only shard K of N (1-based; for job arrays)")
+        sub.add_argument("--no-register", action="store_true",
+                         help="the assignment is already registered (`register`, once per job array)")
         sub.add_argument("--no-progress", action="store_true", help="no progress bar")
     feedback = command("feedback", "feedback HTML for every student")
     feedback.add_argument("--workers", type=int, default=2)
     feedback.add_argument("--students", default=None)
     command("export", "write grades.csv and grades_by_notebook.csv")
+    command("register", "record the assignment (cells, points) in the gradebook from solutions/")
     command("report", "print the grade table")
 
     worker = command("grade-student", "(internal) grade one student in this process")
@@ -89,6 +106,8 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--fresh", action="store_true")
     worker.add_argument("--events", type=Path, default=None)
     worker.add_argument("--verify-timeout", type=float, default=VERIFY_TIMEOUT)
+    worker.add_argument("--verify-seed", type=int, default=None)
+    worker.add_argument("--verify-cache", type=Path, default=None)
     worker.add_argument("--threads", type=int, default=None)
     return main
 
@@ -99,7 +118,12 @@ def run(args) -> int:
         from .worker import grade_student
 
         grade_student(course, args.student, args.notebooks.split(","), fresh=args.fresh,
-                      events=args.events, verify_timeout=args.verify_timeout, threads=args.threads)
+                      events=args.events, verify_timeout=args.verify_timeout,
+                      verify_seed=args.verify_seed, verify_cache=args.verify_cache, threads=args.threads)
+        return 0
+    if args.command == "register":
+        register_assignment(course)
+        print(f"registered {ASSIGNMENT} in {course.db_url}")
         return 0
     if args.command == "collect":
         if args.zip is not None:
@@ -112,15 +136,18 @@ def run(args) -> int:
     if args.command in ("autograde", "grade"):
         start = time.monotonic()
         statuses = autograde_class(course, workers=args.workers, students=_students(args.students),
+                                   shard=args.shard, register=not args.no_register,
                                    notebook_timeout=args.notebook_timeout,
-                                   verify_timeout=args.verify_timeout, progress=not args.no_progress)
+                                   verify_timeout=args.verify_timeout, verify_seed=args.verify_seed,
+                                   progress=not args.no_progress)
+        graded = list(statuses)
         seconds = time.monotonic() - start
         print(f"autograded {len(statuses)} students in {seconds:.0f} s with {args.workers} workers "
               f"({seconds / max(1, len(statuses)):.1f} s per student)")
         if args.command == "grade":
-            feedback_class(course, workers=args.workers, students=_students(args.students))
+            feedback_class(course, workers=args.workers, students=graded)
             export_class(course)
-        _print_table(course, _students(args.students))
+        _print_table(course, graded)
         _print_locations(course, feedback=args.command == "grade", export=args.command == "grade")
         return 0
     if args.command == "feedback":

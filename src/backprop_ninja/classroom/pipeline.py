@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
@@ -50,27 +51,39 @@ def register_assignment(course: Course) -> None:
 
 
 # ----------------------------------------------------------------------------- autograde
+def select_shard(students: list[str], shard: tuple[int, int] | None) -> list[str]:
+    """Shard k of n (1-based): every n-th student of the sorted list, starting at the k-th."""
+    if shard is None:
+        return students
+    k, n = shard
+    if not 1 <= k <= n:
+        raise GradingError(f"shard {k}/{n}: k must be between 1 and n")
+    return sorted(students)[k - 1::n]
+
+
 def autograde_class(course: Course, *, workers: int = 2, students: list[str] | None = None,
+                    shard: tuple[int, int] | None = None, register: bool = True,
                     notebook_timeout: float = NOTEBOOK_TIMEOUT,
-                    verify_timeout: float = VERIFY_TIMEOUT,
+                    verify_timeout: float = VERIFY_TIMEOUT, verify_seed: int | None = None,
                     progress: bool = True) -> dict[str, StudentStatus]:
-    """Autograde every student (or ``students``) with ``workers`` processes in parallel.
+    """Autograde every student (or ``students``, or shard k of n) with ``workers`` processes.
 
     Returns each student's status (also written to status/<student>.json); the scores are in
-    the gradebook. One student's failure never stops the others.
+    the gradebook. One student's failure never stops the others. ``register=False``: the
+    assignment is already registered (shards of a job array register once, beforehand).
     """
     from tqdm.auto import tqdm
 
-    students = list(students) if students else course.students()
+    students = select_shard(list(students) if students else course.students(), shard)
     if not students:
         raise GradingError(f"no submissions in {course.submitted} (expected "
                            f"<student>/{ASSIGNMENT}/<notebook>.ipynb; `make collect` puts them there)")
     unknown = [s for s in students if not (course.submitted / s / ASSIGNMENT).is_dir()]
     if unknown:
         raise GradingError(f"no submission folder for {', '.join(unknown)} in {course.submitted}")
-    register_assignment(course)
-    shutil.rmtree(course.work / "verify-cache", ignore_errors=True)  # a cache lives for one run
-    for folder in (course.logs, course.status):
+    if register:
+        register_assignment(course)
+    for folder in (course.logs, course.status, course.work):
         folder.mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers, len(students)))
     threads = 1 if workers > 1 else None  # one torch thread per kernel when kernels run side by side
@@ -83,21 +96,30 @@ def autograde_class(course: Course, *, workers: int = 2, students: list[str] | N
             bar.update(1)
             bar.set_postfix_str(f"{student}/{result.notebook}: {result.state}", refresh=True)
 
+    options = ["--verify-timeout", str(verify_timeout)]
+    if verify_seed is not None:
+        options += ["--verify-seed", str(verify_seed)]
+    if threads is not None:
+        options += ["--threads", str(threads)]
     statuses: dict[str, StudentStatus] = {}
+    # The verifier's verdicts on identical answer cells are shared within this run only.
+    cache = Path(tempfile.mkdtemp(prefix="verify-cache-", dir=course.work))
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = {pool.submit(_grade_in_workers, course, student, advance=advance,
-                                   notebook_timeout=notebook_timeout, verify_timeout=verify_timeout,
-                                   threads=threads): student for student in students}
+                                   notebook_timeout=notebook_timeout,
+                                   options=options + ["--verify-cache", str(cache)]): student
+                       for student in students}
             for future in as_completed(futures):
                 statuses[futures[future]] = future.result()
     finally:
         bar.close()
+        shutil.rmtree(cache, ignore_errors=True)
     return {student: statuses[student] for student in students}
 
 
 def _grade_in_workers(course: Course, student: str, *, advance, notebook_timeout: float,
-                      verify_timeout: float, threads: int | None) -> StudentStatus:
+                      options: list[str]) -> StudentStatus:
     """Grade one student in worker processes: a new one after a notebook had to be stopped."""
     log_path = course.logs / f"{student}.log"
     events = course.status / f"{student}.events.jsonl"
@@ -109,12 +131,10 @@ def _grade_in_workers(course: Course, student: str, *, advance, notebook_timeout
     with open(log_path, "ab") as log:
         while remaining:
             command = [sys.executable, "-m", "backprop_ninja.classroom", "grade-student", student,
-                       "--notebooks", ",".join(remaining), "--events", str(events),
-                       "--verify-timeout", str(verify_timeout), *course.worker_options()]
+                       "--notebooks", ",".join(remaining), "--events", str(events), *options,
+                       *course.worker_options()]
             if fresh:
                 command.append("--fresh")
-            if threads is not None:
-                command += ["--threads", str(threads)]
             seen = len(read_events(events))
             outcome = _run_worker(command, log, events, seen, notebook_timeout,
                                   lambda result: (results.__setitem__(result.notebook, result),
@@ -134,6 +154,7 @@ def _grade_in_workers(course: Course, student: str, *, advance, notebook_timeout
                       if outcome.timed_out else
                       f"the grading worker crashed (exit code {outcome.returncode}); see {log_path}")
             log.write(f"\n===== {lost}: STOPPED — {reason}\n".encode())
+            log.flush()
             mark_ungraded(course, student, lost)
             results[lost] = NotebookResult(lost, STOPPED, reason=reason)
             advance(student, results[lost])
@@ -141,6 +162,7 @@ def _grade_in_workers(course: Course, student: str, *, advance, notebook_timeout
             fresh = False
     status = StudentStatus(student, [results[nb] for nb in NOTEBOOKS])
     write_status(course.status, status)
+    events.unlink(missing_ok=True)
     return status
 
 
@@ -295,6 +317,7 @@ def collect_zip(course: Course, archive: Path) -> None:
 
 def collect_exchange(course: Course) -> None:
     """``nbgrader collect``: the latest submissions from nbgrader's exchange (JupyterHub)."""
+    course.class_dir.mkdir(parents=True, exist_ok=True)  # nbgrader opens the gradebook there
     if course.run_nbgrader("collect", ASSIGNMENT, "--update").returncode != 0:
         raise GradingError("nbgrader collect failed (see above)")
 

@@ -31,26 +31,28 @@ def answer_cell_of(notebook: str, test_id: str) -> str:
 
 
 def untrusted_tests(submitted: Path, notebook: str, *, source: Path,
-                    verify_timeout: float = VERIFY_TIMEOUT,
+                    verify_timeout: float = VERIFY_TIMEOUT, verify_seed: int | None = None,
                     cache_dir: Path | None = None) -> dict[str, str]:
     """Test grade_id → one line saying why its points cannot be trusted (tests not listed are fine).
 
     The whole integration with the integrity scan and the verifier is here. ``cache_dir``:
     verifier verdicts of identical answer cells are reused within one grading run (many
-    students submit a notebook untouched, or the same code).
+    students submit a notebook untouched, or the same code). ``verify_seed``: the verifier's
+    fresh inputs from this seed instead of secret ones (reproducible runs, tests).
     """
     from ..integrity import affected_tests, scan_notebook
 
     reasons: dict[str, str] = {}
     for test_id, findings in affected_tests(scan_notebook(submitted, source), notebook).items():
         reasons[test_id] = f"integrity: {findings[0]}"
-    for test_id, (ok, message) in _verdicts(submitted, notebook, source, verify_timeout, cache_dir).items():
+    verdicts = _verdicts(submitted, notebook, source, verify_timeout, verify_seed, cache_dir)
+    for test_id, (ok, message) in verdicts.items():
         if not ok:
             reasons.setdefault(test_id, f"verifier: {message}")
     return reasons
 
 
-def _verdicts(submitted: Path, notebook: str, source: Path, timeout: float,
+def _verdicts(submitted: Path, notebook: str, source: Path, timeout: float, seed: int | None,
               cache_dir: Path | None) -> dict[str, tuple[bool, str]]:
     from ..verify import verify_notebook
 
@@ -59,7 +61,7 @@ def _verdicts(submitted: Path, notebook: str, source: Path, timeout: float,
     if cached is not None and cached.exists():
         return {k: tuple(v) for k, v in json.loads(cached.read_text()).items()}
     verdicts = {test_id: (bool(v.ok), v.message)
-                for test_id, v in verify_notebook(submitted, notebook, timeout=timeout,
+                for test_id, v in verify_notebook(submitted, notebook, timeout=timeout, seed=seed,
                                                   source_path=source).items()}
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,218 @@
+"""The whole grading pipeline on the demo class: real nbgrader, real kernels, two workers.
+
+The demo class (grader/make_demo_class.py) is built in a temporary course root whose
+solutions/ and notebooks/ are the repository's; it is autograded, given feedback and
+exported exactly as `make grade` does, and every student's points and notes must be the
+ones its DEMO table states. Then two students are graded again: one unchanged (same grades),
+one who re-submitted a broken notebook (its old points must not survive).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import html
+import re
+import shutil
+import time
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from backprop_ninja.classroom import Course, autograde_class, export_class, feedback_class
+from backprop_ninja.classroom.pipeline import collect_exchange, collect_zip
+from backprop_ninja.classroom.report import class_rows, read_notebook_csv
+from backprop_ninja.classroom.status import FAILED, GRADED, STOPPED, read_status
+from backprop_ninja.exercises import ASSIGNMENT, NOTEBOOKS
+
+from test_classroom import load_demo_module
+
+REPO = Path(__file__).resolve().parents[1]
+NB1, NB2, NB3, NB4 = NOTEBOOKS
+WORKERS = 2
+# The verifier draws its fresh inputs from this seed instead of secret ones: a test must give
+# the same result every time. (Real grading uses secret seeds, new on every run.)
+VERIFY_SEED = 1
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")]
+
+
+def course_root(base: Path) -> Path:
+    """A course root with the repository's solutions and released notebooks."""
+    root = base / "course"
+    root.mkdir()
+    for folder in ("solutions", "notebooks"):
+        (root / folder).symlink_to(REPO / folder, target_is_directory=True)
+    return root
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def grade_cells(course: Course, student: str) -> dict[tuple[str, str], float]:
+    """Every grade cell's score of a student, from the gradebook."""
+    with course.gradebook() as gb:
+        submission = gb.find_submission(ASSIGNMENT, student)
+        return {(nb.name, g.name): g.score for nb in submission.notebooks for g in nb.grades}
+
+
+def hidden_test_lines() -> set[str]:
+    """The source lines of every hidden test region in the solutions."""
+    lines = set()
+    for path in (REPO / "solutions" / ASSIGNMENT).glob("*.ipynb"):
+        for cell in nbformat.read(str(path), as_version=4).cells:
+            for region in re.findall(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", cell.source, re.S):
+                lines.update(line.strip().rstrip(";") for line in region.splitlines() if line.strip())
+    return lines
+
+
+def page_text(path: Path) -> str:
+    """What a student reads on a feedback page: its text, without the HTML."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", path.read_text(encoding="utf-8"))).split())
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_demo_module()
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory, demo):
+    """The demo class, graded once for every test of this module (the slow part)."""
+    course = Course.load(root=course_root(tmp_path_factory.mktemp("grading")))
+    demo.build(course)
+    before = digests(course.submitted)
+    start = time.monotonic()
+    statuses = autograde_class(course, workers=WORKERS, verify_seed=VERIFY_SEED, progress=False)
+    autograde_seconds = time.monotonic() - start
+    pages = feedback_class(course, workers=WORKERS)
+    exported = export_class(course)
+    print(f"\ndemo class: autograde {autograde_seconds:.0f} s, all steps {time.monotonic() - start:.0f} s")
+    return dict(course=course, before=before, statuses=statuses, pages=pages, exported=exported)
+
+
+def test_every_student_gets_exactly_the_expected_points_and_notes(graded, demo):
+    course = graded["course"]
+    assert sorted(graded["statuses"]) == sorted(s.name for s in demo.DEMO)
+    assert demo.differences(course) == []
+    totals = {row.student: row.total for row in class_rows(course)}
+    assert totals == {s.name: s.total for s in demo.DEMO}
+
+
+def test_submitted_files_are_byte_identical_after_grading(graded):
+    assert digests(graded["course"].submitted) == graded["before"]
+
+
+def test_each_failure_is_reported_for_its_student_with_the_reason(graded, demo):
+    course = graded["course"]
+    for student in demo.DEMO:
+        status = read_status(course.status, student.name)
+        assert status == graded["statuses"][student.name]
+        for result in status.notebooks:
+            expected_failure = "NOT GRADED" in student.notes(result.notebook)
+            assert (result.state == FAILED) == expected_failure, (student.name, result)
+            if expected_failure:
+                assert result.reason and course.feedback_page(student.name, result.notebook).exists()
+        log = (course.logs / f"{student.name}.log").read_text()
+        assert all(f"===== {nb}: nbgrader autograde" in log for nb in NOTEBOOKS)
+    # The failed notebooks stay in nbgrader's gradebook as "needs manual grading", never as
+    # a silent 0: the per-notebook CSV carries the reason next to the 0.
+    rows = read_notebook_csv(course.notebook_grades_csv)
+    assert len(rows) == len(demo.DEMO) * len(NOTEBOOKS)
+    for row in rows:
+        if row["state"] != GRADED:
+            assert row["score"] == "0" and row["notes"].startswith("NOT GRADED"), row
+
+
+def test_grades_csv_has_one_row_per_student_with_the_expected_total(graded, demo):
+    with open(graded["exported"][0], newline="") as handle:
+        rows = {row["student_id"]: row for row in csv.DictReader(handle)}
+    assert {name: float(row["score"]) for name, row in rows.items()} == {s.name: s.total for s in demo.DEMO}
+    assert {row["max_score"] for row in rows.values()} == {"46.0"}
+
+
+def test_feedback_exists_for_everyone_and_hides_the_hidden_tests(graded, demo):
+    course = graded["course"]
+    assert sorted(graded["pages"]) == sorted(course.feedback_page(s.name, nb) for s in demo.DEMO for nb in NOTEBOOKS)
+    hidden = hidden_test_lines()
+    assert len(hidden) >= 35
+    for page in graded["pages"]:
+        text = page_text(page)
+        leaked = [line for line in hidden if line in text]
+        assert not leaked and "HIDDEN TESTS" not in text, (page, leaked[:2])
+    # The withdrawn points are explained where the student reads them.
+    withdrawn = page_text(course.feedback_page("slips_dc_autograd", NB2))
+    assert "test_dlogits: 5 point(s) withdrawn — integrity:" in withdrawn and "uses autograd" in withdrawn
+    failed = page_text(course.feedback_page("broken_kernel_deleted_test", NB3))
+    assert "not graded automatically" in failed and "kernel died" in failed
+
+
+def test_a_regrade_gives_the_same_grades_and_keeps_nothing_stale(graded):
+    """Runs last among the demo tests: the student re-submits one notebook, damaged this time.
+    Its old points must not survive; the student's other notebooks (a restored test cell, a
+    dead kernel, full marks) must get exactly the same grades as before."""
+    course = graded["course"]
+    student = "broken_kernel_deleted_test"
+    before = grade_cells(course, student)
+    assert before[(NB2, "test_dlogits")] == 5
+    path = course.submitted_notebook(student, NB2)
+    path.write_text(path.read_text()[:1000])
+    status = autograde_class(course, workers=WORKERS, students=[student], verify_seed=VERIFY_SEED,
+                             progress=False)[student]
+    after = grade_cells(course, student)
+    assert after[(NB2, "test_dlogits")] == 0  # not the 5 points of the first run
+    assert {k: v for k, v in after.items() if k[0] != NB2} == {k: v for k, v in before.items() if k[0] != NB2}
+    assert status.result(NB2).state == FAILED and "invalid JSON" in status.result(NB2).reason
+    assert [status.result(nb).state for nb in (NB1, NB3, NB4)] == [GRADED, FAILED, GRADED]
+    assert not course.autograded_notebook(student, NB2).exists()
+
+
+def test_a_notebook_that_runs_too_long_is_stopped_and_the_rest_still_graded(tmp_path, demo):
+    """The per-notebook time limit: the worker is killed, the notebook reported, the next
+    notebooks graded by a new worker. (Only notebook 2 is submitted: it never ends.)"""
+    course = Course.load(root=course_root(tmp_path))
+    texts = demo.submission_texts(demo.DEMO_BY_NAME["broken_json_endless"], course.root)
+    folder = course.submitted / "slowpoke" / ASSIGNMENT
+    folder.mkdir(parents=True)
+    (folder / f"{NB2}.ipynb").write_text(texts[NB2])
+    status = autograde_class(course, workers=1, notebook_timeout=4, progress=False)["slowpoke"]
+    assert [r.state for r in status.notebooks] == ["missing", STOPPED, "missing", "missing"]
+    assert "took longer than 4 s" in status.result(NB2).reason
+    with course.gradebook() as gb:
+        assert gb.find_submission_notebook(NB2, ASSIGNMENT, "slowpoke").score == 0
+    assert "STOPPED" in (course.logs / "slowpoke.log").read_text()
+
+
+def test_collect_unpacks_a_canvas_zip_into_submitted(tmp_path, demo):
+    course = Course.load(root=course_root(tmp_path))
+    archive = tmp_path / "submissions.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("smithalice_1001_555001_1_atomic_backprop.ipynb", "{}")
+        zf.writestr("jonesbob_LATE_1002_555002_2_fused_cross_entropy-1.ipynb", "{}")
+        zf.writestr("jonesbob_1002_555003_notes.txt", "not a notebook")
+    collect_zip(course, archive)
+    assert course.students() == ["jonesbob", "smithalice"]
+    assert course.submitted_notebooks("smithalice") == [NB1]
+    assert course.submitted_notebooks("jonesbob") == [NB2]
+    shutil.rmtree(course.class_dir)
+
+
+def test_collect_takes_the_latest_submissions_from_the_exchange(tmp_path, monkeypatch):
+    course = Course.load(root=course_root(tmp_path))
+    inbound = tmp_path / "exchange" / "backprop_ninja" / "inbound"
+    for student, stamp, content in (("ann", "2025-01-01 10:00:00.000000 UTC", "old"),
+                                    ("ann", "2025-01-02 10:00:00.000000 UTC", "new"),
+                                    ("bob", "2025-01-01 11:00:00.000000 UTC", "bob's")):
+        folder = inbound / f"{student}+{ASSIGNMENT}+{stamp}"
+        folder.mkdir(parents=True)
+        (folder / f"{NB1}.ipynb").write_text(content)
+        (folder / "timestamp.txt").write_text(stamp)
+    monkeypatch.setenv("BACKPROP_NINJA_EXCHANGE", str(tmp_path / "exchange"))
+    collect_exchange(course)
+    assert course.students() == ["ann", "bob"]
+    assert course.submitted_notebook("ann", NB1).read_text() == "new"
+    assert course.submitted_notebook("bob", NB1).read_text() == "bob's"
