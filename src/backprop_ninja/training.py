@@ -2,13 +2,14 @@
 
 The loop does what the lecture's loop does — draw a minibatch, forward, manual backward,
 SGD step — but arranged for speed on a CPU, where a step is ~50 small tensor operations and
-their fixed overhead, not arithmetic, is what costs time (see bench/ and the README's
-performance section for the measurements behind each choice):
+their fixed overhead, not arithmetic, is what costs time (bench/README.md has the
+measurements behind each choice):
 
 * ``torch.inference_mode()`` rather than ``torch.no_grad()``: no autograd bookkeeping
   (version counters, view tracking) on any tensor made in the loop, ~25 µs a step;
-* one thread: every tensor here is tiny, and waking a second thread for each operation costs
-  more than it saves (a step is several times slower with two threads on a 2-core machine);
+* one thread: on an idle machine a second thread gains nothing (no tensor here is big
+  enough to split), and on a busy one — a class graded in parallel, CI — every parallel
+  region waits for a thread that is not running: 1–100 ms a step instead of 0.2;
 * minibatch indices drawn ``CHUNK_STEPS`` steps at a time — the same numbers, in the same
   order, as one ``torch.randint`` per step, so a generator gives the lecture's minibatches;
 * the SGD update as one ``torch._foreach_add_`` instead of seven multiply-and-subtract pairs;
