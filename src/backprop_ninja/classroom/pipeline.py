@@ -104,22 +104,27 @@ def autograde_class(course: Course, *, workers: int = 2, students: list[str] | N
     statuses: dict[str, StudentStatus] = {}
     # The verifier's verdicts on identical answer cells are shared within this run only.
     cache = Path(tempfile.mkdtemp(prefix="verify-cache-", dir=course.work))
+    stop = threading.Event()  # Ctrl-C: the workers run in sessions of their own, stop them
+    pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(_grade_in_workers, course, student, advance=advance,
-                                   notebook_timeout=notebook_timeout,
-                                   options=options + ["--verify-cache", str(cache)]): student
-                       for student in students}
-            for future in as_completed(futures):
-                statuses[futures[future]] = future.result()
+        futures = {pool.submit(_grade_in_workers, course, student, advance=advance,
+                               notebook_timeout=notebook_timeout, stop=stop,
+                               options=options + ["--verify-cache", str(cache)]): student
+                   for student in students}
+        for future in as_completed(futures):
+            statuses[futures[future]] = future.result()
+    except BaseException:
+        stop.set()
+        raise
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
         shutil.rmtree(cache, ignore_errors=True)
     return {student: statuses[student] for student in students}
 
 
 def _grade_in_workers(course: Course, student: str, *, advance, notebook_timeout: float,
-                      options: list[str]) -> StudentStatus:
+                      options: list[str], stop: threading.Event | None = None) -> StudentStatus:
     """Grade one student in worker processes: a new one after a notebook had to be stopped."""
     log_path = course.logs / f"{student}.log"
     events = course.status / f"{student}.events.jsonl"
@@ -138,7 +143,7 @@ def _grade_in_workers(course: Course, student: str, *, advance, notebook_timeout
             seen = len(read_events(events))
             outcome = _run_worker(command, log, events, seen, notebook_timeout,
                                   lambda result: (results.__setitem__(result.notebook, result),
-                                                  advance(student, result)))
+                                                  advance(student, result)), stop)
             if all(nb in results for nb in remaining):
                 break
             lost = next(nb for nb in remaining if nb not in results)
@@ -189,8 +194,10 @@ class _WorkerOutcome:
         self.returncode, self.timed_out, self.started = returncode, timed_out, started
 
 
-def _run_worker(command, log, events: Path, seen: int, notebook_timeout: float, on_result) -> _WorkerOutcome:
-    """Run one worker; report each finished notebook; stop it if a notebook runs too long."""
+def _run_worker(command, log, events: Path, seen: int, notebook_timeout: float, on_result,
+                stop: threading.Event | None = None) -> _WorkerOutcome:
+    """Run one worker; report each finished notebook; stop it if a notebook runs too long
+    (or when ``stop`` is set: the parent was interrupted)."""
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True, env=grading_environment())
     current, since, first_start, timed_out = None, 0.0, None, False
@@ -208,6 +215,8 @@ def _run_worker(command, log, events: Path, seen: int, notebook_timeout: float, 
                     current = None
             if finished:
                 break
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt
             if current is not None and time.monotonic() - since > notebook_timeout:
                 timed_out = True
                 _kill_group(process)
@@ -231,22 +240,25 @@ def _kill_group(process: subprocess.Popen) -> None:
 # ------------------------------------------------------------------------------ feedback
 def feedback_class(course: Course, *, workers: int = 2, students: list[str] | None = None) -> list[Path]:
     """Feedback HTML for every student (hidden tests stripped, withdrawn points explained),
-    plus a page for each notebook that could not be graded. Returns the pages written."""
-    students = list(students) if students else course.students()
-    if not students:
-        return []
-    pages: list[Path] = []
-    if workers > 1 and len(students) > 1:
-        import multiprocessing
+    plus a page for each notebook that could not be graded. Returns the pages written; a
+    student whose feedback fails is reported on stderr and the others carry on."""
+    import multiprocessing
 
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(students)), mp_context=context) as pool:
-            for result in pool.map(student_feedback, [course] * len(students), students):
-                pages.extend(result)
-    else:
-        for student in students:
-            pages.extend(student_feedback(course, student))
-    return pages
+    students = list(students) if students else course.students()
+    pages: list[Path] = []
+    failures: list[str] = []
+    context = multiprocessing.get_context("spawn")  # a clean process: no threads inherited
+    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(students) or 1)),
+                             mp_context=context) as pool:
+        futures = {pool.submit(student_feedback, course, student): student for student in students}
+        for future in as_completed(futures):
+            try:
+                pages.extend(future.result())
+            except Exception as error:
+                failures.append(f"{futures[future]}: {error}")
+    for failure in sorted(failures):
+        print(f"feedback FAILED for {failure}", file=sys.stderr)
+    return sorted(pages)
 
 
 def student_feedback(course: Course, student: str) -> list[Path]:

@@ -47,7 +47,13 @@ def class_rows(course, students: list[str] | None = None) -> list[Row]:
     students = list(students) if students else course.students()
     rows = []
     with course.gradebook() as gb:
-        max_points = {nb: float(gb.find_notebook(nb, ASSIGNMENT).max_score) for nb in NOTEBOOKS}
+        try:
+            max_points = {nb: float(gb.find_notebook(nb, ASSIGNMENT).max_score) for nb in NOTEBOOKS}
+        except MissingEntry:
+            from .course import GradingError
+
+            raise GradingError(f"{ASSIGNMENT} is not in the gradebook {course.db_url} yet: "
+                               "run `make autograde` first") from None
         for student in students:
             points: dict[str, float | None] = {}
             for nb in NOTEBOOKS:

@@ -108,9 +108,10 @@ def grade_notebook(course: Course, api, student: str, notebook: str, *,
         _check_trust(course, student, notebook, result, verify_timeout, verify_seed, verify_cache)
     if sha256(submitted) != before:  # must never happen: say so loudly
         result.notes.append("THE SUBMITTED FILE CHANGED DURING GRADING — keep the original safe")
-    result.seconds = round(time.monotonic() - start, 1)
-    print(f"----- {notebook}: {result.state} in {result.seconds} s "
-          f"(nbgrader {nbgrader_seconds:.1f} s, checks {result.seconds - nbgrader_seconds:.1f} s)",
+    seconds = time.monotonic() - start
+    result.seconds = round(seconds, 1)
+    print(f"----- {notebook}: {result.state} in {seconds:.1f} s "
+          f"(nbgrader {nbgrader_seconds:.1f} s, checks {seconds - nbgrader_seconds:.1f} s)",
           *result.messages(), sep="\n  ", flush=True)
     return result
 
