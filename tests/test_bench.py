@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from backprop_ninja import model
+from backprop_ninja.exercises import ATOMIC_BY_TARGET
 from backprop_ninja.reference import reference_gradients
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,11 +68,27 @@ def test_atomic_chains_reproduce_the_reference_gradients():
     Xb, Yb = torch.randint(0, 27, (9, 3), generator=g), torch.randint(0, 27, (9,), generator=g)
     values = model.forward_exploded(params, Xb, Yb)
     reference = reference_gradients(params, Xb, Yb)
-    dlogits = figures.atomic_chain(atomic, values, figures.CROSS_ENTROPY_CHAIN, {})
+    dlogits = figures.cross_entropy_chain(atomic, values)()
     assert torch.allclose(dlogits, reference.grad("dlogits"))
-    dhprebn = figures.atomic_chain(atomic, values, figures.BATCHNORM_CHAIN,
-                                   {"dhpreact": reference.grad("dhpreact")})
+    dhprebn = figures.batchnorm_chain(atomic, values, reference.grad("dhpreact"))()
     assert torch.allclose(dhprebn, reference.grad("dhprebn"))
+
+
+def test_the_written_out_chains_call_the_exercises_functions_in_order():
+    """The chains are spelled out for timing; they must be notebook 1's steps, in order."""
+    called = []
+
+    def recorder(name):
+        return lambda *args: called.append((name, len(args))) or torch.zeros(1)
+
+    functions = {f"grad_{t}": recorder(t) for t in ATOMIC_BY_TARGET}
+    values = {k: torch.zeros(1) for k in model.INTERMEDIATE_NAMES + model.PARAM_NAMES + ("Yb",)}
+    for chain, targets in ((figures.cross_entropy_chain(functions, values), figures.CROSS_ENTROPY_CHAIN),
+                           (figures.batchnorm_chain(functions, values, torch.zeros(1)),
+                            figures.BATCHNORM_CHAIN)):
+        called.clear()
+        chain()
+        assert called == [(t, len(ATOMIC_BY_TARGET[t].args)) for t in targets]
 
 
 def test_interleaved_seconds_takes_turns():
