@@ -195,17 +195,15 @@ DEMO: tuple[DemoStudent, ...] = (
                         "cross_entropy_backward", "while True:  # wait for the data (forever)\n    pass\n\n"),
                     notes=("stopped after", "cross_entropy_backward")),
     }),
-    DemoStudent("broken_kernel_deleted_test", {
-        NB3: Change("os._exit(1) in the answer cell kills the kernel", 0,
-                    prepend_to("batchnorm_backward", "import os\nos._exit(1)\n\n"),
-                    notes=("NOT GRADED", "kernel died")),
+    DemoStudent("broken_kernel_metadata", {
         NB1: Change("deleted the test cell of dprobs: nbgrader puts it back and runs it (no loss)",
                     26, delete_cell("test_dprobs"), notes=("test_dprobs had been deleted",)),
-    }),
-    DemoStudent("broken_renamed_grade_id", {
         NB2: Change("the answer cell's grade_id renamed in its metadata: the notebook cannot be "
                     "graded", 0, rename_grade_id("cross_entropy_backward", "my_cross_entropy"),
                     notes=("NOT GRADED", "my_cross_entropy")),
+        NB3: Change("os._exit(1) in the answer cell kills the kernel", 0,
+                    prepend_to("batchnorm_backward", "import os\nos._exit(1)\n\n"),
+                    notes=("NOT GRADED", "kernel died")),
     }),
 )
 DEMO_BY_NAME = {student.name: student for student in DEMO}

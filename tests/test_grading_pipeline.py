@@ -147,28 +147,29 @@ def test_feedback_exists_for_everyone_and_hides_the_hidden_tests(graded, demo):
     # The withdrawn points are explained where the student reads them.
     withdrawn = page_text(course.feedback_page("slips_dc_autograd", NB2))
     assert "test_dlogits: 5 point(s) withdrawn — integrity:" in withdrawn and "uses autograd" in withdrawn
-    failed = page_text(course.feedback_page("broken_kernel_deleted_test", NB3))
+    failed = page_text(course.feedback_page("broken_kernel_metadata", NB3))
     assert "not graded automatically" in failed and "kernel died" in failed
 
 
 def test_a_regrade_gives_the_same_grades_and_keeps_nothing_stale(graded):
     """Runs last among the demo tests: the student re-submits one notebook, damaged this time.
-    Its old points must not survive; the student's other notebooks (a restored test cell, a
-    dead kernel, full marks) must get exactly the same grades as before."""
+    Its old points must not survive; the student's other notebooks (a wrong answer, points
+    withdrawn by the integrity checks, full marks) must get exactly the same grades again."""
     course = graded["course"]
-    student = "broken_kernel_deleted_test"
+    student = "slips_dc_autograd"
     before = grade_cells(course, student)
-    assert before[(NB2, "test_dlogits")] == 5
-    path = course.submitted_notebook(student, NB2)
+    assert before[(NB3, "test_dhprebn")] == 5 and before[(NB2, "test_dlogits")] == 0
+    path = course.submitted_notebook(student, NB3)
     path.write_text(path.read_text()[:1000])
     status = autograde_class(course, workers=WORKERS, students=[student], verify_seed=VERIFY_SEED,
                              progress=False)[student]
     after = grade_cells(course, student)
-    assert after[(NB2, "test_dlogits")] == 0  # not the 5 points of the first run
-    assert {k: v for k, v in after.items() if k[0] != NB2} == {k: v for k, v in before.items() if k[0] != NB2}
-    assert status.result(NB2).state == FAILED and "invalid JSON" in status.result(NB2).reason
-    assert [status.result(nb).state for nb in (NB1, NB3, NB4)] == [GRADED, FAILED, GRADED]
-    assert not course.autograded_notebook(student, NB2).exists()
+    assert after[(NB3, "test_dhprebn")] == 0  # not the 5 points of the first run
+    assert {k: v for k, v in after.items() if k[0] != NB3} == {k: v for k, v in before.items() if k[0] != NB3}
+    assert status.result(NB3).state == FAILED and "invalid JSON" in status.result(NB3).reason
+    assert [status.result(nb).state for nb in (NB1, NB2, NB4)] == [GRADED] * 3
+    assert list(status.result(NB2).withdrawn) == ["test_dlogits"]  # withdrawn again, not left over
+    assert not course.autograded_notebook(student, NB3).exists()
 
 
 def test_a_notebook_that_runs_too_long_is_stopped_and_the_rest_still_graded(tmp_path, demo):
@@ -179,9 +180,9 @@ def test_a_notebook_that_runs_too_long_is_stopped_and_the_rest_still_graded(tmp_
     folder = course.submitted / "slowpoke" / ASSIGNMENT
     folder.mkdir(parents=True)
     (folder / f"{NB2}.ipynb").write_text(texts[NB2])
-    status = autograde_class(course, workers=1, notebook_timeout=4, progress=False)["slowpoke"]
+    status = autograde_class(course, workers=1, notebook_timeout=3, progress=False)["slowpoke"]
     assert [r.state for r in status.notebooks] == ["missing", STOPPED, "missing", "missing"]
-    assert "took longer than 4 s" in status.result(NB2).reason
+    assert "took longer than 3 s" in status.result(NB2).reason
     with course.gradebook() as gb:
         assert gb.find_submission_notebook(NB2, ASSIGNMENT, "slowpoke").score == 0
     assert "STOPPED" in (course.logs / "slowpoke.log").read_text()
