@@ -113,3 +113,14 @@ def test_lecture_split_counts(names):
     assert len(splits.vocab) == 27 and splits.vocab.itos[0] == "."
     assert (splits.Xtr.shape[0], splits.Xdev.shape[0], splits.Xte.shape[0]) == (182_625, 22_655, 22_866)
     assert splits.Xtr.shape[1] == 3
+
+
+def test_load_splits_caches_the_tensors_and_rebuilds_a_broken_cache(tmp_path):
+    names = write(tmp_path / "names.txt", "\n".join(f"{a}{b}x" for a in "abcde" for b in "fghij"))
+    first = data.load_splits(names)
+    (cache,) = (tmp_path / ".cache").iterdir()
+    second = data.load_splits(names)
+    assert second.vocab == first.vocab and torch.equal(second.Xdev, first.Xdev)
+    cache.write_bytes(b"garbage")
+    third = data.load_splits(names)
+    assert torch.equal(third.Ytr, first.Ytr) and cache.read_bytes() != b"garbage"

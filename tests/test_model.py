@@ -66,3 +66,13 @@ def test_sampling_is_reproducible_and_uses_the_vocabulary():
     b = model.sample_names(params, stats, vocab, 5, generator=torch.Generator().manual_seed(3))
     assert a == b and len(a) == 5
     assert set("".join(a)) <= set("abcdef")
+
+
+def test_names_sampled_side_by_side_stop_at_their_own_dot():
+    vocab = Vocabulary.from_words(["abcdef"])
+    params = model.init_params(len(vocab), n_hidden=8)
+    params["W2"] = torch.zeros_like(params["W2"])  # every character, "." included, equally likely
+    stats = model.calibrate_batchnorm(params, small_batch(n=20)[0])
+    names = model.sample_names(params, stats, vocab, 50, generator=torch.Generator().manual_seed(0))
+    assert len(names) == 50 and "." not in "".join(names)
+    assert len({len(n) for n in names}) > 1 and "" in names

@@ -156,7 +156,11 @@ def calibrate_batchnorm(params: dict[str, torch.Tensor], X: torch.Tensor):
     """Batchnorm mean and (unbiased) variance over the whole of ``X``, for use at test time."""
     emb = params["C"][X]
     hprebn = emb.view(emb.shape[0], -1) @ params["W1"] + params["b1"]
-    return hprebn.mean(0, keepdim=True), hprebn.var(0, keepdim=True, unbiased=True)
+    mean = hprebn.mean(0, keepdim=True)
+    # Two-pass variance: the same number as Tensor.var, which is ~10× slower along dim 0
+    # (a Welford reduction; 0.8 s over the 182,625 training examples).
+    var = (hprebn - mean).square_().sum(0, keepdim=True) / (hprebn.shape[0] - 1)
+    return mean, var
 
 
 @torch.no_grad()
@@ -176,17 +180,21 @@ def split_loss(params, bnstats, X: torch.Tensor, Y: torch.Tensor) -> float:
 
 def sample_names(params, bnstats, vocab, count: int = 20, *, block_size: int = 3,
                  generator: torch.Generator | None = None, max_length: int = 50) -> list[str]:
-    """Names drawn from the model, one character at a time, until it emits ``.``."""
+    """Names drawn from the model, one character at a time, until each emits ``.``.
+
+    All ``count`` names are drawn side by side, one batch per character position.
+    """
     g = generator if generator is not None else torch.Generator().manual_seed(LECTURE_SEED + 10)
-    names = []
-    for _ in range(count):
-        context, out = [0] * block_size, []
-        for _ in range(max_length):
-            logits = logits_at_test_time(params, bnstats, torch.tensor([context]))
-            index = torch.multinomial(F.softmax(logits, dim=1), 1, generator=g).item()
-            if index == 0:
-                break
-            out.append(index)
-            context = context[1:] + [index]
-        names.append(vocab.decode(out))
-    return names
+    contexts = torch.zeros((count, block_size), dtype=torch.long)
+    chars: list[list[int]] = [[] for _ in range(count)]
+    finished = torch.zeros(count, dtype=torch.bool)
+    for _ in range(max_length):
+        probs = F.softmax(logits_at_test_time(params, bnstats, contexts), dim=1)
+        nxt = torch.multinomial(probs, 1, generator=g).squeeze(1)
+        finished |= nxt == 0
+        if finished.all():
+            break
+        for i in (~finished).nonzero().flatten().tolist():
+            chars[i].append(int(nxt[i]))
+        contexts = torch.cat([contexts[:, 1:], nxt.view(-1, 1)], dim=1)
+    return [vocab.decode(c) for c in chars]
