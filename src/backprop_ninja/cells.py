@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
-
 # What every answer cell may assume is imported (the notebooks' setup cells import these too).
 ANSWER_PRELUDE = "import math\nimport torch\nimport torch.nn.functional as F\n"
 
@@ -30,6 +28,9 @@ def is_test(cell) -> bool:
 
 
 def read_notebook(path: Path):
+    import nbformat  # here, not at the top: importing it costs ~0.5 s (jsonschema), and the
+    # verifier's child and every notebook kernel import this module without reading notebooks
+
     return nbformat.read(str(path), as_version=4)
 
 
