@@ -148,3 +148,15 @@ def test_an_endless_student_function_is_stopped_with_an_explanation(monkeypatch)
                 pass
     result = result_of(ATOMIC_BY_TARGET["b2"], endless)
     assert result.problem == "timeout" and "endless loop" in result.message
+
+
+def test_what_a_correct_answer_writes_to_stderr_goes_to_stdout(capsys):
+    # nbgrader gives 0 points to a test cell that wrote to stderr (a warning does that too).
+    import sys
+
+    def chatty(dlogits):
+        print("implicit dimension choice", file=sys.stderr)
+        return dlogits.sum(0)
+    assert result_of(ATOMIC_BY_TARGET["b2"], chatty).ok
+    captured = capsys.readouterr()
+    assert captured.err == "" and "implicit dimension choice" in captured.out

@@ -71,6 +71,8 @@ AUTOGRAD = {
     "functional": "return torch.autograd.functional.jacobian(torch.log, probs)",
     "from torch import": "from torch import enable_grad\nreturn dlogprobs / probs",
     "grad_fn": "return dlogprobs / probs if probs.grad_fn is None else probs",
+    "autograd name in a string": 'kwargs = {"requires_grad": True}\nreturn dlogprobs / probs',
+    "forward_ad": "with torch.autograd.forward_ad.dual_level():\n    return dlogprobs / probs",
 }
 
 
@@ -180,6 +182,9 @@ DYNAMIC_IN_ANSWER = {
     "stack walking": ("def peek():\n    try:\n        raise ValueError\n    except ValueError as e:\n"
                       "        return e.__traceback__.tb_frame.f_back.f_locals\n"),
     "__torch_function__": "class Mode:\n    def __torch_function__(self, *a):\n        return True\n",
+    "getattr alias": "look = getattr\nf = look(torch, 'allclose')\n",
+    "getattr passed around": "import functools\nf = functools.reduce(getattr, ['nn', 'functional'], torch)\n",
+    "attrgetter alias": "from operator import attrgetter as ag\nf = ag('allclose')(torch)\n",
 }
 DYNAMIC_ADDED = {
     "shell": "!ls\n",

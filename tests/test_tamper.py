@@ -401,29 +401,21 @@ ATTACKS = (
             chain(WRONG_DPROBS, demo.delete_cell("test_dprobs")), 25, ("test_dprobs",),
             ("test cell test_dprobs had been deleted; it was put back and run",)),
     # --- beyond the points
-    Student("scan_blind_kernel_patch", NB3, "an alias of getattr reaches test_on.__globals__ "
-            "and replaces run_trial there; Bessel forgotten. The scan does not see it (see the "
-            "gaps below); the verifier fails the answer", chain(WRONG_BATCHNORM, demo.prepend_to(
-                "batchnorm_backward", HIDDEN_KERNEL_PATCH)), 0, ALL, (VERIFIER, "Bessel")),
+    Student("aliased_getattr_kernel_patch", NB3, "an alias of getattr reaches "
+            "test_on.__globals__ and replaces run_trial there; Bessel forgotten (the scan flags "
+            "the alias; the verifier fails the answer too)", chain(WRONG_BATCHNORM, demo.prepend_to(
+                "batchnorm_backward", HIDDEN_KERNEL_PATCH)), 0, ALL, (DYNAMIC, "`getattr`")),
     Student("writes_a_file", NB2, "an added cell overwrites a file outside the notebook's "
             "folder (with the right answer, so that there are points to withdraw)",
             add_cell_after("cross_entropy_backward", WRITE_FILE), 0, ALL,
             (DYNAMIC, "`open`, which writes files")),
-    # --- known holes (strict expected failures)
+    # --- autograd by the back doors (were holes; closed by the scan and the verifier)
     Student("forward_mode_ad", NB2, "dlogits by forward-mode AD (torch.autograd.forward_ad), "
             "reached through an alias of getattr", replace_cell("cross_entropy_backward", FORWARD_AD),
-            0, ALL, ("points withdrawn",),
-            gap="not caught: the scan does not follow an alias of getattr (`look = getattr; "
-                "look(torch, 'autograd')` — only direct getattr(...) calls are inspected), and the "
-                "verifier's child disables reverse mode only: forward_ad.dual_level/make_dual/"
-                "unpack_dual still work under no_grad, so the answer is right on fresh inputs"),
+            0, ALL, ("points withdrawn",)),
     Student("autograd_engine", NB3, "dhprebn by reverse mode through torch._C._set_grad_enabled "
             "and torch.autograd.graph._engine_run_backward, reached through an alias of getattr",
-            replace_cell("batchnorm_backward", AUTOGRAD_ENGINE), 0, ALL, ("points withdrawn",),
-            gap="not caught: the scan does not follow an alias of getattr, nor look into "
-                "**{'requires_grad': True}; the verifier's child patches torch.set_grad_enabled, "
-                "torch.autograd.grad/backward and Tensor.backward/requires_grad_, but not "
-                "torch._C._set_grad_enabled nor torch.autograd.graph._engine_run_backward"),
+            replace_cell("batchnorm_backward", AUTOGRAD_ENGINE), 0, ALL, ("points withdrawn",)),
 )
 
 HONEST = (
@@ -447,11 +439,7 @@ HONEST = (
             replace_cell("manual_backward", HONEST_MANUAL_BACKWARD), 10, honest=True),
     Student("honest_implicit_softmax_dim", NB2, "F.softmax(logits) without dim: the right "
             "result, with torch's UserWarning", replace_cell("cross_entropy_backward",
-                                                             IMPLICIT_SOFTMAX_DIM), 5, honest=True,
-            gap="loses its 5 points: nbgrader (utils.determine_grade) gives 0 to a test cell with "
-                "ANY output on stderr, and torch's 'Implicit dimension choice for softmax' "
-                "UserWarning is printed to stderr while the visible test calls the function; the "
-                "verifier finds the answer right, but the checks can only take points away"),
+                                                             IMPLICIT_SOFTMAX_DIM), 5, honest=True),
 )
 CLASS = ATTACKS + HONEST
 BY_NAME = {student.name: student for student in CLASS}

@@ -136,10 +136,19 @@ def test_calling_autograd_fails_and_is_flagged(mixed):
     assert "grad_W2 called autograd" in verdict.message
 
 
-def test_a_result_with_an_autograd_graph_fails_and_is_flagged(mixed):
+def test_switching_grad_mode_back_on_through_torch_C_fails_and_is_flagged(mixed):
     verdict = mixed["test_db2"]
     assert (verdict.ok, verdict.problem) == (False, "autograd")
-    assert "carries an autograd graph" in verdict.message
+    assert "called autograd, which is switched off" in verdict.message
+
+
+def test_a_result_that_carries_an_autograd_graph_is_refused():
+    from backprop_ninja.verify import _sanitise
+
+    w = torch.ones(3, requires_grad=True)
+    assert _sanitise(w * 2) == {"status": "autograd"}
+    assert _sanitise(w)["status"] == "autograd"
+    assert _sanitise(torch.ones(3))["status"] == "tensor"
 
 
 def test_monkeypatching_in_the_answer_cell_does_not_make_a_wrong_answer_pass(mixed):

@@ -87,8 +87,12 @@ AUTOGRAD_ATTRS = frozenset({
     "grad", "_grad", "grad_fn", "_grad_fn", "backward", "requires_grad", "requires_grad_",
     "retain_grad", "retains_grad", "register_hook", "register_post_accumulate_grad_hook",
     "_execution_engine", "run_backward", "autograd", "enable_grad", "set_grad_enabled",
-    "_set_grad_enabled", "functorch", "_functorch",
+    "_set_grad_enabled", "functorch", "_functorch", "forward_ad", "make_dual", "dual_level",
+    "unpack_dual", "_engine_run_backward",
 })
+# Functions that read an attribute named by a string: called directly, the scan reads the
+# string; bound to another name or passed around, it cannot.
+ATTRIBUTE_GETTERS = frozenset({"getattr", "attrgetter", "methodcaller"})
 # ... and attributes that are autograd only when reached from torch (torch.func.vjp):
 AUTOGRAD_TORCH_ATTRS = frozenset({
     "func", "vjp", "jvp", "jacrev", "jacfwd", "hessian", "grad_and_value", "linearize",
@@ -687,7 +691,10 @@ class _CellScanner(ast.NodeVisitor):
             return
         if self.is_local(name):
             return
-        if name in PATCHING_BUILTINS:
+        parent = _parent(node)
+        if name in ATTRIBUTE_GETTERS and not (isinstance(parent, ast.Call) and parent.func is node):
+            self.dynamic(node, name, "hides which attribute it reads when used as a value")
+        elif name in PATCHING_BUILTINS:
             self.monkeypatch(node, name, "uses")
         elif name in DYNAMIC_BUILTINS and not self._namespace_read(node):
             self.dynamic(node, name)
@@ -783,6 +790,12 @@ class _CellScanner(ast.NodeVisitor):
             self.monkeypatch(target, _dotted(target),
                              "deletes" if isinstance(target.ctx, ast.Del) else "replaces")
 
+    def visit_Constant(self, node) -> None:
+        # A string naming autograd is how `getattr(t, name)` or `**{"requires_grad": True}`
+        # would reach it; docstrings and messages never equal one of these names.
+        if isinstance(node.value, str) and node.value in AUTOGRAD_ATTRS:
+            self.autograd(node, repr(node.value))
+
     def visit_Call(self, node) -> None:
         func = node.func
         for keyword in node.keywords:
@@ -837,6 +850,9 @@ class _CellScanner(ast.NodeVisitor):
                 continue
             full = f"{module}.{alias.name}"
             bound = alias.asname or alias.name
+            if alias.name in ATTRIBUTE_GETTERS and bound != alias.name:
+                self.dynamic(node, f"{alias.name} as {bound}", "hides which attribute it reads")
+                continue
             if module == "torch" and (alias.name in AUTOGRAD_ATTRS | AUTOGRAD_TORCH_ATTRS):
                 self.autograd(node, f"from torch import {alias.name}")
                 continue

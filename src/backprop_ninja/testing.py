@@ -7,8 +7,10 @@ A visible test runs the student's function on the notebook's own batch; the hidd
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -91,6 +93,15 @@ def time_limit(seconds: float):
         signal.signal(signal.SIGALRM, previous)
 
 
+def warnings_to_stdout():
+    """Send what the student's code writes to stderr (warnings, too) to stdout instead.
+
+    nbgrader scores a test cell 0 if it wrote anything to stderr, so a harmless warning from
+    a correct answer (say, ``F.softmax`` without ``dim``) would otherwise cost its points.
+    """
+    return contextlib.redirect_stderr(sys.stdout)
+
+
 class GradeFailure(AssertionError):
     """A wrong answer. Shown in the notebook as one line that says what is wrong and where."""
 
@@ -126,7 +137,7 @@ def _printed(result: CheckResult) -> PrintedResult:
 def run_trial(function: Callable, trial: Trial) -> CheckResult:
     """The student's answer to one trial, checked. Errors become a failed result, not a crash."""
     try:
-        with time_limit(STUDENT_CALL_SECONDS):
+        with time_limit(STUDENT_CALL_SECONDS), warnings_to_stdout():
             got = _call_student(function, trial)
     except StudentTimeout:
         return _failed(trial, "timeout", f"{trial.function} ran for more than {STUDENT_CALL_SECONDS:g} s "
@@ -262,8 +273,9 @@ def test_training(backward: Callable, *, steps: int = TRAINING_STEPS,
         return grads
 
     try:
-        _train(params, splits.Xtr, splits.Ytr, checked_backward, steps=steps, generator=g,
-               progress=False)
+        with warnings_to_stdout():
+            _train(params, splits.Xtr, splits.Ytr, checked_backward, steps=steps, generator=g,
+                   progress=False)
     except GradeFailure:
         raise
     except NotImplementedError:

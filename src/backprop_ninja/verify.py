@@ -409,6 +409,9 @@ def _apply_limits(limits: dict) -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writing past the limit fails, not kills
 
 
+_INFERENCE_MODE = torch.inference_mode  # captured before any answer cell runs
+
+
 def _disable_autograd() -> None:
     """Grad mode off for good, and the usual ways to compute a gradient raise."""
     original_set = torch.set_grad_enabled
@@ -436,6 +439,27 @@ def _disable_autograd() -> None:
     import torch.func as transforms
     for name in ("grad", "grad_and_value", "vjp", "jvp", "jacrev", "jacfwd", "hessian", "linearize"):
         setattr(transforms, name, _refuse)
+    original_inference_mode = torch.inference_mode
+
+    def inference_mode(mode=True):  # leaving inference mode would re-enable autograd
+        if not mode:
+            _refuse()
+        return original_inference_mode(True)
+
+    torch.inference_mode = torch.autograd.inference_mode = inference_mode
+    torch.autograd.grad_mode.inference_mode = inference_mode
+    original_c_set = torch._C._set_grad_enabled
+
+    def c_set_grad_enabled(mode):  # what torch's own grad-mode classes call underneath
+        if mode:
+            _refuse()
+        return original_c_set(False)
+
+    torch._C._set_grad_enabled = c_set_grad_enabled
+    import torch.autograd.forward_ad as forward_ad
+    import torch.autograd.graph as graph
+    forward_ad.dual_level = forward_ad.make_dual = _refuse  # (unpack_dual: printing uses it)
+    graph._engine_run_backward = _refuse
 
 
 def _run_cell(python: str, label: str, namespace: dict) -> str | None:
@@ -489,7 +513,10 @@ def _call(function, call: dict, set_grad_mode) -> dict:
     args = tuple(_private_copy(arg) for arg in call["args"])
     set_grad_mode(False)
     try:
-        result = function(*args)
+        # Inference mode also stops what grad mode does not: forward-mode AD and the autograd
+        # engine reached through private entry points.
+        with _INFERENCE_MODE():
+            result = function(*args)
     except NotImplementedError:
         return {"status": "not_implemented"}
     except BaseException as error:
