@@ -266,7 +266,7 @@ MANUAL_BACKWARD_EXERCISES = tuple(ManualBackwardExercise(p) for p in PARAM_NAMES
 # --------------------------------------------------------------------------- running them
 def call_student(function: Callable, trial: Trial):
     """Call ``function`` on private copies of the inputs, without autograd."""
-    args = tuple(_private_copy(arg) for arg in trial.args)
+    args = tuple(private_copy(arg) for arg in trial.args)
     with torch.no_grad():
         result = function(*args)
     if trial.pick is not None:
@@ -277,11 +277,12 @@ def call_student(function: Callable, trial: Trial):
     return result
 
 
-def _private_copy(value):
+def private_copy(value):
+    """A copy the student's function may modify freely, with no autograd history."""
     if isinstance(value, torch.Tensor):
         return value.detach().clone()
     if isinstance(value, dict):
-        return {k: _private_copy(v) for k, v in value.items()}
+        return {k: private_copy(v) for k, v in value.items()}
     return value
 
 

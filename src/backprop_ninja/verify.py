@@ -68,7 +68,7 @@ from pathlib import Path
 import torch
 
 from .cells import ANSWER_PRELUDE
-from .exercises import GRADED_TESTS
+from .exercises import GRADED_TESTS, private_copy
 from .integrity import (
     DEPENDENT_TESTS,
     CodeCell,
@@ -500,17 +500,8 @@ def _sanitise(value) -> dict:
     return {"status": "bad_type", "type": _describe_type(value)}
 
 
-def _private_copy(value):
-    """A copy the answer may modify freely, with no autograd history."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if isinstance(value, dict):
-        return {key: _private_copy(item) for key, item in value.items()}
-    return value
-
-
 def _call(function, call: dict, set_grad_mode) -> dict:
-    args = tuple(_private_copy(arg) for arg in call["args"])
+    args = tuple(private_copy(arg) for arg in call["args"])
     set_grad_mode(False)
     try:
         # Inference mode also stops what grad mode does not: forward-mode AD and the autograd
