@@ -21,7 +21,7 @@ from backprop_ninja.training import TRAINING_THREADS, torch_threads, train
 from .autograd_loop import autograd_train
 from .lecture import lecture_training_loop
 from .report import Row, Target
-from .timing import interleaved_seconds, median
+from .timing import interleaved_seconds, median, median_ratio
 
 N_HIDDEN = 200  # the lecture's exercise-4 model
 BATCH_SIZE = 32
@@ -99,7 +99,7 @@ def training_loops(splits: Splits, manual_backward: Callable, *, steps: int,
     threads = torch.get_num_threads()
     training = Row(
         "1", "training µs/step: course loop / lecture's ex-4 loop",
-        us["course"] / us["lecture"], "×", Target(0.15, at_most=True),
+        median_ratio(seconds, "course", "lecture"), "×", Target(0.15, at_most=True),
         f"course {us['course']:.0f} µs ({TRAINING_THREADS} thread) vs lecture {us['lecture']:.0f} µs "
         f"({threads} threads); {same}",
         {"course_us_per_step": us["course"], "lecture_us_per_step": us["lecture"],
@@ -108,13 +108,13 @@ def training_loops(splits: Splits, manual_backward: Callable, *, steps: int,
          "seconds": seconds})
     context = Row(
         "1'", f"  the same, lecture's loop also on {TRAINING_THREADS} thread",
-        us["course"] / us["lecture_training_threads"], "×", None,
+        median_ratio(seconds, "course", "lecture_training_threads"), "×", None,
         f"lecture {us['lecture_training_threads']:.0f} µs/step on {TRAINING_THREADS} thread "
         f"(how much of figure 1 is the thread count alone)",
         {"lecture_us_per_step": us["lecture_training_threads"]})
     manual = Row(
         "2", "training µs/step: manual backward / loss.backward()",
-        us["course"] / us["autograd"], "×", Target(0.6, at_most=True),
+        median_ratio(seconds, "course", "autograd"), "×", Target(0.6, at_most=True),
         f"manual {us['course']:.0f} µs vs autograd {us['autograd']:.0f} µs, same loop and "
         f"forward; losses differ by ≤ {max_difference('course', 'autograd'):.1e}",
         {"manual_us_per_step": us["course"], "autograd_us_per_step": us["autograd"],
@@ -142,7 +142,7 @@ def thread_choice(splits: Splits, manual_backward: Callable, *, steps: int,
     threads = torch.get_num_threads()
     return [Row(
         "1''", f"  course loop on {threads} threads (torch's default) / on {TRAINING_THREADS}",
-        us["default"] / us["training"], "×", None,
+        median_ratio(seconds, "default", "training"), "×", None,
         f"{us['default']:.0f} vs {us['training']:.0f} µs/step over {steps} steps: why training "
         f"sets {TRAINING_THREADS} thread",
         {"default_threads": threads, "default_us_per_step": us["default"],
@@ -258,7 +258,7 @@ def fused_versus_atomic(splits: Splits, atomic: dict, cross_entropy_backward: Ca
             us = {name: median(v) * 1e6 for name, v in seconds.items()}
             difference = (chained() - fused()).abs().max().item()
             rows.append(Row(
-                figure, measure, us["atomic"] / us["fused"], "×", target,
+                figure, measure, median_ratio(seconds, "atomic", "fused"), "×", target,
                 f"{length} atomic calls {us['atomic']:.1f} µs vs fused {us['fused']:.1f} µs; "
                 f"results differ by ≤ {difference:.1e}",
                 {"atomic_us": us["atomic"], "fused_us": us["fused"], "calls": calls,

@@ -31,3 +31,13 @@ def interleaved_seconds(variants: dict[str, Callable[[], object]], *, repeats: i
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def median_ratio(seconds: dict[str, list[float]], numerator: str, denominator: str) -> float:
+    """The median over repeats of ``numerator`` ÷ ``denominator`` within each repeat.
+
+    The two ran back to back, so their ratio cancels what drifts more slowly than a repeat
+    (another job, the host's other virtual machines, the clock rate), which the ratio of two
+    medians would not.
+    """
+    return median([a / b for a, b in zip(seconds[numerator], seconds[denominator], strict=True)])
