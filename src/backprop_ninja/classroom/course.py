@@ -21,7 +21,7 @@ from ..exercises import ASSIGNMENT, NOTEBOOKS
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CONFIG_FILE = REPO_ROOT / "grader" / "nbgrader_config.py"
 DB_URL_VARIABLE = "BACKPROP_NINJA_DB_URL"
-# Notebook 4 trains for BACKPROP_NINJA_STEPS steps (200,000 by default: about an hour). Its
+# Notebook 4 trains for BACKPROP_NINJA_STEPS steps (200,000 by default: about a minute). Its
 # graded test trains on its own; the ungraded training cell only needs to run, so when
 # grading it trains for a few steps.
 STEPS_VARIABLE = "BACKPROP_NINJA_STEPS"
