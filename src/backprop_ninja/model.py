@@ -21,6 +21,9 @@ import torch.nn.functional as F
 PARAM_NAMES = ("C", "W1", "b1", "W2", "b2", "bngain", "bnbias")
 LECTURE_SEED = 2147483647
 BN_EPS = 1e-5
+# BN_EPS as a 0-dim tensor: added to a tensor, it is cast to that tensor's dtype like a Python
+# number, without the number's per-call wrapping. float64, so that float64 models get 1e-5 exactly.
+_BN_EPS = torch.tensor(BN_EPS, dtype=torch.float64)
 
 
 def init_params(
@@ -129,18 +132,22 @@ def forward_fused(params: dict[str, torch.Tensor], Xb: torch.Tensor, Yb: torch.T
     bnvar_inv, hpreact, h and logits.
 
     Mathematically the lecture's ``hprebn.var(0, keepdim=True, unbiased=True)`` batchnorm
-    with ``F.cross_entropy``; written for speed because ``train`` runs it every step:
-    ``Tensor.var`` over dim 0 costs ~50 µs on a 32×200 CPU batch where the two-pass
-    ``sum(bndiff²) / (n − 1)`` costs ~6, and ``addmm``/``addcmul`` do a product and a sum in
-    one operation. The values agree with ``forward_exploded`` to rounding (tests/test_model.py).
+    with ``F.cross_entropy``; written for speed because ``train`` runs it every step, and a
+    step costs the fixed overhead of its ~40 small operations far more than their arithmetic
+    (bench/README.md): ``Tensor.mean``/``Tensor.var`` over dim 0 cost 5 and ~50 µs on a
+    32×200 CPU batch where a ``sum`` costs 2.5; ``addmm``/``addcmul``/``alpha=`` do a product
+    and a sum in one operation; and a Python number in an operation is first wrapped in a
+    tensor (~1 µs each), which ``alpha=`` and the 0-dim ``_BN_EPS`` avoid. The values agree
+    with ``forward_exploded`` to rounding (tests/test_model.py).
     """
     n = Xb.shape[0]
     emb = F.embedding(Xb, params["C"])  # C[Xb]
     embcat = emb.view(n, -1)
     hprebn = torch.addmm(params["b1"], embcat, params["W1"])  # embcat @ W1 + b1
-    bndiff = hprebn - hprebn.mean(0, keepdim=True)
-    bnvar = (bndiff * bndiff).sum(0, keepdim=True) / (n - 1)  # Bessel's correction
-    bnvar_inv = (bnvar + BN_EPS) ** -0.5
+    bndiff = torch.sub(hprebn, hprebn.sum(0, keepdim=True), alpha=1 / n)  # hprebn - its mean
+    bnvar_plus_eps = torch.add(_BN_EPS, (bndiff * bndiff).sum(0, keepdim=True),
+                               alpha=1 / (n - 1))  # Bessel's correction, then + eps
+    bnvar_inv = torch.rsqrt(bnvar_plus_eps)  # (bnvar + eps) ** -0.5
     bnraw = bndiff * bnvar_inv
     hpreact = torch.addcmul(params["bnbias"], params["bngain"], bnraw)  # bngain * bnraw + bnbias
     h = torch.tanh(hpreact)
