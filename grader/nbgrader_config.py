@@ -37,6 +37,9 @@ c.CourseDirectory.db_url = os.environ.get(
 # (KeyboardInterrupt) and the notebook carries on, so a `while True` costs one timeout.
 c.Execute.timeout = 30
 c.Execute.interrupt_on_timeout = True
+# Once the last cell has run, the kernel has nothing left to give: stop it at once rather than
+# wait ~0.5 s for its exit hooks (a student's atexit code has no business running anyway).
+c.Execute.shutdown_kernel = "immediate"
 # A test cell the student deleted is put back from the gradebook (nbgrader's default: 0 points).
 c.OverwriteCells.add_missing_cells = True
 

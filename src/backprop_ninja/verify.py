@@ -68,6 +68,7 @@ from pathlib import Path
 import torch
 
 from .cells import ANSWER_PRELUDE
+from .forkserver import spawn
 from .exercises import GRADED_TESTS, private_copy
 from .integrity import (
     DEPENDENT_TESTS,
@@ -296,10 +297,12 @@ def _run_child(answers: list[CodeCell], calls: list[_Call], *, timeout: float,
         torch.save([{"function": c.function, "args": c.args, "wants_dict": c.wants_dict}
                     for c in calls], Path(workdir, "inputs.pt"))
         with open(Path(workdir, "stdout.txt"), "wb") as out, open(Path(workdir, "stderr.txt"), "wb") as err:
-            process = subprocess.Popen(
+            # A fork of the grading fork server when one runs (torch already imported),
+            # else a new interpreter; either way a session of its own, in a clean environment.
+            process = spawn(
                 [sys.executable, "-s", "-m", "backprop_ninja.verify", "--child", workdir],
                 cwd=workdir, env=_child_env(workdir), stdin=subprocess.DEVNULL, stdout=out,
-                stderr=err, start_new_session=True, close_fds=True)
+                stderr=err, close_fds=True)
             try:
                 returncode = process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

@@ -26,6 +26,8 @@ DB_URL_VARIABLE = "BACKPROP_NINJA_DB_URL"
 # grading it trains for a few steps.
 STEPS_VARIABLE = "BACKPROP_NINJA_STEPS"
 GRADING_STEPS = 100
+# Read by backprop_ninja.timing.quick(): the timing cells run one short round.
+QUICK_TIMING_VARIABLE = "BACKPROP_NINJA_QUICK_TIMING"
 
 
 class GradingError(RuntimeError):
@@ -151,6 +153,8 @@ class Course:
         config.ZipCollectApp.downloaded_directory = self._nbgrader_path(self.downloaded)
         if self.cell_timeout is not None:
             config.Execute.timeout = self.cell_timeout
+        # Kernels from the fork server, when the pipeline runs one (forkserver.py).
+        config.Execute.kernel_manager_class = "backprop_ninja.classroom.kernels.ForkedKernelManager"
         return config
 
     def _nbgrader_path(self, path: Path) -> str:
@@ -218,6 +222,7 @@ def grading_environment(base: dict | None = None, *, threads: int | None = None)
     if env.get("PATH", "").split(os.pathsep)[0] != bin_dir:
         env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")]).rstrip(os.pathsep)
     env[STEPS_VARIABLE] = str(GRADING_STEPS)
+    env[QUICK_TIMING_VARIABLE] = "1"  # the notebooks' timing cells: run them, briefly
     env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     if threads is not None:
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):

@@ -20,6 +20,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from .. import forkserver
 from ..exercises import ASSIGNMENT, NOTEBOOKS
 from .course import Course, GradingError, grading_environment, prepare_environment
 from .status import GRADED, STOPPED, NotebookResult, StudentStatus, read_status, write_status
@@ -65,12 +66,14 @@ def autograde_class(course: Course, *, workers: int = 2, students: list[str] | N
                     shard: tuple[int, int] | None = None, register: bool = True,
                     notebook_timeout: float = NOTEBOOK_TIMEOUT,
                     verify_timeout: float = VERIFY_TIMEOUT, verify_seed: int | None = None,
-                    progress: bool = True) -> dict[str, StudentStatus]:
+                    progress: bool = True, use_forkserver: bool = True) -> dict[str, StudentStatus]:
     """Autograde every student (or ``students``, or shard k of n) with ``workers`` processes.
 
     Returns each student's status (also written to status/<student>.json); the scores are in
     the gradebook. One student's failure never stops the others. ``register=False``: the
     assignment is already registered (shards of a job array register once, beforehand).
+    ``use_forkserver=False``: every worker, kernel and verifier child a new interpreter
+    (slower by seconds per notebook; the fork server's own fallback when it cannot start).
     """
     from tqdm.auto import tqdm
 
@@ -105,10 +108,15 @@ def autograde_class(course: Course, *, workers: int = 2, students: list[str] | N
     # The verifier's verdicts on identical answer cells are shared within this run only.
     cache = Path(tempfile.mkdtemp(prefix="verify-cache-", dir=course.work))
     stop = threading.Event()  # Ctrl-C: the workers run in sessions of their own, stop them
+    # Workers, kernels and verifier children forked with torch and nbgrader imported.
+    server = forkserver.start(grading_environment(threads=threads)) if use_forkserver else None
+    env = grading_environment()
+    if server is not None:
+        env[forkserver.SOCKET_VARIABLE] = str(server.path)
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
         futures = {pool.submit(_grade_in_workers, course, student, advance=advance,
-                               notebook_timeout=notebook_timeout, stop=stop,
+                               notebook_timeout=notebook_timeout, stop=stop, env=env,
                                options=options + ["--verify-cache", str(cache)]): student
                    for student in students}
         for future in as_completed(futures):
@@ -120,11 +128,14 @@ def autograde_class(course: Course, *, workers: int = 2, students: list[str] | N
         pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
         shutil.rmtree(cache, ignore_errors=True)
+        if server is not None:
+            server.stop()
     return {student: statuses[student] for student in students}
 
 
 def _grade_in_workers(course: Course, student: str, *, advance, notebook_timeout: float,
-                      options: list[str], stop: threading.Event | None = None) -> StudentStatus:
+                      options: list[str], env: dict,
+                      stop: threading.Event | None = None) -> StudentStatus:
     """Grade one student in worker processes: a new one after a notebook had to be stopped."""
     log_path = course.logs / f"{student}.log"
     events = course.status / f"{student}.events.jsonl"
@@ -143,7 +154,7 @@ def _grade_in_workers(course: Course, student: str, *, advance, notebook_timeout
             seen = len(read_events(events))
             outcome = _run_worker(command, log, events, seen, notebook_timeout,
                                   lambda result: (results.__setitem__(result.notebook, result),
-                                                  advance(student, result)), stop)
+                                                  advance(student, result)), env, stop)
             if all(nb in results for nb in remaining):
                 break
             lost = next(nb for nb in remaining if nb not in results)
@@ -195,11 +206,12 @@ class _WorkerOutcome:
 
 
 def _run_worker(command, log, events: Path, seen: int, notebook_timeout: float, on_result,
-                stop: threading.Event | None = None) -> _WorkerOutcome:
+                env: dict, stop: threading.Event | None = None) -> _WorkerOutcome:
     """Run one worker; report each finished notebook; stop it if a notebook runs too long
     (or when ``stop`` is set: the parent was interrupted)."""
-    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True, env=grading_environment())
+    process = forkserver.spawn(command, stdin=subprocess.DEVNULL, stdout=log,
+                               stderr=subprocess.STDOUT, env=env,
+                               server_path=env.get(forkserver.SOCKET_VARIABLE))
     current, since, first_start, timed_out = None, 0.0, None, False
     try:
         while True:

@@ -1,0 +1,436 @@
+"""A fork server: grading's Python processes start in milliseconds, with torch already imported.
+
+Grading one submission starts nine Python processes — a worker, and per notebook a kernel
+and a verifier child — and each would spend 1.5–3.5 s importing torch, IPython or nbgrader
+before doing any work: most of a submission's grading time (bench/README.md). The fork
+server imports all of that once, when ``autograde_class`` starts, and then, asked to run
+``python -m MODULE ARGS``, forks a child that behaves as that command would: a session of
+its own (so that killing its group kills what it started), the requested working directory,
+environment and standard streams, ``sys.argv``, and its exit code.
+
+Only the three entry points of grading are served (``ENTRY_POINTS``); for anything else, or
+when no fork server is running (tests, a single notebook graded by hand), ``spawn`` falls back
+to ``subprocess.Popen`` with the same arguments. Children are as isolated from each other as
+separate processes are: a fork copies the server's memory, and nothing a child does reaches
+the server or the other children. The server never runs a tensor operation, so no thread
+pool exists when it forks.
+
+A child also watches the process that asked for it (a kernel its worker, a worker the
+pipeline): when that process ends, however it ends, the child kills its own process group.
+So stopping a worker still stops its kernel, although the kernel is not the worker's child.
+
+Protocol: a Unix socket in a private directory (mode 0700), one JSON request per connection;
+``spawn`` passes the child's stdin, stdout and stderr along as file descriptors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import contextlib
+import json
+import os
+import selectors
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+# The environment variable that tells a worker where the fork server listens.
+SOCKET_VARIABLE = "BACKPROP_NINJA_FORKSERVER"
+STARTUP_TIMEOUT = 120  # seconds for the server to import everything and listen
+
+
+def _kernel(argv: list[str]) -> None:
+    from ipykernel import kernelapp  # what ``python -m ipykernel_launcher`` runs
+
+    # The app reads JPY_PARENT_PID when it is imported, which happened in the server.
+    parent = os.environ.get("JPY_PARENT_PID")
+    app = kernelapp.IPKernelApp.instance(**({"parent_handle": int(parent)} if parent else {}))
+    app.initialize(argv)
+    app.start()
+
+
+def _verifier(argv: list[str]) -> None:
+    from backprop_ninja import verify
+
+    sys.exit(verify.main(argv))
+
+
+def _worker(argv: list[str]) -> None:
+    from backprop_ninja.classroom.__main__ import main
+
+    sys.exit(main(argv))
+
+
+# ``python -m`` module -> the function that runs it with its arguments.
+ENTRY_POINTS = {
+    "ipykernel_launcher": _kernel,
+    "backprop_ninja.verify": _verifier,
+    "backprop_ninja.classroom": _worker,
+}
+
+# What those entry points import. The kernels' setup cells import torch, matplotlib and the
+# package; the worker nbgrader; the verifier child torch and the package.
+PRELOAD = (
+    "torch", "torch.nn.functional", "matplotlib", "matplotlib.pyplot",
+    "matplotlib_inline.backend_inline", "ipykernel.kernelapp", "ipykernel.ipkernel",
+    "backprop_ninja.data", "backprop_ninja.model", "backprop_ninja.plots",
+    "backprop_ninja.timing", "backprop_ninja.testing", "backprop_ninja.exercises",
+    "backprop_ninja.notebooks", "backprop_ninja.verify", "backprop_ninja.integrity",
+    "backprop_ninja.classroom.__main__", "backprop_ninja.classroom.worker",
+    "nbgrader.apps", "nbgrader.converters", "nbgrader.api", "nbgrader.preprocessors",
+    "nbformat", "tqdm.auto",
+)
+
+
+def python_module(command: list[str]) -> tuple[str, list[str]] | None:
+    """(module, arguments) if ``command`` is ``[this python, (-s), -m, module, …]`` for a
+    module the server runs; None otherwise."""
+    if not command or not _same_file(command[0], sys.executable):
+        return None
+    rest = list(command[1:])
+    while rest and rest[0] == "-s":  # no user site-packages: the server has none either
+        rest.pop(0)
+    if len(rest) < 2 or rest[0] != "-m" or rest[1] not in ENTRY_POINTS:
+        return None
+    return rest[1], rest[2:]
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+# ------------------------------------------------------------------------------ the server
+class Server:
+    """Listens on ``path``; forks children on request and keeps their exit codes."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(self.path))
+        self.listener.listen(64)
+        self.children: dict[int, int] = {}  # spawn number -> pid
+        self.exit_codes: dict[int, int] = {}  # spawn number -> returncode (Popen's convention)
+        self.count = 0
+
+    def serve(self, parent: int) -> None:
+        """Until the parent process is gone (or SIGTERM): answer requests, reap children."""
+        selector = selectors.DefaultSelector()
+        selector.register(self.listener, selectors.EVENT_READ)
+        while os.getppid() == parent:
+            for _ in selector.select(timeout=0.2):
+                connection, _ = self.listener.accept()
+                with connection:
+                    self._answer(connection)
+            self._reap()
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            number = next((n for n, p in self.children.items() if p == pid), None)
+            if number is not None:
+                del self.children[number]
+                self.exit_codes[number] = (-os.WTERMSIG(status) if os.WIFSIGNALED(status)
+                                           else os.WEXITSTATUS(status))
+
+    def _answer(self, connection: socket.socket) -> None:
+        try:
+            message, fds, _, _ = socket.recv_fds(connection, 1 << 20, 3)
+            peer, uid, _ = struct.unpack("3i", connection.getsockopt(
+                socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+        except OSError:
+            return
+        try:
+            request = json.loads(message)
+            if uid != os.getuid():
+                raise PermissionError("requests are taken from this user only")
+            if request["op"] == "spawn":
+                number, pid = self._spawn(request, fds, peer, connection)
+                reply = {"number": number, "pid": pid}
+            elif request["op"] == "status":
+                self._reap()
+                number = request["number"]
+                reply = {"returncode": self.exit_codes.get(number),
+                         "known": number in self.exit_codes or number in self.children}
+            else:
+                reply = {"error": f"unknown op {request['op']!r}"}
+        except Exception as error:  # a bad request gets an answer, never stops the server
+            reply = {"error": f"{type(error).__name__}: {error}"}
+        finally:
+            for fd in fds:
+                os.close(fd)
+        with contextlib.suppress(OSError):
+            connection.sendall(json.dumps(reply).encode())
+
+    def _spawn(self, request: dict, fds: list[int], requester: int,
+               connection: socket.socket) -> tuple[int, int]:
+        if request["module"] not in ENTRY_POINTS or len(fds) != 3:
+            raise ValueError(f"cannot run {request['module']!r}")
+        # A handle on the requesting process itself (not its pid, which could be reused).
+        watched = os.pidfd_open(requester)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            pid = os.fork()
+            if pid == 0:  # the child: never returns
+                self.listener.close()
+                connection.close()  # the requester reads its answer until the server closes it
+                _become(request, fds, watched)
+        finally:
+            os.close(watched)
+        self.count += 1
+        self.children[self.count] = pid
+        return self.count, pid
+
+
+def _die_with(pidfd: int) -> None:
+    """Kill this process group once the process behind ``pidfd`` has ended."""
+    select.select([pidfd], [], [])  # a pidfd becomes readable when its process exits
+    os.killpg(0, signal.SIGKILL)
+
+
+def _become(request: dict, fds: list[int], watched: int) -> None:
+    """In the forked child: turn into ``python -m module args`` and exit with its code."""
+    code = 1
+    try:
+        os.setsid()
+        import threading
+
+        threading.Thread(target=_die_with, args=(watched,), daemon=True,
+                         name="die-with-requester").start()
+        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        _reopen_standard_streams()
+        sys.argv = [request["module"], *request["args"]]
+        sys.path[0] = os.getcwd()  # as ``python -m`` sets it
+        import random
+
+        random.seed()  # not the server's state: every child draws its own
+        ENTRY_POINTS[request["module"]](list(request["args"]))
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            import atexit
+
+            atexit._run_exitfuncs()  # what a normal interpreter exit would run
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _reopen_standard_streams() -> None:
+    """sys.stdin/stdout/stderr on descriptors 0/1/2, as a new interpreter would open them
+    (the server's own may be anything: a pipe, or a test runner's capture)."""
+    encoding = os.environ.get("PYTHONIOENCODING", "utf-8").split(":")[0] or "utf-8"
+    sys.stdin = sys.__stdin__ = open(0, encoding=encoding, closefd=False)
+    sys.stdout = sys.__stdout__ = open(1, "w", encoding=encoding, errors="backslashreplace",
+                                       buffering=1, closefd=False)
+    sys.stderr = sys.__stderr__ = open(2, "w", encoding=encoding, errors="backslashreplace",
+                                       buffering=1, closefd=False)
+
+
+def serve(path: Path, parent: int) -> None:
+    """Import what the children need, then listen (the entry point of ``start``)."""
+    # What ipykernel would set before a kernel imports matplotlib: plots inline.
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    for module in PRELOAD:
+        with contextlib.suppress(Exception):  # a missing extra costs time, not correctness
+            __import__(module)
+    server = Server(path)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print("ready", flush=True)
+    server.serve(parent)
+
+
+# ------------------------------------------------------------------------------ the clients
+class ForkServer:
+    """A running fork server, started by ``start`` and stopped by ``stop`` (or its parent's
+    exit: it watches its parent)."""
+
+    def __init__(self, process: subprocess.Popen, directory: str):
+        self.process, self.directory = process, directory
+        self.path = Path(directory, "socket")
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=10)
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+            os.rmdir(self.directory)
+
+
+def start(env: dict | None = None) -> ForkServer | None:
+    """Start a fork server with ``env`` (the grading environment); None if it cannot start,
+    in which case everything runs as ordinary subprocesses, only slower."""
+    directory = tempfile.mkdtemp(prefix="bpn-forkserver-")  # mode 0700: ours alone
+    command = [sys.executable, "-s", "-m", "backprop_ninja.forkserver",
+               str(Path(directory, "socket")), str(os.getpid())]
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               env=env, start_new_session=True)
+    server = ForkServer(process, directory)
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    if selector.select(timeout=STARTUP_TIMEOUT) and process.stdout.readline().strip() == b"ready":
+        return server
+    server.stop()
+    return None
+
+
+def _request(path: str, request: dict, fds: list[int] = ()) -> dict:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.settimeout(30)
+        connection.connect(path)
+        message = json.dumps(request).encode()
+        if fds:
+            connection.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                            array.array("i", fds))])
+        else:
+            connection.sendall(message)
+        connection.shutdown(socket.SHUT_WR)
+        reply = b"".join(iter(lambda: connection.recv(65536), b""))
+    answer = json.loads(reply)
+    if "error" in answer:
+        raise OSError(f"fork server: {answer['error']}")
+    return answer
+
+
+class ForkedProcess:
+    """A child of the fork server, with the part of ``subprocess.Popen``'s interface that
+    the grading code uses (pid, returncode, poll, wait, send_signal, terminate, kill)."""
+
+    def __init__(self, path: str, number: int, pid: int, args: list[str]):
+        self.path, self.number, self.pid, self.args = path, number, pid, args
+        self.returncode: int | None = None
+        self.stdin = self.stdout = self.stderr = None  # streams were passed as descriptors
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                answer = _request(self.path, {"op": "status", "number": self.number})
+                if answer["returncode"] is not None or not answer["known"]:
+                    self.returncode = answer["returncode"] if answer["known"] else -signal.SIGKILL
+            except OSError:  # the server is gone: its orphans went to init, which reaps them
+                if not _alive(self.pid):
+                    self.returncode = -signal.SIGKILL
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.005
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fd(stream, default: int, mode: int) -> tuple[int, bool]:
+    """A file descriptor for a Popen-style stream argument; (fd, whether we opened it)."""
+    if stream is None:
+        return default, False
+    if stream == subprocess.DEVNULL:
+        return os.open(os.devnull, mode), True
+    if stream == subprocess.STDOUT:
+        raise ValueError("STDOUT is resolved by the caller")
+    if isinstance(stream, int):
+        return stream, False
+    return stream.fileno(), False
+
+
+def spawn(command: list[str], *, cwd=None, env: dict | None = None, stdin=None, stdout=None,
+          stderr=None, server_path: str | None = None, **popen_options):
+    """``subprocess.Popen(command, …, start_new_session=True)``, through the fork server
+    when one is running (``server_path``, default ``$BACKPROP_NINJA_FORKSERVER``) and
+    ``command`` is one of the entry points it serves."""
+    path = server_path or os.environ.get(SOCKET_VARIABLE)
+    target = python_module(command)
+    if path and target is not None and stdin not in (subprocess.PIPE,) and \
+            subprocess.PIPE not in (stdout, stderr):
+        opened = []
+        try:
+            fd_in, mine = _fd(stdin, 0, os.O_RDONLY)
+            opened += [fd_in] if mine else []
+            fd_out, mine = _fd(stdout, 1, os.O_WRONLY)
+            opened += [fd_out] if mine else []
+            fd_err, mine = (fd_out, False) if stderr == subprocess.STDOUT else _fd(stderr, 2, os.O_WRONLY)
+            opened += [fd_err] if mine else []
+            module, args = target
+            request = {"op": "spawn", "module": module, "args": args,
+                       "cwd": str(cwd if cwd is not None else os.getcwd()),
+                       "env": dict(os.environ if env is None else env)}
+            answer = _request(path, request, [fd_in, fd_out, fd_err])
+            return ForkedProcess(path, answer["number"], answer["pid"], command)
+        except OSError:
+            pass  # no server after all: an ordinary process below
+        finally:
+            for fd in opened:
+                os.close(fd)
+    return subprocess.Popen(command, cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=stderr,
+                            start_new_session=True, **popen_options)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="The grading fork server (started by the pipeline).")
+    parser.add_argument("socket", type=Path)
+    parser.add_argument("parent", type=int, help="serve until this process is gone")
+    args = parser.parse_args(argv)
+    serve(args.socket, args.parent)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
