@@ -168,14 +168,13 @@ DEMO: tuple[DemoStudent, ...] = (
                         "grad_counts", "dcounts = dcounts + torch.ones_like(dprobs) * dcounts_sum",
                         "dcounts = torch.ones_like(dprobs) * dcounts_sum")),
         NB2: Change("dlogits not divided by n, the batch size of the mean (−5)", 0,
-                    replace_in("cross_entropy_backward", "return dlogits / n", "return dlogits")),
+                    replace_in("cross_entropy_backward", "    dlogits /= n\n", "")),
     }),
     DemoStudent("slips_db2_bessel", {
         NB1: Change("db2: no sum over the batch dimension b2 was broadcast along (−1)", 25,
                     replace_in("grad_b2", "return dlogits.sum(0)", "return dlogits")),
         NB3: Change("batchnorm: n instead of n − 1 (Bessel's correction forgotten) (−5)", 0, replace_in(
-            "batchnorm_backward", "- n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0, keepdim=True)",
-            "- bnraw * (dhpreact * bnraw).sum(0, keepdim=True)")),
+            "batchnorm_backward", "value=-1 / (n - 1)", "value=-1 / n")),
     }),
     DemoStudent("slips_dc_autograd", {
         NB1: Change("dC: rows assigned (dC[Xb] = demb) instead of accumulated, so a character "

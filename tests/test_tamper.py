@@ -100,10 +100,9 @@ def answers(variants: dict[str, str]) -> Callable:
 
 
 # The wrong answers the attacks try to rescue (each fails the notebook's own test).
-WRONG_DLOGITS = demo.replace_in("cross_entropy_backward", "return dlogits / n", "return dlogits")
+WRONG_DLOGITS = demo.replace_in("cross_entropy_backward", "    dlogits /= n\n", "")  # no / n
 WRONG_BATCHNORM = demo.replace_in(  # Bessel's correction forgotten
-    "batchnorm_backward", "- n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0, keepdim=True)",
-    "- bnraw * (dhpreact * bnraw).sum(0, keepdim=True)")
+    "batchnorm_backward", "value=-1 / (n - 1)", "value=-1 / n")
 WRONG_DPROBS = demo.replace_in("grad_probs", "return dlogprobs / probs", "return -dlogprobs / probs")
 
 
@@ -364,7 +363,8 @@ ATTACKS = (
             0, ALL, (DYNAMIC, "get_ipython")),
     Student("lying_tensor_subclass", NB2, "the wrong dlogits is returned as a torch.Tensor "
             "subclass whose .all() is always True and .any() always False",
-            chain(demo.replace_in("cross_entropy_backward", "return dlogits / n",
+            chain(WRONG_DLOGITS,
+                  demo.replace_in("cross_entropy_backward", "return dlogits",
                                   "return dlogits.as_subclass(Agreeable)"),
                   demo.prepend_to("cross_entropy_backward", LYING_TENSOR)),
             0, ALL, (DYNAMIC, "can make a tensor lie about its values")),
