@@ -20,7 +20,9 @@ pipeline): when that process ends, however it ends, the child kills its own proc
 So stopping a worker still stops its kernel, although the kernel is not the worker's child.
 
 Protocol: a Unix socket in a private directory (mode 0700), one JSON request per connection;
-``spawn`` passes the child's stdin, stdout and stderr along as file descriptors.
+``spawn`` passes the child's stdin, stdout and stderr along as file descriptors. Requests
+are taken from the server's own user only; a student's kernel (same user, environment
+without the socket's path) could find it, but could only start what it can start anyway.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ import array
 import contextlib
 import json
 import os
-import selectors
 import select
+import selectors
 import signal
 import socket
 import struct
@@ -266,6 +268,8 @@ def serve(path: Path, parent: int) -> None:
     server = Server(path)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print("ready", flush=True)
+    # Nobody reads that pipe any more: whatever else is printed must not fill it and block.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
     server.serve(parent)
 
 
@@ -286,6 +290,8 @@ class ForkServer:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
         with contextlib.suppress(OSError):
             self.path.unlink()
             os.rmdir(self.directory)

@@ -93,6 +93,9 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--no-register", action="store_true",
                          help="the assignment is already registered (`register`, once per job array)")
         sub.add_argument("--no-progress", action="store_true", help="no progress bar")
+        sub.add_argument("--no-forkserver", action="store_true",
+                         help="start every worker, kernel and verifier as a new Python process "
+                              "(slower by seconds per notebook; for debugging the fork server)")
     feedback = command("feedback", "feedback HTML for every student")
     feedback.add_argument("--workers", type=int, default=2)
     feedback.add_argument("--students", default=None)
@@ -139,7 +142,8 @@ def run(args) -> int:
                                    shard=args.shard, register=not args.no_register,
                                    notebook_timeout=args.notebook_timeout,
                                    verify_timeout=args.verify_timeout, verify_seed=args.verify_seed,
-                                   progress=not args.no_progress)
+                                   progress=not args.no_progress,
+                                   use_forkserver=not args.no_forkserver)
         graded = list(statuses)
         seconds = time.monotonic() - start
         print(f"autograded {len(statuses)} students in {seconds:.0f} s with {args.workers} workers "
