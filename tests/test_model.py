@@ -76,3 +76,26 @@ def test_names_sampled_side_by_side_stop_at_their_own_dot():
     names = model.sample_names(params, stats, vocab, 50, generator=torch.Generator().manual_seed(0))
     assert len(names) == 50 and "." not in "".join(names)
     assert len({len(n) for n in names}) > 1 and "" in names
+
+
+def test_whole_split_statistics_and_losses_do_not_depend_on_the_chunking(monkeypatch):
+    """calibrate_batchnorm and split_loss go through a split in chunks of rows."""
+    params = model.init_params(7, n_hidden=5)
+    X, Y = small_batch(n=50)
+    whole = model.calibrate_batchnorm(params, X)  # one chunk
+    whole_loss = model.split_loss(params, whole, X, Y)
+    monkeypatch.setattr(model, "EVAL_CHUNK_ROWS", 7)  # 8 chunks, the last one short
+    chunked = model.calibrate_batchnorm(params, X)
+    for a, b in zip(whole, chunked):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert abs(model.split_loss(params, chunked, X, Y) - whole_loss) < 1e-5
+
+
+def test_the_fused_forward_is_exact_in_float64_too():
+    """ε is added in the parameters' own dtype: float64 models get 1e-5, not its float32 rounding."""
+    params = {k: v.double() for k, v in model.init_params(7, n_hidden=5).items()}
+    X, Y = small_batch(n=6)
+    _, cache = model.forward_fused(params, X, Y)
+    values = model.forward_exploded(params, X, Y)
+    assert cache["bnvar_inv"].dtype == torch.float64
+    assert torch.allclose(cache["bnvar_inv"], values["bnvar_inv"], rtol=1e-12, atol=0)

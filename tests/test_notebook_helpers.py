@@ -3,6 +3,8 @@ and reading notebook 4's results. (The notebooks themselves: test_notebooks.py.)
 
 from __future__ import annotations
 
+import time
+
 import matplotlib
 
 matplotlib.use("Agg")  # before pyplot is imported anywhere: no display in tests
@@ -170,3 +172,22 @@ def test_training_losses_are_read_from_the_evaluation_output():
     assert training_losses(nb) == {"train": 2.0710, "val": 2.1118}
     with pytest.raises(ValueError):
         training_losses(nbformat.v4.new_notebook())
+
+
+def test_quick_timing_runs_one_short_round_when_grading_asks_for_it(monkeypatch):
+    """Under grading (BACKPROP_NINJA_QUICK_TIMING=1) a timing cell must run, not measure."""
+    def sleeper(seconds):
+        calls = []
+
+        def fn():
+            calls.append(1)
+            time.sleep(seconds)
+        return fn, calls
+
+    monkeypatch.delenv(timing.QUICK_VARIABLE, raising=False)
+    fn, normal = sleeper(0.002)
+    timing.seconds_per_call(fn)  # 5 rounds of ~50 ms: ~125 calls
+    monkeypatch.setenv(timing.QUICK_VARIABLE, "1")
+    fn, quick = sleeper(0.002)
+    assert timing.seconds_per_call(fn) > 0
+    assert len(quick) <= 5 < 50 < len(normal)
