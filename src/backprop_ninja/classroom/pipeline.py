@@ -66,7 +66,8 @@ def autograde_class(course: Course, *, workers: int = 2, students: list[str] | N
                     shard: tuple[int, int] | None = None, register: bool = True,
                     notebook_timeout: float = NOTEBOOK_TIMEOUT,
                     verify_timeout: float = VERIFY_TIMEOUT, verify_seed: int | None = None,
-                    progress: bool = True, use_forkserver: bool = True) -> dict[str, StudentStatus]:
+                    progress: bool = True, use_forkserver: bool = True,
+                    fixed_seconds: dict[str, float] | None = None) -> dict[str, StudentStatus]:
     """Autograde every student (or ``students``, or shard k of n) with ``workers`` processes.
 
     Returns each student's status (also written to status/<student>.json); the scores are in
@@ -74,7 +75,11 @@ def autograde_class(course: Course, *, workers: int = 2, students: list[str] | N
     assignment is already registered (shards of a job array register once, beforehand).
     ``use_forkserver=False``: every worker, kernel and verifier child a new interpreter
     (slower by seconds per notebook; the fork server's own fallback when it cannot start).
+    ``fixed_seconds``: filled with the seconds of the steps done once per run, whatever the
+    class's size ("register", "forkserver"), for the bench's per-submission figure.
     """
+    fixed_seconds = {} if fixed_seconds is None else fixed_seconds
+    began = time.monotonic()
     from tqdm.auto import tqdm
 
     students = select_shard(list(students) if students else course.students(), shard)
@@ -86,6 +91,7 @@ def autograde_class(course: Course, *, workers: int = 2, students: list[str] | N
         raise GradingError(f"no submission folder for {', '.join(unknown)} in {course.submitted}")
     if register:
         register_assignment(course)
+    fixed_seconds["register"] = time.monotonic() - began
     for folder in (course.logs, course.status, course.work):
         folder.mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers, len(students)))
@@ -109,7 +115,9 @@ def autograde_class(course: Course, *, workers: int = 2, students: list[str] | N
     cache = Path(tempfile.mkdtemp(prefix="verify-cache-", dir=course.work))
     stop = threading.Event()  # Ctrl-C: the workers run in sessions of their own, stop them
     # Workers, kernels and verifier children forked with torch and nbgrader imported.
+    began = time.monotonic()
     server = forkserver.start(grading_environment(threads=threads)) if use_forkserver else None
+    fixed_seconds["forkserver"] = time.monotonic() - began
     env = grading_environment()
     if server is not None:
         env[forkserver.SOCKET_VARIABLE] = str(server.path)
