@@ -186,3 +186,17 @@ def test_a_kernel_started_through_the_server_runs_cells_and_cannot_see_the_serve
         assert sees_server == "False" and torch_loaded == "True"
     finally:
         server.stop()
+
+
+def test_a_client_that_says_nothing_does_not_stall_the_server(server, tmp_path, monkeypatch):
+    """A student's kernel could find the socket and hold a connection open: others still
+    get their children (after the server's few seconds of patience)."""
+    import socket
+
+    _patch_entry_point(monkeypatch)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
+        silent.connect(server)
+        started = time.monotonic()
+        process, _ = run_probe(server, tmp_path, "exit0")
+        assert process.wait(timeout=20) == 0
+        assert time.monotonic() - started < 15
