@@ -200,3 +200,19 @@ def test_a_client_that_says_nothing_does_not_stall_the_server(server, tmp_path, 
         process, _ = run_probe(server, tmp_path, "exit0")
         assert process.wait(timeout=20) == 0
         assert time.monotonic() - started < 15
+
+
+def test_a_server_whose_pipeline_is_killed_exits_and_leaves_nothing_behind():
+    """SIGKILL gives the pipeline no chance to stop its server: the server notices alone."""
+    code = ("from backprop_ninja import forkserver; import time; server = forkserver.start(); "
+            "print(server.directory, server.process.pid, flush=True); time.sleep(120)")
+    pipeline = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    directory, pid = pipeline.stdout.readline().decode().split()
+    assert Path(directory, "socket").exists() and _alive(int(pid))
+    pipeline.kill()
+    pipeline.wait()
+    pipeline.stdout.close()
+    deadline = time.monotonic() + 10
+    while _alive(int(pid)) or Path(directory).exists():
+        assert time.monotonic() < deadline, "the orphaned server or its directory is still there"
+        time.sleep(0.05)

@@ -271,7 +271,12 @@ def serve(path: Path, parent: int) -> None:
     print("ready", flush=True)
     # Nobody reads that pipe any more: whatever else is printed must not fill it and block.
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
-    server.serve(parent)
+    try:
+        server.serve(parent)
+    finally:  # also when the pipeline was killed outright and never called stop()
+        with contextlib.suppress(OSError):
+            server.path.unlink()
+            server.path.parent.rmdir()  # start()'s private directory, now empty
 
 
 # ------------------------------------------------------------------------------ the clients
