@@ -3,6 +3,7 @@
     course.py    where a class's files are; nbgrader's configuration for it; the grading environment
     pipeline.py  register the assignment, autograde in parallel, feedback, export, collect
     worker.py    grading one student (one nbgrader run per notebook) in a worker process
+    kernels.py   the kernel manager nbgrader grades with: kernels forked by ../forkserver.py
     trust.py     the integrity scan and the trusted verifier: withdrawing untrusted points
     reasons.py   one-line reasons for failed notebooks and notes for graded ones, from nbgrader's log
     status.py    what happened to each notebook (graded / failed / stopped / missing)
