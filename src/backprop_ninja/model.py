@@ -164,21 +164,27 @@ def forward_fused(params: dict[str, torch.Tensor], Xb: torch.Tensor, Yb: torch.T
 EVAL_CHUNK_ROWS = 16384
 
 
-def _hprebn_chunks(params, X: torch.Tensor):
-    """``C[X].view(n, -1) @ W1 + b1`` for consecutive chunks of ``X``'s rows."""
-    for start in range(0, X.shape[0], EVAL_CHUNK_ROWS):
-        emb = F.embedding(X[start:start + EVAL_CHUNK_ROWS], params["C"])
-        yield torch.addmm(params["b1"], emb.view(emb.shape[0], -1), params["W1"])
+def _row_chunks(*tensors: torch.Tensor):
+    """The tensors' rows, ``EVAL_CHUNK_ROWS`` at a time: a tuple of slices per chunk."""
+    for start in range(0, tensors[0].shape[0], EVAL_CHUNK_ROWS):
+        yield tuple(t[start:start + EVAL_CHUNK_ROWS] for t in tensors)
+
+
+def _first_layer(params, X: torch.Tensor) -> torch.Tensor:
+    """hprebn = C[X].view(n, -1) @ W1 + b1, for any contexts X."""
+    emb = F.embedding(X, params["C"])
+    return torch.addmm(params["b1"], emb.view(emb.shape[0], -1), params["W1"])
 
 
 @torch.no_grad()
 def calibrate_batchnorm(params: dict[str, torch.Tensor], X: torch.Tensor):
     """Batchnorm mean and (unbiased) variance over the whole of ``X``, for use at test time."""
     n = X.shape[0]
-    mean = sum(chunk.sum(0, keepdim=True) for chunk in _hprebn_chunks(params, X)) / n
+    mean = sum(_first_layer(params, Xc).sum(0, keepdim=True) for (Xc,) in _row_chunks(X)) / n
     # Two-pass variance, the same number as Tensor.var, which is ~10× slower along dim 0
     # (a Welford reduction); the second pass recomputes the chunks (cheaper than keeping them).
-    squares = sum((chunk - mean).square_().sum(0, keepdim=True) for chunk in _hprebn_chunks(params, X))
+    squares = sum((_first_layer(params, Xc) - mean).square_().sum(0, keepdim=True)
+                  for (Xc,) in _row_chunks(X))
     return mean, squares / (n - 1)
 
 
@@ -186,8 +192,7 @@ def calibrate_batchnorm(params: dict[str, torch.Tensor], X: torch.Tensor):
 def logits_at_test_time(params, bnstats, X: torch.Tensor) -> torch.Tensor:
     """Logits with batchnorm using the calibrated statistics ``bnstats`` instead of the batch's."""
     bnmean, bnvar = bnstats
-    emb = params["C"][X]
-    hprebn = torch.addmm(params["b1"], emb.view(emb.shape[0], -1), params["W1"])
+    hprebn = _first_layer(params, X)
     # bngain * (hprebn - bnmean) / sqrt(bnvar + eps) + bnbias, as one scale and one shift
     scale = params["bngain"] * torch.rsqrt(bnvar + BN_EPS)
     hpreact = torch.addcmul(params["bnbias"] - bnmean * scale, hprebn, scale)
@@ -197,9 +202,8 @@ def logits_at_test_time(params, bnstats, X: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def split_loss(params, bnstats, X: torch.Tensor, Y: torch.Tensor) -> float:
     """Mean cross-entropy of the calibrated model on a whole split (in chunks of rows)."""
-    total = sum(F.cross_entropy(logits_at_test_time(params, bnstats, X[i:i + EVAL_CHUNK_ROWS]),
-                                Y[i:i + EVAL_CHUNK_ROWS], reduction="sum")
-                for i in range(0, X.shape[0], EVAL_CHUNK_ROWS))
+    total = sum(F.cross_entropy(logits_at_test_time(params, bnstats, Xc), Yc, reduction="sum")
+                for Xc, Yc in _row_chunks(X, Y))
     return (total / X.shape[0]).item()
 
 
