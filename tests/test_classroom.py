@@ -187,6 +187,17 @@ def test_grading_environment_finds_nbgraders_tools_and_keeps_notebook_4_short():
     assert env["OMP_NUM_THREADS"] == "1"
 
 
+def test_grading_environment_puts_the_notebooks_timing_cells_in_quick_mode(monkeypatch):
+    """course.py names the variable without importing torch; timing.py reads it: one name."""
+    from backprop_ninja import timing
+
+    monkeypatch.delenv(timing.QUICK_VARIABLE, raising=False)
+    assert not timing.quick()
+    for name, value in grading_environment({"PATH": "/usr/bin"}).items():
+        monkeypatch.setenv(name, value)
+    assert timing.quick()
+
+
 # ------------------------------------------------------------------- status and report
 def sample_status() -> StudentStatus:
     return StudentStatus("ann", [
