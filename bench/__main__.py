@@ -1,7 +1,7 @@
 """``python -m bench``: run every figure, print the table, write it as JSON.
 
-    python -m bench                  # the real figures (a few minutes), bench/results.json
-    python -m bench --quick --out X  # tiny settings, for CI: checks the bench runs, not speed
+python -m bench                  # the real figures (a few minutes), bench/results.json
+python -m bench --quick --out X  # tiny settings, for CI: checks the bench runs, not speed
 """
 
 from __future__ import annotations
@@ -35,13 +35,29 @@ class Settings:
     autograde_repeats: int  # … and how many times it is graded with 1 and with 2 workers
 
 
-FULL = Settings(training_steps=2000, training_repeats=5, thread_steps=400,
-                full_run_steps=figures.LECTURE_STEPS, fused_calls=2000, fused_repeats=7,
-                autograde_students=2, autograde_notebooks=NOTEBOOKS, autograde_repeats=3)
+FULL = Settings(
+    training_steps=2000,
+    training_repeats=5,
+    thread_steps=400,
+    full_run_steps=figures.LECTURE_STEPS,
+    fused_calls=2000,
+    fused_repeats=7,
+    autograde_students=2,
+    autograde_notebooks=NOTEBOOKS,
+    autograde_repeats=3,
+)
 # Notebook 2 alone is the quickest to grade; two students so that two workers have work.
-QUICK = Settings(training_steps=20, training_repeats=2, thread_steps=10, full_run_steps=200,
-                 fused_calls=10, fused_repeats=2,
-                 autograde_students=2, autograde_notebooks=NOTEBOOKS[1:2], autograde_repeats=1)
+QUICK = Settings(
+    training_steps=20,
+    training_repeats=2,
+    thread_steps=10,
+    full_run_steps=200,
+    fused_calls=10,
+    fused_repeats=2,
+    autograde_students=2,
+    autograde_notebooks=NOTEBOOKS[1:2],
+    autograde_repeats=1,
+)
 
 
 def run(settings: Settings, *, solutions: Path, progress: bool) -> list[Row]:
@@ -51,17 +67,21 @@ def run(settings: Settings, *, solutions: Path, progress: bool) -> list[Row]:
     batchnorm = load_solution("3_fused_batchnorm", solutions)["batchnorm_backward"]
     manual_backward = load_solution("4_full_training", solutions)["manual_backward"]
 
-    rows = figures.training_loops(splits, manual_backward, steps=settings.training_steps,
-                                  repeats=settings.training_repeats)
-    rows[2:2] = figures.thread_choice(splits, manual_backward, steps=settings.thread_steps,
-                                      repeats=settings.training_repeats)
-    rows += figures.full_run(splits, manual_backward, steps=settings.full_run_steps,
-                             progress=progress)
-    rows += figures.fused_versus_atomic(splits, atomic, cross_entropy, batchnorm,
-                                        calls=settings.fused_calls, repeats=settings.fused_repeats)
-    rows += autograde.autograde_speed(students=settings.autograde_students,
-                                      notebooks=settings.autograde_notebooks,
-                                      repeats=settings.autograde_repeats)
+    rows = figures.training_loops(
+        splits, manual_backward, steps=settings.training_steps, repeats=settings.training_repeats
+    )
+    rows[2:2] = figures.thread_choice(
+        splits, manual_backward, steps=settings.thread_steps, repeats=settings.training_repeats
+    )
+    rows += figures.full_run(splits, manual_backward, steps=settings.full_run_steps, progress=progress)
+    rows += figures.fused_versus_atomic(
+        splits, atomic, cross_entropy, batchnorm, calls=settings.fused_calls, repeats=settings.fused_repeats
+    )
+    rows += autograde.autograde_speed(
+        students=settings.autograde_students,
+        notebooks=settings.autograde_notebooks,
+        repeats=settings.autograde_repeats,
+    )
     if settings is QUICK:  # too small for any target to mean anything
         for row in rows:
             row.target_applies = False
@@ -69,15 +89,26 @@ def run(settings: Settings, *, solutions: Path, progress: bool) -> list[Row]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny settings: checks that every figure runs (seconds, not minutes)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="where to write the JSON (default bench/results.json; "
-                             "--quick writes none unless given)")
-    parser.add_argument("--solutions", type=Path, default=SOLUTIONS_DIR,
-                        help="the directory of the solution notebooks to time")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny settings: checks that every figure runs (seconds, not minutes)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write the JSON (default bench/results.json; --quick writes none unless given)",
+    )
+    parser.add_argument(
+        "--solutions",
+        type=Path,
+        default=SOLUTIONS_DIR,
+        help="the directory of the solution notebooks to time",
+    )
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
     out = args.out if args.out is not None else (None if args.quick else RESULTS)
@@ -85,8 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     load_before = load_average()
     began = time.perf_counter()
     rows = run(settings, solutions=args.solutions, progress=sys.stderr.isatty())
-    info = header(quick=args.quick, load_before=load_before, load_after=load_average(),
-                  settings={**asdict(settings), "bench_seconds": round(time.perf_counter() - began, 1)})
+    info = header(
+        quick=args.quick,
+        load_before=load_before,
+        load_after=load_average(),
+        settings={**asdict(settings), "bench_seconds": round(time.perf_counter() - began, 1)},
+    )
     print(table(rows, info))
     if out is not None:
         write_json(out, rows, info)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -43,12 +43,21 @@ def first_forward(params, Xb, Yb):
     h = torch.tanh(hpreact)
     logits = h @ params["W2"] + params["b2"]
     loss = F.cross_entropy(logits, Yb)
-    return loss, dict(emb=emb, embcat=embcat, hprebn=hprebn, bnraw=bnraw, bnvar_inv=bnvar_inv,
-                      hpreact=hpreact, h=h, logits=logits)
+    return loss, dict(
+        emb=emb,
+        embcat=embcat,
+        hprebn=hprebn,
+        bnraw=bnraw,
+        bnvar_inv=bnvar_inv,
+        hpreact=hpreact,
+        h=h,
+        logits=logits,
+    )
 
 
 def per_step_loop(forward: Callable, foreach: bool) -> Callable:
     """One ``randint`` and one ``.item()`` per step; the update per parameter or foreach."""
+
     def loop(params, Xtr, Ytr, backward, steps, g):
         tensors = [params[name] for name in PARAM_NAMES]
         losses = []
@@ -64,6 +73,7 @@ def per_step_loop(forward: Callable, foreach: bool) -> Callable:
                     params[name] -= 0.1 * grads[name]
             losses.append(loss.item())
         return losses
+
     return loop
 
 
@@ -110,8 +120,11 @@ def ablation(*, steps: int, repeats: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.ablation", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ablation",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="20 steps, 1 repeat (for CI)")

@@ -10,20 +10,25 @@ from __future__ import annotations
 import torch
 
 from backprop_ninja.model import PARAM_NAMES, forward_fused
-from backprop_ninja.training import (TRAINING_THREADS, lecture_learning_rate, minibatch_chunks,
-                                     torch_threads)
+from backprop_ninja.training import TRAINING_THREADS, lecture_learning_rate, minibatch_chunks, torch_threads
 
 
-def autograd_train(params: dict[str, torch.Tensor], Xtr: torch.Tensor, Ytr: torch.Tensor, *,
-                   steps: int, generator: torch.Generator, batch_size: int = 32,
-                   threads: int | None = TRAINING_THREADS) -> list[float]:
+def autograd_train(
+    params: dict[str, torch.Tensor],
+    Xtr: torch.Tensor,
+    Ytr: torch.Tensor,
+    *,
+    steps: int,
+    generator: torch.Generator,
+    batch_size: int = 32,
+    threads: int | None = TRAINING_THREADS,
+) -> list[float]:
     """SGD on ``params`` (updated in place) with gradients from autograd; the losses."""
     tensors = [params[name].requires_grad_() for name in PARAM_NAMES]
     losses: list[float] = []
     step = 0
     with torch_threads(threads):
-        for batches in minibatch_chunks(Xtr, Ytr, steps=steps, batch_size=batch_size,
-                                        generator=generator):
+        for batches in minibatch_chunks(Xtr, Ytr, steps=steps, batch_size=batch_size, generator=generator):
             chunk = []
             for Xb, Yb in batches:
                 loss, _ = forward_fused(params, Xb, Yb)
@@ -31,8 +36,9 @@ def autograd_train(params: dict[str, torch.Tensor], Xtr: torch.Tensor, Ytr: torc
                     p.grad = None
                 loss.backward()
                 with torch.no_grad():
-                    torch._foreach_add_(tensors, [p.grad for p in tensors],
-                                        alpha=-lecture_learning_rate(step))
+                    torch._foreach_add_(
+                        tensors, [p.grad for p in tensors], alpha=-lecture_learning_rate(step)
+                    )
                 chunk.append(loss.detach())
                 step += 1
             losses.extend(torch.stack(chunk).tolist())

@@ -14,7 +14,7 @@ import importlib.util
 import shutil
 import sys
 import time
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from backprop_ninja.classroom import Course, autograde_class
@@ -29,7 +29,7 @@ SECONDS_PER_SUBMISSION_BOUND = 12
 PARALLEL_SPEEDUP_BOUND = 1.6
 
 
-@lru_cache(maxsize=None)
+@cache
 def demo_module():
     """grader/make_demo_class.py (a script, not a package module), imported from its path."""
     path = REPO_ROOT / "grader" / "make_demo_class.py"
@@ -62,16 +62,20 @@ def timed_autograde(course: Course, workers: int, notebooks: tuple[str, ...]) ->
     start = time.perf_counter()
     statuses = autograde_class(course, workers=workers, progress=False, fixed_seconds=fixed)
     seconds = time.perf_counter() - start
-    failed = [f"{student}/{r.notebook}: {r.state} {r.reason}" for student, status in statuses.items()
-              for r in status.notebooks if r.notebook in notebooks and not r.graded]
+    failed = [
+        f"{student}/{r.notebook}: {r.state} {r.reason}"
+        for student, status in statuses.items()
+        for r in status.notebooks
+        if r.notebook in notebooks and not r.graded
+    ]
     if failed:
         raise RuntimeError("the bench class was not fully graded: " + "; ".join(failed[:3]))
     return seconds, sum(fixed.values())
 
 
-def autograde_speed(*, students: int, repeats: int,
-                    notebooks: tuple[str, ...] = NOTEBOOKS,
-                    class_dir: str = BENCH_CLASS_DIR) -> list[Row]:
+def autograde_speed(
+    *, students: int, repeats: int, notebooks: tuple[str, ...] = NOTEBOOKS, class_dir: str = BENCH_CLASS_DIR
+) -> list[Row]:
     """Figure 5: seconds per submission with one worker, and 1-worker / 2-worker throughput.
 
     Every ``autograde_class`` run first registers the assignment and starts the fork server
@@ -98,17 +102,35 @@ def autograde_speed(*, students: int, repeats: int,
     one, two = median(total["1"]), median(total["2"])
     size = f"{len(notebooks)}-notebook"
     what = f"{students} identical full-marks {size} submissions"
-    data = {"students": students, "notebooks": list(notebooks), "repeats": repeats,
-            "seconds_1_worker": total["1"], "seconds_2_workers": total["2"],
-            "fixed_seconds_1_worker": fixed["1"], "fixed_seconds_2_workers": fixed["2"]}
+    data = {
+        "students": students,
+        "notebooks": list(notebooks),
+        "repeats": repeats,
+        "seconds_1_worker": total["1"],
+        "seconds_2_workers": total["2"],
+        "fixed_seconds_1_worker": fixed["1"],
+        "fixed_seconds_2_workers": fixed["2"],
+    }
     return [
-        Row("5", f"autograde s per {size} submission, sequential", per_one, "s",
+        Row(
+            "5",
+            f"autograde s per {size} submission, sequential",
+            per_one,
+            "s",
             Target(SECONDS_PER_SUBMISSION_BOUND, at_most=True, unit=" s"),
             f"{what}: {one:.0f} s with 1 worker, of which {median(fixed['1']):.0f} s registering "
-            f"the assignment and starting the fork server (once per class, not counted)", data),
-        Row("5'", "autograde throughput: 2 workers / 1 worker", speedup, "×",
+            f"the assignment and starting the fork server (once per class, not counted)",
+            data,
+        ),
+        Row(
+            "5'",
+            "autograde throughput: 2 workers / 1 worker",
+            speedup,
+            "×",
             Target(PARALLEL_SPEEDUP_BOUND, at_most=False),
             f"{median(grading['1']):.0f} s of grading with 1 worker vs {median(grading['2']):.0f} s "
             f"with 2 for the same {students} submissions (raw ratio with the fixed costs "
-            f"{one / two:.2f}×)", data),
+            f"{one / two:.2f}×)",
+            data,
+        ),
     ]

@@ -8,8 +8,8 @@ training thread count so that the table shows how much of the difference threads
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -43,7 +43,7 @@ class Start:
     generator_state: torch.Tensor
 
     @classmethod
-    def lecture(cls, vocab_size: int) -> "Start":
+    def lecture(cls, vocab_size: int) -> Start:
         g = torch.Generator().manual_seed(model.LECTURE_SEED)
         params = model.init_params(vocab_size, n_hidden=N_HIDDEN, generator=g)
         return cls(params, g.get_state())
@@ -55,8 +55,7 @@ class Start:
 
 
 # ------------------------------------------------------------------ figures 1 and 2: training
-def training_loops(splits: Splits, manual_backward: Callable, *, steps: int,
-                   repeats: int) -> list[Row]:
+def training_loops(splits: Splits, manual_backward: Callable, *, steps: int, repeats: int) -> list[Row]:
     """µs per training step of four loops over the same minibatches, taking turns.
 
     Figure 1: the course's loop (``train`` + the solution's ``manual_backward``) against the
@@ -68,62 +67,103 @@ def training_loops(splits: Splits, manual_backward: Callable, *, steps: int,
     losses: dict[str, list[float]] = {}
 
     def course():
-        losses["course"] = train(copy_params(start.params), Xtr, Ytr, manual_backward,
-                                 steps=steps, batch_size=BATCH_SIZE,
-                                 generator=start.generator(), progress=False).losses
+        losses["course"] = train(
+            copy_params(start.params),
+            Xtr,
+            Ytr,
+            manual_backward,
+            steps=steps,
+            batch_size=BATCH_SIZE,
+            generator=start.generator(),
+            progress=False,
+        ).losses
 
     def autograd():
-        losses["autograd"] = autograd_train(copy_params(start.params), Xtr, Ytr, steps=steps,
-                                            batch_size=BATCH_SIZE, generator=start.generator())
+        losses["autograd"] = autograd_train(
+            copy_params(start.params),
+            Xtr,
+            Ytr,
+            steps=steps,
+            batch_size=BATCH_SIZE,
+            generator=start.generator(),
+        )
 
     def lecture():
-        losses["lecture"] = lecture_training_loop(start.params, Xtr, Ytr, max_steps=steps,
-                                                  batch_size=BATCH_SIZE,
-                                                  generator=start.generator())
+        losses["lecture"] = lecture_training_loop(
+            start.params, Xtr, Ytr, max_steps=steps, batch_size=BATCH_SIZE, generator=start.generator()
+        )
 
     def lecture_training_threads():
         with torch_threads(TRAINING_THREADS):
-            lecture_training_loop(start.params, Xtr, Ytr, max_steps=steps,
-                                  batch_size=BATCH_SIZE, generator=start.generator())
+            lecture_training_loop(
+                start.params, Xtr, Ytr, max_steps=steps, batch_size=BATCH_SIZE, generator=start.generator()
+            )
 
     seconds = interleaved_seconds(
-        {"course": course, "lecture": lecture, "lecture_training_threads": lecture_training_threads,
-         "autograd": autograd}, repeats=repeats)
+        {
+            "course": course,
+            "lecture": lecture,
+            "lecture_training_threads": lecture_training_threads,
+            "autograd": autograd,
+        },
+        repeats=repeats,
+    )
     us = {name: median(values) / steps * 1e6 for name, values in seconds.items()}
 
     def max_difference(a: str, b: str) -> float:
         return max(abs(x - y) for x, y in zip(losses[a], losses[b], strict=True))
 
-    same = (f"same minibatches; losses differ by ≤ {max_difference('course', 'lecture'):.1e} "
-            f"over {steps} steps")
+    same = (
+        f"same minibatches; losses differ by ≤ {max_difference('course', 'lecture'):.1e} over {steps} steps"
+    )
     threads = torch.get_num_threads()
     training = Row(
-        "1", "training µs/step: course loop / lecture's ex-4 loop",
-        median_ratio(seconds, "course", "lecture"), "×", Target(0.15, at_most=True),
+        "1",
+        "training µs/step: course loop / lecture's ex-4 loop",
+        median_ratio(seconds, "course", "lecture"),
+        "×",
+        Target(0.15, at_most=True),
         f"course {us['course']:.0f} µs ({TRAINING_THREADS} thread) vs lecture {us['lecture']:.0f} µs "
         f"({threads} threads); {same}",
-        {"course_us_per_step": us["course"], "lecture_us_per_step": us["lecture"],
-         "lecture_threads": threads, "course_threads": TRAINING_THREADS, "steps": steps,
-         "repeats": repeats, "max_loss_difference": max_difference("course", "lecture"),
-         "seconds": seconds})
+        {
+            "course_us_per_step": us["course"],
+            "lecture_us_per_step": us["lecture"],
+            "lecture_threads": threads,
+            "course_threads": TRAINING_THREADS,
+            "steps": steps,
+            "repeats": repeats,
+            "max_loss_difference": max_difference("course", "lecture"),
+            "seconds": seconds,
+        },
+    )
     context = Row(
-        "1'", f"  the same, lecture's loop also on {TRAINING_THREADS} thread",
-        median_ratio(seconds, "course", "lecture_training_threads"), "×", None,
+        "1'",
+        f"  the same, lecture's loop also on {TRAINING_THREADS} thread",
+        median_ratio(seconds, "course", "lecture_training_threads"),
+        "×",
+        None,
         f"lecture {us['lecture_training_threads']:.0f} µs/step on {TRAINING_THREADS} thread "
         f"(how much of figure 1 is the thread count alone)",
-        {"lecture_us_per_step": us["lecture_training_threads"]})
+        {"lecture_us_per_step": us["lecture_training_threads"]},
+    )
     manual = Row(
-        "2", "training µs/step: manual backward / loss.backward()",
-        median_ratio(seconds, "course", "autograd"), "×", Target(0.6, at_most=True),
+        "2",
+        "training µs/step: manual backward / loss.backward()",
+        median_ratio(seconds, "course", "autograd"),
+        "×",
+        Target(0.6, at_most=True),
         f"manual {us['course']:.0f} µs vs autograd {us['autograd']:.0f} µs, same loop and "
         f"forward; losses differ by ≤ {max_difference('course', 'autograd'):.1e}",
-        {"manual_us_per_step": us["course"], "autograd_us_per_step": us["autograd"],
-         "max_loss_difference": max_difference("course", "autograd")})
+        {
+            "manual_us_per_step": us["course"],
+            "autograd_us_per_step": us["autograd"],
+            "max_loss_difference": max_difference("course", "autograd"),
+        },
+    )
     return [training, context, manual]
 
 
-def thread_choice(splits: Splits, manual_backward: Callable, *, steps: int,
-                  repeats: int) -> list[Row]:
+def thread_choice(splits: Splits, manual_backward: Callable, *, steps: int, repeats: int) -> list[Row]:
     """The course's loop on torch's default thread count against ``TRAINING_THREADS``.
 
     Kept apart from ``training_loops`` with fewer steps: on a busy machine every parallel
@@ -132,31 +172,60 @@ def thread_choice(splits: Splits, manual_backward: Callable, *, steps: int,
     start = Start.lecture(len(splits.vocab))
 
     def course(threads):
-        return lambda: train(copy_params(start.params), splits.Xtr, splits.Ytr, manual_backward,
-                             steps=steps, batch_size=BATCH_SIZE, generator=start.generator(),
-                             progress=False, threads=threads)
+        return lambda: train(
+            copy_params(start.params),
+            splits.Xtr,
+            splits.Ytr,
+            manual_backward,
+            steps=steps,
+            batch_size=BATCH_SIZE,
+            generator=start.generator(),
+            progress=False,
+            threads=threads,
+        )
 
-    seconds = interleaved_seconds({"training": course(TRAINING_THREADS), "default": course(None)},
-                                  repeats=repeats)
+    seconds = interleaved_seconds(
+        {"training": course(TRAINING_THREADS), "default": course(None)}, repeats=repeats
+    )
     us = {name: median(values) / steps * 1e6 for name, values in seconds.items()}
     threads = torch.get_num_threads()
-    return [Row(
-        "1''", f"  course loop on {threads} threads (torch's default) / on {TRAINING_THREADS}",
-        median_ratio(seconds, "default", "training"), "×", None,
-        f"{us['default']:.0f} vs {us['training']:.0f} µs/step over {steps} steps: why training "
-        f"sets {TRAINING_THREADS} thread",
-        {"default_threads": threads, "default_us_per_step": us["default"],
-         "training_us_per_step": us["training"], "steps": steps, "seconds": seconds})]
+    return [
+        Row(
+            "1''",
+            f"  course loop on {threads} threads (torch's default) / on {TRAINING_THREADS}",
+            median_ratio(seconds, "default", "training"),
+            "×",
+            None,
+            f"{us['default']:.0f} vs {us['training']:.0f} µs/step over {steps} steps: why training "
+            f"sets {TRAINING_THREADS} thread",
+            {
+                "default_threads": threads,
+                "default_us_per_step": us["default"],
+                "training_us_per_step": us["training"],
+                "steps": steps,
+                "seconds": seconds,
+            },
+        )
+    ]
 
 
-def full_run(splits: Splits, manual_backward: Callable, *, steps: int = LECTURE_STEPS,
-             progress: bool = False) -> list[Row]:
+def full_run(
+    splits: Splits, manual_backward: Callable, *, steps: int = LECTURE_STEPS, progress: bool = False
+) -> list[Row]:
     """The course's loop trained like the lecture (``steps`` steps) and its final losses."""
     start = Start.lecture(len(splits.vocab))
     params = copy_params(start.params)
     began = time.perf_counter()
-    train(params, splits.Xtr, splits.Ytr, manual_backward, steps=steps, batch_size=BATCH_SIZE,
-          generator=start.generator(), progress=progress)
+    train(
+        params,
+        splits.Xtr,
+        splits.Ytr,
+        manual_backward,
+        steps=steps,
+        batch_size=BATCH_SIZE,
+        generator=start.generator(),
+        progress=progress,
+    )
     wall = time.perf_counter() - began
     stats = model.calibrate_batchnorm(params, splits.Xtr)
     train_loss = model.split_loss(params, stats, splits.Xtr, splits.Ytr)
@@ -165,14 +234,35 @@ def full_run(splits: Splits, manual_backward: Callable, *, steps: int = LECTURE_
     note = "" if full else f" (quick: {steps} steps; the targets are for {LECTURE_STEPS:,})"
     data = {"steps": steps, "wall_seconds": wall, "train_loss": train_loss, "val_loss": val_loss}
     return [
-        Row("1a", f"final train loss after {steps:,} steps", train_loss, "",
-            Target(FINAL_TRAIN_BOUND, at_most=True, unit=""), "calibrated batchnorm" + note,
-            data, target_applies=full),
-        Row("1b", f"final val loss after {steps:,} steps", val_loss, "",
-            Target(FINAL_VAL_BOUND, at_most=True, unit=""), "calibrated batchnorm" + note,
-            data, target_applies=full),
-        Row("1c", "wall time of that run", wall, "s", None,
-            f"{wall / steps * 1e6:.0f} µs/step incl. progress bar", data),
+        Row(
+            "1a",
+            f"final train loss after {steps:,} steps",
+            train_loss,
+            "",
+            Target(FINAL_TRAIN_BOUND, at_most=True, unit=""),
+            "calibrated batchnorm" + note,
+            data,
+            target_applies=full,
+        ),
+        Row(
+            "1b",
+            f"final val loss after {steps:,} steps",
+            val_loss,
+            "",
+            Target(FINAL_VAL_BOUND, at_most=True, unit=""),
+            "calibrated batchnorm" + note,
+            data,
+            target_applies=full,
+        ),
+        Row(
+            "1c",
+            "wall time of that run",
+            wall,
+            "s",
+            None,
+            f"{wall / steps * 1e6:.0f} µs/step incl. progress bar",
+            data,
+        ),
     ]
 
 
@@ -182,10 +272,19 @@ def full_run(splits: Splits, manual_backward: Callable, *, steps: int = LECTURE_
 # or loops of the bench's own (which would cost the atomic side ~5 µs it does not owe).
 def cross_entropy_chain(fn: dict, v: dict) -> Callable[[], torch.Tensor]:
     """dlogits by notebook 1's eight functions, logprobs → logits."""
-    grad_logprobs, grad_probs, grad_counts_sum_inv, grad_counts_sum, grad_counts, \
-        grad_norm_logits, grad_logit_maxes, grad_logits = (fn[f"grad_{t}"] for t in CROSS_ENTROPY_CHAIN)
+    (
+        grad_logprobs,
+        grad_probs,
+        grad_counts_sum_inv,
+        grad_counts_sum,
+        grad_counts,
+        grad_norm_logits,
+        grad_logit_maxes,
+        grad_logits,
+    ) = (fn[f"grad_{t}"] for t in CROSS_ENTROPY_CHAIN)
     logprobs, Yb, probs, counts, counts_sum, counts_sum_inv, logits = (
-        v[k] for k in ("logprobs", "Yb", "probs", "counts", "counts_sum", "counts_sum_inv", "logits"))
+        v[k] for k in ("logprobs", "Yb", "probs", "counts", "counts_sum", "counts_sum_inv", "logits")
+    )
 
     def chain():
         dlogprobs = grad_logprobs(logprobs, Yb)
@@ -202,10 +301,12 @@ def cross_entropy_chain(fn: dict, v: dict) -> Callable[[], torch.Tensor]:
 
 def batchnorm_chain(fn: dict, v: dict, dhpreact: torch.Tensor) -> Callable[[], torch.Tensor]:
     """dhprebn by notebook 1's seven functions, bnraw → hprebn, from ``dhpreact``."""
-    grad_bnraw, grad_bnvar_inv, grad_bnvar, grad_bndiff2, grad_bndiff, grad_bnmeani, \
-        grad_hprebn = (fn[f"grad_{t}"] for t in BATCHNORM_CHAIN)
+    grad_bnraw, grad_bnvar_inv, grad_bnvar, grad_bndiff2, grad_bndiff, grad_bnmeani, grad_hprebn = (
+        fn[f"grad_{t}"] for t in BATCHNORM_CHAIN
+    )
     bngain, bndiff, bnvar, bndiff2, bnvar_inv, hprebn = (
-        v[k] for k in ("bngain", "bndiff", "bnvar", "bndiff2", "bnvar_inv", "hprebn"))
+        v[k] for k in ("bngain", "bndiff", "bnvar", "bndiff2", "bnvar_inv", "hprebn")
+    )
 
     def chain():
         dbnraw = grad_bnraw(bngain, dhpreact)
@@ -219,8 +320,16 @@ def batchnorm_chain(fn: dict, v: dict, dhpreact: torch.Tensor) -> Callable[[], t
     return chain
 
 
-CROSS_ENTROPY_CHAIN = ("logprobs", "probs", "counts_sum_inv", "counts_sum", "counts",
-                       "norm_logits", "logit_maxes", "logits")
+CROSS_ENTROPY_CHAIN = (
+    "logprobs",
+    "probs",
+    "counts_sum_inv",
+    "counts_sum",
+    "counts",
+    "norm_logits",
+    "logit_maxes",
+    "logits",
+)
 BATCHNORM_CHAIN = ("bnraw", "bnvar_inv", "bnvar", "bndiff2", "bndiff", "bnmeani", "hprebn")
 
 
@@ -232,8 +341,15 @@ def lecture_batch(splits: Splits):
     return start.params, splits.Xtr[ix], splits.Ytr[ix]
 
 
-def fused_versus_atomic(splits: Splits, atomic: dict, cross_entropy_backward: Callable,
-                        batchnorm_backward: Callable, *, calls: int, repeats: int) -> list[Row]:
+def fused_versus_atomic(
+    splits: Splits,
+    atomic: dict,
+    cross_entropy_backward: Callable,
+    batchnorm_backward: Callable,
+    *,
+    calls: int,
+    repeats: int,
+) -> list[Row]:
     """Figures 3 and 4: one fused function against the chain of atomic functions it replaces,
     on the lecture's batch (32 × 200, float32), each timed over ``calls`` calls."""
     params, Xb, Yb = lecture_batch(splits)
@@ -242,25 +358,44 @@ def fused_versus_atomic(splits: Splits, atomic: dict, cross_entropy_backward: Ca
     dhpreact = reference_gradients(params, Xb, Yb, torch.float32).grad("dhpreact")
     logits, bngain, bnraw, bnvar_inv = (values[k] for k in ("logits", "bngain", "bnraw", "bnvar_inv"))
     cases = {
-        "3": ("cross-entropy backward: atomic chain / fused", len(CROSS_ENTROPY_CHAIN),
-              cross_entropy_chain(atomic, values),
-              lambda: cross_entropy_backward(logits, Yb), Target(4, at_most=False)),
-        "4": ("batchnorm backward: atomic chain / fused", len(BATCHNORM_CHAIN),
-              batchnorm_chain(atomic, values, dhpreact),
-              lambda: batchnorm_backward(dhpreact, bngain, bnraw, bnvar_inv),
-              Target(2, at_most=False)),
+        "3": (
+            "cross-entropy backward: atomic chain / fused",
+            len(CROSS_ENTROPY_CHAIN),
+            cross_entropy_chain(atomic, values),
+            lambda: cross_entropy_backward(logits, Yb),
+            Target(4, at_most=False),
+        ),
+        "4": (
+            "batchnorm backward: atomic chain / fused",
+            len(BATCHNORM_CHAIN),
+            batchnorm_chain(atomic, values, dhpreact),
+            lambda: batchnorm_backward(dhpreact, bngain, bnraw, bnvar_inv),
+            Target(2, at_most=False),
+        ),
     }
     rows = []
     with torch.no_grad(), torch_threads(TRAINING_THREADS):
         for figure, (measure, length, chained, fused, target) in cases.items():
-            seconds = interleaved_seconds({"atomic": chained, "fused": fused},
-                                          repeats=repeats, calls=calls)
+            seconds = interleaved_seconds({"atomic": chained, "fused": fused}, repeats=repeats, calls=calls)
             us = {name: median(v) * 1e6 for name, v in seconds.items()}
             difference = (chained() - fused()).abs().max().item()
-            rows.append(Row(
-                figure, measure, median_ratio(seconds, "atomic", "fused"), "×", target,
-                f"{length} atomic calls {us['atomic']:.1f} µs vs fused {us['fused']:.1f} µs; "
-                f"results differ by ≤ {difference:.1e}",
-                {"atomic_us": us["atomic"], "fused_us": us["fused"], "calls": calls,
-                 "repeats": repeats, "max_difference": difference, "threads": TRAINING_THREADS}))
+            rows.append(
+                Row(
+                    figure,
+                    measure,
+                    median_ratio(seconds, "atomic", "fused"),
+                    "×",
+                    target,
+                    f"{length} atomic calls {us['atomic']:.1f} µs vs fused {us['fused']:.1f} µs; "
+                    f"results differ by ≤ {difference:.1e}",
+                    {
+                        "atomic_us": us["atomic"],
+                        "fused_us": us["fused"],
+                        "calls": calls,
+                        "repeats": repeats,
+                        "max_difference": difference,
+                        "threads": TRAINING_THREADS,
+                    },
+                )
+            )
     return rows

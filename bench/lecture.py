@@ -22,13 +22,20 @@ import torch
 import torch.nn.functional as F
 
 
-def lecture_training_loop(params: dict, Xtr: torch.Tensor, Ytr: torch.Tensor, *,
-                          max_steps: int, generator: torch.Generator,
-                          batch_size: int = 32) -> list[float]:
+def lecture_training_loop(
+    params: dict,
+    Xtr: torch.Tensor,
+    Ytr: torch.Tensor,
+    *,
+    max_steps: int,
+    generator: torch.Generator,
+    batch_size: int = 32,
+) -> list[float]:
     """Train copies of ``params`` the lecture's way; return the per-step losses (not log10)."""
     g = generator
-    C, W1, b1, W2, b2, bngain, bnbias = (params[name].clone() for name in
-                                         ("C", "W1", "b1", "W2", "b2", "bngain", "bnbias"))
+    C, W1, b1, W2, b2, bngain, bnbias = (
+        params[name].clone() for name in ("C", "W1", "b1", "W2", "b2", "bngain", "bnbias")
+    )
     parameters = [C, W1, b1, W2, b2, bngain, bnbias]
     for p in parameters:
         p.requires_grad = True
@@ -38,10 +45,8 @@ def lecture_training_loop(params: dict, Xtr: torch.Tensor, Ytr: torch.Tensor, *,
 
     # use this context manager for efficiency once your backward pass is written (TODO)
     with torch.no_grad():
-
         # kick off optimization
         for i in range(max_steps):
-
             # minibatch construct
             ix = torch.randint(0, Xtr.shape[0], (batch_size,), generator=g)
             Xb, Yb = Xtr[ix], Ytr[ix]  # batch X,Y
@@ -55,7 +60,7 @@ def lecture_training_loop(params: dict, Xtr: torch.Tensor, Ytr: torch.Tensor, *,
             # -------------------------------------------------------------
             bnmean = hprebn.mean(0, keepdim=True)
             bnvar = hprebn.var(0, keepdim=True, unbiased=True)
-            bnvar_inv = (bnvar + 1e-5)**-0.5
+            bnvar_inv = (bnvar + 1e-5) ** -0.5
             bnraw = (hprebn - bnmean) * bnvar_inv
             hpreact = bngain * bnraw + bnbias
             # -------------------------------------------------------------
@@ -67,7 +72,7 @@ def lecture_training_loop(params: dict, Xtr: torch.Tensor, Ytr: torch.Tensor, *,
             # backward pass
             for p in parameters:
                 p.grad = None
-            #loss.backward() # use this for correctness comparisons, delete it later!
+            # loss.backward() # use this for correctness comparisons, delete it later!
 
             # manual backprop! #swole_doge_meme
             # -----------------
@@ -83,7 +88,12 @@ def lecture_training_loop(params: dict, Xtr: torch.Tensor, Ytr: torch.Tensor, *,
             # batchnorm backprop
             dbngain = (bnraw * dhpreact).sum(0, keepdim=True)
             dbnbias = dhpreact.sum(0, keepdim=True)
-            dhprebn = bngain*bnvar_inv/n * (n*dhpreact - dhpreact.sum(0) - n/(n-1)*bnraw*(dhpreact*bnraw).sum(0))
+            dhprebn = (
+                bngain
+                * bnvar_inv
+                / n
+                * (n * dhpreact - dhpreact.sum(0) - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0))
+            )
             # 1st layer
             dembcat = dhprebn @ W1.T
             dW1 = embcat.T @ dhprebn
@@ -101,10 +111,10 @@ def lecture_training_loop(params: dict, Xtr: torch.Tensor, Ytr: torch.Tensor, *,
             # update
             lr = 0.1 if i < 100000 else 0.01  # step learning rate decay
             for p, grad in zip(parameters, grads):
-                #p.data += -lr * p.grad # old way of cheems doge (using PyTorch grad from .backward())
+                # p.data += -lr * p.grad # old way of cheems doge (using PyTorch grad from .backward())
                 p.data += -lr * grad  # new way of swole doge TODO: enable
 
             # track stats
             lossi.append(loss.log10().item())
 
-    return [10.0 ** v for v in lossi]
+    return [10.0**v for v in lossi]

@@ -108,8 +108,16 @@ def table(rows: list[Row], header: dict) -> str:
     ]
     cells = [("#", "measure", "value", "target", "met", "detail")]
     for row in rows:
-        cells.append((row.figure, row.measure, format_value(row),
-                      str(row.target) if row.target else "", format_met(row), row.detail))
+        cells.append(
+            (
+                row.figure,
+                row.measure,
+                format_value(row),
+                str(row.target) if row.target else "",
+                format_met(row),
+                row.detail,
+            )
+        )
     widths = [max(len(c[i]) for c in cells) for i in range(5)]
     for i, c in enumerate(cells):
         lines.append("  ".join(c[j].ljust(widths[j]) for j in range(5)) + "  " + c[5])
@@ -125,8 +133,7 @@ def write_json(path: Path, rows: list[Row], header: dict) -> None:
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def header(*, quick: bool, load_before: float | None, load_after: float | None,
-           settings: dict) -> dict:
+def header(*, quick: bool, load_before: float | None, load_after: float | None, settings: dict) -> dict:
     return {
         "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]),

@@ -6,7 +6,7 @@ answer cells of solutions/backprop_ninja/*.ipynb — instead of keeping a second
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from backprop_ninja.cells import load_answers
@@ -16,7 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS_DIR = REPO_ROOT / "solutions" / ASSIGNMENT
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_solution(notebook: str, directory: Path = SOLUTIONS_DIR) -> dict:
     """The namespace of ``notebook``'s answer cells (e.g. ``"4_full_training"``)."""
     path = Path(directory) / f"{notebook}.ipynb"

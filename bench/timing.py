@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
-def interleaved_seconds(variants: dict[str, Callable[[], object]], *, repeats: int,
-                        calls: int = 1, warmup: int = 1) -> dict[str, list[float]]:
+def interleaved_seconds(
+    variants: dict[str, Callable[[], object]], *, repeats: int, calls: int = 1, warmup: int = 1
+) -> dict[str, list[float]]:
     """Seconds per call of every variant, once per repeat.
 
     Within a repeat the variants run one after the other, each ``calls`` times in a row, so

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import nbformat
 
@@ -62,12 +61,15 @@ def find_cell(nb, cell_id: str):
 
 def replace_in(cell_id: str, old: str, new: str) -> Callable:
     """A mistake: in the answer cell ``cell_id``, ``old`` (which must be there once) becomes ``new``."""
+
     def mutate(nb):
         cell = find_cell(nb, cell_id)
         assert cell.source.count(old) == 1, (
-            f"the demo mistake no longer applies: {old!r} is not (once) in {cell_id} — update DEMO")
+            f"the demo mistake no longer applies: {old!r} is not (once) in {cell_id} — update DEMO"
+        )
         cell.source = cell.source.replace(old, new)
         return nb
+
     mutate.__doc__ = f"{cell_id}: {old!r} → {new!r}"
     return mutate
 
@@ -77,6 +79,7 @@ def prepend_to(cell_id: str, code: str) -> Callable:
         cell = find_cell(nb, cell_id)
         cell.source = code + cell.source
         return nb
+
     return mutate
 
 
@@ -84,6 +87,7 @@ def set_answer(cell_id: str, code: str) -> Callable:
     def mutate(nb):
         find_cell(nb, cell_id).source = code
         return nb
+
     return mutate
 
 
@@ -92,6 +96,7 @@ def delete_cell(cell_id: str) -> Callable:
         find_cell(nb, cell_id)
         nb.cells = [cell for cell in nb.cells if grade_id(cell) != cell_id]
         return nb
+
     return mutate
 
 
@@ -99,6 +104,7 @@ def rename_grade_id(cell_id: str, new_id: str) -> Callable:
     def mutate(nb):
         find_cell(nb, cell_id).metadata["nbgrader"]["grade_id"] = new_id
         return nb
+
     return mutate
 
 
@@ -162,48 +168,106 @@ DEMO: tuple[DemoStudent, ...] = (
     DemoStudent("full_marks"),
     DemoStudent("untouched", untouched=True),
     # --- realistic mistakes: each costs exactly the points of the test that checks it
-    DemoStudent("slips_dcounts_dlogits", {
-        NB1: Change("dcounts: forgot the += — the branch through counts_sum overwrites the one "
-                    "through probs (−1)", 25, replace_in(
-                        "grad_counts", "dcounts = dcounts + torch.ones_like(dprobs) * dcounts_sum",
-                        "dcounts = torch.ones_like(dprobs) * dcounts_sum")),
-        NB2: Change("dlogits not divided by n, the batch size of the mean (−5)", 0,
-                    replace_in("cross_entropy_backward", "    dlogits /= n\n", "")),
-    }),
-    DemoStudent("slips_db2_bessel", {
-        NB1: Change("db2: no sum over the batch dimension b2 was broadcast along (−1)", 25,
-                    replace_in("grad_b2", "return dlogits.sum(0)", "return dlogits")),
-        NB3: Change("batchnorm: n instead of n − 1 (Bessel's correction forgotten) (−5)", 0, replace_in(
-            "batchnorm_backward", "value=-1 / (n - 1)", "value=-1 / n")),
-    }),
-    DemoStudent("slips_dc_autograd", {
-        NB1: Change("dC: rows assigned (dC[Xb] = demb) instead of accumulated, so a character "
-                    "used twice counts once (−1)", 25, replace_in(
-                        "grad_C", "dC.index_add_(0, Xb.view(-1), demb.view(-1, C.shape[1]))",
-                        "dC[Xb.view(-1)] = demb.view(-1, C.shape[1])")),
-        NB2: Change("dlogits by autograd: the notebook's test passes, the integrity checks "
-                    "withdraw the points (−5)", 0, set_answer("cross_entropy_backward", AUTOGRAD_ANSWER),
-                    notes=("test_dlogits: points withdrawn", "autograd")),
-    }),
+    DemoStudent(
+        "slips_dcounts_dlogits",
+        {
+            NB1: Change(
+                "dcounts: forgot the += — the branch through counts_sum overwrites the one "
+                "through probs (−1)",
+                25,
+                replace_in(
+                    "grad_counts",
+                    "dcounts = dcounts + torch.ones_like(dprobs) * dcounts_sum",
+                    "dcounts = torch.ones_like(dprobs) * dcounts_sum",
+                ),
+            ),
+            NB2: Change(
+                "dlogits not divided by n, the batch size of the mean (−5)",
+                0,
+                replace_in("cross_entropy_backward", "    dlogits /= n\n", ""),
+            ),
+        },
+    ),
+    DemoStudent(
+        "slips_db2_bessel",
+        {
+            NB1: Change(
+                "db2: no sum over the batch dimension b2 was broadcast along (−1)",
+                25,
+                replace_in("grad_b2", "return dlogits.sum(0)", "return dlogits"),
+            ),
+            NB3: Change(
+                "batchnorm: n instead of n − 1 (Bessel's correction forgotten) (−5)",
+                0,
+                replace_in("batchnorm_backward", "value=-1 / (n - 1)", "value=-1 / n"),
+            ),
+        },
+    ),
+    DemoStudent(
+        "slips_dc_autograd",
+        {
+            NB1: Change(
+                "dC: rows assigned (dC[Xb] = demb) instead of accumulated, so a character "
+                "used twice counts once (−1)",
+                25,
+                replace_in(
+                    "grad_C",
+                    "dC.index_add_(0, Xb.view(-1), demb.view(-1, C.shape[1]))",
+                    "dC[Xb.view(-1)] = demb.view(-1, C.shape[1])",
+                ),
+            ),
+            NB2: Change(
+                "dlogits by autograd: the notebook's test passes, the integrity checks "
+                "withdraw the points (−5)",
+                0,
+                set_answer("cross_entropy_backward", AUTOGRAD_ANSWER),
+                notes=("test_dlogits: points withdrawn", "autograd"),
+            ),
+        },
+    ),
     # --- broken submissions: each costs only its own notebook, and says why
-    DemoStudent("broken_json_endless", {
-        NB4: Change("the upload was cut off half way (invalid JSON)", 0, mutate_text=truncated_json,
-                    notes=("NOT GRADED", "invalid JSON")),
-        NB2: Change("`while True: pass` left above the function: the cell is stopped after the "
-                    "per-cell timeout", 0, prepend_to(
-                        "cross_entropy_backward", "while True:  # wait for the data (forever)\n    pass\n\n"),
-                    notes=("stopped after", "cross_entropy_backward")),
-    }),
-    DemoStudent("broken_kernel_metadata", {
-        NB1: Change("deleted the test cell of dprobs: nbgrader puts it back and runs it (no loss)",
-                    26, delete_cell("test_dprobs"), notes=("test_dprobs had been deleted",)),
-        NB2: Change("the answer cell's grade_id renamed in its metadata: the notebook cannot be "
-                    "graded", 0, rename_grade_id("cross_entropy_backward", "my_cross_entropy"),
-                    notes=("NOT GRADED", "my_cross_entropy")),
-        NB3: Change("os._exit(1) in the answer cell kills the kernel", 0,
-                    prepend_to("batchnorm_backward", "import os\nos._exit(1)\n\n"),
-                    notes=("NOT GRADED", "kernel died")),
-    }),
+    DemoStudent(
+        "broken_json_endless",
+        {
+            NB4: Change(
+                "the upload was cut off half way (invalid JSON)",
+                0,
+                mutate_text=truncated_json,
+                notes=("NOT GRADED", "invalid JSON"),
+            ),
+            NB2: Change(
+                "`while True: pass` left above the function: the cell is stopped after the per-cell timeout",
+                0,
+                prepend_to(
+                    "cross_entropy_backward", "while True:  # wait for the data (forever)\n    pass\n\n"
+                ),
+                notes=("stopped after", "cross_entropy_backward"),
+            ),
+        },
+    ),
+    DemoStudent(
+        "broken_kernel_metadata",
+        {
+            NB1: Change(
+                "deleted the test cell of dprobs: nbgrader puts it back and runs it (no loss)",
+                26,
+                delete_cell("test_dprobs"),
+                notes=("test_dprobs had been deleted",),
+            ),
+            NB2: Change(
+                "the answer cell's grade_id renamed in its metadata: the notebook cannot be graded",
+                0,
+                rename_grade_id("cross_entropy_backward", "my_cross_entropy"),
+                notes=("NOT GRADED", "my_cross_entropy"),
+            ),
+            NB3: Change(
+                "os._exit(1) in the answer cell kills the kernel",
+                0,
+                prepend_to("batchnorm_backward", "import os\nos._exit(1)\n\n"),
+                notes=("NOT GRADED", "kernel died"),
+            ),
+        },
+    ),
 )
 DEMO_BY_NAME = {student.name: student for student in DEMO}
 assert all(nb in NOTEBOOKS for s in DEMO for nb in s.changes)
@@ -216,8 +280,9 @@ def submission_texts(student: DemoStudent, root: Path) -> dict[str, str]:
     for nb in NOTEBOOKS:
         release = course.release_notebook(nb)
         if not release.exists():
-            raise SystemExit(f"{release} is missing: the demo is built from the released "
-                             "notebooks (`make release`)")
+            raise SystemExit(
+                f"{release} is missing: the demo is built from the released notebooks (`make release`)"
+            )
         if student.untouched:
             with open(release, encoding="utf-8", newline="") as handle:
                 texts[nb] = handle.read()
@@ -241,8 +306,9 @@ def build(course: Course, students=DEMO) -> list[Path]:
     class folder) — never a real class (a submitted/ folder with students but without the
     demo's marker file is refused). Returns the files written."""
     if course.students() and not (course.submitted / DEMO_MARKER).exists():
-        raise SystemExit(f"{course.submitted} holds submissions that are not a demo class: "
-                         "choose another --class-dir")
+        raise SystemExit(
+            f"{course.submitted} holds submissions that are not a demo class: choose another --class-dir"
+        )
     # The whole demo class is generated: start from nothing (no old gradebook, logs, feedback).
     shutil.rmtree(course.class_dir, ignore_errors=True)
     course.submitted.mkdir(parents=True)
@@ -271,8 +337,10 @@ def differences(course: Course, students=DEMO) -> list[str]:
         for nb in NOTEBOOKS:
             got, want = row.points[nb], student.points(nb)
             if got != want:
-                problems.append(f"{student.name} {short_name(nb)}: {got} points, expected {want} "
-                                f"({student.story()}); notes: {row.notes[nb]}")
+                problems.append(
+                    f"{student.name} {short_name(nb)}: {got} points, expected {want} "
+                    f"({student.story()}); notes: {row.notes[nb]}"
+                )
             text = " | ".join(row.notes[nb])
             wanted = student.notes(nb)
             for piece in wanted:
@@ -287,8 +355,11 @@ def expected_table() -> str:
     width = max(len(s.name) for s in DEMO)
     lines = [f"{'student':<{width}} " + " ".join(f"{'nb' + str(i + 1):>4}" for i in range(4)) + "  total"]
     for s in DEMO:
-        lines.append(f"{s.name:<{width}} " + " ".join(f"{s.points(nb):>4g}" for nb in NOTEBOOKS)
-                     + f"  {s.total:>5g}   {s.story()}")
+        lines.append(
+            f"{s.name:<{width}} "
+            + " ".join(f"{s.points(nb):>4g}" for nb in NOTEBOOKS)
+            + f"  {s.total:>5g}   {s.story()}"
+        )
     return "\n".join(lines)
 
 
@@ -308,8 +379,10 @@ def main(argv: list[str] | None = None) -> int:
         if problems:
             print("The demo class is NOT graded as expected:", *problems, sep="\n  ")
             return 1
-        print(f"✅ all {len(DEMO)} demo students got exactly the expected points and notes "
-              f"(grader/make_demo_class.py: DEMO)")
+        print(
+            f"✅ all {len(DEMO)} demo students got exactly the expected points and notes "
+            f"(grader/make_demo_class.py: DEMO)"
+        )
         return 0
     files = build(course)
     print(f"demo class: {len(DEMO)} students, {len(files)} notebooks in {course.submitted}")

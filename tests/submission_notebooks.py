@@ -33,94 +33,100 @@ def _code(source: str) -> str:
     return textwrap.dedent(source).strip("\n") + "\n"
 
 
-ANSWERS = {name: _code(code) for name, code in {
-    "grad_logprobs": """
+ANSWERS = {
+    name: _code(code)
+    for name, code in {
+        "grad_logprobs": """
         def grad_logprobs(logprobs, Yb):
             n = logprobs.shape[0]
             d = torch.zeros_like(logprobs)
             d[range(n), Yb] = -1.0 / n
             return d
         """,
-    "grad_probs": "def grad_probs(probs, dlogprobs):\n    return (1.0 / probs) * dlogprobs",
-    "grad_counts_sum_inv": """
+        "grad_probs": "def grad_probs(probs, dlogprobs):\n    return (1.0 / probs) * dlogprobs",
+        "grad_counts_sum_inv": """
         def grad_counts_sum_inv(counts, dprobs):
             return (counts * dprobs).sum(1, keepdim=True)
         """,
-    "grad_counts_sum": """
+        "grad_counts_sum": """
         def grad_counts_sum(counts_sum, dcounts_sum_inv):
             return -counts_sum**-2 * dcounts_sum_inv
         """,
-    "grad_counts": """
+        "grad_counts": """
         def grad_counts(counts_sum_inv, dprobs, dcounts_sum):
             d = counts_sum_inv * dprobs
             d += torch.ones_like(dprobs) * dcounts_sum
             return d
         """,
-    "grad_norm_logits": "def grad_norm_logits(counts, dcounts):\n    return counts * dcounts",
-    "grad_logit_maxes": """
+        "grad_norm_logits": "def grad_norm_logits(counts, dcounts):\n    return counts * dcounts",
+        "grad_logit_maxes": """
         def grad_logit_maxes(dnorm_logits):
             return -dnorm_logits.sum(1, keepdim=True)
         """,
-    "grad_logits": """
+        "grad_logits": """
         def grad_logits(logits, dnorm_logits, dlogit_maxes):
             d = dnorm_logits.clone()
             d += F.one_hot(logits.max(1).indices, num_classes=logits.shape[1]) * dlogit_maxes
             return d
         """,
-    "grad_h": "def grad_h(W2, dlogits):\n    return dlogits @ W2.T",
-    "grad_W2": "def grad_W2(h, dlogits):\n    return h.T @ dlogits",
-    "grad_b2": "def grad_b2(dlogits):\n    return dlogits.sum(0)",
-    "grad_hpreact": "def grad_hpreact(hpreact, h, dh):\n    return (1.0 - h**2) * dh",
-    "grad_bngain": "def grad_bngain(bnraw, dhpreact):\n    return (bnraw * dhpreact).sum(0, keepdim=True)",
-    "grad_bnbias": "def grad_bnbias(dhpreact):\n    return dhpreact.sum(0, keepdim=True)",
-    "grad_bnraw": "def grad_bnraw(bngain, dhpreact):\n    return bngain * dhpreact",
-    "grad_bnvar_inv": "def grad_bnvar_inv(bndiff, dbnraw):\n    return (bndiff * dbnraw).sum(0, keepdim=True)",
-    "grad_bnvar": "def grad_bnvar(bnvar, dbnvar_inv):\n    return -0.5 * (bnvar + 1e-5) ** -1.5 * dbnvar_inv",
-    "grad_bndiff2": """
+        "grad_h": "def grad_h(W2, dlogits):\n    return dlogits @ W2.T",
+        "grad_W2": "def grad_W2(h, dlogits):\n    return h.T @ dlogits",
+        "grad_b2": "def grad_b2(dlogits):\n    return dlogits.sum(0)",
+        "grad_hpreact": "def grad_hpreact(hpreact, h, dh):\n    return (1.0 - h**2) * dh",
+        "grad_bngain": "def grad_bngain(bnraw, dhpreact):\n    return (bnraw * dhpreact).sum(0, keepdim=True)",
+        "grad_bnbias": "def grad_bnbias(dhpreact):\n    return dhpreact.sum(0, keepdim=True)",
+        "grad_bnraw": "def grad_bnraw(bngain, dhpreact):\n    return bngain * dhpreact",
+        "grad_bnvar_inv": "def grad_bnvar_inv(bndiff, dbnraw):\n    return (bndiff * dbnraw).sum(0, keepdim=True)",
+        "grad_bnvar": "def grad_bnvar(bnvar, dbnvar_inv):\n    return -0.5 * (bnvar + 1e-5) ** -1.5 * dbnvar_inv",
+        "grad_bndiff2": """
         def grad_bndiff2(bndiff2, dbnvar):
             n = bndiff2.shape[0]
             return 1.0 / (n - 1) * torch.ones_like(bndiff2) * dbnvar
         """,
-    "grad_bndiff": """
+        "grad_bndiff": """
         def grad_bndiff(bndiff, bnvar_inv, dbnraw, dbndiff2):
             d = bnvar_inv * dbnraw
             d += 2 * bndiff * dbndiff2
             return d
         """,
-    "grad_bnmeani": "def grad_bnmeani(dbndiff):\n    return -dbndiff.sum(0, keepdim=True)",
-    "grad_hprebn": """
+        "grad_bnmeani": "def grad_bnmeani(dbndiff):\n    return -dbndiff.sum(0, keepdim=True)",
+        "grad_hprebn": """
         def grad_hprebn(hprebn, dbndiff, dbnmeani):
             n = hprebn.shape[0]
             d = dbndiff.clone()
             d += 1.0 / n * torch.ones_like(hprebn) * dbnmeani
             return d
         """,
-    "grad_embcat": "def grad_embcat(W1, dhprebn):\n    return dhprebn @ W1.T",
-    "grad_W1": "def grad_W1(embcat, dhprebn):\n    return embcat.T @ dhprebn",
-    "grad_b1": "def grad_b1(dhprebn):\n    return dhprebn.sum(0)",
-    "grad_emb": "def grad_emb(emb, dembcat):\n    return dembcat.view(emb.shape)",
-    "grad_C": """
+        "grad_embcat": "def grad_embcat(W1, dhprebn):\n    return dhprebn @ W1.T",
+        "grad_W1": "def grad_W1(embcat, dhprebn):\n    return embcat.T @ dhprebn",
+        "grad_b1": "def grad_b1(dhprebn):\n    return dhprebn.sum(0)",
+        "grad_emb": "def grad_emb(emb, dembcat):\n    return dembcat.view(emb.shape)",
+        "grad_C": """
         def grad_C(C, Xb, demb):
             dC = torch.zeros_like(C)
             dC.index_add_(0, Xb.view(-1), demb.view(-1, C.shape[1]))
             return dC
         """,
-    "cross_entropy_backward": """
+        "cross_entropy_backward": """
         def cross_entropy_backward(logits, Yb):
             n = logits.shape[0]
             d = F.softmax(logits, 1)
             d[range(n), Yb] -= 1
             return d / n
         """,
-    "batchnorm_backward": """
+        "batchnorm_backward": """
         def batchnorm_backward(dhpreact, bngain, bnraw, bnvar_inv):
             n = dhpreact.shape[0]
             return bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0)
                                              - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0))
         """,
-}.items()}
+    }.items()
+}
 
-ANSWERS["manual_backward"] = ANSWERS["cross_entropy_backward"] + ANSWERS["batchnorm_backward"] + _code("""
+ANSWERS["manual_backward"] = (
+    ANSWERS["cross_entropy_backward"]
+    + ANSWERS["batchnorm_backward"]
+    + _code("""
     def manual_backward(params, cache, Xb, Yb):
         dlogits = cross_entropy_backward(cache["logits"], Yb)
         dh = dlogits @ params["W2"].T
@@ -138,6 +144,7 @@ ANSWERS["manual_backward"] = ANSWERS["cross_entropy_backward"] + ANSWERS["batchn
         dC.index_add_(0, Xb.view(-1), demb.view(-1, params["C"].shape[1]))
         return dict(C=dC, W1=dW1, b1=db1, W2=dW2, b2=db2, bngain=dbngain, bnbias=dbnbias)
     """)
+)
 
 # Other correct formulations (issue 5, point 5), as (function, code). No function appears
 # twice within one round, so that a round can be one submission.
@@ -226,8 +233,10 @@ HONEST_ROUNDS = tuple({name: _code(code) for name, code in r.items()} for r in H
 
 # Cells an honest student may add: the lecture's own comparison with autograd, plots,
 # a training loop, timing and help.
-HONEST_ADDED_CELLS = tuple(_code(c) for c in (
-    """
+HONEST_ADDED_CELLS = tuple(
+    _code(c)
+    for c in (
+        """
     import matplotlib.pyplot as plt
     plt.rcParams["figure.figsize"] = (8, 4)
     logits = torch.randn(4, 5, requires_grad=True)
@@ -235,7 +244,7 @@ HONEST_ADDED_CELLS = tuple(_code(c) for c in (
     loss.backward()
     print(torch.allclose(logits.grad, cross_entropy_backward(logits.detach(), torch.tensor([0, 1, 2, 3]))))
     """,
-    """
+        """
     params = {"W": torch.randn(3, 3)}
     grads = {"W": torch.ones(3, 3)}
     for name in params:
@@ -243,24 +252,24 @@ HONEST_ADDED_CELLS = tuple(_code(c) for c in (
     for p in params.values():
         p.grad = None
     """,
-    """
+        """
     %time out = grad_b1(torch.ones(3, 2))
     %matplotlib inline
     grad_b1?
     names = [n for n in globals() if n.startswith("grad_")]
     report = stage_report(["b1"], globals(), case)
     """,
-    """
+        """
     %%time
     total = sum(i * i for i in range(10))
     """,
-))
+    )
+)
 
 
 # ------------------------------------------------------------------------ cell makers
 def _meta(grade_id: str, *, solution: bool, grade: bool, locked: bool, points: float = 0) -> dict:
-    meta = {"grade_id": grade_id, "solution": solution, "grade": grade, "locked": locked,
-            "schema_version": 3}
+    meta = {"grade_id": grade_id, "solution": solution, "grade": grade, "locked": locked, "schema_version": 3}
     if grade:
         meta["points"] = points
     return {"nbgrader": meta}
@@ -271,8 +280,9 @@ def answer_cell(grade_id: str, source: str):
 
 
 def grade_cell(grade_id: str, source: str, points: float = 1):
-    return new_code_cell(source, metadata=_meta(grade_id, solution=False, grade=True, locked=True,
-                                                points=points))
+    return new_code_cell(
+        source, metadata=_meta(grade_id, solution=False, grade=True, locked=True, points=points)
+    )
 
 
 def setup_cell(source: str = SETUP):
@@ -284,8 +294,7 @@ def functions_of(notebook_name: str) -> list[str]:
     return list(dict.fromkeys(e.function for e in GRADED_TESTS[notebook_name].values()))
 
 
-def build_notebook(notebook_name: str, answers: dict[str, str] | None = None,
-                   added: tuple[str, ...] = ()):
+def build_notebook(notebook_name: str, answers: dict[str, str] | None = None, added: tuple[str, ...] = ()):
     """A notebook in the course's layout; ``answers`` maps function → answer cell source
     (missing ones get the source's stub), ``added`` are cells the student added at the end."""
     answers = answers or {}
@@ -319,8 +328,13 @@ def source_notebook(directory: Path, notebook_name: str) -> Path:
     return write(build_notebook(notebook_name), path)
 
 
-def submission(directory: Path, notebook_name: str, answers: dict[str, str] | None = None,
-               added: tuple[str, ...] = (), name: str = "submitted") -> Path:
+def submission(
+    directory: Path,
+    notebook_name: str,
+    answers: dict[str, str] | None = None,
+    added: tuple[str, ...] = (),
+    name: str = "submitted",
+) -> Path:
     path = Path(directory) / name / f"{notebook_name}.ipynb"
     path.parent.mkdir(parents=True, exist_ok=True)
     return write(build_notebook(notebook_name, answers, added), path)

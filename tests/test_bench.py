@@ -27,8 +27,13 @@ FIGURES = ["1", "1'", "1''", "2", "1a", "1b", "1c", "3", "4", "5", "5'"]
 @pytest.fixture(scope="module")
 def quick_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "results.json"
-    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout, json.loads(out.read_text(encoding="utf-8"))
 
@@ -83,9 +88,10 @@ def test_the_written_out_chains_call_the_exercises_functions_in_order():
 
     functions = {f"grad_{t}": recorder(t) for t in ATOMIC_BY_TARGET}
     values = {k: torch.zeros(1) for k in model.INTERMEDIATE_NAMES + model.PARAM_NAMES + ("Yb",)}
-    for chain, targets in ((figures.cross_entropy_chain(functions, values), figures.CROSS_ENTROPY_CHAIN),
-                           (figures.batchnorm_chain(functions, values, torch.zeros(1)),
-                            figures.BATCHNORM_CHAIN)):
+    for chain, targets in (
+        (figures.cross_entropy_chain(functions, values), figures.CROSS_ENTROPY_CHAIN),
+        (figures.batchnorm_chain(functions, values, torch.zeros(1)), figures.BATCHNORM_CHAIN),
+    ):
         called.clear()
         chain()
         assert called == [(t, len(ATOMIC_BY_TARGET[t].args)) for t in targets]
@@ -93,8 +99,9 @@ def test_the_written_out_chains_call_the_exercises_functions_in_order():
 
 def test_interleaved_seconds_takes_turns():
     calls = []
-    seconds = interleaved_seconds({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
-                                  repeats=3, calls=2, warmup=1)
+    seconds = interleaved_seconds(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, calls=2, warmup=1
+    )
     assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 3
     assert {k: len(v) for k, v in seconds.items()} == {"a": 3, "b": 3}
 
@@ -102,10 +109,16 @@ def test_interleaved_seconds_takes_turns():
 def test_targets_and_the_table_say_what_was_met_and_what_was_not_measured():
     assert Target(0.15, at_most=True).met_by(0.1) and not Target(0.15, at_most=True).met_by(0.2)
     assert Target(4, at_most=False).met_by(4.0) and Target(4, at_most=False).met_by(None) is None
-    rows = [Row("3", "fused", 5.0, "×", Target(4, at_most=False)),
-            Row("5", "grading", None, "s", Target(12, at_most=True), "not measured: why")]
-    header = {"machine": {"cpu": "cpu", "cores": 2, "torch": "t", "torch_default_threads": 2},
-              "load_before": 0.1, "load_after": 0.2, "quick": False}
+    rows = [
+        Row("3", "fused", 5.0, "×", Target(4, at_most=False)),
+        Row("5", "grading", None, "s", Target(12, at_most=True), "not measured: why"),
+    ]
+    header = {
+        "machine": {"cpu": "cpu", "cores": 2, "torch": "t", "torch_default_threads": 2},
+        "load_before": 0.1,
+        "load_after": 0.2,
+        "quick": False,
+    }
     text = table(rows, header)
     assert "5×" in text and "≥ 4×" in text and "yes" in text
     assert "not measured: why" in text and rows[1].met is None

@@ -112,8 +112,10 @@ def test_n_where_bessel_n_minus_1_belongs():
     expected = grad(N, 64)
     result = check("dbndiff2", expected * (N - 1) / N, expected, batch_size=N)
     assert "Bessel" in result.message and "n − 1" in result.message
-    assert "divided by n − 1 where the forward pass divides by n" in check(
-        "dbnmeani", expected * N / (N - 1), expected, batch_size=N).message
+    assert (
+        "divided by n − 1 where the forward pass divides by n"
+        in check("dbnmeani", expected * N / (N - 1), expected, batch_size=N).message
+    )
 
 
 def test_sign_and_factor_together():
@@ -137,8 +139,12 @@ def test_transposed_square_matrix():
 def test_only_one_branch_is_recognised_from_alternatives():
     through_probs, through_sum = grad(N, 27), grad(N, 27)
     advice = "matches only the branch through probs (+=)"
-    result = check("dcounts", through_probs, through_probs + through_sum,
-                   alternatives={advice: through_probs, "other": through_sum * 5})
+    result = check(
+        "dcounts",
+        through_probs,
+        through_probs + through_sum,
+        alternatives={advice: through_probs, "other": through_sum * 5},
+    )
     assert result.problem == "alternative" and result.message == advice
 
 
@@ -147,7 +153,9 @@ def test_a_scattered_error_reports_how_many_entries_and_where():
     got = expected.clone()
     got[5, 7] += 1.0
     result = check("dlogits", got, expected, batch_size=N)
-    assert result.problem == "mismatch" and "1 of 864 entries" in result.message and "(5, 7)" in result.message
+    assert (
+        result.problem == "mismatch" and "1 of 864 entries" in result.message and "(5, 7)" in result.message
+    )
     assert result.maxdiff == pytest.approx(1.0)
 
 

@@ -17,10 +17,23 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 from backprop_ninja.classroom.course import Course, grading_environment, read_config, sqlite_url
 from backprop_ninja.classroom.hidden import REMOVED, ClearHiddenTestOutput, hidden_lines, scrub
 from backprop_ninja.classroom.reasons import failure_reason, interrupted_cells, success_notes
-from backprop_ninja.classroom.report import (NOT_AUTOGRADED, format_table, read_notebook_csv, row_for,
-                                             summary_line, write_notebook_csv)
-from backprop_ninja.classroom.status import (FAILED, GRADED, MISSING, NotebookResult, StudentStatus,
-                                             read_status, write_status)
+from backprop_ninja.classroom.report import (
+    NOT_AUTOGRADED,
+    format_table,
+    read_notebook_csv,
+    row_for,
+    summary_line,
+    write_notebook_csv,
+)
+from backprop_ninja.classroom.status import (
+    FAILED,
+    GRADED,
+    MISSING,
+    NotebookResult,
+    StudentStatus,
+    read_status,
+    write_status,
+)
 from backprop_ninja.classroom.trust import answer_cell_of, withdraw_points
 from backprop_ninja.exercises import ASSIGNMENT, NOTEBOOKS
 
@@ -35,7 +48,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")
 def load_demo_module():
     """grader/make_demo_class.py (a script, not a package module)."""
     if "make_demo_class" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("make_demo_class", REPO / "grader" / "make_demo_class.py")
+        spec = importlib.util.spec_from_file_location(
+            "make_demo_class", REPO / "grader" / "make_demo_class.py"
+        )
         module = importlib.util.module_from_spec(spec)
         sys.modules["make_demo_class"] = module  # dataclasses look their module up
         spec.loader.exec_module(module)
@@ -70,50 +85,79 @@ UNKNOWN_LOG = """[ERROR] There was an error processing assignment: /c/submitted/
 """
 
 
-@pytest.mark.parametrize("log, expected", [
-    (INVALID_JSON_LOG, "invalid JSON"),
-    (RENAMED_LOG, "cell 'my_cross_entropy' is not part of the assignment"),
-    (KERNEL_LOG, "kernel died"),
-    ("[ERROR] Notebook failed to validate; the nbgrader metadata may be corrupted.", "metadata of a cell was edited"),
-    ("nbgrader.preprocessors.execute.UnresponsiveKernelError", "stopped responding"),
-    (UNKNOWN_LOG, "PermissionError: [Errno 13] Permission denied"),
-    ("", "see the student's log"),
-])
+@pytest.mark.parametrize(
+    "log, expected",
+    [
+        (INVALID_JSON_LOG, "invalid JSON"),
+        (RENAMED_LOG, "cell 'my_cross_entropy' is not part of the assignment"),
+        (KERNEL_LOG, "kernel died"),
+        (
+            "[ERROR] Notebook failed to validate; the nbgrader metadata may be corrupted.",
+            "metadata of a cell was edited",
+        ),
+        ("nbgrader.preprocessors.execute.UnresponsiveKernelError", "stopped responding"),
+        (UNKNOWN_LOG, "PermissionError: [Errno 13] Permission denied"),
+        ("", "see the student's log"),
+    ],
+)
 def test_failure_reason_names_the_cause(log, expected):
     assert expected in failure_reason(log)
 
 
 def test_restored_and_interrupted_cells_become_notes(tmp_path):
-    nb = new_notebook(cells=[
-        new_code_cell("while True: pass", metadata={"nbgrader": {"grade_id": "cross_entropy_backward"}},
-                      outputs=[new_output("error", ename="KeyboardInterrupt", evalue="", traceback=[])]),
-        new_code_cell("slow()", outputs=[new_output("error", ename="CellTimeoutError", evalue="", traceback=[])]),
-        new_code_cell("test()", metadata={"nbgrader": {"grade_id": "test_dlogits"}},
-                      outputs=[new_output("error", ename="NameError", evalue="", traceback=[])]),
-    ])
+    nb = new_notebook(
+        cells=[
+            new_code_cell(
+                "while True: pass",
+                metadata={"nbgrader": {"grade_id": "cross_entropy_backward"}},
+                outputs=[new_output("error", ename="KeyboardInterrupt", evalue="", traceback=[])],
+            ),
+            new_code_cell(
+                "slow()", outputs=[new_output("error", ename="CellTimeoutError", evalue="", traceback=[])]
+            ),
+            new_code_cell(
+                "test()",
+                metadata={"nbgrader": {"grade_id": "test_dlogits"}},
+                outputs=[new_output("error", ename="NameError", evalue="", traceback=[])],
+            ),
+        ]
+    )
     path = tmp_path / "graded.ipynb"
     nbformat.write(nb, str(path))
     assert interrupted_cells(path) == ["cross_entropy_backward", "cell 2"]
     log = "[WARNING] Missing grade cell test_dprobs encountered, adding to notebook\n"
     notes = success_notes(log, path, 30)
-    assert notes == ["test cell test_dprobs had been deleted; it was put back and run",
-                     "stopped after 30 s (never ended): cross_entropy_backward, cell 2"]
+    assert notes == [
+        "test cell test_dprobs had been deleted; it was put back and run",
+        "stopped after 30 s (never ended): cross_entropy_backward, cell 2",
+    ]
     assert success_notes("", tmp_path / "absent.ipynb", 30) == []
 
 
 # ------------------------------------------------------------------------- hidden tests
 def test_tracebacks_lose_the_lines_that_quote_hidden_tests():
-    source = ('test_on(X, f, case);\n### BEGIN HIDDEN TESTS\ntest_hidden(X, f, seeds=(1, 2, 3));\n'
-              '### END HIDDEN TESTS\n')
-    assert hidden_lines(source) == ["### BEGIN HIDDEN TESTS", "test_hidden(X, f, seeds=(1, 2, 3));",
-                                    "### END HIDDEN TESTS"]
-    frame = ("\x1b[32m----> 1\x1b[39m test_on(X, f, case)\n"
-             "\x1b[32m      2\x1b[39m \x1b[38;5;66m### BEGIN HIDDEN TESTS\x1b[39m\n"
-             "\x1b[32m      3\x1b[39m test_hidden(X, f, seeds\x1b[38m=\x1b[39m(\x1b[32m1\x1b[39m, 2, 3))\n"
-             "\x1b[32m      4\x1b[39m ### END HIDDEN TESTS")
-    cell = new_code_cell(source, outputs=[
-        new_output("error", ename="NameError", evalue="f", traceback=["head", frame, "NameError: f"]),
-        new_output("stream", name="stdout", text="ok\ntest_hidden(X, f, seeds=(1, 2, 3));\n")])
+    source = (
+        "test_on(X, f, case);\n### BEGIN HIDDEN TESTS\ntest_hidden(X, f, seeds=(1, 2, 3));\n"
+        "### END HIDDEN TESTS\n"
+    )
+    assert hidden_lines(source) == [
+        "### BEGIN HIDDEN TESTS",
+        "test_hidden(X, f, seeds=(1, 2, 3));",
+        "### END HIDDEN TESTS",
+    ]
+    frame = (
+        "\x1b[32m----> 1\x1b[39m test_on(X, f, case)\n"
+        "\x1b[32m      2\x1b[39m \x1b[38;5;66m### BEGIN HIDDEN TESTS\x1b[39m\n"
+        "\x1b[32m      3\x1b[39m test_hidden(X, f, seeds\x1b[38m=\x1b[39m(\x1b[32m1\x1b[39m, 2, 3))\n"
+        "\x1b[32m      4\x1b[39m ### END HIDDEN TESTS"
+    )
+    cell = new_code_cell(
+        source,
+        outputs=[
+            new_output("error", ename="NameError", evalue="f", traceback=["head", frame, "NameError: f"]),
+            new_output("stream", name="stdout", text="ok\ntest_hidden(X, f, seeds=(1, 2, 3));\n"),
+        ],
+    )
     ClearHiddenTestOutput().preprocess_cell(cell, {}, 0)
     cleaned = "\n".join(cell.outputs[0]["traceback"])
     assert "test_on(X, f, case)" in cleaned and REMOVED in cleaned
@@ -155,11 +199,14 @@ def test_another_class_keeps_its_own_gradebook_and_folders(tmp_path):
     assert course.db_url == sqlite_url(tmp_path / "demo" / "gradebook.db")
     config = course.config()
     assert config.CourseDirectory.root == str(tmp_path)
-    assert config.CourseDirectory.submitted_directory == "demo/submitted"  # relative: nbgrader escapes the root
+    assert (
+        config.CourseDirectory.submitted_directory == "demo/submitted"
+    )  # relative: nbgrader escapes the root
     assert config.CourseDirectory.db_url == course.db_url
     assert f"--NbGrader.config_file={course.config_file}" in course.cli_overrides()
-    assert Course.load(root=tmp_path, class_dir=tmp_path.parent / "x").config().CourseDirectory.autograded_directory \
-        == str(tmp_path.parent / "x" / "autograded")
+    assert Course.load(
+        root=tmp_path, class_dir=tmp_path.parent / "x"
+    ).config().CourseDirectory.autograded_directory == str(tmp_path.parent / "x" / "autograded")
     (course.submitted / "bob" / ASSIGNMENT).mkdir(parents=True)
     (course.submitted / "ann" / ASSIGNMENT).mkdir(parents=True)
     (course.submitted / "stray-file.txt").write_text("")
@@ -200,12 +247,17 @@ def test_grading_environment_puts_the_notebooks_timing_cells_in_quick_mode(monke
 
 # ------------------------------------------------------------------- status and report
 def sample_status() -> StudentStatus:
-    return StudentStatus("ann", [
-        NotebookResult(NB1, GRADED, notes=["test cell test_dprobs had been deleted; it was put back and run"]),
-        NotebookResult(NB2, GRADED, withdrawn={"test_dlogits": "integrity: autograd"}),
-        NotebookResult(NB3, FAILED, reason="the Python kernel died"),
-        NotebookResult(NB4, MISSING, reason="not submitted"),
-    ])
+    return StudentStatus(
+        "ann",
+        [
+            NotebookResult(
+                NB1, GRADED, notes=["test cell test_dprobs had been deleted; it was put back and run"]
+            ),
+            NotebookResult(NB2, GRADED, withdrawn={"test_dlogits": "integrity: autograd"}),
+            NotebookResult(NB3, FAILED, reason="the Python kernel died"),
+            NotebookResult(NB4, MISSING, reason="not submitted"),
+        ],
+    )
 
 
 def test_status_round_trips_and_every_zero_has_a_reason(tmp_path):
@@ -221,10 +273,16 @@ def test_status_round_trips_and_every_zero_has_a_reason(tmp_path):
 
 def test_table_and_csv_show_points_totals_and_notes(tmp_path):
     maxima = {NB1: 26.0, NB2: 5.0, NB3: 5.0, NB4: 10.0}
-    rows = [row_for("ann", {NB1: 26.0, NB2: 0.0, NB3: 0.0, NB4: 0.0}, maxima, sample_status()),
-            row_for("bob", {NB1: 25.0, NB2: 5.0, NB3: 5.0, NB4: 10.0}, maxima,
-                    StudentStatus("bob", [NotebookResult(nb, GRADED) for nb in NOTEBOOKS])),
-            row_for("cy", {nb: None for nb in NOTEBOOKS}, maxima, None)]
+    rows = [
+        row_for("ann", {NB1: 26.0, NB2: 0.0, NB3: 0.0, NB4: 0.0}, maxima, sample_status()),
+        row_for(
+            "bob",
+            {NB1: 25.0, NB2: 5.0, NB3: 5.0, NB4: 10.0},
+            maxima,
+            StudentStatus("bob", [NotebookResult(nb, GRADED) for nb in NOTEBOOKS]),
+        ),
+        row_for("cy", {nb: None for nb in NOTEBOOKS}, maxima, None),
+    ]
     table = format_table(rows)
     lines = table.splitlines()
     assert lines[0].split() == ["student", "nb1", "nb2", "nb3", "nb4", "total"]
@@ -234,13 +292,20 @@ def test_table_and_csv_show_points_totals_and_notes(tmp_path):
     assert lines[5].split() == ["cy", "—*", "—*", "—*", "—*", "0"]
     assert "ann nb3: NOT GRADED (0 points): the Python kernel died" in table
     assert f"cy nb1: {NOT_AUTOGRADED}" in table
-    assert summary_line(rows[:2]) == ("2 students: 6 of 8 notebooks graded, 1 NOT graded, 1 not submitted; "
-                                      "1 students have notes (*)")
+    assert summary_line(rows[:2]) == (
+        "2 students: 6 of 8 notebooks graded, 1 NOT graded, 1 not submitted; 1 students have notes (*)"
+    )
     csv_rows = read_notebook_csv(write_notebook_csv(rows, tmp_path / "by_notebook.csv"))
     assert len(csv_rows) == 12
     ann3 = next(r for r in csv_rows if r["student_id"] == "ann" and r["notebook"] == NB3)
-    assert ann3 == {"student_id": "ann", "notebook": NB3, "score": "0", "max_score": "5",
-                    "state": FAILED, "notes": "NOT GRADED (0 points): the Python kernel died"}
+    assert ann3 == {
+        "student_id": "ann",
+        "notebook": NB3,
+        "score": "0",
+        "max_score": "5",
+        "state": FAILED,
+        "notes": "NOT GRADED (0 points): the Python kernel died",
+    }
 
 
 # ------------------------------------------------------------ withdrawing untrusted points
@@ -272,14 +337,21 @@ def small_gradebook(tmp_path, monkeypatch):
 
 def test_withdrawn_points_are_zeroed_and_explained_on_the_answer_cell(small_gradebook):
     gb = small_gradebook
-    withdrawn = withdraw_points(gb, "ann", NB4, {
+    withdrawn = withdraw_points(
+        gb,
+        "ann",
+        NB4,
+        {
+            "test_dC": "verifier: dC is wrong on fresh inputs",
+            "test_dW1": "integrity: autograd",  # earned nothing: nothing to withdraw
+            "test_training": "verifier: needs every gradient right",
+            "test_unknown": "not a cell of this notebook",
+        },
+    )
+    assert withdrawn == {
         "test_dC": "verifier: dC is wrong on fresh inputs",
-        "test_dW1": "integrity: autograd",  # earned nothing: nothing to withdraw
         "test_training": "verifier: needs every gradient right",
-        "test_unknown": "not a cell of this notebook",
-    })
-    assert withdrawn == {"test_dC": "verifier: dC is wrong on fresh inputs",
-                         "test_training": "verifier: needs every gradient right"}
+    }
     assert gb.find_grade("test_dC", NB4, ASSIGNMENT, "ann").score == 0
     assert gb.find_grade("test_training", NB4, ASSIGNMENT, "ann").score == 0
     assert gb.find_grade("test_dW1", NB4, ASSIGNMENT, "ann").manual_score is None
@@ -288,7 +360,8 @@ def test_withdrawn_points_are_zeroed_and_explained_on_the_answer_cell(small_grad
     comment = gb.find_comment("manual_backward", NB4, ASSIGNMENT, "ann").manual_comment
     assert comment.splitlines() == [
         "test_dC: 1 point(s) withdrawn — verifier: dC is wrong on fresh inputs",
-        "test_training: 3 point(s) withdrawn — verifier: needs every gradient right"]
+        "test_training: 3 point(s) withdrawn — verifier: needs every gradient right",
+    ]
 
 
 def test_each_test_is_explained_on_the_answer_cell_of_its_function():
@@ -317,8 +390,13 @@ def test_solution_markers_are_dropped_and_a_stale_mistake_is_refused():
     demo = load_demo_module()
     source = "def f(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION"
     assert demo.solution_code(source) == "def f(x):\n    return 2 * x"
-    nb = new_notebook(cells=[new_code_cell("def f(x):\n    return 2 * x",
-                                           metadata={"nbgrader": {"grade_id": "f", "solution": True}})])
+    nb = new_notebook(
+        cells=[
+            new_code_cell(
+                "def f(x):\n    return 2 * x", metadata={"nbgrader": {"grade_id": "f", "solution": True}}
+            )
+        ]
+    )
     assert "return x" in demo.replace_in("f", "return 2 * x", "return x")(nb).cells[0].source
     with pytest.raises(AssertionError, match="no longer applies"):
         demo.replace_in("f", "return 3 * x", "return x")(nb)
@@ -336,7 +414,9 @@ def test_every_demo_mistake_applies_to_the_current_notebooks(demo_texts):
     for student in demo.DEMO:
         if student.untouched:
             for nb in NOTEBOOKS:
-                assert texts[student.name][nb] == (REPO / "notebooks" / ASSIGNMENT / f"{nb}.ipynb").read_text()
+                assert (
+                    texts[student.name][nb] == (REPO / "notebooks" / ASSIGNMENT / f"{nb}.ipynb").read_text()
+                )
             continue
         for nb in NOTEBOOKS:
             changed = texts[student.name][nb] != full[nb]
@@ -348,8 +428,9 @@ def test_full_marks_answers_are_the_solutions_without_markers(demo_texts):
     for nb in NOTEBOOKS:
         submitted = nbformat.reads(texts["full_marks"][nb], as_version=4)
         answers = [c for c in submitted.cells if c.metadata.get("nbgrader", {}).get("solution")]
-        assert answers and all("BEGIN SOLUTION" not in c.source and "NotImplementedError" not in c.source
-                               for c in answers)
+        assert answers and all(
+            "BEGIN SOLUTION" not in c.source and "NotImplementedError" not in c.source for c in answers
+        )
 
 
 def test_broken_demo_notebooks_are_broken_as_described(demo_texts):

@@ -21,14 +21,17 @@ def sha(text: str) -> str:
 # ------------------------------------------------------------------------- fetching
 def test_fetch_copies_a_verified_local_copy(tmp_path):
     local = write(tmp_path / "local.txt", "emma\nolivia")
-    dest = fetch_names(tmp_path / "out" / "names.txt", local_copy=local, url="unused", sha256=sha("emma\nolivia"))
+    dest = fetch_names(
+        tmp_path / "out" / "names.txt", local_copy=local, url="unused", sha256=sha("emma\nolivia")
+    )
     assert dest.read_text() == "emma\nolivia"
 
 
 def test_fetch_downloads_when_there_is_no_local_copy(tmp_path):
     remote = write(tmp_path / "remote.txt", "ava")
-    dest = fetch_names(tmp_path / "names.txt", local_copy=tmp_path / "missing.txt",
-                       url=remote.as_uri(), sha256=sha("ava"))
+    dest = fetch_names(
+        tmp_path / "names.txt", local_copy=tmp_path / "missing.txt", url=remote.as_uri(), sha256=sha("ava")
+    )
     assert dest.read_text() == "ava"
 
 
@@ -55,8 +58,16 @@ def test_fetch_replaces_a_corrupted_destination(tmp_path):
 
 
 def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
-    status = data.main(["--dest", str(tmp_path / "n.txt"), "--local-copy", str(tmp_path / "none"),
-                        "--url", (tmp_path / "nowhere").as_uri()])
+    status = data.main(
+        [
+            "--dest",
+            str(tmp_path / "n.txt"),
+            "--local-copy",
+            str(tmp_path / "none"),
+            "--url",
+            (tmp_path / "nowhere").as_uri(),
+        ]
+    )
     assert status == 1
     assert capsys.readouterr().err.startswith("error: could not download")
 

@@ -1,8 +1,8 @@
 """The conda environment and the pip environment must install the same pinned packages."""
 
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent

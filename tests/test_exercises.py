@@ -65,6 +65,7 @@ def test_dlogits_not_divided_by_n_is_named():
         d = F.softmax(logits, 1)
         d[range(logits.shape[0]), Yb] -= 1
         return d
+
     result = result_of(testing.CROSS_ENTROPY, undivided)
     assert result.problem == "factor" and "divide by n" in result.message
 
@@ -73,6 +74,7 @@ def test_biased_variance_in_fused_batchnorm_is_named():
     def biased(dhpreact, bngain, bnraw, bnvar_inv):
         n = dhpreact.shape[0]
         return bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0) - bnraw * (dhpreact * bnraw).sum(0))
+
     result = result_of(testing.BATCHNORM, biased, RANDOM_UPSTREAM)
     assert result.problem == "alternative" and "Bessel" in result.message
 
@@ -94,11 +96,13 @@ def test_an_answer_hard_coded_for_the_notebooks_batch_fails_the_hidden_tests():
 def test_student_errors_become_failed_results_not_crashes():
     def broken(dlogits):
         raise ValueError("oops")
+
     result = result_of(ATOMIC_BY_TARGET["b2"], broken)
     assert result.problem == "error" and "ValueError: oops" in result.message
 
     def stub(dlogits):
         raise NotImplementedError()
+
     assert result_of(ATOMIC_BY_TARGET["b2"], stub).problem == "not_implemented"
 
 
@@ -110,6 +114,7 @@ def test_inputs_carry_no_autograd_graph_and_are_private_copies():
         seen["grad_enabled"] = torch.is_grad_enabled()
         dlogits.zero_()  # must not corrupt the case
         return dlogits.sum(0)
+
     trial = ATOMIC_BY_TARGET["b2"].trial(CASE)
     before = trial.args[0].clone()
     run_trial(spy, trial)
@@ -146,6 +151,7 @@ def test_an_endless_student_function_is_stopped_with_an_explanation(monkeypatch)
                 pass
             except Exception:  # a bare except in the student's code must not swallow the stop
                 pass
+
     result = result_of(ATOMIC_BY_TARGET["b2"], endless)
     assert result.problem == "timeout" and "endless loop" in result.message
 
@@ -157,6 +163,7 @@ def test_what_a_correct_answer_writes_to_stderr_goes_to_stdout(capsys):
     def chatty(dlogits):
         print("implicit dimension choice", file=sys.stderr)
         return dlogits.sum(0)
+
     assert result_of(ATOMIC_BY_TARGET["b2"], chatty).ok
     captured = capsys.readouterr()
     assert captured.err == "" and "implicit dimension choice" in captured.out

@@ -23,8 +23,19 @@ from backprop_ninja import forkserver
 
 def probe(argv: list[str]) -> None:
     """A test entry point: print what the child sees, then do what argv[0] says."""
-    print(json.dumps({"argv": sys.argv, "cwd": os.getcwd(), "env": os.environ.get("PROBE"),
-                      "pid": os.getpid(), "ppid": os.getppid(), "sid": os.getsid(0)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "argv": sys.argv,
+                "cwd": os.getcwd(),
+                "env": os.environ.get("PROBE"),
+                "pid": os.getpid(),
+                "ppid": os.getppid(),
+                "sid": os.getsid(0),
+            }
+        ),
+        flush=True,
+    )
     action = argv[0] if argv else "exit0"
     if action == "exit3":
         sys.exit(3)
@@ -56,9 +67,15 @@ def server(tmp_path):
 def run_probe(server: str, tmp_path: Path, *args: str, env: dict | None = None):
     out = tmp_path / "out.txt"
     with open(out, "wb") as handle:
-        process = forkserver.spawn([sys.executable, "-m", "probe", *args], cwd=tmp_path,
-                                   env=env or {"PROBE": "seen"}, stdin=subprocess.DEVNULL,
-                                   stdout=handle, stderr=subprocess.STDOUT, server_path=server)
+        process = forkserver.spawn(
+            [sys.executable, "-m", "probe", *args],
+            cwd=tmp_path,
+            env=env or {"PROBE": "seen"},
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            server_path=server,
+        )
     return process, out
 
 
@@ -66,7 +83,9 @@ def _patch_entry_point(monkeypatch):
     monkeypatch.setitem(forkserver.ENTRY_POINTS, "probe", probe)
 
 
-def test_a_child_gets_the_arguments_directory_environment_and_streams_asked_for(server, tmp_path, monkeypatch):
+def test_a_child_gets_the_arguments_directory_environment_and_streams_asked_for(
+    server, tmp_path, monkeypatch
+):
     _patch_entry_point(monkeypatch)
     process, out = run_probe(server, tmp_path, "exit0", "--flag")
     assert isinstance(process, forkserver.ForkedProcess)
@@ -102,7 +121,8 @@ def test_a_child_dies_with_the_process_that_asked_for_it(server, tmp_path, monke
     _patch_entry_point(monkeypatch)
     pid_file = tmp_path / "child.pid"
     requester = multiprocessing.get_context("fork").Process(
-        target=_spawn_and_linger, args=(server, str(tmp_path), str(pid_file)))
+        target=_spawn_and_linger, args=(server, str(tmp_path), str(pid_file))
+    )
     requester.start()
     deadline = time.monotonic() + 10
     while not pid_file.exists() or not pid_file.read_text():
@@ -120,9 +140,13 @@ def test_a_child_dies_with_the_process_that_asked_for_it(server, tmp_path, monke
 
 def _spawn_and_linger(server: str, directory: str, pid_file: str) -> None:
     forkserver.ENTRY_POINTS["probe"] = probe
-    process = forkserver.spawn([sys.executable, "-m", "probe", "sleep"], cwd=directory,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               server_path=server)
+    process = forkserver.spawn(
+        [sys.executable, "-m", "probe", "sleep"],
+        cwd=directory,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        server_path=server,
+    )
     Path(pid_file).write_text(str(process.pid))
     time.sleep(60)
 
@@ -141,8 +165,9 @@ def _alive(pid: int) -> bool:
 
 def test_without_a_server_spawn_is_an_ordinary_subprocess(tmp_path, monkeypatch):
     monkeypatch.delenv(forkserver.SOCKET_VARIABLE, raising=False)
-    process = forkserver.spawn([sys.executable, "-c", "import os; print(os.getcwd())"],
-                               cwd=tmp_path, stdout=subprocess.PIPE)
+    process = forkserver.spawn(
+        [sys.executable, "-c", "import os; print(os.getcwd())"], cwd=tmp_path, stdout=subprocess.PIPE
+    )
     assert isinstance(process, subprocess.Popen)
     out, _ = process.communicate(timeout=30)
     assert Path(out.decode().strip()) == tmp_path
@@ -151,9 +176,13 @@ def test_without_a_server_spawn_is_an_ordinary_subprocess(tmp_path, monkeypatch)
 def test_only_this_pythons_entry_points_are_forked():
     python = sys.executable
     assert forkserver.python_module([python, "-s", "-m", "backprop_ninja.verify", "--child", "d"]) == (
-        "backprop_ninja.verify", ["--child", "d"])
+        "backprop_ninja.verify",
+        ["--child", "d"],
+    )
     assert forkserver.python_module([python, "-m", "ipykernel_launcher", "-f", "c.json"]) == (
-        "ipykernel_launcher", ["-f", "c.json"])
+        "ipykernel_launcher",
+        ["-f", "c.json"],
+    )
     assert forkserver.python_module([python, "-m", "http.server"]) is None
     assert forkserver.python_module([python, "-c", "print(1)"]) is None
     assert forkserver.python_module(["/bin/sh", "-m", "backprop_ninja.verify"]) is None
@@ -161,8 +190,9 @@ def test_only_this_pythons_entry_points_are_forked():
 
 def test_a_request_for_another_module_is_refused_and_spawn_falls_back(server, tmp_path):
     with pytest.raises(OSError, match="cannot run"):
-        forkserver._request(server, {"op": "spawn", "module": "os", "args": [], "cwd": "/",
-                                     "env": {}}, [0, 1, 2])
+        forkserver._request(
+            server, {"op": "spawn", "module": "os", "args": [], "cwd": "/", "env": {}}, [0, 1, 2]
+        )
 
 
 def test_a_kernel_started_through_the_server_runs_cells_and_cannot_see_the_server(tmp_path, monkeypatch):
@@ -175,12 +205,18 @@ def test_a_kernel_started_through_the_server_runs_cells_and_cannot_see_the_serve
     try:
         monkeypatch.setenv(forkserver.SOCKET_VARIABLE, str(server.path))
         nb = nbformat.v4.new_notebook()
-        nb.cells = [nbformat.v4.new_code_cell(
-            f"import os, sys\nprint(os.getppid(), {forkserver.SOCKET_VARIABLE!r} in os.environ, "
-            "'torch' in sys.modules)")]
-        NotebookClient(nb, timeout=60, resources={"metadata": {"path": str(tmp_path)}},
-                       kernel_manager_class="backprop_ninja.classroom.kernels.ForkedKernelManager"
-                       ).execute()
+        nb.cells = [
+            nbformat.v4.new_code_cell(
+                f"import os, sys\nprint(os.getppid(), {forkserver.SOCKET_VARIABLE!r} in os.environ, "
+                "'torch' in sys.modules)"
+            )
+        ]
+        NotebookClient(
+            nb,
+            timeout=60,
+            resources={"metadata": {"path": str(tmp_path)}},
+            kernel_manager_class="backprop_ninja.classroom.kernels.ForkedKernelManager",
+        ).execute()
         ppid, sees_server, torch_loaded = nb.cells[0].outputs[0]["text"].split()
         assert int(ppid) == server.process.pid  # forked by the server
         assert sees_server == "False" and torch_loaded == "True"
@@ -204,8 +240,10 @@ def test_a_client_that_says_nothing_does_not_stall_the_server(server, tmp_path, 
 
 def test_a_server_whose_pipeline_is_killed_exits_and_leaves_nothing_behind():
     """SIGKILL gives the pipeline no chance to stop its server: the server notices alone."""
-    code = ("from backprop_ninja import forkserver; import time; server = forkserver.start(); "
-            "print(server.directory, server.process.pid, flush=True); time.sleep(120)")
+    code = (
+        "from backprop_ninja import forkserver; import time; server = forkserver.start(); "
+        "print(server.directory, server.process.pid, flush=True); time.sleep(120)"
+    )
     pipeline = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
     directory, pid = pipeline.stdout.readline().decode().split()
     assert Path(directory, "socket").exists() and _alive(int(pid))

@@ -20,14 +20,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from test_classroom import load_demo_module
 
 from backprop_ninja.classroom import Course, autograde_class, export_class, feedback_class
 from backprop_ninja.classroom.pipeline import collect_exchange, collect_zip
 from backprop_ninja.classroom.report import class_rows, read_notebook_csv
 from backprop_ninja.classroom.status import FAILED, GRADED, STOPPED, read_status
 from backprop_ninja.exercises import ASSIGNMENT, NOTEBOOKS
-
-from test_classroom import load_demo_module
 
 REPO = Path(__file__).resolve().parents[1]
 NB1, NB2, NB3, NB4 = NOTEBOOKS
@@ -49,8 +48,11 @@ def course_root(base: Path) -> Path:
 
 
 def digests(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def grade_cells(course: Course, student: str) -> dict[tuple[str, str], float]:
@@ -137,7 +139,9 @@ def test_grades_csv_has_one_row_per_student_with_the_expected_total(graded, demo
 
 def test_feedback_exists_for_everyone_and_hides_the_hidden_tests(graded, demo):
     course = graded["course"]
-    assert sorted(graded["pages"]) == sorted(course.feedback_page(s.name, nb) for s in demo.DEMO for nb in NOTEBOOKS)
+    assert sorted(graded["pages"]) == sorted(
+        course.feedback_page(s.name, nb) for s in demo.DEMO for nb in NOTEBOOKS
+    )
     hidden = hidden_test_lines()
     assert len(hidden) >= 35
     for page in graded["pages"]:
@@ -161,8 +165,9 @@ def test_a_regrade_gives_the_same_grades_and_keeps_nothing_stale(graded):
     assert before[(NB3, "test_dhprebn")] == 5 and before[(NB2, "test_dlogits")] == 0
     path = course.submitted_notebook(student, NB3)
     path.write_text(path.read_text()[:1000])
-    status = autograde_class(course, workers=WORKERS, students=[student], verify_seed=VERIFY_SEED,
-                             progress=False)[student]
+    status = autograde_class(
+        course, workers=WORKERS, students=[student], verify_seed=VERIFY_SEED, progress=False
+    )[student]
     after = grade_cells(course, student)
     assert after[(NB3, "test_dhprebn")] == 0  # not the 5 points of the first run
     assert {k: v for k, v in after.items() if k[0] != NB3} == {k: v for k, v in before.items() if k[0] != NB3}
@@ -205,9 +210,11 @@ def test_collect_unpacks_a_canvas_zip_into_submitted(tmp_path, demo):
 def test_collect_takes_the_latest_submissions_from_the_exchange(tmp_path, monkeypatch):
     course = Course.load(root=course_root(tmp_path))
     inbound = tmp_path / "exchange" / "backprop_ninja" / "inbound"
-    for student, stamp, content in (("ann", "2025-01-01 10:00:00.000000 UTC", "old"),
-                                    ("ann", "2025-01-02 10:00:00.000000 UTC", "new"),
-                                    ("bob", "2025-01-01 11:00:00.000000 UTC", "bob's")):
+    for student, stamp, content in (
+        ("ann", "2025-01-01 10:00:00.000000 UTC", "old"),
+        ("ann", "2025-01-02 10:00:00.000000 UTC", "new"),
+        ("bob", "2025-01-01 11:00:00.000000 UTC", "bob's"),
+    ):
         folder = inbound / f"{student}+{ASSIGNMENT}+{stamp}"
         folder.mkdir(parents=True)
         (folder / f"{NB1}.ipynb").write_text(content)

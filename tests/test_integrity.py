@@ -40,8 +40,9 @@ def course(tmp_path_factory):
     counter = iter(range(10**6))
 
     def scan(answers=None, added=(), nb=NB1):
-        path = submission(root, nb, {**reference_answers(nb), **(answers or {})}, tuple(added),
-                          name=f"s{next(counter)}")
+        path = submission(
+            root, nb, {**reference_answers(nb), **(answers or {})}, tuple(added), name=f"s{next(counter)}"
+        )
         return scan_notebook(path, sources[nb])
 
     scan.sources, scan.root = sources, root
@@ -157,9 +158,9 @@ DYNAMIC_IN_ANSWER = {
     "globals write": 'globals()["torch"] = None\n',
     "globals update": "globals().update(x=1)\n",
     "locals write": 'locals()["x"] = 1\n',
-    "vars": 'v = vars(torch)\n',
-    "__builtins__": 'b = __builtins__\n',
-    "__dict__": 'd = F.__dict__\n',
+    "vars": "v = vars(torch)\n",
+    "__builtins__": "b = __builtins__\n",
+    "__dict__": "d = F.__dict__\n",
     "__globals__": "g = print.__globals__ if hasattr(print, '__globals__') else None\n",
     "__subclasses__": "s = ().__class__.__base__.__subclasses__()\n",
     "__code__": "c = (lambda: 0).__code__\n",
@@ -179,8 +180,10 @@ DYNAMIC_IN_ANSWER = {
     "dispatch": "from torch.utils._python_dispatch import TorchDispatchMode\n",
     "Tensor subclass": "class Liar(torch.Tensor):\n    pass\n",
     "unpickling": "x = torch.load('f.pt', weights_only=False)\n",
-    "stack walking": ("def peek():\n    try:\n        raise ValueError\n    except ValueError as e:\n"
-                      "        return e.__traceback__.tb_frame.f_back.f_locals\n"),
+    "stack walking": (
+        "def peek():\n    try:\n        raise ValueError\n    except ValueError as e:\n"
+        "        return e.__traceback__.tb_frame.f_back.f_locals\n"
+    ),
     "__torch_function__": "class Mode:\n    def __torch_function__(self, *a):\n        return True\n",
     "getattr alias": "look = getattr\nf = look(torch, 'allclose')\n",
     "getattr passed around": "import functools\nf = functools.reduce(getattr, ['nn', 'functional'], torch)\n",
@@ -245,9 +248,12 @@ def test_an_added_cell_may_import_the_course_package(course):
 
 
 def test_a_module_level_import_voids_every_function_that_uses_it(course):
-    answers = {**probs_answer("return dlogprobs / probs",
-                              before="from backprop_ninja.reference import local_gradient\n"),
-               "grad_h": "def grad_h(W2, dlogits):\n    return local_gradient(W2, dlogits)\n"}
+    answers = {
+        **probs_answer(
+            "return dlogprobs / probs", before="from backprop_ninja.reference import local_gradient\n"
+        ),
+        "grad_h": "def grad_h(W2, dlogits):\n    return local_gradient(W2, dlogits)\n",
+    }
     findings = course(answers)
     assert set(affected_tests(findings, NB1)) == {"test_dprobs", "test_dh"}
 
@@ -291,8 +297,9 @@ def test_equivalent_formulations_produce_no_finding(course, round_):
     assert course(round_) == []
 
 
-@pytest.mark.parametrize("cell", HONEST_ADDED_CELLS, ids=["autograd comparison", "training loop",
-                                                          "magics and help", "time cell"])
+@pytest.mark.parametrize(
+    "cell", HONEST_ADDED_CELLS, ids=["autograd comparison", "training loop", "magics and help", "time cell"]
+)
 def test_what_an_honest_student_adds_produces_no_finding(course, cell):
     assert course(added=[cell]) == []
 
@@ -300,8 +307,10 @@ def test_what_an_honest_student_adds_produces_no_finding(course, cell):
 HONEST_SNIPPETS = {
     "local named grad": "grad = dlogprobs / probs\nreturn grad",
     "transpose": "return (dlogprobs.T / probs.T).T",
-    "zeros_like and loops": ("d = torch.zeros_like(probs)\nfor i in range(probs.shape[0]):\n"
-                             "    d[i] += dlogprobs[i] / probs[i]\nreturn d"),
+    "zeros_like and loops": (
+        "d = torch.zeros_like(probs)\nfor i in range(probs.shape[0]):\n"
+        "    d[i] += dlogprobs[i] / probs[i]\nreturn d"
+    ),
     "x**-1": "return dlogprobs * probs**-1",
     "no_grad": "with torch.no_grad():\n    return dlogprobs / probs",
     "grad off": "torch.set_grad_enabled(False)\nreturn dlogprobs / probs",
@@ -319,28 +328,36 @@ HONEST_SNIPPETS = {
 
 @pytest.mark.parametrize("body", HONEST_SNIPPETS.values(), ids=HONEST_SNIPPETS.keys())
 def test_honest_code_produces_no_finding(course, body):
-    before = ("import itertools\nfrom collections import defaultdict\nfrom math import sqrt\n"
-              "EPS = 1e-12\n\ndef _safe_div(a, b):\n    return a / b\n\n")
+    before = (
+        "import itertools\nfrom collections import defaultdict\nfrom math import sqrt\n"
+        "EPS = 1e-12\n\ndef _safe_div(a, b):\n    return a / b\n\n"
+    )
     assert course(probs_answer(body, before=before)) == []
 
 
 def test_added_cells_may_read_files(course):
-    code = ("from pathlib import Path\nwith open('names.txt') as f:\n    words = f.read().split()\n"
-            "text = open('names.txt', 'r', encoding='utf-8').read()\nPath('names.txt').read_text()\n")
+    code = (
+        "from pathlib import Path\nwith open('names.txt') as f:\n    words = f.read().split()\n"
+        "text = open('names.txt', 'r', encoding='utf-8').read()\nPath('names.txt').read_text()\n"
+    )
     assert course(added=[code]) == []
 
 
 def test_added_cells_may_read_the_environment_but_not_use_os_otherwise(course):
-    harmless = ("import os\nimport sys\nfrom os import path\n"
-                "print(os.environ.get('HOME'), os.environ['PATH'], os.path.join('a', 'b'),\n"
-                "      path.exists('x'), sys.version, os.getcwd())\nsys.stdout.flush()\n")
+    harmless = (
+        "import os\nimport sys\nfrom os import path\n"
+        "print(os.environ.get('HOME'), os.environ['PATH'], os.path.join('a', 'b'),\n"
+        "      path.exists('x'), sys.version, os.getcwd())\nsys.stdout.flush()\n"
+    )
     assert course(added=[harmless]) == []
-    for code, kind in (("import os\nos.system('ls')\n", "dynamic"),
-                       ("from os import system\nsystem('ls')\n", "dynamic"),
-                       ("import sys\nsys.path.append('.')\n", "dynamic"),
-                       ("import os\nos.environ['X'] = '1'\n", "monkeypatch"),
-                       ("import sys\nsys.stdout = None\n", "monkeypatch"),
-                       ("import os\nf = os\n", "dynamic")):
+    for code, kind in (
+        ("import os\nos.system('ls')\n", "dynamic"),
+        ("from os import system\nsystem('ls')\n", "dynamic"),
+        ("import sys\nsys.path.append('.')\n", "dynamic"),
+        ("import os\nos.environ['X'] = '1'\n", "monkeypatch"),
+        ("import sys\nsys.stdout = None\n", "monkeypatch"),
+        ("import os\nf = os\n", "dynamic"),
+    ):
         assert kind in {f.kind for f in course(added=[code])}, code
 
 
@@ -365,16 +382,21 @@ def test_a_student_may_reuse_an_imported_name_for_a_tensor(course):
 
 # -------------------------------------------------------------------- which tests, which cells
 def test_a_helper_passes_its_finding_to_the_functions_that_call_it(course):
-    answers = {"grad_h": "def _helper(x):\n    x.backward()\n    return x\n\n" + ANSWERS["grad_h"],
-               "grad_W2": "def grad_W2(h, dlogits):\n    return _helper(h.T @ dlogits)\n"}
+    answers = {
+        "grad_h": "def _helper(x):\n    x.backward()\n    return x\n\n" + ANSWERS["grad_h"],
+        "grad_W2": "def grad_W2(h, dlogits):\n    return _helper(h.T @ dlogits)\n",
+    }
     findings = course(answers)
     assert [f.functions for f in findings] == [("_helper", "grad_W2")]
     assert set(affected_tests(findings, NB1)) == {"test_dW2"}
 
 
 def test_module_level_autograd_voids_every_function_of_its_cell(course):
-    answers = {"grad_b2": ("w = torch.ones(1, requires_grad=True)\n\n" + ANSWERS["grad_b2"]
-                           + "\n" + ANSWERS["grad_b1"])}
+    answers = {
+        "grad_b2": (
+            "w = torch.ones(1, requires_grad=True)\n\n" + ANSWERS["grad_b2"] + "\n" + ANSWERS["grad_b1"]
+        )
+    }
     findings = course(answers)
     assert set(affected_tests(findings, NB1)) == {"test_db2", "test_db1"}
 
@@ -403,8 +425,14 @@ def test_restored_cells_are_not_scanned(course):
 
 def test_forged_metadata_does_not_hide_an_added_cell(course):
     nb = build_notebook(NB1, reference_answers(NB1))
-    nb.cells.append(new_code_cell("torch.allclose = print\n", metadata={
-        "nbgrader": {"grade_id": "my_setup", "locked": True, "solution": False, "grade": False}}))
+    nb.cells.append(
+        new_code_cell(
+            "torch.allclose = print\n",
+            metadata={
+                "nbgrader": {"grade_id": "my_setup", "locked": True, "solution": False, "grade": False}
+            },
+        )
+    )
     path = write(nb, course.root / "forged" / f"{NB1}.ipynb")
     findings = scan_notebook(path, course.sources[NB1])
     assert [(f.kind, f.cell) for f in findings] == [("monkeypatch", "added cell #1")]
@@ -421,8 +449,10 @@ def test_an_answer_cell_stays_an_answer_when_its_solution_flag_is_removed(course
 
 
 def test_findings_are_one_line_and_of_a_known_kind(course):
-    findings = course(probs_answer("exec('x')\nreturn probs.grad", before="import os\n"),
-                      added=["!rm -rf /\n", "def broken(:\n"])
+    findings = course(
+        probs_answer("exec('x')\nreturn probs.grad", before="import os\n"),
+        added=["!rm -rf /\n", "def broken(:\n"],
+    )
     assert {f.kind for f in findings} <= set(KINDS) and len(findings) >= 4
     for finding in findings:
         assert "\n" not in str(finding) and "\n" not in finding.message

@@ -22,8 +22,14 @@ def test_init_is_reproducible_and_uses_only_the_seeded_generator():
 def test_init_shapes_and_scales_follow_the_lecture():
     p = model.init_params(27, n_hidden=200)
     assert {k: tuple(v.shape) for k, v in p.items()} == {
-        "C": (27, 10), "W1": (30, 200), "b1": (200,), "W2": (200, 27), "b2": (27,),
-        "bngain": (1, 200), "bnbias": (1, 200)}
+        "C": (27, 10),
+        "W1": (30, 200),
+        "b1": (200,),
+        "W2": (200, 27),
+        "b2": (27,),
+        "bngain": (1, 200),
+        "bnbias": (1, 200),
+    }
     assert abs(p["W1"].std().item() - (5 / 3) / 30**0.5) < 0.02
     assert abs(p["bngain"].mean().item() - 1.0) < 0.03 and abs(p["b2"].std().item() - 0.1) < 0.04
 

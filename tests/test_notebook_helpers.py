@@ -17,10 +17,10 @@ import torch.nn.functional as F
 
 from backprop_ninja import plots, timing
 from backprop_ninja.cells import load_answers
+from backprop_ninja.exercises import Case
 from backprop_ninja.model import FORWARD_STEPS, PARAM_NAMES, forward_exploded, init_params
 from backprop_ninja.notebooks import solution_path, training_losses
 from backprop_ninja.reference import reference_gradients
-from backprop_ninja.exercises import Case
 from backprop_ninja.testing import (
     CROSS_ENTROPY,
     TRAINING_BOUND,
@@ -59,10 +59,13 @@ def test_training_test_passes_the_solution_below_the_bound(solution4, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mistake, says", [
-    (lambda grads: {k: torch.zeros_like(v) for k, v in grads.items()}, "barely learned"),
-    (lambda grads: {k: -v for k, v in grads.items()}, "flipped sign"),
-])
+@pytest.mark.parametrize(
+    "mistake, says",
+    [
+        (lambda grads: {k: torch.zeros_like(v) for k, v in grads.items()}, "barely learned"),
+        (lambda grads: {k: -v for k, v in grads.items()}, "flipped sign"),
+    ],
+)
 def test_training_test_fails_bad_gradients_and_says_why(solution4, mistake, says):
     def backward(params, cache, Xb, Yb):
         return mistake(solution4(params, cache, Xb, Yb))
@@ -71,11 +74,14 @@ def test_training_test_fails_bad_gradients_and_says_why(solution4, mistake, says
         test_training(backward)
 
 
-@pytest.mark.parametrize("result, says", [
-    ({"C": torch.zeros(1)}, r"shape \(1,\) for 'C'"),
-    ({}, "nothing for 'C'"),
-    ([], "must return a dict"),
-])
+@pytest.mark.parametrize(
+    "result, says",
+    [
+        ({"C": torch.zeros(1)}, r"shape \(1,\) for 'C'"),
+        ({}, "nothing for 'C'"),
+        ([], "must return a dict"),
+    ],
+)
 def test_training_test_explains_an_unusable_result(result, says):
     with pytest.raises(GradeFailure, match=says):
         test_training(lambda params, cache, Xb, Yb: result, steps=1)
@@ -114,12 +120,15 @@ def test_autograd_chain_gives_the_true_gradient():
     params, Xb, Yb = small_batch()
     ref = reference_gradients(params, Xb, Yb, torch.float64)
     values = ref.values
-    dlogits = timing.autograd_chain({"logits": values["logits"], "Yb": Yb}, "logits",
-                                    "logit_maxes", "loss")
+    dlogits = timing.autograd_chain({"logits": values["logits"], "Yb": Yb}, "logits", "logit_maxes", "loss")
     torch.testing.assert_close(dlogits(), ref.grad("logits"))
     dhprebn = timing.autograd_chain(
-        {k: values[k] for k in ("hprebn", "bngain", "bnbias")}, "hprebn", "bnmeani", "hpreact",
-        grad_output=ref.grad("hpreact"))
+        {k: values[k] for k in ("hprebn", "bngain", "bnbias")},
+        "hprebn",
+        "bnmeani",
+        "hpreact",
+        grad_output=ref.grad("hpreact"),
+    )
     torch.testing.assert_close(dhprebn(), ref.grad("hprebn"))
     torch.testing.assert_close(dhprebn(), ref.grad("hprebn"))  # callable again (graph kept)
 
@@ -132,10 +141,12 @@ def test_speed_comparison_times_both_sides_and_restores_threads(solution4):
     def count(side):
         def fn():
             calls[side] += 1
+
         return fn
 
-    comparison = timing.compare_speed(count("fast"), count("slow"), fast_name="fast",
-                                      slow_name="slow", rounds=2)
+    comparison = timing.compare_speed(
+        count("fast"), count("slow"), fast_name="fast", slow_name="slow", rounds=2
+    )
     assert calls["fast"] > 2 and calls["slow"] > 2
     assert comparison.speedup == comparison.slow_seconds / comparison.fast_seconds
     assert "speedup" in str(comparison) and torch.get_num_threads() == threads
@@ -167,8 +178,11 @@ def test_figures_draw_without_error():
 # ------------------------------------------------------------ notebook 4's printed results
 def test_training_losses_are_read_from_the_evaluation_output():
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("...")])
-    nb.cells[0].outputs = [nbformat.v4.new_output(
-        "stream", name="stdout", text="after 200,000 steps: train loss 2.0710 | val loss 2.1118\n")]
+    nb.cells[0].outputs = [
+        nbformat.v4.new_output(
+            "stream", name="stdout", text="after 200,000 steps: train loss 2.0710 | val loss 2.1118\n"
+        )
+    ]
     assert training_losses(nb) == {"train": 2.0710, "val": 2.1118}
     with pytest.raises(ValueError):
         training_losses(nbformat.v4.new_notebook())
@@ -176,12 +190,14 @@ def test_training_losses_are_read_from_the_evaluation_output():
 
 def test_quick_timing_runs_one_short_round_when_grading_asks_for_it(monkeypatch):
     """Under grading (BACKPROP_NINJA_QUICK_TIMING=1) a timing cell must run, not measure."""
+
     def sleeper(seconds):
         calls = []
 
         def fn():
             calls.append(1)
             time.sleep(seconds)
+
         return fn, calls
 
     monkeypatch.delenv(timing.QUICK_VARIABLE, raising=False)

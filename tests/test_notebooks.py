@@ -31,8 +31,13 @@ pytestmark = pytest.mark.slow
 SANITIZE = Path(__file__).with_name("nbval_sanitize.cfg")
 # Text that must never reach a student: nbgrader's solution and hidden-test markers, and the
 # hidden tests' calls.
-SOLUTION_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS",
-                    "test_hidden(")
+SOLUTION_MARKERS = (
+    "BEGIN SOLUTION",
+    "END SOLUTION",
+    "BEGIN HIDDEN TESTS",
+    "END HIDDEN TESTS",
+    "test_hidden(",
+)
 NBGRADER = [sys.executable, "-m", "nbgrader"]
 CONFIG = f"--NbGrader.config_file={REPO_ROOT / 'grader' / 'nbgrader_config.py'}"
 
@@ -57,10 +62,23 @@ def nbval_run(tmp_path_factory):
     log_path = tmp_path_factory.mktemp("nbval") / "nbval.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env",
-             "--nbval-sanitize-with", str(SANITIZE), "-p", "no:cacheprovider", "-q",
-             str(SOLUTIONS)],
-            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "--nbval",
+                "--nbval-current-env",
+                "--nbval-sanitize-with",
+                str(SANITIZE),
+                "-p",
+                "no:cacheprovider",
+                "-q",
+                str(SOLUTIONS),
+            ],
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
             env={**os.environ, **KERNEL_ENV},
         )
     yield process, log_path
@@ -70,8 +88,11 @@ def nbval_run(tmp_path_factory):
 
 
 def notebook_files(directory: Path) -> list[str]:
-    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file()
-                  and ".ipynb_checkpoints" not in p.parts and "__pycache__" not in p.parts)
+    return sorted(
+        str(p.relative_to(directory))
+        for p in directory.rglob("*")
+        if p.is_file() and ".ipynb_checkpoints" not in p.parts and "__pycache__" not in p.parts
+    )
 
 
 # ------------------------------------------------------------------------- the release
@@ -80,15 +101,27 @@ def test_release_is_in_sync_with_the_solutions(tmp_path):
     `make release` and commit, if this fails)."""
     release = tmp_path / "release"
     result = subprocess.run(
-        NBGRADER + ["generate_assignment", ASSIGNMENT, "--force", "--no-db", CONFIG,
-                    f"--CourseDirectory.release_directory={release}"],
-        cwd=REPO_ROOT, capture_output=True, text=True,
+        NBGRADER
+        + [
+            "generate_assignment",
+            ASSIGNMENT,
+            "--force",
+            "--no-db",
+            CONFIG,
+            f"--CourseDirectory.release_directory={release}",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     fresh, committed = release / ASSIGNMENT, RELEASE
     assert notebook_files(fresh) == notebook_files(committed)
-    stale = [name for name in notebook_files(fresh)
-             if (fresh / name).read_bytes() != (committed / name).read_bytes()]
+    stale = [
+        name
+        for name in notebook_files(fresh)
+        if (fresh / name).read_bytes() != (committed / name).read_bytes()
+    ]
     assert not stale, f"notebooks/ is out of date for {stale}: run `make release` and commit"
 
 
@@ -123,8 +156,7 @@ def test_student_notebook_is_clean_and_holds_no_solution(name):
     # Every answer is a stub, and every graded test cell is there, with its points.
     for cell in answer_cells(student):
         assert "raise NotImplementedError()" in cell.source, grade_id(cell)
-    tests = {grade_id(cell): cell.metadata["nbgrader"]["points"]
-             for cell in student.cells if is_test(cell)}
+    tests = {grade_id(cell): cell.metadata["nbgrader"]["points"] for cell in student.cells if is_test(cell)}
     expected = set(GRADED_TESTS[name]) | ({"test_training"} if name == "4_full_training" else set())
     assert set(tests) == expected
 
@@ -133,10 +165,17 @@ def test_points_add_up_to_the_course_plan():
     points = {}
     for name in NOTEBOOKS:
         nb = json.loads((RELEASE / f"{name}.ipynb").read_text(encoding="utf-8"))
-        points[name] = sum(cell["metadata"].get("nbgrader", {}).get("points", 0)
-                           for cell in nb["cells"] if cell["metadata"].get("nbgrader", {}).get("grade"))
-    assert points == {"1_atomic_backprop": 26, "2_fused_cross_entropy": 5,
-                      "3_fused_batchnorm": 5, "4_full_training": 10}
+        points[name] = sum(
+            cell["metadata"].get("nbgrader", {}).get("points", 0)
+            for cell in nb["cells"]
+            if cell["metadata"].get("nbgrader", {}).get("grade")
+        )
+    assert points == {
+        "1_atomic_backprop": 26,
+        "2_fused_cross_entropy": 5,
+        "3_fused_batchnorm": 5,
+        "4_full_training": 10,
+    }
 
 
 # ------------------------------------------------------------- nbgrader's validator
@@ -144,8 +183,9 @@ def test_points_add_up_to_the_course_plan():
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_solution_passes_every_test(name):
     results = Validator().validate(str(SOLUTIONS / f"{name}.ipynb"))
-    failed = [cell["source"].splitlines()[0] + "\n" + cell["raw_error"][-500:]
-              for cell in results.get("failed", [])]
+    failed = [
+        cell["source"].splitlines()[0] + "\n" + cell["raw_error"][-500:] for cell in results.get("failed", [])
+    ]
     assert results == {}, "\n\n".join(failed) or results
 
 

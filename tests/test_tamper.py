@@ -24,15 +24,17 @@ from __future__ import annotations
 import csv
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import nbformat
 import pytest
 import torch
 from nbformat.v4 import new_code_cell
 from submission_notebooks import HONEST_ROUNDS
+from test_classroom import load_demo_module
+from test_grading_pipeline import VERIFY_SEED, WORKERS, course_root, digests, grade_cells
 
 from backprop_ninja import data, model
 from backprop_ninja.classroom import Course, autograde_class, export_class
@@ -42,9 +44,6 @@ from backprop_ninja.classroom.trust import answer_cell_of
 from backprop_ninja.exercises import ASSIGNMENT, NOTEBOOKS, Case
 from backprop_ninja.integrity import scan_notebook
 from backprop_ninja.testing import CROSS_ENTROPY
-
-from test_classroom import load_demo_module
-from test_grading_pipeline import VERIFY_SEED, WORKERS, course_root, digests, grade_cells
 
 REPO = Path(__file__).resolve().parents[1]
 NB1, NB2, NB3, NB4 = NOTEBOOKS
@@ -62,8 +61,11 @@ def read_test_points() -> dict[str, dict[str, float]]:
     points = {}
     for nb in NOTEBOOKS:
         cells = nbformat.read(str(REPO / "solutions" / ASSIGNMENT / f"{nb}.ipynb"), as_version=4).cells
-        points[nb] = {cell.metadata.nbgrader["grade_id"]: float(cell.metadata.nbgrader["points"])
-                      for cell in cells if cell.metadata.get("nbgrader", {}).get("grade")}
+        points[nb] = {
+            cell.metadata.nbgrader["grade_id"]: float(cell.metadata.nbgrader["points"])
+            for cell in cells
+            if cell.metadata.get("nbgrader", {}).get("grade")
+        }
     return points
 
 
@@ -77,15 +79,18 @@ def chain(*mutations: Callable) -> Callable:
         for mutation in mutations:
             nb = mutation(nb)
         return nb
+
     return mutate
 
 
 def add_cell_after(cell_id: str, code: str) -> Callable:
     """A code cell the student added right after the cell ``cell_id`` (no nbgrader metadata)."""
+
     def mutate(nb):
         index = nb.cells.index(demo.find_cell(nb, cell_id))
         nb.cells.insert(index + 1, new_code_cell(code))
         return nb
+
     return mutate
 
 
@@ -102,7 +107,8 @@ def answers(variants: dict[str, str]) -> Callable:
 # The wrong answers the attacks try to rescue (each fails the notebook's own test).
 WRONG_DLOGITS = demo.replace_in("cross_entropy_backward", "    dlogits /= n\n", "")  # no / n
 WRONG_BATCHNORM = demo.replace_in(  # Bessel's correction forgotten
-    "batchnorm_backward", "value=-1 / (n - 1)", "value=-1 / n")
+    "batchnorm_backward", "value=-1 / (n - 1)", "value=-1 / n"
+)
 WRONG_DPROBS = demo.replace_in("grad_probs", "return dlogprobs / probs", "return -dlogprobs / probs")
 
 
@@ -114,8 +120,10 @@ def hard_coded_dlogits() -> str:
     params = model.init_params(len(splits.vocab), n_hidden=64, generator=g)
     Xb, Yb = data.minibatch(splits.Xtr, splits.Ytr, batch_size=32, generator=g)
     expected = CROSS_ENTROPY.trial(Case.from_batch(params, Xb, Yb)).expected
-    return (f"DLOGITS = torch.tensor({expected.tolist()!r})  # printed from the notebook's batch\n\n"
-            "def cross_entropy_backward(logits, Yb):\n    return DLOGITS.clone()\n")
+    return (
+        f"DLOGITS = torch.tensor({expected.tolist()!r})  # printed from the notebook's batch\n\n"
+        "def cross_entropy_backward(logits, Yb):\n    return DLOGITS.clone()\n"
+    )
 
 
 # ------------------------------------------------------------------------- attack code
@@ -332,8 +340,7 @@ class Student:
 
     def expected_scores(self) -> dict[str, float]:
         lost = self.lost_tests()
-        return {test: 0.0 if test in lost else points
-                for test, points in TEST_POINTS[self.notebook].items()}
+        return {test: 0.0 if test in lost else points for test, points in TEST_POINTS[self.notebook].items()}
 
 
 MONKEYPATCH = "points withdrawn — integrity: ⚑ monkeypatch"
@@ -344,110 +351,263 @@ VERIFIER = "points withdrawn — verifier:"
 ATTACKS = (
     # --- the kernel is changed so that the notebook's own tests pass a wrong answer: the
     # scan voids every test of the notebook, the verifier fails the wrong answer anyway
-    Student("patch_tensor_all", NB3, "torch.Tensor.all patched to always say True, so that the "
-            "comparison in check() passes; Bessel's correction forgotten",
-            chain(WRONG_BATCHNORM, demo.prepend_to("batchnorm_backward", PATCH_TENSOR_ALL)),
-            0, ALL, (MONKEYPATCH, "torch.Tensor.all")),
-    Student("rebind_test_helpers", NB1, "test_on and test_hidden rebound to a no-op in an answer "
-            "cell: every later test cell passes; dprobs has its sign flipped",
-            chain(WRONG_DPROBS, demo.prepend_to("grad_probs", REBIND_TEST_HELPERS)),
-            0, ALL, (MONKEYPATCH, "test_on")),
-    Student("patch_course_package", NB2, "an added cell replaces backprop_ninja.testing.run_trial "
-            "(what test_on and test_hidden call) so that every trial checks the expected answer "
-            "against itself; dlogits not divided by n",
-            chain(WRONG_DLOGITS, add_cell_after("cross_entropy_backward", PATCH_COURSE_PACKAGE)),
-            0, ALL, (MONKEYPATCH, "backprop_ninja.testing.run_trial")),
-    Student("ipython_input_transformer", NB3, "an added cell installs an IPython input "
-            "transformer that turns every test cell into `pass`; Bessel forgotten",
-            chain(WRONG_BATCHNORM, add_cell_after("batchnorm_backward", SKIP_TEST_CELLS)),
-            0, ALL, (DYNAMIC, "get_ipython")),
-    Student("lying_tensor_subclass", NB2, "the wrong dlogits is returned as a torch.Tensor "
-            "subclass whose .all() is always True and .any() always False",
-            chain(WRONG_DLOGITS,
-                  demo.replace_in("cross_entropy_backward", "return dlogits",
-                                  "return dlogits.as_subclass(Agreeable)"),
-                  demo.prepend_to("cross_entropy_backward", LYING_TENSOR)),
-            0, ALL, (DYNAMIC, "can make a tensor lie about its values")),
+    Student(
+        "patch_tensor_all",
+        NB3,
+        "torch.Tensor.all patched to always say True, so that the "
+        "comparison in check() passes; Bessel's correction forgotten",
+        chain(WRONG_BATCHNORM, demo.prepend_to("batchnorm_backward", PATCH_TENSOR_ALL)),
+        0,
+        ALL,
+        (MONKEYPATCH, "torch.Tensor.all"),
+    ),
+    Student(
+        "rebind_test_helpers",
+        NB1,
+        "test_on and test_hidden rebound to a no-op in an answer "
+        "cell: every later test cell passes; dprobs has its sign flipped",
+        chain(WRONG_DPROBS, demo.prepend_to("grad_probs", REBIND_TEST_HELPERS)),
+        0,
+        ALL,
+        (MONKEYPATCH, "test_on"),
+    ),
+    Student(
+        "patch_course_package",
+        NB2,
+        "an added cell replaces backprop_ninja.testing.run_trial "
+        "(what test_on and test_hidden call) so that every trial checks the expected answer "
+        "against itself; dlogits not divided by n",
+        chain(WRONG_DLOGITS, add_cell_after("cross_entropy_backward", PATCH_COURSE_PACKAGE)),
+        0,
+        ALL,
+        (MONKEYPATCH, "backprop_ninja.testing.run_trial"),
+    ),
+    Student(
+        "ipython_input_transformer",
+        NB3,
+        "an added cell installs an IPython input "
+        "transformer that turns every test cell into `pass`; Bessel forgotten",
+        chain(WRONG_BATCHNORM, add_cell_after("batchnorm_backward", SKIP_TEST_CELLS)),
+        0,
+        ALL,
+        (DYNAMIC, "get_ipython"),
+    ),
+    Student(
+        "lying_tensor_subclass",
+        NB2,
+        "the wrong dlogits is returned as a torch.Tensor "
+        "subclass whose .all() is always True and .any() always False",
+        chain(
+            WRONG_DLOGITS,
+            demo.replace_in(
+                "cross_entropy_backward", "return dlogits", "return dlogits.as_subclass(Agreeable)"
+            ),
+            demo.prepend_to("cross_entropy_backward", LYING_TENSOR),
+        ),
+        0,
+        ALL,
+        (DYNAMIC, "can make a tensor lie about its values"),
+    ),
     # --- the expected answer taken from the test's own frame, or copied from the visible batch
-    Student("stack_walk", NB3, "sys._getframe walks up to the test's frame and returns "
-            "trial.expected (right in the kernel, zeros anywhere else)",
-            replace_cell("batchnorm_backward", STACK_WALK), 0, ALL, (DYNAMIC, "`import sys`")),
-    Student("hard_coded_tensor", NB2, "returns a literal tensor copied from the notebook's "
-            "batch: the visible test passes, the hidden tests fail",
-            lambda nb: replace_cell("cross_entropy_backward", hard_coded_dlogits())(nb), 0, ALL),
+    Student(
+        "stack_walk",
+        NB3,
+        "sys._getframe walks up to the test's frame and returns "
+        "trial.expected (right in the kernel, zeros anywhere else)",
+        replace_cell("batchnorm_backward", STACK_WALK),
+        0,
+        ALL,
+        (DYNAMIC, "`import sys`"),
+    ),
+    Student(
+        "hard_coded_tensor",
+        NB2,
+        "returns a literal tensor copied from the notebook's "
+        "batch: the visible test passes, the hidden tests fail",
+        lambda nb: replace_cell("cross_entropy_backward", hard_coded_dlogits())(nb),
+        0,
+        ALL,
+    ),
     # --- autograd: the right gradient by a forbidden route
-    Student("autograd_backward", NB3, "requires_grad_ + backward() + .grad on a rebuilt "
-            "normalisation", replace_cell("batchnorm_backward", AUTOGRAD_BATCHNORM),
-            0, ALL, (AUTOGRAD, "batchnorm_backward uses autograd")),
-    Student("autograd_grad_one_function", NB1, "torch.autograd.grad for dC only: only dC's "
-            "point is lost", replace_cell("grad_C", AUTOGRAD_DC),
-            25, ("test_dC",), (AUTOGRAD, "grad_C uses autograd")),
-    Student("obfuscated_getattr", NB4, "manual_backward by autograd, every name spelt in pieces "
-            "through getattr(torch, \"auto\" + \"grad\")",
-            replace_cell("manual_backward", OBFUSCATED_AUTOGRAD), 0, ALL,
-            (DYNAMIC, "computed name")),
-    Student("exec_string", NB2, "the autograd answer hidden in a string and exec()'d",
-            replace_cell("cross_entropy_backward", EXEC_AUTOGRAD), 0, ALL, (DYNAMIC, "`exec`")),
-    Student("added_cell_redefines", NB3, "an added cell after the (wrong, Bessel) answer "
-            "redefines batchnorm_backward by autograd: the kernel tests the added one",
-            chain(WRONG_BATCHNORM, add_cell_after("batchnorm_backward", AUTOGRAD_IN_ADDED_CELL)),
-            0, ALL, (VERIFIER, "Bessel")),
+    Student(
+        "autograd_backward",
+        NB3,
+        "requires_grad_ + backward() + .grad on a rebuilt normalisation",
+        replace_cell("batchnorm_backward", AUTOGRAD_BATCHNORM),
+        0,
+        ALL,
+        (AUTOGRAD, "batchnorm_backward uses autograd"),
+    ),
+    Student(
+        "autograd_grad_one_function",
+        NB1,
+        "torch.autograd.grad for dC only: only dC's point is lost",
+        replace_cell("grad_C", AUTOGRAD_DC),
+        25,
+        ("test_dC",),
+        (AUTOGRAD, "grad_C uses autograd"),
+    ),
+    Student(
+        "obfuscated_getattr",
+        NB4,
+        'manual_backward by autograd, every name spelt in pieces through getattr(torch, "auto" + "grad")',
+        replace_cell("manual_backward", OBFUSCATED_AUTOGRAD),
+        0,
+        ALL,
+        (DYNAMIC, "computed name"),
+    ),
+    Student(
+        "exec_string",
+        NB2,
+        "the autograd answer hidden in a string and exec()'d",
+        replace_cell("cross_entropy_backward", EXEC_AUTOGRAD),
+        0,
+        ALL,
+        (DYNAMIC, "`exec`"),
+    ),
+    Student(
+        "added_cell_redefines",
+        NB3,
+        "an added cell after the (wrong, Bessel) answer "
+        "redefines batchnorm_backward by autograd: the kernel tests the added one",
+        chain(WRONG_BATCHNORM, add_cell_after("batchnorm_backward", AUTOGRAD_IN_ADDED_CELL)),
+        0,
+        ALL,
+        (VERIFIER, "Bessel"),
+    ),
     # --- nbgrader's own defences
-    Student("edited_test_cell", NB2, "the test cell's source replaced by `pass`; dlogits not "
-            "divided by n (nbgrader restores the test from the gradebook)",
-            chain(WRONG_DLOGITS, replace_cell("test_dlogits", "pass\n")), 0, ALL),
-    Student("deleted_test_cell", NB1, "the test cell of dprobs deleted; dprobs has its sign "
-            "flipped (nbgrader puts the test back and runs it)",
-            chain(WRONG_DPROBS, demo.delete_cell("test_dprobs")), 25, ("test_dprobs",),
-            ("test cell test_dprobs had been deleted; it was put back and run",)),
+    Student(
+        "edited_test_cell",
+        NB2,
+        "the test cell's source replaced by `pass`; dlogits not "
+        "divided by n (nbgrader restores the test from the gradebook)",
+        chain(WRONG_DLOGITS, replace_cell("test_dlogits", "pass\n")),
+        0,
+        ALL,
+    ),
+    Student(
+        "deleted_test_cell",
+        NB1,
+        "the test cell of dprobs deleted; dprobs has its sign "
+        "flipped (nbgrader puts the test back and runs it)",
+        chain(WRONG_DPROBS, demo.delete_cell("test_dprobs")),
+        25,
+        ("test_dprobs",),
+        ("test cell test_dprobs had been deleted; it was put back and run",),
+    ),
     # --- beyond the points
-    Student("aliased_getattr_kernel_patch", NB3, "an alias of getattr reaches "
-            "test_on.__globals__ and replaces run_trial there; Bessel forgotten (the scan flags "
-            "the alias; the verifier fails the answer too)", chain(WRONG_BATCHNORM, demo.prepend_to(
-                "batchnorm_backward", HIDDEN_KERNEL_PATCH)), 0, ALL, (DYNAMIC, "`getattr`")),
-    Student("writes_a_file", NB2, "an added cell overwrites a file outside the notebook's "
-            "folder (with the right answer, so that there are points to withdraw)",
-            add_cell_after("cross_entropy_backward", WRITE_FILE), 0, ALL,
-            (DYNAMIC, "`open`, which writes files")),
+    Student(
+        "aliased_getattr_kernel_patch",
+        NB3,
+        "an alias of getattr reaches "
+        "test_on.__globals__ and replaces run_trial there; Bessel forgotten (the scan flags "
+        "the alias; the verifier fails the answer too)",
+        chain(WRONG_BATCHNORM, demo.prepend_to("batchnorm_backward", HIDDEN_KERNEL_PATCH)),
+        0,
+        ALL,
+        (DYNAMIC, "`getattr`"),
+    ),
+    Student(
+        "writes_a_file",
+        NB2,
+        "an added cell overwrites a file outside the notebook's "
+        "folder (with the right answer, so that there are points to withdraw)",
+        add_cell_after("cross_entropy_backward", WRITE_FILE),
+        0,
+        ALL,
+        (DYNAMIC, "`open`, which writes files"),
+    ),
     # --- autograd by the back doors (were holes; closed by the scan and the verifier)
-    Student("forward_mode_ad", NB2, "dlogits by forward-mode AD (torch.autograd.forward_ad), "
-            "reached through an alias of getattr", replace_cell("cross_entropy_backward", FORWARD_AD),
-            0, ALL, ("points withdrawn",)),
-    Student("autograd_engine", NB3, "dhprebn by reverse mode through torch._C._set_grad_enabled "
-            "and torch.autograd.graph._engine_run_backward, reached through an alias of getattr",
-            replace_cell("batchnorm_backward", AUTOGRAD_ENGINE), 0, ALL, ("points withdrawn",)),
+    Student(
+        "forward_mode_ad",
+        NB2,
+        "dlogits by forward-mode AD (torch.autograd.forward_ad), reached through an alias of getattr",
+        replace_cell("cross_entropy_backward", FORWARD_AD),
+        0,
+        ALL,
+        ("points withdrawn",),
+    ),
+    Student(
+        "autograd_engine",
+        NB3,
+        "dhprebn by reverse mode through torch._C._set_grad_enabled "
+        "and torch.autograd.graph._engine_run_backward, reached through an alias of getattr",
+        replace_cell("batchnorm_backward", AUTOGRAD_ENGINE),
+        0,
+        ALL,
+        ("points withdrawn",),
+    ),
 )
 
 HONEST = (
-    Student("honest_nb1_round0", NB1, "scatter_ for the max branch, dC by a Python double "
-            "loop, 1 - torch.tanh(hpreact)**2, probs**-1, -1 / x**2, [:, None] and "
-            ".unsqueeze(0) instead of keepdim, a lambda", answers(HONEST_ROUNDS[0]), 26,
-            honest=True),
-    Student("honest_nb1_round1", NB1, "indexing for the max branch, index_put_(accumulate="
-            "True) for dC, @torch.no_grad, dlogprobs / probs, .view(-1, 1), a numpy check, a "
-            "helper function, F.one_hot for dlogprobs", answers(HONEST_ROUNDS[1]), 26, honest=True),
-    Student("honest_autograd_check", NB2, "softmax minus F.one_hot over n, then an added cell "
-            "that compares it with loss.backward()'s .grad, as the lecture does (the integrity "
-            "scan allows autograd in added cells: the verifier runs answer cells only)",
-            chain(replace_cell("cross_entropy_backward", HONEST_CROSS_ENTROPY),
-                  add_cell_after("cross_entropy_backward", AUTOGRAD_CHECK)), 5, honest=True),
-    Student("honest_no_keepdim", NB3, "column sums without keepdim (they broadcast back over "
-            "the batch) and (n - 1) ** -1", replace_cell("batchnorm_backward", HONEST_BATCHNORM),
-            5, honest=True),
-    Student("honest_manual_backward", NB4, "softmax from exp/sum, 1 - torch.tanh(hpreact)**2, "
-            "sums without keepdim then unsqueeze/[None], index_put_(accumulate=True) for dC",
-            replace_cell("manual_backward", HONEST_MANUAL_BACKWARD), 10, honest=True),
-    Student("honest_implicit_softmax_dim", NB2, "F.softmax(logits) without dim: the right "
-            "result, with torch's UserWarning", replace_cell("cross_entropy_backward",
-                                                             IMPLICIT_SOFTMAX_DIM), 5, honest=True),
+    Student(
+        "honest_nb1_round0",
+        NB1,
+        "scatter_ for the max branch, dC by a Python double "
+        "loop, 1 - torch.tanh(hpreact)**2, probs**-1, -1 / x**2, [:, None] and "
+        ".unsqueeze(0) instead of keepdim, a lambda",
+        answers(HONEST_ROUNDS[0]),
+        26,
+        honest=True,
+    ),
+    Student(
+        "honest_nb1_round1",
+        NB1,
+        "indexing for the max branch, index_put_(accumulate="
+        "True) for dC, @torch.no_grad, dlogprobs / probs, .view(-1, 1), a numpy check, a "
+        "helper function, F.one_hot for dlogprobs",
+        answers(HONEST_ROUNDS[1]),
+        26,
+        honest=True,
+    ),
+    Student(
+        "honest_autograd_check",
+        NB2,
+        "softmax minus F.one_hot over n, then an added cell "
+        "that compares it with loss.backward()'s .grad, as the lecture does (the integrity "
+        "scan allows autograd in added cells: the verifier runs answer cells only)",
+        chain(
+            replace_cell("cross_entropy_backward", HONEST_CROSS_ENTROPY),
+            add_cell_after("cross_entropy_backward", AUTOGRAD_CHECK),
+        ),
+        5,
+        honest=True,
+    ),
+    Student(
+        "honest_no_keepdim",
+        NB3,
+        "column sums without keepdim (they broadcast back over the batch) and (n - 1) ** -1",
+        replace_cell("batchnorm_backward", HONEST_BATCHNORM),
+        5,
+        honest=True,
+    ),
+    Student(
+        "honest_manual_backward",
+        NB4,
+        "softmax from exp/sum, 1 - torch.tanh(hpreact)**2, "
+        "sums without keepdim then unsqueeze/[None], index_put_(accumulate=True) for dC",
+        replace_cell("manual_backward", HONEST_MANUAL_BACKWARD),
+        10,
+        honest=True,
+    ),
+    Student(
+        "honest_implicit_softmax_dim",
+        NB2,
+        "F.softmax(logits) without dim: the right result, with torch's UserWarning",
+        replace_cell("cross_entropy_backward", IMPLICIT_SOFTMAX_DIM),
+        5,
+        honest=True,
+    ),
 )
 CLASS = ATTACKS + HONEST
 BY_NAME = {student.name: student for student in CLASS}
 
 
 def student_params(students):
-    return [pytest.param(s, id=s.name, marks=[pytest.mark.xfail(strict=True, reason=s.gap)] if s.gap else [])
-            for s in students]
+    return [
+        pytest.param(s, id=s.name, marks=[pytest.mark.xfail(strict=True, reason=s.gap)] if s.gap else [])
+        for s in students
+    ]
 
 
 # ------------------------------------------------------------------------ grading it
@@ -458,8 +618,9 @@ def _children_cpu_seconds() -> float:
 
 def build(course: Course) -> None:
     for student in CLASS:
-        notebook = demo.filled_notebook(course.release_notebook(student.notebook),
-                                        course.source_notebook(student.notebook))
+        notebook = demo.filled_notebook(
+            course.release_notebook(student.notebook), course.source_notebook(student.notebook)
+        )
         path = course.submitted_notebook(student.name, student.notebook)
         path.parent.mkdir(parents=True)
         with open(path, "w", encoding="utf-8", newline="") as handle:
@@ -482,8 +643,10 @@ def graded(tmp_path_factory):
     export_class(course)
     # CPU seconds of the workers, kernels and verifier children: on an idle machine the wall
     # time is about CPU / workers; on a busy one, the wall time says more about the neighbours.
-    print(f"\ntamper class: {len(CLASS)} students graded in {seconds:.0f} s "
-          f"({WORKERS} workers, {cpu:.0f} CPU s)")
+    print(
+        f"\ntamper class: {len(CLASS)} students graded in {seconds:.0f} s "
+        f"({WORKERS} workers, {cpu:.0f} CPU s)"
+    )
     with course.gradebook() as gb:
         comments = {}
         for student in CLASS:
@@ -491,8 +654,14 @@ def graded(tmp_path_factory):
             comments[student.name] = {c.name: c.manual_comment or "" for c in submission.comments}
     with open(course.notebook_grades_csv, newline="", encoding="utf-8") as handle:
         csv_rows = {(r["student_id"], r["notebook"]): r for r in csv.DictReader(handle)}
-    return dict(course=course, before=before, canary=canary, comments=comments, csv=csv_rows,
-                rows={row.student: row for row in class_rows(course)})
+    return dict(
+        course=course,
+        before=before,
+        canary=canary,
+        comments=comments,
+        csv=csv_rows,
+        rows={row.student: row for row in class_rows(course)},
+    )
 
 
 # ------------------------------------------------------------------------------ tests
@@ -511,8 +680,11 @@ def test_the_table_has_enough_distinct_attacks_and_honest_variants():
 @pytest.mark.parametrize("student", student_params(CLASS))
 def test_each_student_gets_exactly_the_expected_points_and_notes(graded, student):
     course, row = graded["course"], graded["rows"][student.name]
-    scores = {test: score for (nb, test), score in grade_cells(course, student.name).items()
-              if nb == student.notebook}
+    scores = {
+        test: score
+        for (nb, test), score in grade_cells(course, student.name).items()
+        if nb == student.notebook
+    }
     notes = " | ".join(row.notes[student.notebook])
     assert (scores, row.points[student.notebook]) == (student.expected_scores(), student.points), notes
     # The three notebooks not submitted: 0 points, reported as such.
@@ -552,11 +724,14 @@ def test_submitted_files_are_byte_identical_after_grading(graded):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="not prevented: the student's kernel runs with the grader's "
-                   "permissions (nbgrader executes it in the grading process's environment), so "
-                   "`open(path, 'w')` in a cell can overwrite any file the grader can — the gradebook, "
-                   "other students' submissions, solutions/. The scan flags it afterwards (the notebook "
-                   "loses its points) but the damage is done; sandbox the kernel to prevent it")
+@pytest.mark.xfail(
+    strict=True,
+    reason="not prevented: the student's kernel runs with the grader's "
+    "permissions (nbgrader executes it in the grading process's environment), so "
+    "`open(path, 'w')` in a cell can overwrite any file the grader can — the gradebook, "
+    "other students' submissions, solutions/. The scan flags it afterwards (the notebook "
+    "loses its points) but the damage is done; sandbox the kernel to prevent it",
+)
 def test_a_notebook_cannot_write_outside_its_folder(graded):
     assert graded["canary"].read_text() == CANARY_TEXT
 

@@ -62,8 +62,17 @@ def test_train_takes_the_lecture_loops_steps():
     expected_params = copy(init)
     expected = lecture_loop(expected_params, X, Y, autograd_backward, 23, 8, lr, g_lecture)
     params = copy(init)
-    run = training.train(params, X, Y, autograd_backward, steps=23, batch_size=8,
-                         learning_rate=lr, generator=g_train, progress=False)
+    run = training.train(
+        params,
+        X,
+        Y,
+        autograd_backward,
+        steps=23,
+        batch_size=8,
+        learning_rate=lr,
+        generator=g_train,
+        progress=False,
+    )
     assert len(run.losses) == 23 and all(isinstance(v, float) for v in run.losses)
     assert torch.allclose(torch.tensor(run.losses), torch.tensor(expected), rtol=1e-5, atol=1e-6)
     for name in PARAM_NAMES:
@@ -76,8 +85,7 @@ def test_minibatch_chunks_draw_the_per_step_indices_and_leave_the_generator_alik
     X, Y = toy_data(n=50)
     g_step, g_chunk = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     per_step = [torch.randint(0, 50, (4,), generator=g_step) for _ in range(10)]
-    chunks = list(training.minibatch_chunks(X, Y, steps=10, batch_size=4, generator=g_chunk,
-                                            chunk_steps=3))
+    chunks = list(training.minibatch_chunks(X, Y, steps=10, batch_size=4, generator=g_chunk, chunk_steps=3))
     assert [len(c) for c in chunks] == [3, 3, 3, 1]
     batches = [batch for chunk in chunks for batch in chunk]
     for ix, (Xb, Yb) in zip(per_step, batches, strict=True):
@@ -90,8 +98,16 @@ def test_train_is_deterministic_for_a_generator_and_learns():
     runs = []
     for seed in (11, 11, 12):
         params = toy_params()
-        run = training.train(params, X, Y, autograd_backward, steps=300, batch_size=16,
-                             generator=torch.Generator().manual_seed(seed), progress=False)
+        run = training.train(
+            params,
+            X,
+            Y,
+            autograd_backward,
+            steps=300,
+            batch_size=16,
+            generator=torch.Generator().manual_seed(seed),
+            progress=False,
+        )
         runs.append(run.losses)
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
@@ -109,8 +125,9 @@ def test_train_updates_the_callers_tensors_in_place_and_calls_the_schedule_per_s
         asked.append(step)
         return 0.05
 
-    training.train(params, X, Y, autograd_backward, steps=5, batch_size=4,
-                   learning_rate=schedule, progress=False)
+    training.train(
+        params, X, Y, autograd_backward, steps=5, batch_size=4, learning_rate=schedule, progress=False
+    )
     assert asked == [0, 1, 2, 3, 4]
     for name, (tensor, old) in before.items():
         assert params[name] is tensor, name

@@ -34,8 +34,7 @@ from backprop_ninja.verify import (
 
 pytestmark = pytest.mark.slow  # child processes: about a minute in all
 
-NB1, NB2, NB3, NB4 = ("1_atomic_backprop", "2_fused_cross_entropy", "3_fused_batchnorm",
-                      "4_full_training")
+NB1, NB2, NB3, NB4 = ("1_atomic_backprop", "2_fused_cross_entropy", "3_fused_batchnorm", "4_full_training")
 SECRET = "BPN_TEST_SECRET_TOKEN"
 
 
@@ -51,8 +50,9 @@ def course(tmp_path_factory):
 
     def run(nb, answers=None, added=(), seed=None, **options):
         seed = next(counter) if seed is None else seed  # reproducible; production draws secretly
-        path = submission(root, nb, {**reference_answers(nb), **(answers or {})}, tuple(added),
-                          name=f"s{next(counter)}")
+        path = submission(
+            root, nb, {**reference_answers(nb), **(answers or {})}, tuple(added), name=f"s{next(counter)}"
+        )
         digest = sha256(path)
         verdicts = verify_notebook(path, nb, source_path=sources[nb], seed=seed, **options)
         assert sha256(path) == digest, "the submitted file must never be modified"
@@ -67,35 +67,49 @@ def course(tmp_path_factory):
 
 # One scenario per answer function of notebook 1; the others keep the reference answer.
 MIXED = {
-    "grad_counts": ANSWERS["grad_counts"].replace("d = counts_sum_inv", "d = -counts_sum_inv")
-                                         .replace("d += torch", "d -= torch"),
+    "grad_counts": ANSWERS["grad_counts"]
+    .replace("d = counts_sum_inv", "d = -counts_sum_inv")
+    .replace("d += torch", "d -= torch"),
     "grad_h": "def grad_h(W2, dlogits):\n    return torch.zeros(32, 64)\n",  # hard-coded
-    "grad_W2": ("def grad_W2(h, dlogits):\n    h = h.detach().requires_grad_()\n"
-                "    (h @ torch.ones(h.shape[1], dlogits.shape[1], dtype=h.dtype)).backward(dlogits)\n"
-                "    return h.grad.T @ dlogits\n"),
-    "grad_b2": ("def grad_b2(dlogits):\n    torch._C._set_grad_enabled(True)\n"
-                "    w = torch.ones(1, dtype=dlogits.dtype)\n    w.requires_grad = True\n"
-                "    return dlogits.sum(0) * w\n"),
+    "grad_W2": (
+        "def grad_W2(h, dlogits):\n    h = h.detach().requires_grad_()\n"
+        "    (h @ torch.ones(h.shape[1], dlogits.shape[1], dtype=h.dtype)).backward(dlogits)\n"
+        "    return h.grad.T @ dlogits\n"
+    ),
+    "grad_b2": (
+        "def grad_b2(dlogits):\n    torch._C._set_grad_enabled(True)\n"
+        "    w = torch.ones(1, dtype=dlogits.dtype)\n    w.requires_grad = True\n"
+        "    return dlogits.sum(0) * w\n"
+    ),
     "grad_bngain": "# moved to the end of the notebook\n",
-    "grad_bnbias": ("torch.allclose = lambda *a, **k: True\nimport backprop_ninja.check\n"
-                    "backprop_ninja.check.check = lambda *a, **k: True\n\n"
-                    "def grad_bnbias(dhpreact):\n    torch.allclose = lambda *a, **k: True\n"
-                    "    return 2 * dhpreact.sum(0, keepdim=True)\n"),
+    "grad_bnbias": (
+        "torch.allclose = lambda *a, **k: True\nimport backprop_ninja.check\n"
+        "backprop_ninja.check.check = lambda *a, **k: True\n\n"
+        "def grad_bnbias(dhpreact):\n    torch.allclose = lambda *a, **k: True\n"
+        "    return 2 * dhpreact.sum(0, keepdim=True)\n"
+    ),
     "grad_bnraw": "def grad_bnraw(bngain, dhpreact):\n    raise ValueError('oops')\n",
     "grad_bnvar_inv": "def grad_bnvar_inv(bndiff, dbnraw):\n    raise NotImplementedError\n",
     "grad_bnvar": "def grad_bnvar(bnvar, dbnvar_inv):\n    (bnvar + 1e-5) ** -1.5 * dbnvar_inv\n",
     "grad_bndiff2": "def grad_bndiff2(bndiff2, dbnvar):\n    return helper(bndiff2, dbnvar)\n",
-    "grad_bndiff": "print(bndiff.shape)  # a debugging line: fails here, harmlessly\n" + ANSWERS["grad_bndiff"],
-    "grad_b1": ("import os\n\ndef grad_b1(dhprebn):\n"
-                f"    assert {SECRET!r} not in os.environ, 'the environment leaked'\n"
-                "    assert not os.path.exists('inputs.pt') and not os.path.exists('job.json')\n"
-                "    return dhprebn.sum(0)\n"),
+    "grad_bndiff": "print(bndiff.shape)  # a debugging line: fails here, harmlessly\n"
+    + ANSWERS["grad_bndiff"],
+    "grad_b1": (
+        "import os\n\ndef grad_b1(dhprebn):\n"
+        f"    assert {SECRET!r} not in os.environ, 'the environment leaked'\n"
+        "    assert not os.path.exists('inputs.pt') and not os.path.exists('job.json')\n"
+        "    return dhprebn.sum(0)\n"
+    ),
     "grad_emb": "def grad_emb(emb, dembcat):\n    return dembcat.view(emb.shape).numpy()\n",
-    "grad_C": ("class Sub(torch.Tensor):\n    pass\n\ndef grad_C(C, Xb, demb):\n"
-               "    return torch.zeros_like(C).as_subclass(Sub)\n"),
+    "grad_C": (
+        "class Sub(torch.Tensor):\n    pass\n\ndef grad_C(C, Xb, demb):\n"
+        "    return torch.zeros_like(C).as_subclass(Sub)\n"
+    ),
     "grad_embcat": "raise SystemExit('not here')\n" + ANSWERS["grad_embcat"],
-    "grad_W1": ("def grad_W1(embcat, dhprebn):\n    big = torch.empty(2**30)  # 4 GiB\n"
-                "    return embcat.T @ dhprebn\n"),
+    "grad_W1": (
+        "def grad_W1(embcat, dhprebn):\n    big = torch.empty(2**30)  # 4 GiB\n"
+        "    return embcat.T @ dhprebn\n"
+    ),
 }
 MIXED_ADDED = (
     "def grad_bngain(bnraw, dhpreact):\n    return (bnraw * dhpreact).sum(0, keepdim=True)\n",
@@ -199,9 +213,11 @@ def test_equivalent_formulations_keep_full_marks(course, round_):
 
 
 def test_monkeypatching_the_comparison_does_not_rescue_notebook_2(course):
-    wrong = ("torch.allclose = lambda *a, **k: True\nimport backprop_ninja.check\n"
-             "backprop_ninja.check.check = lambda *a, **k: True\n"
-             + ANSWERS["cross_entropy_backward"].replace("return d / n", "return d"))
+    wrong = (
+        "torch.allclose = lambda *a, **k: True\nimport backprop_ninja.check\n"
+        "backprop_ninja.check.check = lambda *a, **k: True\n"
+        + ANSWERS["cross_entropy_backward"].replace("return d / n", "return d")
+    )
     verdict = course(NB2, {"cross_entropy_backward": wrong})["test_dlogits"]
     assert (verdict.ok, verdict.problem) == (False, "wrong")
     assert "times too large" in verdict.message
@@ -283,15 +299,18 @@ def test_the_plan_batches_calls_and_keeps_answers_out_of_the_inputs():
     for check in plan.checks:
         expected = check.trial.expected
         for call in plan.calls[: check.call + 1]:
-            assert not any(t.shape == expected.shape and torch.equal(t, expected)
-                           for t in tensors(call.args)), check.trial.target
+            assert not any(
+                t.shape == expected.shape and torch.equal(t, expected) for t in tensors(call.args)
+            ), check.trial.target
 
 
 def judge_in_process(notebook: str, namespace: dict, seed: int) -> dict[str, Verdict]:
     """The verifier's plan and comparison, with trusted answers called in this process."""
     plan = build_plan(notebook, seed)
-    records = [_call(namespace[c.function], {"args": c.args, "wants_dict": c.wants_dict},
-                     lambda mode: None) for c in plan.calls]
+    records = [
+        _call(namespace[c.function], {"args": c.args, "wants_dict": c.wants_dict}, lambda mode: None)
+        for c in plan.calls
+    ]
     return _judge(plan, records, {}, [])
 
 

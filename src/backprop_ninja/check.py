@@ -9,8 +9,8 @@ transposed matrix, only one branch of a tensor that is used twice.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Mapping
 
 import torch
 
@@ -32,7 +32,7 @@ class Tolerance:
         scale = expected.abs().max().item() if expected.numel() else 0.0
         return self.rtol * expected.abs() + self.scaled * scale + self.floor
 
-    def with_noise_floor(self, scale: float, dtype: torch.dtype) -> "Tolerance":
+    def with_noise_floor(self, scale: float, dtype: torch.dtype) -> Tolerance:
         """Raise ``floor`` to the rounding noise of a computation whose gradients reach ``scale``.
 
         A gradient that is zero in theory (notebook 4's ``db1``: batchnorm cancels ``b1``)
@@ -85,8 +85,10 @@ class CheckResult:
 
     def __str__(self) -> str:
         mark = "✅" if self.ok else "❌"
-        line = (f"{mark} {self.name:15s} | exact: {str(self.exact):5s} | "
-                f"approximate: {str(self.approximate):5s} | maxdiff: {self.maxdiff:.1e}")
+        line = (
+            f"{mark} {self.name:15s} | exact: {str(self.exact):5s} | "
+            f"approximate: {str(self.approximate):5s} | maxdiff: {self.maxdiff:.1e}"
+        )
         return line if self.ok else f"{line} | {self.message}"
 
     __repr__ = __str__
@@ -113,7 +115,9 @@ def check(
     dtypes = (expected.dtype, getattr(got, "dtype", torch.float32))
     tol = tolerance or tolerance_for(*dtypes)
     if scale:
-        tol = tol.with_noise_floor(scale, torch.float64 if tol is TOLERANCES[torch.float64] else torch.float32)
+        tol = tol.with_noise_floor(
+            scale, torch.float64 if tol is TOLERANCES[torch.float64] else torch.float32
+        )
 
     def fail(problem: str, message: str, maxdiff: float = math.nan) -> CheckResult:
         return CheckResult(name, False, False, False, maxdiff, problem, message, str(tol))
@@ -151,16 +155,22 @@ def explain_shape(got: tuple[int, ...], want: tuple[int, ...]) -> str:
         broadcast = [d for d, (g, w) in enumerate(zip(got, want)) if g == 1 and w > 1]
         if summed and all(g == w for d, (g, w) in enumerate(zip(got, want)) if d not in summed):
             dims = _dims(summed)
-            return (f"{head}: this tensor was broadcast along {dims} in the forward pass, "
-                    f"so sum its gradient over {dims} with keepdim=True")
+            return (
+                f"{head}: this tensor was broadcast along {dims} in the forward pass, "
+                f"so sum its gradient over {dims} with keepdim=True"
+            )
         if broadcast and all(g == w for d, (g, w) in enumerate(zip(got, want)) if d not in broadcast):
-            return (f"{head}: the gradient must have the tensor's full shape — expand along "
-                    f"{_dims(broadcast)} (e.g. multiply by torch.ones_like(...)) instead of keeping size 1")
+            return (
+                f"{head}: the gradient must have the tensor's full shape — expand along "
+                f"{_dims(broadcast)} (e.g. multiply by torch.ones_like(...)) instead of keeping size 1"
+            )
     if len(got) == len(want) + 1:
         for d in range(len(got)):
-            if got[:d] + got[d + 1:] == want:
-                return (f"{head}: this tensor was broadcast along dim {d} in the forward pass, "
-                        f"so sum its gradient over dim {d} (without keepdim)")
+            if got[:d] + got[d + 1 :] == want:
+                return (
+                    f"{head}: this tensor was broadcast along dim {d} in the forward pass, "
+                    f"so sum its gradient over dim {d} (without keepdim)"
+                )
     if len(got) + 1 == len(want) and want.count(1) and tuple(w for w in want if w != 1) == got:
         return f"{head}: keep the summed dimension with keepdim=True"
     if math.prod(got) == math.prod(want):
@@ -178,8 +188,10 @@ def _explain_non_finite(got: torch.Tensor, expected: torch.Tensor):
         if wrong.any():
             first = tuple(int(i) for i in wrong.nonzero()[0])
             what = "NaN" if kind == "nan" else "±inf"
-            return kind, (f"{int(wrong.sum())} of {got.numel()} entries are {what} (first at {first}) — "
-                          f"a division by zero, the log of 0 or an overflowing exp?")
+            return kind, (
+                f"{int(wrong.sum())} of {got.numel()} entries are {what} (first at {first}) — "
+                f"a division by zero, the log of 0 or an overflowing exp?"
+            )
     return None
 
 
@@ -187,19 +199,28 @@ def diagnose(got, expected, tol: Tolerance, *, batch_size=None, alternatives=Non
     """Name the mistake behind a wrong gradient of the right shape, if it is a common one."""
     for advice, alternative in (alternatives or {}).items():
         alternative = alternative.detach().to(torch.float64)
-        if alternative.shape == got.shape and bool(((got - alternative).abs() <= tol.allowed(alternative)).all()):
+        if alternative.shape == got.shape and bool(
+            ((got - alternative).abs() <= tol.allowed(alternative)).all()
+        ):
             return "alternative", advice
-    if got.dim() == 2 and got.shape[0] == got.shape[1] and bool(
-        ((got.T - expected).abs() <= tol.allowed(expected)).all()
+    if (
+        got.dim() == 2
+        and got.shape[0] == got.shape[1]
+        and bool(((got.T - expected).abs() <= tol.allowed(expected)).all())
     ):
-        return "transposed", "this is the transpose of the right answer — swap the operands of the matrix product"
+        return (
+            "transposed",
+            "this is the transpose of the right answer — swap the operands of the matrix product",
+        )
     ratio = constant_ratio(got, expected)
     if ratio is not None:
         return _explain_ratio(ratio, batch_size)
     wrong = (got - expected).abs() > tol.allowed(expected)
     first = tuple(int(i) for i in wrong.nonzero()[0])
-    return "mismatch", (f"{int(wrong.sum())} of {got.numel()} entries are off (e.g. at {first}: "
-                        f"got {got[first].item():.4g}, expected {expected[first].item():.4g})")
+    return "mismatch", (
+        f"{int(wrong.sum())} of {got.numel()} entries are off (e.g. at {first}: "
+        f"got {got[first].item():.4g}, expected {expected[first].item():.4g})"
+    )
 
 
 def constant_ratio(got: torch.Tensor, expected: torch.Tensor, rel_residual: float = 1e-4) -> float | None:
@@ -225,7 +246,10 @@ def _explain_ratio(ratio: float, n: int | None) -> tuple[str, str]:
         factors += [
             (n, f"{n} = n times too large — the loss is a mean over the batch, so divide by n"),
             (1 / n, f"n = {n} times too small — divide by n only once"),
-            ((n - 1) / n, f"divided by n where the forward pass divides by n − 1 (Bessel's correction, n = {n})"),
+            (
+                (n - 1) / n,
+                f"divided by n where the forward pass divides by n − 1 (Bessel's correction, n = {n})",
+            ),
             (n / (n - 1), f"divided by n − 1 where the forward pass divides by n (n = {n})"),
         ]
     factors += [(2.0, "twice too large"), (0.5, "half the right size — check the power rule")]

@@ -90,7 +90,7 @@ class Vocabulary:
     itos: tuple[str, ...]
 
     @classmethod
-    def from_words(cls, words: list[str]) -> "Vocabulary":
+    def from_words(cls, words: list[str]) -> Vocabulary:
         return cls((".",) + tuple(sorted(set("".join(words)))))
 
     @property
@@ -167,8 +167,13 @@ def load_splits(path: Path = DEFAULT_NAMES_PATH, block_size: int = 3) -> Splits:
     except Exception:  # no cache yet, or an unreadable one: rebuild it
         pass
     splits = split_dataset(read_names(path), block_size)
-    _save_quietly(cache, {"itos": list(splits.vocab.itos),
-                          **{f.name: getattr(splits, f.name) for f in fields(splits) if f.name != "vocab"}})
+    _save_quietly(
+        cache,
+        {
+            "itos": list(splits.vocab.itos),
+            **{f.name: getattr(splits, f.name) for f in fields(splits) if f.name != "vocab"},
+        },
+    )
     return splits
 
 
@@ -193,8 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m backprop_ninja.data``: the course's data step (``make data``)."""
     parser = argparse.ArgumentParser(description="Put a verified names.txt in place.")
     parser.add_argument("--dest", type=Path, default=DEFAULT_NAMES_PATH)
-    parser.add_argument("--local-copy", type=Path, default=SHARED_NAMES_PATH,
-                        help="copy this file instead of downloading, when it exists")
+    parser.add_argument(
+        "--local-copy",
+        type=Path,
+        default=SHARED_NAMES_PATH,
+        help="copy this file instead of downloading, when it exists",
+    )
     parser.add_argument("--url", default=NAMES_URL)
     args = parser.parse_args(argv)
     try:

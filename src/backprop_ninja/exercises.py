@@ -9,8 +9,8 @@ verifier, which compares in a process the student's code never touches.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +35,12 @@ class CaseSpec:
     block_size: int = 3
 
     def describe(self) -> str:
-        parts = [f"seed {self.seed}", f"n={self.batch_size}", f"n_hidden={self.n_hidden}",
-                 str(self.dtype).removeprefix("torch.")]
+        parts = [
+            f"seed {self.seed}",
+            f"n={self.batch_size}",
+            f"n_hidden={self.n_hidden}",
+            str(self.dtype).removeprefix("torch."),
+        ]
         if self.random_upstream:
             parts.append("arbitrary upstream gradients")
         if self.logit_scale != 1.0:
@@ -81,16 +85,22 @@ class Case:
         return max(float(g.abs().max()) for g in self.reference.grads.values())
 
     @classmethod
-    def from_batch(cls, params, Xb, Yb, description="this notebook's batch") -> "Case":
+    def from_batch(cls, params, Xb, Yb, description="this notebook's batch") -> Case:
         """The notebook's own batch, in its own dtype, with the loss's true gradients."""
         dtype = params["W1"].dtype
         return cls(description, params, Xb, Yb, reference_gradients(params, Xb, Yb, dtype))
 
     @classmethod
-    def fresh(cls, spec: CaseSpec) -> "Case":
+    def fresh(cls, spec: CaseSpec) -> Case:
         g = torch.Generator().manual_seed(spec.seed)
-        params = init_params(spec.vocab_size, n_embd=spec.n_embd, n_hidden=spec.n_hidden,
-                             block_size=spec.block_size, generator=g, dtype=spec.dtype)
+        params = init_params(
+            spec.vocab_size,
+            n_embd=spec.n_embd,
+            n_hidden=spec.n_hidden,
+            block_size=spec.block_size,
+            generator=g,
+            dtype=spec.dtype,
+        )
         params["W2"] = params["W2"] * spec.logit_scale
         Xb = torch.randint(0, spec.vocab_size, (spec.batch_size, spec.block_size), generator=g)
         Yb = torch.randint(0, spec.vocab_size, (spec.batch_size,), generator=g)
@@ -151,8 +161,16 @@ class AtomicExercise:
                     f"matches only the branch through {consumer}: {self.target} is also used by "
                     f"{others}, so its gradient is the sum of both branches (+=)"
                 ] = branch
-        return Trial(f"d{self.target}", self.function, args, truth.total, case.batch_size,
-                     case.description, alternatives, scale=case.gradient_scale)
+        return Trial(
+            f"d{self.target}",
+            self.function,
+            args,
+            truth.total,
+            case.batch_size,
+            case.description,
+            alternatives,
+            scale=case.gradient_scale,
+        )
 
 
 # The lecture's order, loss → embedding. Arguments starting with "d" are upstream gradients.
@@ -203,8 +221,15 @@ class CrossEntropyExercise:
         with torch.enable_grad():
             logits = values["logits"].detach().requires_grad_()
             (expected,) = torch.autograd.grad(F.cross_entropy(logits, case.Yb), logits)
-        return Trial("dlogits", self.function, (values["logits"], case.Yb), expected,
-                     case.batch_size, case.description, scale=case.gradient_scale)
+        return Trial(
+            "dlogits",
+            self.function,
+            (values["logits"], case.Yb),
+            expected,
+            case.batch_size,
+            case.description,
+            scale=case.gradient_scale,
+        )
 
 
 @dataclass(frozen=True)
@@ -219,11 +244,21 @@ class BatchnormExercise:
         dhpreact = case.upstream("dhpreact")
         expected = _batchnorm_vjp(values["hprebn"], values["bngain"], dhpreact, unbiased=True)
         biased = _batchnorm_vjp(values["hprebn"], values["bngain"], dhpreact, unbiased=False)
-        advice = ("matches the gradient of a batchnorm that divides the variance by n: the "
-                  "forward pass uses Bessel's correction, 1/(n − 1)")
+        advice = (
+            "matches the gradient of a batchnorm that divides the variance by n: the "
+            "forward pass uses Bessel's correction, 1/(n − 1)"
+        )
         args = (dhpreact, values["bngain"], values["bnraw"], values["bnvar_inv"])
-        return Trial("dhprebn", self.function, args, expected, case.batch_size,
-                     case.description, {advice: biased}, scale=case.gradient_scale)
+        return Trial(
+            "dhprebn",
+            self.function,
+            args,
+            expected,
+            case.batch_size,
+            case.description,
+            {advice: biased},
+            scale=case.gradient_scale,
+        )
 
 
 def _batchnorm_vjp(hprebn, bngain, dhpreact, *, unbiased: bool) -> torch.Tensor:
@@ -255,9 +290,16 @@ class ManualBackwardExercise:
     def trial(self, case: Case) -> Trial:
         params = {k: v.detach() for k, v in case.params.items()}
         _, cache = forward_fused(params, case.Xb, case.Yb)
-        return Trial(f"d{self.parameter}", self.function, (params, cache, case.Xb, case.Yb),
-                     case.reference.grad(self.parameter), case.batch_size, case.description,
-                     pick=self.parameter, scale=case.gradient_scale)
+        return Trial(
+            f"d{self.parameter}",
+            self.function,
+            (params, cache, case.Xb, case.Yb),
+            case.reference.grad(self.parameter),
+            case.batch_size,
+            case.description,
+            pick=self.parameter,
+            scale=case.gradient_scale,
+        )
 
 
 MANUAL_BACKWARD_EXERCISES = tuple(ManualBackwardExercise(p) for p in PARAM_NAMES)
@@ -271,8 +313,10 @@ def call_student(function: Callable, trial: Trial):
         result = function(*args)
     if trial.pick is not None:
         if not isinstance(result, dict):
-            raise TypeError(f"{trial.function} must return a dict of gradients keyed by parameter name, "
-                            f"got {type(result).__name__}")
+            raise TypeError(
+                f"{trial.function} must return a dict of gradients keyed by parameter name, "
+                f"got {type(result).__name__}"
+            )
         return result.get(trial.pick)
     return result
 

@@ -81,14 +81,30 @@ ENTRY_POINTS = {
 # What those entry points import. The kernels' setup cells import torch, matplotlib and the
 # package; the worker nbgrader; the verifier child torch and the package.
 PRELOAD = (
-    "torch", "torch.nn.functional", "matplotlib", "matplotlib.pyplot",
-    "matplotlib_inline.backend_inline", "ipykernel.kernelapp", "ipykernel.ipkernel",
-    "backprop_ninja.data", "backprop_ninja.model", "backprop_ninja.plots",
-    "backprop_ninja.timing", "backprop_ninja.testing", "backprop_ninja.exercises",
-    "backprop_ninja.notebooks", "backprop_ninja.verify", "backprop_ninja.integrity",
-    "backprop_ninja.classroom.__main__", "backprop_ninja.classroom.worker",
-    "nbgrader.apps", "nbgrader.converters", "nbgrader.api", "nbgrader.preprocessors",
-    "nbformat", "tqdm.auto",
+    "torch",
+    "torch.nn.functional",
+    "matplotlib",
+    "matplotlib.pyplot",
+    "matplotlib_inline.backend_inline",
+    "ipykernel.kernelapp",
+    "ipykernel.ipkernel",
+    "backprop_ninja.data",
+    "backprop_ninja.model",
+    "backprop_ninja.plots",
+    "backprop_ninja.timing",
+    "backprop_ninja.testing",
+    "backprop_ninja.exercises",
+    "backprop_ninja.notebooks",
+    "backprop_ninja.verify",
+    "backprop_ninja.integrity",
+    "backprop_ninja.classroom.__main__",
+    "backprop_ninja.classroom.worker",
+    "nbgrader.apps",
+    "nbgrader.converters",
+    "nbgrader.api",
+    "nbgrader.preprocessors",
+    "nbformat",
+    "tqdm.auto",
 )
 
 
@@ -148,14 +164,16 @@ class Server:
             number = next((n for n, p in self.children.items() if p == pid), None)
             if number is not None:
                 del self.children[number]
-                self.exit_codes[number] = (-os.WTERMSIG(status) if os.WIFSIGNALED(status)
-                                           else os.WEXITSTATUS(status))
+                self.exit_codes[number] = (
+                    -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+                )
 
     def _answer(self, connection: socket.socket) -> None:
         try:
             message, fds, _, _ = socket.recv_fds(connection, 1 << 20, 3)
-            peer, uid, _ = struct.unpack("3i", connection.getsockopt(
-                socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+            peer, uid, _ = struct.unpack(
+                "3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            )
         except OSError:
             return
         try:
@@ -168,8 +186,10 @@ class Server:
             elif request["op"] == "status":
                 self._reap()
                 number = request["number"]
-                reply = {"returncode": self.exit_codes.get(number),
-                         "known": number in self.exit_codes or number in self.children}
+                reply = {
+                    "returncode": self.exit_codes.get(number),
+                    "known": number in self.exit_codes or number in self.children,
+                }
             else:
                 reply = {"error": f"unknown op {request['op']!r}"}
         except Exception as error:  # a bad request gets an answer, never stops the server
@@ -180,8 +200,9 @@ class Server:
         with contextlib.suppress(OSError):
             connection.sendall(json.dumps(reply).encode())
 
-    def _spawn(self, request: dict, fds: list[int], requester: int,
-               connection: socket.socket) -> tuple[int, int]:
+    def _spawn(
+        self, request: dict, fds: list[int], requester: int, connection: socket.socket
+    ) -> tuple[int, int]:
         if request["module"] not in ENTRY_POINTS or len(fds) != 3:
             raise ValueError(f"cannot run {request['module']!r}")
         # A handle on the requesting process itself (not its pid, which could be reused).
@@ -214,8 +235,7 @@ def _become(request: dict, fds: list[int], watched: int) -> None:
         os.setsid()
         import threading
 
-        threading.Thread(target=_die_with, args=(watched,), daemon=True,
-                         name="die-with-requester").start()
+        threading.Thread(target=_die_with, args=(watched,), daemon=True, name="die-with-requester").start()
         for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -253,10 +273,12 @@ def _reopen_standard_streams() -> None:
     (the server's own may be anything: a pipe, or a test runner's capture)."""
     encoding = os.environ.get("PYTHONIOENCODING", "utf-8").split(":")[0] or "utf-8"
     sys.stdin = sys.__stdin__ = open(0, encoding=encoding, closefd=False)
-    sys.stdout = sys.__stdout__ = open(1, "w", encoding=encoding, errors="backslashreplace",
-                                       buffering=1, closefd=False)
-    sys.stderr = sys.__stderr__ = open(2, "w", encoding=encoding, errors="backslashreplace",
-                                       buffering=1, closefd=False)
+    sys.stdout = sys.__stdout__ = open(
+        1, "w", encoding=encoding, errors="backslashreplace", buffering=1, closefd=False
+    )
+    sys.stderr = sys.__stderr__ = open(
+        2, "w", encoding=encoding, errors="backslashreplace", buffering=1, closefd=False
+    )
 
 
 def serve(path: Path, parent: int) -> None:
@@ -307,10 +329,17 @@ def start(env: dict | None = None) -> ForkServer | None:
     """Start a fork server with ``env`` (the grading environment); None if it cannot start,
     in which case everything runs as ordinary subprocesses, only slower."""
     directory = tempfile.mkdtemp(prefix="bpn-forkserver-")  # mode 0700: ours alone
-    command = [sys.executable, "-s", "-m", "backprop_ninja.forkserver",
-               str(Path(directory, "socket")), str(os.getpid())]
-    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               env=env, start_new_session=True)
+    command = [
+        sys.executable,
+        "-s",
+        "-m",
+        "backprop_ninja.forkserver",
+        str(Path(directory, "socket")),
+        str(os.getpid()),
+    ]
+    process = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env, start_new_session=True
+    )
     server = ForkServer(process, directory)
     selector = selectors.DefaultSelector()
     selector.register(process.stdout, selectors.EVENT_READ)
@@ -326,8 +355,7 @@ def _request(path: str, request: dict, fds: list[int] = ()) -> dict:
         connection.connect(path)
         message = json.dumps(request).encode()
         if fds:
-            connection.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                            array.array("i", fds))])
+            connection.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
         else:
             connection.sendall(message)
         connection.shutdown(socket.SHUT_WR)
@@ -403,15 +431,28 @@ def _fd(stream, default: int, mode: int) -> tuple[int, bool]:
     return stream.fileno(), False
 
 
-def spawn(command: list[str], *, cwd=None, env: dict | None = None, stdin=None, stdout=None,
-          stderr=None, server_path: str | None = None, **popen_options):
+def spawn(
+    command: list[str],
+    *,
+    cwd=None,
+    env: dict | None = None,
+    stdin=None,
+    stdout=None,
+    stderr=None,
+    server_path: str | None = None,
+    **popen_options,
+):
     """``subprocess.Popen(command, …, start_new_session=True)``, through the fork server
     when one is running (``server_path``, default ``$BACKPROP_NINJA_FORKSERVER``) and
     ``command`` is one of the entry points it serves."""
     path = server_path or os.environ.get(SOCKET_VARIABLE)
     target = python_module(command)
-    if path and target is not None and stdin not in (subprocess.PIPE,) and \
-            subprocess.PIPE not in (stdout, stderr):
+    if (
+        path
+        and target is not None
+        and stdin not in (subprocess.PIPE,)
+        and subprocess.PIPE not in (stdout, stderr)
+    ):
         opened = []
         try:
             fd_in, mine = _fd(stdin, 0, os.O_RDONLY)
@@ -421,9 +462,13 @@ def spawn(command: list[str], *, cwd=None, env: dict | None = None, stdin=None, 
             fd_err, mine = (fd_out, False) if stderr == subprocess.STDOUT else _fd(stderr, 2, os.O_WRONLY)
             opened += [fd_err] if mine else []
             module, args = target
-            request = {"op": "spawn", "module": module, "args": args,
-                       "cwd": str(cwd if cwd is not None else os.getcwd()),
-                       "env": dict(os.environ if env is None else env)}
+            request = {
+                "op": "spawn",
+                "module": module,
+                "args": args,
+                "cwd": str(cwd if cwd is not None else os.getcwd()),
+                "env": dict(os.environ if env is None else env),
+            }
             answer = _request(path, request, [fd_in, fd_out, fd_err])
             return ForkedProcess(path, answer["number"], answer["pid"], command)
         except OSError:
@@ -431,8 +476,16 @@ def spawn(command: list[str], *, cwd=None, env: dict | None = None, stdin=None, 
         finally:
             for fd in opened:
                 os.close(fd)
-    return subprocess.Popen(command, cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=stderr,
-                            start_new_session=True, **popen_options)
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=True,
+        **popen_options,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

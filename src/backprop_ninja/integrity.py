@@ -48,9 +48,9 @@ from __future__ import annotations
 import ast
 import json
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from .cells import grade_id as _grade_id
 from .cells import nbgrader_meta
@@ -83,111 +83,335 @@ class Finding:
 
 # ------------------------------------------------------------------------ what is looked for
 # Names that only the autograd machinery uses. Attributes on anything (x.grad, t.backward):
-AUTOGRAD_ATTRS = frozenset({
-    "grad", "_grad", "grad_fn", "_grad_fn", "backward", "requires_grad", "requires_grad_",
-    "retain_grad", "retains_grad", "register_hook", "register_post_accumulate_grad_hook",
-    "_execution_engine", "run_backward", "autograd", "enable_grad", "set_grad_enabled",
-    "_set_grad_enabled", "functorch", "_functorch", "forward_ad", "make_dual", "dual_level",
-    "unpack_dual", "_engine_run_backward",
-})
+AUTOGRAD_ATTRS = frozenset(
+    {
+        "grad",
+        "_grad",
+        "grad_fn",
+        "_grad_fn",
+        "backward",
+        "requires_grad",
+        "requires_grad_",
+        "retain_grad",
+        "retains_grad",
+        "register_hook",
+        "register_post_accumulate_grad_hook",
+        "_execution_engine",
+        "run_backward",
+        "autograd",
+        "enable_grad",
+        "set_grad_enabled",
+        "_set_grad_enabled",
+        "functorch",
+        "_functorch",
+        "forward_ad",
+        "make_dual",
+        "dual_level",
+        "unpack_dual",
+        "_engine_run_backward",
+    }
+)
 # Functions that read an attribute named by a string: called directly, the scan reads the
 # string; bound to another name or passed around, it cannot.
 ATTRIBUTE_GETTERS = frozenset({"getattr", "attrgetter", "methodcaller"})
 # ... and attributes that are autograd only when reached from torch (torch.func.vjp):
-AUTOGRAD_TORCH_ATTRS = frozenset({
-    "func", "vjp", "jvp", "jacrev", "jacfwd", "hessian", "grad_and_value", "linearize",
-})
+AUTOGRAD_TORCH_ATTRS = frozenset(
+    {
+        "func",
+        "vjp",
+        "jvp",
+        "jacrev",
+        "jacfwd",
+        "hessian",
+        "grad_and_value",
+        "linearize",
+    }
+)
 # Bare names that can only be autograd (after `from torch import *`).
 AUTOGRAD_NAMES = frozenset({"enable_grad", "set_grad_enabled", "autograd", "functorch"})
 AUTOGRAD_MODULES = ("torch.autograd", "torch.func", "torch._functorch", "functorch")
 
 # Modules that reach into the interpreter, the file system or other processes.
-DYNAMIC_MODULES = frozenset({
-    "importlib", "gc", "inspect", "ctypes", "sys", "os", "subprocess", "pickle", "builtins",
-    "marshal", "types", "runpy", "code", "codeop", "shutil", "socket", "signal",
-    "multiprocessing", "threading", "_thread", "dill", "cloudpickle", "IPython",
-    "ipykernel", "nbgrader", "nbformat", "nbclient", "posix", "pty", "resource", "atexit",
-    "faulthandler", "site", "sysconfig", "copyreg", "shelve", "mmap", "cffi",
-})
+DYNAMIC_MODULES = frozenset(
+    {
+        "importlib",
+        "gc",
+        "inspect",
+        "ctypes",
+        "sys",
+        "os",
+        "subprocess",
+        "pickle",
+        "builtins",
+        "marshal",
+        "types",
+        "runpy",
+        "code",
+        "codeop",
+        "shutil",
+        "socket",
+        "signal",
+        "multiprocessing",
+        "threading",
+        "_thread",
+        "dill",
+        "cloudpickle",
+        "IPython",
+        "ipykernel",
+        "nbgrader",
+        "nbformat",
+        "nbclient",
+        "posix",
+        "pty",
+        "resource",
+        "atexit",
+        "faulthandler",
+        "site",
+        "sysconfig",
+        "copyreg",
+        "shelve",
+        "mmap",
+        "cffi",
+    }
+)
 # Modules that other modules expose as attributes (torch.os, F.sys): reaching them that way.
-DYNAMIC_MODULE_ATTRS = frozenset({
-    "os", "sys", "builtins", "subprocess", "ctypes", "gc", "inspect", "importlib", "pickle",
-    "marshal",
-})
+DYNAMIC_MODULE_ATTRS = frozenset(
+    {
+        "os",
+        "sys",
+        "builtins",
+        "subprocess",
+        "ctypes",
+        "gc",
+        "inspect",
+        "importlib",
+        "pickle",
+        "marshal",
+    }
+)
 # In added cells these may be imported, and read in harmless ways (any other use is flagged).
 ADDED_CELL_MODULES = frozenset({"os", "sys"})
-HARMLESS_READS = ("os.path.", "os.environ.get", "os.getenv", "os.getcwd", "os.cpu_count",
-                  "os.sep", "sys.version", "sys.platform", "sys.getsizeof", "sys.stdout.",
-                  "sys.stderr.")
+HARMLESS_READS = (
+    "os.path.",
+    "os.environ.get",
+    "os.getenv",
+    "os.getcwd",
+    "os.cpu_count",
+    "os.sep",
+    "sys.version",
+    "sys.platform",
+    "sys.getsizeof",
+    "sys.stdout.",
+    "sys.stderr.",
+)
 # Parts of torch that rewrite what torch's own functions do.
 DYNAMIC_TORCH_PARTS = frozenset({"library", "overrides", "hub", "cpp_extension"})
 # Builtins that run code from strings or reach the interpreter's namespaces.
-DYNAMIC_BUILTINS = frozenset({
-    "exec", "eval", "compile", "__import__", "breakpoint", "globals", "vars", "locals",
-    "__builtins__", "__loader__", "__spec__", "get_ipython",
-})
+DYNAMIC_BUILTINS = frozenset(
+    {
+        "exec",
+        "eval",
+        "compile",
+        "__import__",
+        "breakpoint",
+        "globals",
+        "vars",
+        "locals",
+        "__builtins__",
+        "__loader__",
+        "__spec__",
+        "get_ipython",
+    }
+)
 PATCHING_BUILTINS = frozenset({"setattr", "delattr"})
 # Attributes that expose an object's internals (its namespace, code, class tree).
-DANGEROUS_DUNDERS = frozenset({
-    "__dict__", "__class__", "__subclasses__", "__globals__", "__code__", "__builtins__",
-    "__closure__", "__defaults__", "__kwdefaults__", "__mro__", "__bases__", "__base__",
-    "__getattribute__", "__getattr__", "__setattr__", "__delattr__", "__import__",
-    "__loader__", "__spec__", "__self__", "__func__", "__wrapped__", "__reduce__",
-    "__reduce_ex__", "__setstate__", "__getstate__", "__init_subclass__", "__set_name__",
-    "__torch_function__", "__torch_dispatch__",
-})
+DANGEROUS_DUNDERS = frozenset(
+    {
+        "__dict__",
+        "__class__",
+        "__subclasses__",
+        "__globals__",
+        "__code__",
+        "__builtins__",
+        "__closure__",
+        "__defaults__",
+        "__kwdefaults__",
+        "__mro__",
+        "__bases__",
+        "__base__",
+        "__getattribute__",
+        "__getattr__",
+        "__setattr__",
+        "__delattr__",
+        "__import__",
+        "__loader__",
+        "__spec__",
+        "__self__",
+        "__func__",
+        "__wrapped__",
+        "__reduce__",
+        "__reduce_ex__",
+        "__setstate__",
+        "__getstate__",
+        "__init_subclass__",
+        "__set_name__",
+        "__torch_function__",
+        "__torch_dispatch__",
+    }
+)
 # Attributes that walk the call stack (to the test's expected answer, in the kernel).
-FRAME_ATTRS = frozenset({
-    "__traceback__", "tb_frame", "tb_next", "f_back", "f_locals", "f_globals", "f_builtins",
-    "f_code", "gi_frame", "cr_frame", "ag_frame", "_getframe",
-})
+FRAME_ATTRS = frozenset(
+    {
+        "__traceback__",
+        "tb_frame",
+        "tb_next",
+        "f_back",
+        "f_locals",
+        "f_globals",
+        "f_builtins",
+        "f_code",
+        "gi_frame",
+        "cr_frame",
+        "ag_frame",
+        "_getframe",
+    }
+)
 # Methods that write or delete files (the kernel runs with the grader's permissions).
-FILE_WRITING_ATTRS = frozenset({
-    "write_text", "write_bytes", "unlink", "rmdir", "chmod", "symlink_to", "hardlink_to", "touch",
-})
+FILE_WRITING_ATTRS = frozenset(
+    {
+        "write_text",
+        "write_bytes",
+        "unlink",
+        "rmdir",
+        "chmod",
+        "symlink_to",
+        "hardlink_to",
+        "touch",
+    }
+)
 NAMESPACE_READS = frozenset({"get", "keys", "items", "values", "copy"})
 COPYING_BUILTINS = frozenset({"len", "list", "sorted", "set", "tuple", "dict", "print", "repr"})
 
 # What an answer cell may import. Packages marked here may be imported with submodules.
-ALLOWED_ANSWER_IMPORTS = frozenset({
-    "math", "torch", "torch.nn", "torch.nn.functional", "torch.linalg", "torch.special",
-    "numpy", "functools", "itertools", "operator", "collections", "typing", "dataclasses",
-    "numbers", "__future__",
-})
+ALLOWED_ANSWER_IMPORTS = frozenset(
+    {
+        "math",
+        "torch",
+        "torch.nn",
+        "torch.nn.functional",
+        "torch.linalg",
+        "torch.special",
+        "numpy",
+        "functools",
+        "itertools",
+        "operator",
+        "collections",
+        "typing",
+        "dataclasses",
+        "numbers",
+        "__future__",
+    }
+)
 ALLOWED_ANSWER_PACKAGES = ("numpy.", "collections.", "typing.")
-ALLOWED_IMPORTS_TEXT = ("torch (and torch.nn.functional), math, numpy, functools, itertools, "
-                        "operator, collections and typing")
+ALLOWED_IMPORTS_TEXT = (
+    "torch (and torch.nn.functional), math, numpy, functools, itertools, operator, collections and typing"
+)
 
 # What every answer cell may assume (cells.ANSWER_PRELUDE) and the usual module aliases.
 PRELUDE_BINDINGS = {"torch": "torch", "F": "torch.nn.functional", "math": "math"}
-MODULE_NAMES = frozenset({
-    "torch", "F", "nn", "np", "numpy", "math", "builtins", "sys", "os", "backprop_ninja",
-    "__builtins__",
-})
+MODULE_NAMES = frozenset(
+    {
+        "torch",
+        "F",
+        "nn",
+        "np",
+        "numpy",
+        "math",
+        "builtins",
+        "sys",
+        "os",
+        "backprop_ninja",
+        "__builtins__",
+    }
+)
 # Packages whose objects the grading depends on: writing to anything imported from them is
 # monkeypatching. (Other imports, e.g. `plt.rcParams[...] = ...`, are the student's business.)
-GUARDED_PACKAGES = frozenset({
-    "torch", "numpy", "math", "builtins", "sys", "os", "backprop_ninja", "functorch",
-    "functools", "operator", "importlib", "IPython", "nbgrader",
-})
+GUARDED_PACKAGES = frozenset(
+    {
+        "torch",
+        "numpy",
+        "math",
+        "builtins",
+        "sys",
+        "os",
+        "backprop_ninja",
+        "functorch",
+        "functools",
+        "operator",
+        "importlib",
+        "IPython",
+        "nbgrader",
+    }
+)
 # Configuration namespaces of torch that are not its functions (torch.backends.cudnn.x = …).
 WRITABLE_TORCH_PREFIXES = ("torch.backends.",)
 # Objects worth an alias (`t = torch.nn.functional; t.one_hot = …` patches F).
-ALIASABLE = ("torch.nn", "torch.nn.functional", "torch.Tensor", "torch.autograd", "torch.linalg",
-             "torch.special", "torch.func", "torch.testing", "torch.library", "torch.overrides")
+ALIASABLE = (
+    "torch.nn",
+    "torch.nn.functional",
+    "torch.Tensor",
+    "torch.autograd",
+    "torch.linalg",
+    "torch.special",
+    "torch.func",
+    "torch.testing",
+    "torch.library",
+    "torch.overrides",
+)
 # The objects the test cells work with; protected when a restored (setup) cell binds them.
-TEST_HELPER_NAMES = frozenset({
-    "case", "test_on", "test_hidden", "test_training", "check", "stage_report",
-    "chain_report", "expect_correct", "run_trial", "GradeFailure", "EXERCISE", "ATOMIC",
-    "CROSS_ENTROPY", "BATCHNORM", "MANUAL_BACKWARD",
-})
+TEST_HELPER_NAMES = frozenset(
+    {
+        "case",
+        "test_on",
+        "test_hidden",
+        "test_training",
+        "check",
+        "stage_report",
+        "chain_report",
+        "expect_correct",
+        "run_trial",
+        "GradeFailure",
+        "EXERCISE",
+        "ATOMIC",
+        "CROSS_ENTROPY",
+        "BATCHNORM",
+        "MANUAL_BACKWARD",
+    }
+)
 
 # IPython syntax. Line magics that change nothing (or that only time a statement) are
 # allowed; a cell may start with %%time/%%timeit/%%capture (its body is Python).
-HARMLESS_LINE_MAGICS = frozenset({
-    "matplotlib", "precision", "xmode", "who", "whos", "who_ls", "pinfo", "pinfo2",
-    "pdoc", "pdef", "psource", "lsmagic", "magic", "quickref", "pprint", "page", "history",
-})
+HARMLESS_LINE_MAGICS = frozenset(
+    {
+        "matplotlib",
+        "precision",
+        "xmode",
+        "who",
+        "whos",
+        "who_ls",
+        "pinfo",
+        "pinfo2",
+        "pdoc",
+        "pdef",
+        "psource",
+        "lsmagic",
+        "magic",
+        "quickref",
+        "pprint",
+        "page",
+        "history",
+    }
+)
 TIMING_LINE_MAGICS = frozenset({"time", "timeit"})
 PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture"})
 _LINE_MAGIC = re.compile(r"^(\s*)%(\w+)(.*)$")
@@ -236,8 +460,10 @@ def read_notebook_json(path: Path) -> dict:
             text = handle.read().decode("utf-8")
         nb = nbformat.reads(text, as_version=4)
     except Exception as error:  # not UTF-8, not JSON, not a notebook
-        raise SubmissionError(f"the notebook file cannot be read as a Jupyter notebook "
-                              f"({type(error).__name__}: {one_line(str(error), 120)})") from error
+        raise SubmissionError(
+            f"the notebook file cannot be read as a Jupyter notebook "
+            f"({type(error).__name__}: {one_line(str(error), 120)})"
+        ) from error
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         raise SubmissionError("the notebook file has no list of cells")
     return nb
@@ -289,8 +515,12 @@ def classify_cells(submitted: dict, source: dict) -> list[CodeCell]:
         text = _source_text(cell)
         if gid in restored:
             role, label = "restored", gid
-        elif (gid is None and not _meta(cell).get("solution") and text is not None
-              and text.strip() in course_code):
+        elif (
+            gid is None
+            and not _meta(cell).get("solution")
+            and text is not None
+            and text.strip() in course_code
+        ):
             role, label = "course", f"course cell #{index}"  # the instructor's text, unchanged
         elif gid in answers or _meta(cell).get("solution"):
             role = "answer"
@@ -306,8 +536,9 @@ def classify_cells(submitted: dict, source: dict) -> list[CodeCell]:
     return result
 
 
-def load_submission(submitted_path: Path, source_path: Path | None = None,
-                    notebook_name: str | None = None) -> tuple[list[CodeCell], list[CodeCell]]:
+def load_submission(
+    submitted_path: Path, source_path: Path | None = None, notebook_name: str | None = None
+) -> tuple[list[CodeCell], list[CodeCell]]:
     """(the submission's code cells, the source's restored code cells), classified.
 
     Raises ``SubmissionError`` if the submission cannot be read, ``FileNotFoundError`` if
@@ -316,8 +547,10 @@ def load_submission(submitted_path: Path, source_path: Path | None = None,
     name = notebook_name or Path(submitted_path).stem
     source_path = Path(source_path) if source_path is not None else default_source_path(name)
     if not source_path.exists():
-        raise FileNotFoundError(f"source notebook {source_path} not found: the scan needs it "
-                                "to know which cells nbgrader restores")
+        raise FileNotFoundError(
+            f"source notebook {source_path} not found: the scan needs it "
+            "to know which cells nbgrader restores"
+        )
     source = read_notebook_json(source_path)
     submitted = read_notebook_json(submitted_path)
     source_cells = [c for c in classify_cells(source, source) if c.role in ("restored", "course")]
@@ -380,6 +613,7 @@ def _neutralise_magics(source: str) -> tuple[str, tuple[tuple[int, str], ...]]:
 def _ipython_transform(source: str) -> str | None:
     try:
         from IPython.core.inputtransformer2 import TransformerManager
+
         return TransformerManager().transform_cell(source)
     except Exception:  # IPython missing or the transform itself failed
         return None
@@ -435,8 +669,11 @@ def _module_level_names(tree: ast.Module) -> set[str]:
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(node.name)
-        for sub in ast.walk(node) if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef,
-                                                          ast.ClassDef)) else ():
+        for sub in (
+            ast.walk(node)
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            else ()
+        ):
             if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
                 names.add(sub.id)
     return names
@@ -447,8 +684,13 @@ def _guarded(origin: str) -> bool:
 
 
 def _context(restored: Iterable[CodeCell], student_trees: Iterable[ast.AST]) -> _Context:
-    ctx = _Context(set(PRELUDE_BINDINGS) | set(MODULE_NAMES), dict(PRELUDE_BINDINGS), {}, set(),
-                   origins={**{n: n for n in MODULE_NAMES}, "np": "numpy", **PRELUDE_BINDINGS})
+    ctx = _Context(
+        set(PRELUDE_BINDINGS) | set(MODULE_NAMES),
+        dict(PRELUDE_BINDINGS),
+        {},
+        set(),
+        origins={**{n: n for n in MODULE_NAMES}, "np": "numpy", **PRELUDE_BINDINGS},
+    )
     for cell in restored:
         if cell.python is None:
             continue
@@ -474,8 +716,9 @@ def _context(restored: Iterable[CodeCell], student_trees: Iterable[ast.AST]) -> 
                 imported[name] = origin
             if origin.split(".")[0] in DYNAMIC_MODULES:
                 ctx.dynamic_bindings.setdefault(name, origin)
-        reassigned.update(n.id for n in ast.walk(tree)
-                          if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
+        reassigned.update(
+            n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+        )
     for name, origin in imported.items():
         if name not in reassigned or name in ctx.protected_bindings:
             ctx.protected_roots.add(name)
@@ -500,8 +743,11 @@ def _find_aliases(ctx: _Context, trees: list[ast.AST]) -> None:
         changed = False
         for target, value in assignments:
             path = _resolve(value, ctx)
-            if path and target.id not in ctx.aliases and (
-                    isinstance(value, ast.Name) or path.startswith(ALIASABLE + ("backprop_ninja",))):
+            if (
+                path
+                and target.id not in ctx.aliases
+                and (isinstance(value, ast.Name) or path.startswith(ALIASABLE + ("backprop_ninja",)))
+            ):
                 ctx.aliases[target.id] = path
                 changed = True
 
@@ -514,8 +760,7 @@ def _resolve(node: ast.AST, ctx: _Context) -> str | None:
         node = node.value
     if not isinstance(node, ast.Name):
         return None
-    base = ctx.aliases.get(node.id) or (ctx.origins.get(node.id) if node.id in ctx.protected_roots
-                                       else None)
+    base = ctx.aliases.get(node.id) or (ctx.origins.get(node.id) if node.id in ctx.protected_roots else None)
     return ".".join([base] + parts[::-1]) if base else None
 
 
@@ -559,8 +804,13 @@ def _is_true(node: ast.AST | None) -> bool:
 def _switches_grad_off(node: ast.Attribute) -> bool:
     """``torch.set_grad_enabled(False)``: harmless, unlike every other use of the name."""
     call = _parent(node)
-    return (node.attr == "set_grad_enabled" and isinstance(call, ast.Call) and call.func is node
-            and len(call.args) == 1 and _is_false(call.args[0]))
+    return (
+        node.attr == "set_grad_enabled"
+        and isinstance(call, ast.Call)
+        and call.func is node
+        and len(call.args) == 1
+        and _is_false(call.args[0])
+    )
 
 
 def _is_dunder(name: str) -> bool:
@@ -620,21 +870,33 @@ class _CellScanner(ast.NodeVisitor):
         name = _root_name(node)
         if name in self.ctx.aliases:
             return self.ctx.aliases[name].startswith("torch")
-        return name is not None and not self.is_local(name) and (
-            name == "torch" or self.ctx.origins.get(name, "").startswith("torch"))
+        return (
+            name is not None
+            and not self.is_local(name)
+            and (name == "torch" or self.ctx.origins.get(name, "").startswith("torch"))
+        )
 
     def autograd(self, node: ast.AST, what: str) -> None:
         if self.answer:
-            self.add(node, "autograd",
-                     f"{self.where()} uses autograd (`{what}`) — compute the gradient by hand")
+            self.add(
+                node, "autograd", f"{self.where()} uses autograd (`{what}`) — compute the gradient by hand"
+            )
 
     def dynamic(self, node: ast.AST, what: str, why: str = "reaches into the interpreter") -> None:
-        self.add(node, "dynamic", f"{self.where()} uses `{what}`, which {why} — answers may "
-                                  "only compute with tensors, and no cell may change how the tests run")
+        self.add(
+            node,
+            "dynamic",
+            f"{self.where()} uses `{what}`, which {why} — answers may "
+            "only compute with tensors, and no cell may change how the tests run",
+        )
 
     def monkeypatch(self, node: ast.AST, what: str, verb: str = "replaces") -> None:
-        self.add(node, "monkeypatch", f"{self.where()} {verb} `{what}` — code outside your function "
-                                      "may not change torch, numpy, builtins, the course package or the tests")
+        self.add(
+            node,
+            "monkeypatch",
+            f"{self.where()} {verb} `{what}` — code outside your function "
+            "may not change torch, numpy, builtins, the course package or the tests",
+        )
 
     # -- definitions: track the owner and the local scope
     def visit_FunctionDef(self, node) -> None:
@@ -714,8 +976,12 @@ class _CellScanner(ast.NodeVisitor):
         if node.id not in ("globals", "vars", "locals"):
             return False
         call = _parent(node)
-        if not (isinstance(call, ast.Call) and call.func is node and not call.keywords
-                and len(call.args) == (1 if node.id == "vars" else 0)):
+        if not (
+            isinstance(call, ast.Call)
+            and call.func is node
+            and not call.keywords
+            and len(call.args) == (1 if node.id == "vars" else 0)
+        ):
             return False
         if node.id == "vars":  # vars(x) reads x's namespace: torch's is off limits
             return False
@@ -729,7 +995,7 @@ class _CellScanner(ast.NodeVisitor):
         if isinstance(user, (ast.For, ast.comprehension)) and user.iter is call:
             return True
         if isinstance(user, ast.Call) and call in user.args and isinstance(user.func, ast.Name):
-            return (user.func.id in self.ctx.course_functions or user.func.id in COPYING_BUILTINS)
+            return user.func.id in self.ctx.course_functions or user.func.id in COPYING_BUILTINS
         return False
 
     @staticmethod
@@ -738,10 +1004,16 @@ class _CellScanner(ast.NodeVisitor):
         call = _parent(node)
         if not (isinstance(call, ast.Call) and call.func is node):
             return False
-        mode = call.args[1] if len(call.args) > 1 else next(
-            (k.value for k in call.keywords if k.arg == "mode"), ast.Constant("r"))
-        return (isinstance(mode, ast.Constant) and isinstance(mode.value, str)
-                and not set(mode.value) & set("wax+"))
+        mode = (
+            call.args[1]
+            if len(call.args) > 1
+            else next((k.value for k in call.keywords if k.arg == "mode"), ast.Constant("r"))
+        )
+        return (
+            isinstance(mode, ast.Constant)
+            and isinstance(mode.value, str)
+            and not set(mode.value) & set("wax+")
+        )
 
     def _dynamic_path(self, node: ast.Name) -> str:
         """``os.environ.get`` for the ``os`` in ``os.environ.get(…)``, by its import's origin."""
@@ -772,10 +1044,11 @@ class _CellScanner(ast.NodeVisitor):
         elif attr in AUTOGRAD_ATTRS or (attr in AUTOGRAD_TORCH_ATTRS and self.torch_rooted(node)):
             if not _switches_grad_off(node):
                 self.autograd(node, f".{attr}" + ("(" if attr == "backward" else ""))
-        elif self.torch_rooted(node) and (attr in DYNAMIC_TORCH_PARTS or
-                                          (attr.startswith("_") and not _is_dunder(attr))):
+        elif self.torch_rooted(node) and (
+            attr in DYNAMIC_TORCH_PARTS or (attr.startswith("_") and not _is_dunder(attr))
+        ):
             self.dynamic(node, _dotted(node), "changes or bypasses what torch's functions do")
-        elif (attr.startswith("_") and not _is_dunder(attr) and self.protected_root(node.value)):
+        elif attr.startswith("_") and not _is_dunder(attr) and self.protected_root(node.value):
             self.dynamic(node, _dotted(node), "reaches into a module's private internals")
         self.generic_visit(node)
 
@@ -787,8 +1060,9 @@ class _CellScanner(ast.NodeVisitor):
     def _check_write(self, target: ast.AST) -> None:
         name = self.protected_root(target)
         if name is not None and not _dotted(target).startswith(WRITABLE_TORCH_PREFIXES):
-            self.monkeypatch(target, _dotted(target),
-                             "deletes" if isinstance(target.ctx, ast.Del) else "replaces")
+            self.monkeypatch(
+                target, _dotted(target), "deletes" if isinstance(target.ctx, ast.Del) else "replaces"
+            )
 
     def visit_Constant(self, node) -> None:
         # A string naming autograd is how `getattr(t, name)` or `**{"requires_grad": True}`
@@ -801,14 +1075,19 @@ class _CellScanner(ast.NodeVisitor):
         for keyword in node.keywords:
             if keyword.arg == "requires_grad" and not _is_false(keyword.value):
                 self.autograd(keyword, "requires_grad=")
-            elif ((keyword.arg == "weights_only" and not _is_true(keyword.value))
-                  or (keyword.arg == "allow_pickle" and not _is_false(keyword.value))):
-                self.dynamic(keyword, f"{keyword.arg}={_dotted(keyword.value)}",
-                             "unpickles a file, which can run any code")
+            elif (keyword.arg == "weights_only" and not _is_true(keyword.value)) or (
+                keyword.arg == "allow_pickle" and not _is_false(keyword.value)
+            ):
+                self.dynamic(
+                    keyword,
+                    f"{keyword.arg}={_dotted(keyword.value)}",
+                    "unpickles a file, which can run any code",
+                )
         called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
         if called == "inference_mode":
-            mode = node.args[0] if node.args else next(
-                (k.value for k in node.keywords if k.arg == "mode"), None)
+            mode = (
+                node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "mode"), None)
+            )
             if _is_false(mode) or (mode is not None and not isinstance(mode, ast.Constant)):
                 self.autograd(node, "inference_mode(False)")
         if called in ("getattr", "hasattr", "attrgetter", "methodcaller") and not self.is_local(called):
@@ -821,19 +1100,24 @@ class _CellScanner(ast.NodeVisitor):
         for arg in args:
             if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
                 if called != "hasattr":
-                    self.dynamic(node, f"{called}(…, {_dotted(arg)})",
-                                 "looks up an attribute by a computed name")
+                    self.dynamic(
+                        node, f"{called}(…, {_dotted(arg)})", "looks up an attribute by a computed name"
+                    )
                 continue
             for attr in arg.value.split("."):
                 if attr in DANGEROUS_DUNDERS or attr in DYNAMIC_MODULES or attr in FRAME_ATTRS:
                     self.dynamic(node, f'{called}(…, "{attr}")', "exposes an object's internals")
-                elif attr in AUTOGRAD_ATTRS or (attr in AUTOGRAD_TORCH_ATTRS and target is not None
-                                                and self.torch_rooted(target)):
+                elif attr in AUTOGRAD_ATTRS or (
+                    attr in AUTOGRAD_TORCH_ATTRS and target is not None and self.torch_rooted(target)
+                ):
                     self.autograd(node, f'{called}(…, "{attr}")')
-                elif (attr.startswith("_") and not _is_dunder(attr) and target is not None
-                      and self.protected_root(target)):
-                    self.dynamic(node, f'{called}(…, "{attr}")',
-                                 "reaches into a module's private internals")
+                elif (
+                    attr.startswith("_")
+                    and not _is_dunder(attr)
+                    and target is not None
+                    and self.protected_root(target)
+                ):
+                    self.dynamic(node, f'{called}(…, "{attr}")', "reaches into a module's private internals")
 
     # -- imports
     def visit_Import(self, node) -> None:
@@ -857,8 +1141,9 @@ class _CellScanner(ast.NodeVisitor):
                 self.autograd(node, f"from torch import {alias.name}")
                 continue
             if module == "torch" and (alias.name in DYNAMIC_TORCH_PARTS or alias.name.startswith("_")):
-                self.dynamic(node, f"from torch import {alias.name}",
-                             "changes or bypasses what torch's functions do")
+                self.dynamic(
+                    node, f"from torch import {alias.name}", "changes or bypasses what torch's functions do"
+                )
                 continue
             self._check_import(node, full if _is_module_path(full) else module, bound, full)
 
@@ -872,14 +1157,17 @@ class _CellScanner(ast.NodeVisitor):
         elif parts[0] in DYNAMIC_MODULES:
             if self.answer or parts[0] not in ADDED_CELL_MODULES:
                 self.dynamic(node, f"import {module}")
-        elif parts[0] == "torch" and any(p in DYNAMIC_TORCH_PARTS or (p.startswith("_") and not
-                                                                     _is_dunder(p)) for p in parts[1:]):
+        elif parts[0] == "torch" and any(
+            p in DYNAMIC_TORCH_PARTS or (p.startswith("_") and not _is_dunder(p)) for p in parts[1:]
+        ):
             self.dynamic(node, f"import {module}", "changes or bypasses what torch's functions do")
         elif self.answer and not _answer_import_allowed(module):
             what = "the course package" if parts[0] == "backprop_ninja" else f"`{module}`"
-            self.add(node, "forbidden_import",
-                     f"{self.where()} imports {what} — answer cells may import only "
-                     f"{ALLOWED_IMPORTS_TEXT}")
+            self.add(
+                node,
+                "forbidden_import",
+                f"{self.where()} imports {what} — answer cells may import only {ALLOWED_IMPORTS_TEXT}",
+            )
 
 
 def _outermost_attribute(node: ast.AST) -> ast.AST:
@@ -892,8 +1180,7 @@ def _harmless_read(path: str, user: ast.AST | None) -> bool:
     """A read that cannot change anything: ``os.path.join(…)``, ``os.environ["HOME"]``."""
     if path.startswith(HARMLESS_READS) or path + "." in HARMLESS_READS:
         return True
-    return (path == "os.environ" and isinstance(user, ast.Subscript)
-            and isinstance(user.ctx, ast.Load))
+    return path == "os.environ" and isinstance(user, ast.Subscript) and isinstance(user.ctx, ast.Load)
 
 
 def _is_module_path(dotted: str) -> bool:
@@ -966,24 +1253,40 @@ def scan_cells(cells: list[CodeCell], restored: list[CodeCell]) -> list[Finding]
         key = (cell.label, line, kind)
         if key not in seen:
             seen.add(key)
-            findings.append(Finding(cell.label, line, kind, one_line(message, 240),
-                                    tuple(sorted(functions)), whole))
+            findings.append(
+                Finding(cell.label, line, kind, one_line(message, 240), tuple(sorted(functions)), whole)
+            )
 
     for cell in scanned:
         where = "an answer cell" if cell.role == "answer" else cell.label
         for line, what in cell.magic_findings:
-            emit(cell, line, "dynamic", f"{where} runs `{one_line(what, 60)}` — shell commands and "
-                 "IPython magics other than %time/%timeit are not allowed in graded notebooks",
-                 whole=True)
+            emit(
+                cell,
+                line,
+                "dynamic",
+                f"{where} runs `{one_line(what, 60)}` — shell commands and "
+                "IPython magics other than %time/%timeit are not allowed in graded notebooks",
+                whole=True,
+            )
         if cell.python is None:
-            meant = ({m.group(1) or m.group(2) for m in _DEF_LINE.finditer(cell.source)}
-                     | ({cell.label} if cell.role == "answer" else set()))
+            meant = {m.group(1) or m.group(2) for m in _DEF_LINE.finditer(cell.source)} | (
+                {cell.label} if cell.role == "answer" else set()
+            )
             if cell.role == "answer":
-                emit(cell, 0, "syntax", f"{where} does not parse ({cell.syntax_error}) — "
-                     "nothing in it can run", meant)
+                emit(
+                    cell,
+                    0,
+                    "syntax",
+                    f"{where} does not parse ({cell.syntax_error}) — nothing in it can run",
+                    meant,
+                )
             else:
-                emit(cell, 0, "syntax", f"{where} does not parse ({cell.syntax_error}) — it "
-                     "cannot run; fix or delete it")
+                emit(
+                    cell,
+                    0,
+                    "syntax",
+                    f"{where} does not parse ({cell.syntax_error}) — it cannot run; fix or delete it",
+                )
             continue
         tree = trees[cell.index]
         _attach_parents(tree)

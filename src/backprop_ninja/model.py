@@ -12,8 +12,8 @@ Both compute the same loss. Parameters are plain dicts of tensors keyed by the l
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -145,16 +145,25 @@ def forward_fused(params: dict[str, torch.Tensor], Xb: torch.Tensor, Yb: torch.T
     embcat = emb.view(n, -1)
     hprebn = torch.addmm(params["b1"], embcat, params["W1"])  # embcat @ W1 + b1
     bndiff = torch.sub(hprebn, hprebn.sum(0, keepdim=True), alpha=1 / n)  # hprebn - its mean
-    bnvar_plus_eps = torch.add(_BN_EPS, (bndiff * bndiff).sum(0, keepdim=True),
-                               alpha=1 / (n - 1))  # Bessel's correction, then + eps
+    bnvar_plus_eps = torch.add(
+        _BN_EPS, (bndiff * bndiff).sum(0, keepdim=True), alpha=1 / (n - 1)
+    )  # Bessel's correction, then + eps
     bnvar_inv = torch.rsqrt(bnvar_plus_eps)  # (bnvar + eps) ** -0.5
     bnraw = bndiff * bnvar_inv
     hpreact = torch.addcmul(params["bnbias"], params["bngain"], bnraw)  # bngain * bnraw + bnbias
     h = torch.tanh(hpreact)
     logits = torch.addmm(params["b2"], h, params["W2"])  # h @ W2 + b2
     loss = F.cross_entropy(logits, Yb)
-    cache = dict(emb=emb, embcat=embcat, hprebn=hprebn, bnraw=bnraw, bnvar_inv=bnvar_inv,
-                 hpreact=hpreact, h=h, logits=logits)
+    cache = dict(
+        emb=emb,
+        embcat=embcat,
+        hprebn=hprebn,
+        bnraw=bnraw,
+        bnvar_inv=bnvar_inv,
+        hpreact=hpreact,
+        h=h,
+        logits=logits,
+    )
     return loss, cache
 
 
@@ -167,7 +176,7 @@ EVAL_CHUNK_ROWS = 16384
 def _row_chunks(*tensors: torch.Tensor):
     """The tensors' rows, ``EVAL_CHUNK_ROWS`` at a time: a tuple of slices per chunk."""
     for start in range(0, tensors[0].shape[0], EVAL_CHUNK_ROWS):
-        yield tuple(t[start:start + EVAL_CHUNK_ROWS] for t in tensors)
+        yield tuple(t[start : start + EVAL_CHUNK_ROWS] for t in tensors)
 
 
 def _first_layer(params, X: torch.Tensor) -> torch.Tensor:
@@ -183,8 +192,9 @@ def calibrate_batchnorm(params: dict[str, torch.Tensor], X: torch.Tensor):
     mean = sum(_first_layer(params, Xc).sum(0, keepdim=True) for (Xc,) in _row_chunks(X)) / n
     # Two-pass variance, the same number as Tensor.var, which is ~10× slower along dim 0
     # (a Welford reduction); the second pass recomputes the chunks (cheaper than keeping them).
-    squares = sum((_first_layer(params, Xc) - mean).square_().sum(0, keepdim=True)
-                  for (Xc,) in _row_chunks(X))
+    squares = sum(
+        (_first_layer(params, Xc) - mean).square_().sum(0, keepdim=True) for (Xc,) in _row_chunks(X)
+    )
     return mean, squares / (n - 1)
 
 
@@ -202,13 +212,23 @@ def logits_at_test_time(params, bnstats, X: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def split_loss(params, bnstats, X: torch.Tensor, Y: torch.Tensor) -> float:
     """Mean cross-entropy of the calibrated model on a whole split (in chunks of rows)."""
-    total = sum(F.cross_entropy(logits_at_test_time(params, bnstats, Xc), Yc, reduction="sum")
-                for Xc, Yc in _row_chunks(X, Y))
+    total = sum(
+        F.cross_entropy(logits_at_test_time(params, bnstats, Xc), Yc, reduction="sum")
+        for Xc, Yc in _row_chunks(X, Y)
+    )
     return (total / X.shape[0]).item()
 
 
-def sample_names(params, bnstats, vocab, count: int = 20, *, block_size: int = 3,
-                 generator: torch.Generator | None = None, max_length: int = 50) -> list[str]:
+def sample_names(
+    params,
+    bnstats,
+    vocab,
+    count: int = 20,
+    *,
+    block_size: int = 3,
+    generator: torch.Generator | None = None,
+    max_length: int = 50,
+) -> list[str]:
     """Names drawn from the model, one character at a time, until each emits ``.``.
 
     All ``count`` names are drawn side by side, one batch per character position.

@@ -49,9 +49,14 @@ def execute(path: Path, *, steps: int = CI_STEPS, timeout: int = 600):
     nb = nbformat.read(str(path), as_version=4)
     metadata = copy.deepcopy(nb.metadata)
     env = {**os.environ, STEPS_VARIABLE: str(steps), "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=False,
-                            record_timing=False,
-                            resources={"metadata": {"path": str(Path(path).parent)}})
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        store_widget_state=False,
+        record_timing=False,
+        resources={"metadata": {"path": str(Path(path).parent)}},
+    )
     client.execute(env=env)
     # Keep the notebook's own metadata: the kernel's (its Python patch version) is noise.
     nb.metadata = metadata
@@ -76,8 +81,12 @@ def merge_streams(outputs: list) -> list:
     merged = []
     for output in outputs:
         previous = merged[-1] if merged else None
-        if (output.output_type == "stream" and previous is not None
-                and previous.output_type == "stream" and previous.name == output.name):
+        if (
+            output.output_type == "stream"
+            and previous is not None
+            and previous.output_type == "stream"
+            and previous.name == output.name
+        ):
             previous.text += output.text
         else:
             merged.append(output)
@@ -112,8 +121,10 @@ def full_training(*, steps: int = FULL_STEPS, out: Path = BUILD / "4_full_traini
     nbformat.write(nb, str(out))
     losses = training_losses(nb)
     print(f"{steps:,} steps in {seconds / 60:.1f} min (whole notebook); executed copy: {out}")
-    print(f"train loss {losses['train']:.4f} (lecture: ≤ {LECTURE_BOUNDS['train']}) | "
-          f"val loss {losses['val']:.4f} (lecture: ≤ {LECTURE_BOUNDS['val']})")
+    print(
+        f"train loss {losses['train']:.4f} (lecture: ≤ {LECTURE_BOUNDS['train']}) | "
+        f"val loss {losses['val']:.4f} (lecture: ≤ {LECTURE_BOUNDS['val']})"
+    )
     ok = all(losses[k] <= bound for k, bound in LECTURE_BOUNDS.items())
     if steps >= FULL_STEPS:
         print("reproduces the lecture" if ok else "DOES NOT reproduce the lecture")
@@ -125,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     refresh_cmd = commands.add_parser("refresh", help="re-execute the solution notebooks in place")
-    refresh_cmd.add_argument("notebooks", nargs="*", metavar="NOTEBOOK",
-                             help=f"any of {', '.join(NOTEBOOKS)} (default: all)")
+    refresh_cmd.add_argument(
+        "notebooks", nargs="*", metavar="NOTEBOOK", help=f"any of {', '.join(NOTEBOOKS)} (default: all)"
+    )
     train_cmd = commands.add_parser("train", help="run notebook 4 with the full training")
     train_cmd.add_argument("--steps", type=int, default=FULL_STEPS)
     args = parser.parse_args(argv)

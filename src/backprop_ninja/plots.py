@@ -61,9 +61,19 @@ def draw_forward_graph(values: dict[str, torch.Tensor] | None = None):
                 start, end = (0.7, y[name]), (0.7, y[step.name])
             else:
                 style = "arc3,rad=0"
-            ax.add_patch(FancyArrowPatch(start, end, connectionstyle=style, arrowstyle="-|>",
-                                         mutation_scale=12, color="#555555", lw=1,
-                                         shrinkA=9, shrinkB=9))
+            ax.add_patch(
+                FancyArrowPatch(
+                    start,
+                    end,
+                    connectionstyle=style,
+                    arrowstyle="-|>",
+                    mutation_scale=12,
+                    color="#555555",
+                    lw=1,
+                    shrinkA=9,
+                    shrinkB=9,
+                )
+            )
     for name in y:
         if name not in steps:  # a parameter or the data
             colour = PARAM_COLOUR
@@ -71,16 +81,29 @@ def draw_forward_graph(values: dict[str, torch.Tensor] | None = None):
             colour = BRANCH_COLOUR
         else:
             colour = PLAIN_COLOUR
-        ax.text(x[name], y[name], name + _shape(values, name), ha="center", va="center",
-                fontsize=9, family="monospace",
-                bbox=dict(boxstyle="round,pad=0.3", fc=colour, ec="#777777"))
+        ax.text(
+            x[name],
+            y[name],
+            name + _shape(values, name),
+            ha="center",
+            va="center",
+            fontsize=9,
+            family="monospace",
+            bbox=dict(boxstyle="round,pad=0.3", fc=colour, ec="#777777"),
+        )
     ax.set_xlim(-3.2, 2.6)
     ax.set_ylim(min(y.values()) - 0.8, 0.8)
     ax.axis("off")
-    handles = [plt.Rectangle((0, 0), 1, 1, fc=c, ec="#777777") for c in
-               (PARAM_COLOUR, BRANCH_COLOUR, PLAIN_COLOUR)]
-    ax.legend(handles, ["parameter / data", "read by two steps: gradients add", "intermediate"],
-              loc="lower right", fontsize=8, frameon=False)
+    handles = [
+        plt.Rectangle((0, 0), 1, 1, fc=c, ec="#777777") for c in (PARAM_COLOUR, BRANCH_COLOUR, PLAIN_COLOUR)
+    ]
+    ax.legend(
+        handles,
+        ["parameter / data", "read by two steps: gradients add", "intermediate"],
+        loc="lower right",
+        fontsize=8,
+        frameon=False,
+    )
     ax.set_title("The forward pass runs down; backprop climbs back up", fontsize=11)
     fig.tight_layout()
     return fig
@@ -106,8 +129,9 @@ def show_dlogits(probs: torch.Tensor, dlogits: torch.Tensor, Yb: torch.Tensor, *
     right.set_title("dlogits (red: push the logit down, blue: up)")
     fig.colorbar(image, ax=right, fraction=0.03)
     for ax in (left, right):
-        ax.scatter(targets, range(len(targets)), s=60, facecolors="none", edgecolors="#d4a017",
-                   linewidths=1.5)
+        ax.scatter(
+            targets, range(len(targets)), s=60, facecolors="none", edgecolors="#d4a017", linewidths=1.5
+        )
         ax.set_xlabel("character")
         ax.set_ylabel("example in the batch")
     fig.tight_layout()
@@ -131,8 +155,16 @@ def show_batchnorm_gradient(dhpreact: torch.Tensor, dhprebn: torch.Tensor, bnraw
         ax.bar(units, reduce(dhpreact), color="#9bbbe0", label="dhpreact (into batchnorm)")
         ax.bar(units, reduce(dhprebn), color="#c0392b", width=0.5, label="dhprebn (out of batchnorm)")
         ax.axhline(0, color="black", lw=0.8)
-        ax.text(0.99, 0.97, f"dhprebn: largest |value| {abs(reduce(dhprebn)).max():.0e}",
-                transform=ax.transAxes, ha="right", va="top", color="#c0392b", fontsize=9)
+        ax.text(
+            0.99,
+            0.97,
+            f"dhprebn: largest |value| {abs(reduce(dhprebn)).max():.0e}",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            color="#c0392b",
+            fontsize=9,
+        )
         ax.set_title(title)
         ax.set_xlabel("hidden unit j")
     left.legend(fontsize=8)
@@ -152,8 +184,14 @@ def plot_loss_curve(losses: list[float], *, learning_rate=lecture_learning_rate,
     changes = [s for s in range(1, steps) if learning_rate(s) != learning_rate(s - 1)]
     for s in changes:
         ax.axvline(s, color="#c0392b", ls="--", lw=1)
-        ax.text(s, curve.max(), f" lr {learning_rate(s - 1):g} → {learning_rate(s):g}",
-                color="#c0392b", va="top", fontsize=9)
+        ax.text(
+            s,
+            curve.max(),
+            f" lr {learning_rate(s - 1):g} → {learning_rate(s):g}",
+            color="#c0392b",
+            va="top",
+            fontsize=9,
+        )
     ax.set_xlabel("step")
     ax.set_ylabel(f"log10 loss (mean of {chunk} steps)")
     ax.set_title("Training with the manual backward pass")

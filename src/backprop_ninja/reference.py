@@ -41,8 +41,9 @@ class LocalGradient:
     branches: dict[str, torch.Tensor]
 
 
-def local_gradient(name: str, values: dict[str, torch.Tensor],
-                   upstream: dict[str, torch.Tensor]) -> LocalGradient:
+def local_gradient(
+    name: str, values: dict[str, torch.Tensor], upstream: dict[str, torch.Tensor]
+) -> LocalGradient:
     """One step of backprop by autograd: dloss/d``name`` given the gradients of its consumers.
 
     ``upstream`` maps ``"d<consumer>"`` to that consumer's gradient; it need not be the true

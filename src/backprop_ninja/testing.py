@@ -12,9 +12,9 @@ import math
 import signal
 import sys
 import threading
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import Callable, Iterable
 
 import torch
 
@@ -140,14 +140,23 @@ def run_trial(function: Callable, trial: Trial) -> CheckResult:
         with time_limit(STUDENT_CALL_SECONDS), warnings_to_stdout():
             got = _call_student(function, trial)
     except StudentTimeout:
-        return _failed(trial, "timeout", f"{trial.function} ran for more than {STUDENT_CALL_SECONDS:g} s "
-                                         "— an endless loop?")
+        return _failed(
+            trial,
+            "timeout",
+            f"{trial.function} ran for more than {STUDENT_CALL_SECONDS:g} s — an endless loop?",
+        )
     except NotImplementedError:
         return _failed(trial, "not_implemented", f"{trial.function} is not implemented yet")
     except Exception as error:  # the student's code raised: report it as the answer's problem
         return _failed(trial, "error", f"{trial.function} raised {type(error).__name__}: {error}")
-    return _check(trial.target, got, trial.expected, batch_size=trial.batch_size,
-                  alternatives=trial.alternatives, scale=trial.scale)
+    return _check(
+        trial.target,
+        got,
+        trial.expected,
+        batch_size=trial.batch_size,
+        alternatives=trial.alternatives,
+        scale=trial.scale,
+    )
 
 
 def _failed(trial: Trial, problem: str, message: str) -> CheckResult:
@@ -176,8 +185,9 @@ def hidden_specs_for(exercise, seeds: Iterable[int]) -> list[CaseSpec]:
 
 def test_hidden(exercise, function: Callable, seeds: Iterable[int]) -> PrintedResults:
     """The hidden tests: fresh seeds, batch sizes, hidden sizes and dtypes."""
-    return PrintedResults(expect_correct(exercise, function, _fresh_case(spec))
-                          for spec in hidden_specs_for(exercise, seeds))
+    return PrintedResults(
+        expect_correct(exercise, function, _fresh_case(spec)) for spec in hidden_specs_for(exercise, seeds)
+    )
 
 
 def stage_report(targets: Iterable[str], namespace: dict, case: Case) -> PrintedResults:
@@ -191,8 +201,11 @@ def stage_report(targets: Iterable[str], namespace: dict, case: Case) -> Printed
         exercise = ATOMIC[target]
         function = namespace.get(exercise.function)
         trial = exercise.trial(case)
-        result = (run_trial(function, trial) if callable(function)
-                  else _failed(trial, "missing", f"{exercise.function} is not defined — run its cell"))
+        result = (
+            run_trial(function, trial)
+            if callable(function)
+            else _failed(trial, "missing", f"{exercise.function} is not defined — run its cell")
+        )
         print(result)
         results.append(result)
     passed = sum(r.ok for r in results)
@@ -207,10 +220,17 @@ def chain_report(grads: dict[str, torch.Tensor], case: Case) -> PrintedResults:
     results = PrintedResults()
     for target in ATOMIC:
         name = "d" + target
-        result = (_check(name, grads[name], case.reference.grad(name), batch_size=case.batch_size,
-                         scale=case.gradient_scale)
-                  if name in grads else
-                  CheckResult(name, False, False, False, float("nan"), "missing", "not computed", ""))
+        result = (
+            _check(
+                name,
+                grads[name],
+                case.reference.grad(name),
+                batch_size=case.batch_size,
+                scale=case.gradient_scale,
+            )
+            if name in grads
+            else CheckResult(name, False, False, False, float("nan"), "missing", "not computed", "")
+        )
         print(result)
         results.append(result)
     print(f"{sum(r.ok for r in results)}/{len(results)} correct")
@@ -237,13 +257,20 @@ class TrainingResult(_AlreadyPrinted):
     bound: float
 
     def __str__(self) -> str:
-        return (f"✅ training: validation loss {self.initial_loss:.4f} → {self.final_loss:.4f} "
-                f"after {self.steps} steps (bound {self.bound})")
+        return (
+            f"✅ training: validation loss {self.initial_loss:.4f} → {self.final_loss:.4f} "
+            f"after {self.steps} steps (bound {self.bound})"
+        )
 
 
-def test_training(backward: Callable, *, steps: int = TRAINING_STEPS,
-                  bound: float = TRAINING_BOUND, n_hidden: int = 200,
-                  seed: int = LECTURE_SEED) -> TrainingResult:
+def test_training(
+    backward: Callable,
+    *,
+    steps: int = TRAINING_STEPS,
+    bound: float = TRAINING_BOUND,
+    n_hidden: int = 200,
+    seed: int = LECTURE_SEED,
+) -> TrainingResult:
     """Train a fresh model with ``backward`` only; its validation loss must fall to ``bound``.
 
     Prints and returns the losses; raises ``GradeFailure`` saying what went wrong.
@@ -261,21 +288,28 @@ def test_training(backward: Callable, *, steps: int = TRAINING_STEPS,
     def checked_backward(params, cache, Xb, Yb):
         grads = backward(params, cache, Xb, Yb)
         if not isinstance(grads, dict):
-            raise GradeFailure(f"{name} must return a dict of gradients keyed by parameter "
-                               f"name, got {type(grads).__name__}")
+            raise GradeFailure(
+                f"{name} must return a dict of gradients keyed by parameter name, got {type(grads).__name__}"
+            )
         for key, value in params.items():
             got = grads.get(key)
             if not isinstance(got, torch.Tensor) or got.shape != value.shape:
-                what = "nothing" if got is None else (
-                    f"shape {tuple(got.shape)}" if isinstance(got, torch.Tensor) else type(got).__name__)
-                raise GradeFailure(f"{name}'s result has {what} for {key!r}, expected a "
-                                   f"gradient of shape {tuple(value.shape)}")
+                what = (
+                    "nothing"
+                    if got is None
+                    else (
+                        f"shape {tuple(got.shape)}" if isinstance(got, torch.Tensor) else type(got).__name__
+                    )
+                )
+                raise GradeFailure(
+                    f"{name}'s result has {what} for {key!r}, expected a "
+                    f"gradient of shape {tuple(value.shape)}"
+                )
         return grads
 
     try:
         with warnings_to_stdout():
-            _train(params, splits.Xtr, splits.Ytr, checked_backward, steps=steps, generator=g,
-                   progress=False)
+            _train(params, splits.Xtr, splits.Ytr, checked_backward, steps=steps, generator=g, progress=False)
     except GradeFailure:
         raise
     except NotImplementedError:
@@ -285,17 +319,22 @@ def test_training(backward: Callable, *, steps: int = TRAINING_STEPS,
     final = val_loss()
     where = f"after {steps} training steps the validation loss is {final:.4g}"
     if not math.isfinite(final):
-        raise GradeFailure(f"{where}: training diverged — a gradient with the wrong sign or "
-                           f"far too large?")
+        raise GradeFailure(f"{where}: training diverged — a gradient with the wrong sign or far too large?")
     if final > initial:
-        raise GradeFailure(f"{where}, up from {initial:.4g} at initialisation: the loss rose, "
-                           f"so some gradient points the wrong way (a flipped sign?)")
+        raise GradeFailure(
+            f"{where}, up from {initial:.4g} at initialisation: the loss rose, "
+            f"so some gradient points the wrong way (a flipped sign?)"
+        )
     if final > initial - 0.05:
-        raise GradeFailure(f"{where}, {initial:.4g} at initialisation: the model barely "
-                           f"learned — are the gradients (nearly) zero?")
+        raise GradeFailure(
+            f"{where}, {initial:.4g} at initialisation: the model barely "
+            f"learned — are the gradients (nearly) zero?"
+        )
     if final > bound:
-        raise GradeFailure(f"{where}, above the bound {bound}: it learns, but too slowly — "
-                           f"is a gradient too small or missing a term?")
+        raise GradeFailure(
+            f"{where}, above the bound {bound}: it learns, but too slowly — "
+            f"is a gradient too small or missing a term?"
+        )
     result = TrainingResult(steps, initial, final, bound)
     print(result)
     return result

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 
 from .model import FORWARD_STEPS, PARAM_NAMES, forward_fused
-
 
 # Set (to 1) by automatic runs — grading, CI — that need the timing cells to run, not their
 # numbers: one short round instead of five, which saves a grader about a second a notebook.
@@ -65,9 +64,11 @@ class SpeedComparison:
 
     def __str__(self) -> str:
         width = max(len(self.fast_name), len(self.slow_name))
-        return (f"{self.slow_name:{width}s}: {self.slow_seconds * 1e6:9.1f} µs per call\n"
-                f"{self.fast_name:{width}s}: {self.fast_seconds * 1e6:9.1f} µs per call\n"
-                f"speedup: {self.speedup:.1f}×")
+        return (
+            f"{self.slow_name:{width}s}: {self.slow_seconds * 1e6:9.1f} µs per call\n"
+            f"{self.fast_name:{width}s}: {self.fast_seconds * 1e6:9.1f} µs per call\n"
+            f"speedup: {self.speedup:.1f}×"
+        )
 
 
 @contextmanager
@@ -86,13 +87,15 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def compare_speed(fast: Callable[[], object], slow: Callable[[], object], *,
-                  fast_name: str, slow_name: str, rounds: int = 5) -> SpeedComparison:
+def compare_speed(
+    fast: Callable[[], object], slow: Callable[[], object], *, fast_name: str, slow_name: str, rounds: int = 5
+) -> SpeedComparison:
     """Time ``fast`` and ``slow`` alike (on one thread) and return the comparison; print it
     to see it."""
     with one_thread():
-        return SpeedComparison(fast_name, seconds_per_call(fast, rounds=rounds),
-                               slow_name, seconds_per_call(slow, rounds=rounds))
+        return SpeedComparison(
+            fast_name, seconds_per_call(fast, rounds=rounds), slow_name, seconds_per_call(slow, rounds=rounds)
+        )
 
 
 # ------------------------------------------------------------- the atomic chain, by autograd
@@ -104,13 +107,14 @@ def run_steps(values: dict[str, torch.Tensor], first: str, last: str) -> dict[st
     """
     names = [step.name for step in FORWARD_STEPS]
     values = dict(values)
-    for step in FORWARD_STEPS[names.index(first): names.index(last) + 1]:
+    for step in FORWARD_STEPS[names.index(first) : names.index(last) + 1]:
         values[step.name] = step.compute(*(values[name] for name in step.inputs))
     return values
 
 
-def autograd_chain(values: dict[str, torch.Tensor], wrt: str, first: str, last: str,
-                   grad_output: torch.Tensor | None = None) -> Callable[[], torch.Tensor]:
+def autograd_chain(
+    values: dict[str, torch.Tensor], wrt: str, first: str, last: str, grad_output: torch.Tensor | None = None
+) -> Callable[[], torch.Tensor]:
     """A function that backpropagates, with autograd, from ``last`` to ``wrt`` through the
     exploded steps ``first`` … ``last``.
 
@@ -131,8 +135,14 @@ def autograd_chain(values: dict[str, torch.Tensor], wrt: str, first: str, last: 
 
 
 # ----------------------------------------------------------------- a whole training step
-def training_step_speed(params: dict[str, torch.Tensor], Xb: torch.Tensor, Yb: torch.Tensor,
-                        manual_backward: Callable, *, rounds: int = 5) -> SpeedComparison:
+def training_step_speed(
+    params: dict[str, torch.Tensor],
+    Xb: torch.Tensor,
+    Yb: torch.Tensor,
+    manual_backward: Callable,
+    *,
+    rounds: int = 5,
+) -> SpeedComparison:
     """Forward + backward of one minibatch: ``manual_backward`` against ``loss.backward()``.
 
     Both sides run the same fused forward pass; the manual side runs it under
@@ -154,5 +164,10 @@ def training_step_speed(params: dict[str, torch.Tensor], Xb: torch.Tensor, Yb: t
         _, cache = forward_fused(frozen, Xb, Yb)
         return manual_backward(frozen, cache, Xb, Yb)
 
-    return compare_speed(by_hand, with_autograd, fast_name="manual backward (no autograd)",
-                         slow_name="loss.backward() (autograd)", rounds=rounds)
+    return compare_speed(
+        by_hand,
+        with_autograd,
+        fast_name="manual backward (no autograd)",
+        slow_name="loss.backward() (autograd)",
+        rounds=rounds,
+    )

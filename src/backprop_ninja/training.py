@@ -18,9 +18,9 @@ measurements behind each choice):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -63,8 +63,15 @@ def torch_threads(count: int | None) -> Iterator[None]:
             torch.set_num_threads(previous)
 
 
-def minibatch_chunks(Xtr: torch.Tensor, Ytr: torch.Tensor, *, steps: int, batch_size: int,
-                     generator: torch.Generator, chunk_steps: int = CHUNK_STEPS):
+def minibatch_chunks(
+    Xtr: torch.Tensor,
+    Ytr: torch.Tensor,
+    *,
+    steps: int,
+    batch_size: int,
+    generator: torch.Generator,
+    chunk_steps: int = CHUNK_STEPS,
+):
     """Per chunk of steps: the list of that chunk's ``(Xb, Yb)`` minibatches.
 
     Drawing ``k·batch_size`` indices at once yields exactly the numbers that ``k`` calls of
@@ -102,19 +109,22 @@ def train(
     tensors = [params[name] for name in PARAM_NAMES]  # updated in place, in this order
     run = TrainingRun()
     step = 0
-    with torch_threads(threads), tqdm(total=steps, disable=not progress, desc="training",
-                                      mininterval=0.5) as bar:
+    with (
+        torch_threads(threads),
+        tqdm(total=steps, disable=not progress, desc="training", mininterval=0.5) as bar,
+    ):
         for batches in minibatch_chunks(Xtr, Ytr, steps=steps, batch_size=batch_size, generator=g):
             losses = []
             for Xb, Yb in batches:
                 loss, cache = forward_fused(params, Xb, Yb)
                 grads = backward(params, cache, Xb, Yb)
                 # p += -lr * grad for all seven parameters in one call.
-                torch._foreach_add_(tensors, [grads[name] for name in PARAM_NAMES],
-                                    alpha=-learning_rate(step))
+                torch._foreach_add_(
+                    tensors, [grads[name] for name in PARAM_NAMES], alpha=-learning_rate(step)
+                )
                 losses.append(loss)
                 step += 1
             run.losses.extend(torch.stack(losses).tolist())
             bar.update(len(batches))
-            bar.set_postfix(loss=f"{sum(run.losses[-len(batches):]) / len(batches):.4f}")
+            bar.set_postfix(loss=f"{sum(run.losses[-len(batches) :]) / len(batches):.4f}")
     return run

@@ -68,16 +68,16 @@ from pathlib import Path
 import torch
 
 from .cells import ANSWER_PRELUDE
-from .forkserver import spawn
 from .exercises import GRADED_TESTS, private_copy
+from .forkserver import spawn
 from .integrity import (
     DEPENDENT_TESTS,
     CodeCell,
     SubmissionError,
-    top_level_definitions,
-    one_line,
     graded_test_ids,
     load_submission,
+    one_line,
+    top_level_definitions,
 )
 from .model import PARAM_NAMES
 
@@ -166,9 +166,15 @@ def build_plan(notebook_name: str, seed: int | None = None) -> _Plan:
 
 
 # --------------------------------------------------------------------------- the parent
-def verify_notebook(submitted_path, notebook_name: str, *, seed: int | None = None,
-                    timeout: float = DEFAULT_TIMEOUT, source_path=None,
-                    memory_mb: int = DEFAULT_MEMORY_MB) -> dict[str, Verdict]:
+def verify_notebook(
+    submitted_path,
+    notebook_name: str,
+    *,
+    seed: int | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    source_path=None,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+) -> dict[str, Verdict]:
     """Check a submission's answers on fresh secret inputs, in a separate process.
 
     ``source_path``: the instructor's notebook (default: solutions/backprop_ninja/<name>),
@@ -193,8 +199,9 @@ def verify_notebook(submitted_path, notebook_name: str, *, seed: int | None = No
     return verdicts
 
 
-def _judge(plan: _Plan, records: list[dict], cell_errors: dict[str, str],
-           cells: list[CodeCell]) -> dict[str, Verdict]:
+def _judge(
+    plan: _Plan, records: list[dict], cell_errors: dict[str, str], cells: list[CodeCell]
+) -> dict[str, Verdict]:
     verdicts: dict[str, Verdict] = {}
     for check_ in plan.checks:
         if check_.grade_id in verdicts and not verdicts[check_.grade_id].ok:
@@ -205,8 +212,9 @@ def _judge(plan: _Plan, records: list[dict], cell_errors: dict[str, str],
     return verdicts
 
 
-def _judge_one(check_: _Check, call: _Call, record: dict, cell_errors: dict[str, str],
-               cells: list[CodeCell]) -> Verdict:
+def _judge_one(
+    check_: _Check, call: _Call, record: dict, cell_errors: dict[str, str], cells: list[CodeCell]
+) -> Verdict:
     from .check import check
 
     trial, fn = check_.trial, call.function
@@ -217,34 +225,64 @@ def _judge_one(check_: _Check, call: _Call, record: dict, cell_errors: dict[str,
         return Verdict(False, f"{fn} is not implemented yet", "error")
     if status == "error":
         if record.get("autograd"):
-            return Verdict(False, f"{fn} called autograd, which is switched off while grading — "
-                                  "compute the gradient by hand", "autograd")
-        hint = (" — answers may use only their arguments, torch, F, math and what answer cells "
-                "define" if record["error"].startswith("NameError") else "")
+            return Verdict(
+                False,
+                f"{fn} called autograd, which is switched off while grading — compute the gradient by hand",
+                "autograd",
+            )
+        hint = (
+            " — answers may use only their arguments, torch, F, math and what answer cells define"
+            if record["error"].startswith("NameError")
+            else ""
+        )
         return Verdict(False, one_line(f"{fn} raised {record['error']}{hint}", 300), "error")
     if call.wants_dict:
         if status != "dict":
-            return Verdict(False, f"{fn} must return a dict of gradients keyed by parameter name, "
-                                  f"got {record.get('type', 'something else')}", "wrong")
+            return Verdict(
+                False,
+                f"{fn} must return a dict of gradients keyed by parameter name, "
+                f"got {record.get('type', 'something else')}",
+                "wrong",
+            )
         record = record["items"].get(trial.pick, {"status": "none"})
         status = record["status"]
     if status == "autograd":
-        return Verdict(False, f"{fn} returned a tensor that carries an autograd graph "
-                              "(requires_grad or grad_fn) — compute the gradient by hand", "autograd")
+        return Verdict(
+            False,
+            f"{fn} returned a tensor that carries an autograd graph "
+            "(requires_grad or grad_fn) — compute the gradient by hand",
+            "autograd",
+        )
     if status == "bad_type":
-        return Verdict(False, f"{trial.target} on fresh inputs ({check_.description}): expected a "
-                              f"plain torch.Tensor, got {record.get('type', '?')}", "wrong")
+        return Verdict(
+            False,
+            f"{trial.target} on fresh inputs ({check_.description}): expected a "
+            f"plain torch.Tensor, got {record.get('type', '?')}",
+            "wrong",
+        )
     got = record["value"] if status == "tensor" else None
     try:
-        result = check(trial.target, got, trial.expected, batch_size=trial.batch_size,
-                       alternatives=trial.alternatives, scale=trial.scale)
+        result = check(
+            trial.target,
+            got,
+            trial.expected,
+            batch_size=trial.batch_size,
+            alternatives=trial.alternatives,
+            scale=trial.scale,
+        )
     except Exception as error:  # an absurd tensor (sparse, meta …) must not stop grading
-        return Verdict(False, one_line(f"{trial.target}: the result cannot be compared "
-                                        f"({type(error).__name__}: {error})"), "wrong")
+        return Verdict(
+            False,
+            one_line(f"{trial.target}: the result cannot be compared ({type(error).__name__}: {error})"),
+            "wrong",
+        )
     if result.ok:
         return Verdict(True, f"{trial.target} is right on fresh inputs", None)
-    return Verdict(False, one_line(f"{trial.target} on fresh inputs ({check_.description}): "
-                                    f"{result.message}", 300), "wrong")
+    return Verdict(
+        False,
+        one_line(f"{trial.target} on fresh inputs ({check_.description}): {result.message}", 300),
+        "wrong",
+    )
 
 
 def _missing_message(function: str, cell_errors: dict[str, str], cells: list[CodeCell]) -> str:
@@ -269,55 +307,80 @@ def _dependent_verdict(function: str, gradient_verdicts: list[Verdict]) -> Verdi
     failed = [v for v in gradient_verdicts if not v.ok]
     if not failed:
         return Verdict(True, f"every gradient of {function} is right on fresh inputs")
-    return Verdict(False, one_line(f"needs every gradient of {function} right; "
-                                    f"first failure: {failed[0].message}", 300), failed[0].problem)
+    return Verdict(
+        False,
+        one_line(f"needs every gradient of {function} right; first failure: {failed[0].message}", 300),
+        failed[0].problem,
+    )
 
 
 def _child_env(workdir: str) -> dict[str, str]:
     """Only what Python needs: no secrets, no tokens, nothing inherited."""
     return {
-        "PATH": os.defpath, "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8", "PYTHONPATH": str(PACKAGE_PARENT), "PYTHONNOUSERSITE": "1",
-        "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8", "OMP_NUM_THREADS": "1",
+        "PATH": os.defpath,
+        "HOME": workdir,
+        "TMPDIR": workdir,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONPATH": str(PACKAGE_PARENT),
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONIOENCODING": "utf-8",
+        "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
     }
 
 
-def _run_child(answers: list[CodeCell], calls: list[_Call], *, timeout: float,
-               memory_mb: int) -> Verdict | tuple[list[dict], dict[str, str]]:
+def _run_child(
+    answers: list[CodeCell], calls: list[_Call], *, timeout: float, memory_mb: int
+) -> Verdict | tuple[list[dict], dict[str, str]]:
     """Run the answers in a child process: (records, cell errors), or a failed Verdict."""
     workdir = tempfile.mkdtemp(prefix="bpn-verify-")
     try:
         job = {
             "cells": [{"label": c.label, "python": c.python} for c in answers if c.python is not None],
-            "limits": {"memory_bytes": memory_mb * 2**20, "cpu_seconds": int(timeout) + 5,
-                       "file_bytes": FILE_LIMIT_BYTES},
+            "limits": {
+                "memory_bytes": memory_mb * 2**20,
+                "cpu_seconds": int(timeout) + 5,
+                "file_bytes": FILE_LIMIT_BYTES,
+            },
         }
         Path(workdir, "job.json").write_text(json.dumps(job), encoding="utf-8")
-        torch.save([{"function": c.function, "args": c.args, "wants_dict": c.wants_dict}
-                    for c in calls], Path(workdir, "inputs.pt"))
+        torch.save(
+            [{"function": c.function, "args": c.args, "wants_dict": c.wants_dict} for c in calls],
+            Path(workdir, "inputs.pt"),
+        )
         with open(Path(workdir, "stdout.txt"), "wb") as out, open(Path(workdir, "stderr.txt"), "wb") as err:
             # A fork of the grading fork server when one runs (torch already imported),
             # else a new interpreter; either way a session of its own, in a clean environment.
             process = spawn(
                 [sys.executable, "-s", "-m", "backprop_ninja.verify", "--child", workdir],
-                cwd=workdir, env=_child_env(workdir), stdin=subprocess.DEVNULL, stdout=out,
-                stderr=err, close_fds=True)
+                cwd=workdir,
+                env=_child_env(workdir),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                close_fds=True,
+            )
             try:
                 returncode = process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 _kill_group(process)
                 process.wait()
-                return Verdict(False, f"the answers did not finish within {timeout:g} s — an "
-                                      "endless loop, or far too slow", "timeout")
+                return Verdict(
+                    False,
+                    f"the answers did not finish within {timeout:g} s — an endless loop, or far too slow",
+                    "timeout",
+                )
             finally:
                 _kill_group(process)  # whatever the answers left running in the background
         if returncode != 0:
             return Verdict(False, _crash_message(returncode, Path(workdir, "stderr.txt")), "crash")
         return _read_results(Path(workdir, "results.pt"), len(calls))
     except Exception as error:  # e.g. no space to write the inputs: still a verdict, never a crash
-        return Verdict(False, one_line(f"the answers could not be run ({type(error).__name__}: {error})"),
-                       "crash")
+        return Verdict(
+            False, one_line(f"the answers could not be run ({type(error).__name__}: {error})"), "crash"
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -332,17 +395,27 @@ def _kill_group(process: subprocess.Popen) -> None:
 def _crash_message(returncode: int, stderr_path: Path) -> str:
     if returncode < 0:
         name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
-        why = {"SIGXCPU": " (CPU time limit)", "SIGKILL": " (memory or CPU limit?)",
-               "SIGSEGV": " (a crash: runaway recursion or memory?)"}.get(name, "")
+        why = {
+            "SIGXCPU": " (CPU time limit)",
+            "SIGKILL": " (memory or CPU limit?)",
+            "SIGSEGV": " (a crash: runaway recursion or memory?)",
+        }.get(name, "")
         return f"the process running the answers was killed by {name}{why}"
     tail = ""
     try:
-        lines = [l for l in stderr_path.read_bytes()[-4000:].decode("utf-8", "replace").splitlines() if l.strip()]
+        lines = [
+            line
+            for line in stderr_path.read_bytes()[-4000:].decode("utf-8", "replace").splitlines()
+            if line.strip()
+        ]
         tail = f": {lines[-1]}" if lines else ""
     except OSError:
         pass
-    return one_line(f"the process running the answers exited with code {returncode} before "
-                     f"reporting (os._exit, sys.exit or a crash in an answer cell){tail}", 300)
+    return one_line(
+        f"the process running the answers exited with code {returncode} before "
+        f"reporting (os._exit, sys.exit or a crash in an answer cell){tail}",
+        300,
+    )
 
 
 def _read_results(path: Path, expected_calls: int) -> Verdict | tuple[list[dict], dict[str, str]]:
@@ -351,8 +424,12 @@ def _read_results(path: Path, expected_calls: int) -> Verdict | tuple[list[dict]
         raw = torch.load(path, weights_only=True)  # tensors and plain containers only
     except Exception:
         return bad
-    if not (isinstance(raw, dict) and isinstance(raw.get("calls"), list)
-            and len(raw["calls"]) == expected_calls and isinstance(raw.get("cell_errors"), dict)):
+    if not (
+        isinstance(raw, dict)
+        and isinstance(raw.get("calls"), list)
+        and len(raw["calls"]) == expected_calls
+        and isinstance(raw.get("cell_errors"), dict)
+    ):
         return bad
     cell_errors = {str(k): one_line(str(v), 200) for k, v in raw["cell_errors"].items()}
     return [_valid_record(r, nested=True) for r in raw["calls"]], cell_errors
@@ -367,11 +444,16 @@ def _valid_record(record, nested: bool) -> dict:
     if status == "tensor":
         return record if isinstance(record.get("value"), torch.Tensor) else garbled
     if status == "dict" and nested and isinstance(record.get("items"), dict):
-        return {"status": "dict", "items": {str(k): _valid_record(v, nested=False)
-                                            for k, v in record["items"].items()}}
+        return {
+            "status": "dict",
+            "items": {str(k): _valid_record(v, nested=False) for k, v in record["items"].items()},
+        }
     if status == "error":
-        return {"status": "error", "error": one_line(str(record.get("error", "?")), 240),
-                "autograd": record.get("autograd") is True}
+        return {
+            "status": "error",
+            "error": one_line(str(record.get("error", "?")), 240),
+            "autograd": record.get("autograd") is True,
+        }
     if status in ("none", "missing", "not_implemented", "autograd"):
         return {"status": status}
     if status == "bad_type":
@@ -399,8 +481,9 @@ def _apply_limits(limits: dict) -> None:
             pass  # a limit the system does not allow us to set: the parent's timeout still holds
 
     try:
-        in_use = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status")
-                      if line.startswith("VmSize:"))
+        in_use = next(
+            int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize:")
+        )
         lower(resource.RLIMIT_AS, in_use + limits["memory_bytes"])
     except (OSError, StopIteration, ValueError):
         pass
@@ -440,6 +523,7 @@ def _disable_autograd() -> None:
     for name in ("vjp", "jvp", "jacobian", "hessian", "vhp", "hvp"):
         setattr(torch.autograd.functional, name, _refuse)
     import torch.func as transforms
+
     for name in ("grad", "grad_and_value", "vjp", "jvp", "jacrev", "jacfwd", "hessian", "linearize"):
         setattr(transforms, name, _refuse)
     original_inference_mode = torch.inference_mode
@@ -461,6 +545,7 @@ def _disable_autograd() -> None:
     torch._C._set_grad_enabled = c_set_grad_enabled
     import torch.autograd.forward_ad as forward_ad
     import torch.autograd.graph as graph
+
     forward_ad.dual_level = forward_ad.make_dual = _refuse  # (unpack_dual: printing uses it)
     graph._engine_run_backward = _refuse
 
@@ -514,13 +599,15 @@ def _call(function, call: dict, set_grad_mode) -> dict:
     except NotImplementedError:
         return {"status": "not_implemented"}
     except BaseException as error:
-        return {"status": "error", "error": one_line(f"{type(error).__name__}: {error}", 240),
-                "autograd": isinstance(error, AutogradDisabled)}
+        return {
+            "status": "error",
+            "error": one_line(f"{type(error).__name__}: {error}", 240),
+            "autograd": isinstance(error, AutogradDisabled),
+        }
     if call["wants_dict"]:
         if not isinstance(result, dict):
             return {"status": "bad_type", "type": type(result).__name__}
-        return {"status": "dict", "items": {name: _sanitise(dict.get(result, name))
-                                            for name in PARAM_NAMES}}
+        return {"status": "dict", "items": {name: _sanitise(dict.get(result, name)) for name in PARAM_NAMES}}
     return _sanitise(result)
 
 
@@ -549,8 +636,7 @@ def _child_main(workdir: Path) -> None:
     records = []
     for call in calls:
         function = namespace.get(call["function"])
-        records.append(_call(function, call, set_grad_mode) if callable(function)
-                       else {"status": "missing"})
+        records.append(_call(function, call, set_grad_mode) if callable(function) else {"status": "missing"})
     with open(workdir / "results.pt", "wb") as handle:
         save({"calls": records, "cell_errors": cell_errors}, handle)
     sys.stdout.flush()
@@ -574,8 +660,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.submitted is None:
         parser.error("give the submitted notebook")
-    verdicts = verify_notebook(args.submitted, args.notebook or args.submitted.stem,
-                               source_path=args.source, timeout=args.timeout)
+    verdicts = verify_notebook(
+        args.submitted, args.notebook or args.submitted.stem, source_path=args.source, timeout=args.timeout
+    )
     for grade_id, verdict in verdicts.items():
         print(f"{grade_id:16s} {verdict}")
     return 0 if all(verdicts.values()) else 1

@@ -21,5 +21,15 @@ from .pipeline import autograde_class, export_class, feedback_class, register_as
 from .report import class_rows, format_table
 from .status import NotebookResult, StudentStatus
 
-__all__ = ["Course", "GradingError", "autograde_class", "export_class", "feedback_class",
-           "register_assignment", "class_rows", "format_table", "NotebookResult", "StudentStatus"]
+__all__ = [
+    "Course",
+    "GradingError",
+    "autograde_class",
+    "export_class",
+    "feedback_class",
+    "register_assignment",
+    "class_rows",
+    "format_table",
+    "NotebookResult",
+    "StudentStatus",
+]

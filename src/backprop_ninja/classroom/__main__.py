@@ -20,29 +20,48 @@ import sys
 import time
 from pathlib import Path
 
-from .course import CONFIG_FILE, Course, GradingError
 from ..exercises import ASSIGNMENT
-from .pipeline import (NOTEBOOK_TIMEOUT, autograde_class, collect_exchange, collect_zip,
-                       export_class, feedback_class, register_assignment)
+from .course import CONFIG_FILE, Course, GradingError
+from .pipeline import (
+    NOTEBOOK_TIMEOUT,
+    autograde_class,
+    collect_exchange,
+    collect_zip,
+    export_class,
+    feedback_class,
+    register_assignment,
+)
 from .report import class_rows, format_table, summary_line
 from .trust import VERIFY_TIMEOUT
 
 
 def _course_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--class-dir", default=None,
-                        help="the class's folder, relative to the root (default: grader/class)")
-    parser.add_argument("--db-url", default=None,
-                        help="gradebook URL (default: the config's; for another --class-dir, "
-                             "<class-dir>/gradebook.db)")
+    parser.add_argument(
+        "--class-dir", default=None, help="the class's folder, relative to the root (default: grader/class)"
+    )
+    parser.add_argument(
+        "--db-url",
+        default=None,
+        help="gradebook URL (default: the config's; for another --class-dir, <class-dir>/gradebook.db)",
+    )
     parser.add_argument("--root", type=Path, default=None, help="course root (default: the repository)")
     parser.add_argument("--config-file", type=Path, default=CONFIG_FILE)
-    parser.add_argument("--cell-timeout", type=int, default=None,
-                        help="seconds a cell may run (default: the config's Execute.timeout)")
+    parser.add_argument(
+        "--cell-timeout",
+        type=int,
+        default=None,
+        help="seconds a cell may run (default: the config's Execute.timeout)",
+    )
 
 
 def _course(args) -> Course:
-    return Course.load(root=args.root, class_dir=args.class_dir, db_url=args.db_url,
-                       config_file=args.config_file, cell_timeout=args.cell_timeout)
+    return Course.load(
+        root=args.root,
+        class_dir=args.class_dir,
+        db_url=args.db_url,
+        config_file=args.config_file,
+        cell_timeout=args.cell_timeout,
+    )
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -65,8 +84,10 @@ def _where(path: Path) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="python -m backprop_ninja.classroom",
-                                   description="The Backprop Ninja grading pipeline (nbgrader).")
+    main = argparse.ArgumentParser(
+        prog="python -m backprop_ninja.classroom",
+        description="The Backprop Ninja grading pipeline (nbgrader).",
+    )
     commands = main.add_subparsers(dest="command", required=True)
 
     def command(name, help_text):
@@ -75,27 +96,56 @@ def parser() -> argparse.ArgumentParser:
         return sub
 
     collect = command("collect", "collect submissions into <class>/submitted")
-    collect.add_argument("--zip", type=Path, default=None,
-                         help="an LMS download (Canvas-style file names); without it: nbgrader's exchange")
-    for name, text in (("autograde", "autograde every submission and print the grade table"),
-                       ("grade", "the whole cycle: autograde, feedback, export, table")):
+    collect.add_argument(
+        "--zip",
+        type=Path,
+        default=None,
+        help="an LMS download (Canvas-style file names); without it: nbgrader's exchange",
+    )
+    for name, text in (
+        ("autograde", "autograde every submission and print the grade table"),
+        ("grade", "the whole cycle: autograde, feedback, export, table"),
+    ):
         sub = command(name, text)
         sub.add_argument("--workers", type=int, default=2, help="students graded at once (default 2)")
         sub.add_argument("--students", default=None, help="comma-separated ids (default: everyone)")
-        sub.add_argument("--notebook-timeout", type=float, default=NOTEBOOK_TIMEOUT,
-                         help=f"seconds one notebook may take in all (default {NOTEBOOK_TIMEOUT})")
-        sub.add_argument("--verify-timeout", type=float, default=VERIFY_TIMEOUT,
-                         help=f"seconds for the verifier per notebook (default {VERIFY_TIMEOUT})")
-        sub.add_argument("--verify-seed", type=int, default=None,
-                         help="the verifier's inputs from this seed (default: secret, fresh each run)")
-        sub.add_argument("--shard", type=_shard, default=None, metavar="K/N",
-                         help="grade only shard K of N (1-based; for job arrays)")
-        sub.add_argument("--no-register", action="store_true",
-                         help="the assignment is already registered (`register`, once per job array)")
+        sub.add_argument(
+            "--notebook-timeout",
+            type=float,
+            default=NOTEBOOK_TIMEOUT,
+            help=f"seconds one notebook may take in all (default {NOTEBOOK_TIMEOUT})",
+        )
+        sub.add_argument(
+            "--verify-timeout",
+            type=float,
+            default=VERIFY_TIMEOUT,
+            help=f"seconds for the verifier per notebook (default {VERIFY_TIMEOUT})",
+        )
+        sub.add_argument(
+            "--verify-seed",
+            type=int,
+            default=None,
+            help="the verifier's inputs from this seed (default: secret, fresh each run)",
+        )
+        sub.add_argument(
+            "--shard",
+            type=_shard,
+            default=None,
+            metavar="K/N",
+            help="grade only shard K of N (1-based; for job arrays)",
+        )
+        sub.add_argument(
+            "--no-register",
+            action="store_true",
+            help="the assignment is already registered (`register`, once per job array)",
+        )
         sub.add_argument("--no-progress", action="store_true", help="no progress bar")
-        sub.add_argument("--no-forkserver", action="store_true",
-                         help="start every worker, kernel and verifier as a new Python process "
-                              "(slower by seconds per notebook; for debugging the fork server)")
+        sub.add_argument(
+            "--no-forkserver",
+            action="store_true",
+            help="start every worker, kernel and verifier as a new Python process "
+            "(slower by seconds per notebook; for debugging the fork server)",
+        )
     feedback = command("feedback", "feedback HTML for every student")
     feedback.add_argument("--workers", type=int, default=2)
     feedback.add_argument("--students", default=None)
@@ -120,9 +170,17 @@ def run(args) -> int:
     if args.command == "grade-student":
         from .worker import grade_student
 
-        grade_student(course, args.student, args.notebooks.split(","), fresh=args.fresh,
-                      events=args.events, verify_timeout=args.verify_timeout,
-                      verify_seed=args.verify_seed, verify_cache=args.verify_cache, threads=args.threads)
+        grade_student(
+            course,
+            args.student,
+            args.notebooks.split(","),
+            fresh=args.fresh,
+            events=args.events,
+            verify_timeout=args.verify_timeout,
+            verify_seed=args.verify_seed,
+            verify_cache=args.verify_cache,
+            threads=args.threads,
+        )
         return 0
     if args.command == "register":
         register_assignment(course)
@@ -138,16 +196,24 @@ def run(args) -> int:
         return 0
     if args.command in ("autograde", "grade"):
         start = time.monotonic()
-        statuses = autograde_class(course, workers=args.workers, students=_students(args.students),
-                                   shard=args.shard, register=not args.no_register,
-                                   notebook_timeout=args.notebook_timeout,
-                                   verify_timeout=args.verify_timeout, verify_seed=args.verify_seed,
-                                   progress=not args.no_progress,
-                                   use_forkserver=not args.no_forkserver)
+        statuses = autograde_class(
+            course,
+            workers=args.workers,
+            students=_students(args.students),
+            shard=args.shard,
+            register=not args.no_register,
+            notebook_timeout=args.notebook_timeout,
+            verify_timeout=args.verify_timeout,
+            verify_seed=args.verify_seed,
+            progress=not args.no_progress,
+            use_forkserver=not args.no_forkserver,
+        )
         graded = list(statuses)
         seconds = time.monotonic() - start
-        print(f"autograded {len(statuses)} students in {seconds:.0f} s with {args.workers} workers "
-              f"({seconds / max(1, len(statuses)):.1f} s per student)")
+        print(
+            f"autograded {len(statuses)} students in {seconds:.0f} s with {args.workers} workers "
+            f"({seconds / max(1, len(statuses)):.1f} s per student)"
+        )
         if args.command == "grade":
             feedback_class(course, workers=args.workers, students=graded)
             export_class(course)
@@ -160,8 +226,10 @@ def run(args) -> int:
         return 0
     if args.command == "export":
         grades, by_notebook = export_class(course)
-        print(f"grades: {_where(grades)} (per student, nbgrader's format)\n"
-              f"        {_where(by_notebook)} (per notebook, with state and notes)")
+        print(
+            f"grades: {_where(grades)} (per student, nbgrader's format)\n"
+            f"        {_where(by_notebook)} (per notebook, with state and notes)"
+        )
         return 0
     if args.command == "report":
         _print_table(course, None)
@@ -183,7 +251,9 @@ def _print_locations(course: Course, *, feedback: bool, export: bool) -> None:
         print(f"  grades (per student)         {_where(course.grades_csv)}")
         print(f"  grades (per notebook, notes) {_where(course.notebook_grades_csv)}")
     if feedback:
-        print(f"  feedback HTML                {_where(course.feedback)}/<student>/backprop_ninja/<notebook>.html")
+        print(
+            f"  feedback HTML                {_where(course.feedback)}/<student>/backprop_ninja/<notebook>.html"
+        )
     print(f"  autograded notebooks         {_where(course.autograded)}/<student>/backprop_ninja/")
     print(f"  per-student logs             {_where(course.logs)}/<student>.log")
     print(f"  gradebook                    {course.db_url}")

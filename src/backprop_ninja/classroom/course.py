@@ -59,9 +59,15 @@ class Course:
     extra_env: dict = field(default_factory=dict, compare=False)
 
     @classmethod
-    def load(cls, *, root: Path | None = None, class_dir: Path | str | None = None,
-             db_url: str | None = None, config_file: Path = CONFIG_FILE,
-             cell_timeout: int | None = None) -> "Course":
+    def load(
+        cls,
+        *,
+        root: Path | None = None,
+        class_dir: Path | str | None = None,
+        db_url: str | None = None,
+        config_file: Path = CONFIG_FILE,
+        cell_timeout: int | None = None,
+    ) -> Course:
         """The class described by the config file, optionally moved.
 
         ``class_dir`` (relative to ``root`` or absolute) replaces grader/class. A class that is
@@ -72,8 +78,11 @@ class Course:
         default_root = Path(config.CourseDirectory.root)
         default_class = default_root / Path(config.CourseDirectory.submitted_directory).parent
         root = Path(root).resolve() if root is not None else default_root
-        class_dir = (root / class_dir).resolve() if class_dir is not None else (
-            root / Path(config.CourseDirectory.submitted_directory).parent)
+        class_dir = (
+            (root / class_dir).resolve()
+            if class_dir is not None
+            else (root / Path(config.CourseDirectory.submitted_directory).parent)
+        )
         if db_url is None:
             configured = root == default_root and class_dir == default_class
             db_url = config.CourseDirectory.db_url if configured else sqlite_url(class_dir / "gradebook.db")
@@ -182,8 +191,16 @@ class Course:
 
     def worker_options(self) -> list[str]:
         """How to describe this course to ``python -m backprop_ninja.classroom``."""
-        options = ["--root", str(self.root), "--class-dir", str(self.class_dir),
-                   "--db-url", self.db_url, "--config-file", str(self.config_file)]
+        options = [
+            "--root",
+            str(self.root),
+            "--class-dir",
+            str(self.class_dir),
+            "--db-url",
+            self.db_url,
+            "--config-file",
+            str(self.config_file),
+        ]
         if self.cell_timeout is not None:
             options += ["--cell-timeout", str(self.cell_timeout)]
         return options

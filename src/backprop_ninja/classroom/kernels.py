@@ -28,8 +28,14 @@ class ForkedKernelProvisioner(LocalProvisioner):
         env = dict(kwargs.get("env") or os.environ)
         env.pop(SOCKET_VARIABLE, None)  # the student's code has no business with the server
         env["JPY_PARENT_PID"] = str(os.getpid())  # as jupyter_client's own launcher sets it
-        self.process = spawn(cmd, cwd=kwargs.get("cwd"), env=env, stdin=subprocess.DEVNULL,
-                             stdout=kwargs.get("stdout"), stderr=kwargs.get("stderr"))
+        self.process = spawn(
+            cmd,
+            cwd=kwargs.get("cwd"),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=kwargs.get("stdout"),
+            stderr=kwargs.get("stderr"),
+        )
         self.pid = self.pgid = self.process.pid  # a session of its own: signals go to its group
         self.cwd = kwargs.get("cwd", pathlib.Path.cwd())
         return self.connection_info
@@ -41,6 +47,7 @@ class ForkedKernelManager(AsyncKernelManager):
     async def _async_pre_start_kernel(self, **kw):
         if self.provisioner is None:
             self.kernel_id = self.kernel_id or kw.pop("kernel_id", str(uuid.uuid4()))
-            self.provisioner = ForkedKernelProvisioner(kernel_id=self.kernel_id,
-                                                       kernel_spec=self.kernel_spec, parent=self)
+            self.provisioner = ForkedKernelProvisioner(
+                kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self
+            )
         return await super()._async_pre_start_kernel(**kw)

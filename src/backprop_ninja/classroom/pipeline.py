@@ -47,8 +47,10 @@ def register_assignment(course: Course) -> None:
     config.CourseDirectory.release_directory = RELEASE_SCRATCH
     outcome = NbGraderAPI(config=config).generate_assignment(ASSIGNMENT, force=True, create=True)
     if not outcome["success"]:
-        raise GradingError("could not register the assignment in the gradebook "
-                           f"({course.db_url}):\n{outcome.get('log', '')}{outcome.get('error', '')}")
+        raise GradingError(
+            "could not register the assignment in the gradebook "
+            f"({course.db_url}):\n{outcome.get('log', '')}{outcome.get('error', '')}"
+        )
 
 
 # ----------------------------------------------------------------------------- autograde
@@ -59,15 +61,23 @@ def select_shard(students: list[str], shard: tuple[int, int] | None) -> list[str
     k, n = shard
     if not 1 <= k <= n:
         raise GradingError(f"shard {k}/{n}: k must be between 1 and n")
-    return sorted(students)[k - 1::n]
+    return sorted(students)[k - 1 :: n]
 
 
-def autograde_class(course: Course, *, workers: int = 2, students: list[str] | None = None,
-                    shard: tuple[int, int] | None = None, register: bool = True,
-                    notebook_timeout: float = NOTEBOOK_TIMEOUT,
-                    verify_timeout: float = VERIFY_TIMEOUT, verify_seed: int | None = None,
-                    progress: bool = True, use_forkserver: bool = True,
-                    fixed_seconds: dict[str, float] | None = None) -> dict[str, StudentStatus]:
+def autograde_class(
+    course: Course,
+    *,
+    workers: int = 2,
+    students: list[str] | None = None,
+    shard: tuple[int, int] | None = None,
+    register: bool = True,
+    notebook_timeout: float = NOTEBOOK_TIMEOUT,
+    verify_timeout: float = VERIFY_TIMEOUT,
+    verify_seed: int | None = None,
+    progress: bool = True,
+    use_forkserver: bool = True,
+    fixed_seconds: dict[str, float] | None = None,
+) -> dict[str, StudentStatus]:
     """Autograde every student (or ``students``, or shard k of n) with ``workers`` processes.
 
     Returns each student's status (also written to status/<student>.json); the scores are in
@@ -84,8 +94,10 @@ def autograde_class(course: Course, *, workers: int = 2, students: list[str] | N
 
     students = select_shard(list(students) if students else course.students(), shard)
     if not students:
-        raise GradingError(f"no submissions in {course.submitted} (expected "
-                           f"<student>/{ASSIGNMENT}/<notebook>.ipynb; `make collect` puts them there)")
+        raise GradingError(
+            f"no submissions in {course.submitted} (expected "
+            f"<student>/{ASSIGNMENT}/<notebook>.ipynb; `make collect` puts them there)"
+        )
     unknown = [s for s in students if not (course.submitted / s / ASSIGNMENT).is_dir()]
     if unknown:
         raise GradingError(f"no submission folder for {', '.join(unknown)} in {course.submitted}")
@@ -96,8 +108,13 @@ def autograde_class(course: Course, *, workers: int = 2, students: list[str] | N
         folder.mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers, len(students)))
     threads = 1 if workers > 1 else None  # one torch thread per kernel when kernels run side by side
-    bar = tqdm(total=len(students) * len(NOTEBOOKS), unit="notebook", disable=not progress,
-               desc=f"autograde ({workers} worker{'s' if workers > 1 else ''})", dynamic_ncols=True)
+    bar = tqdm(
+        total=len(students) * len(NOTEBOOKS),
+        unit="notebook",
+        disable=not progress,
+        desc=f"autograde ({workers} worker{'s' if workers > 1 else ''})",
+        dynamic_ncols=True,
+    )
     lock = threading.Lock()
 
     def advance(student: str, result: NotebookResult) -> None:
@@ -123,10 +140,19 @@ def autograde_class(course: Course, *, workers: int = 2, students: list[str] | N
         env[forkserver.SOCKET_VARIABLE] = str(server.path)
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        futures = {pool.submit(_grade_in_workers, course, student, advance=advance,
-                               notebook_timeout=notebook_timeout, stop=stop, env=env,
-                               options=options + ["--verify-cache", str(cache)]): student
-                   for student in students}
+        futures = {
+            pool.submit(
+                _grade_in_workers,
+                course,
+                student,
+                advance=advance,
+                notebook_timeout=notebook_timeout,
+                stop=stop,
+                env=env,
+                options=options + ["--verify-cache", str(cache)],
+            ): student
+            for student in students
+        }
         for future in as_completed(futures):
             statuses[futures[future]] = future.result()
     except BaseException:
@@ -141,9 +167,16 @@ def autograde_class(course: Course, *, workers: int = 2, students: list[str] | N
     return {student: statuses[student] for student in students}
 
 
-def _grade_in_workers(course: Course, student: str, *, advance, notebook_timeout: float,
-                      options: list[str], env: dict,
-                      stop: threading.Event | None = None) -> StudentStatus:
+def _grade_in_workers(
+    course: Course,
+    student: str,
+    *,
+    advance,
+    notebook_timeout: float,
+    options: list[str],
+    env: dict,
+    stop: threading.Event | None = None,
+) -> StudentStatus:
     """Grade one student in worker processes: a new one after a notebook had to be stopped."""
     log_path = course.logs / f"{student}.log"
     events = course.status / f"{student}.events.jsonl"
@@ -154,29 +187,50 @@ def _grade_in_workers(course: Course, student: str, *, advance, notebook_timeout
     fresh = True
     with open(log_path, "ab") as log:
         while remaining:
-            command = [sys.executable, "-m", "backprop_ninja.classroom", "grade-student", student,
-                       "--notebooks", ",".join(remaining), "--events", str(events), *options,
-                       *course.worker_options()]
+            command = [
+                sys.executable,
+                "-m",
+                "backprop_ninja.classroom",
+                "grade-student",
+                student,
+                "--notebooks",
+                ",".join(remaining),
+                "--events",
+                str(events),
+                *options,
+                *course.worker_options(),
+            ]
             if fresh:
                 command.append("--fresh")
             seen = len(read_events(events))
-            outcome = _run_worker(command, log, events, seen, notebook_timeout,
-                                  lambda result: (results.__setitem__(result.notebook, result),
-                                                  advance(student, result)), env, stop)
+            outcome = _run_worker(
+                command,
+                log,
+                events,
+                seen,
+                notebook_timeout,
+                lambda result: (results.__setitem__(result.notebook, result), advance(student, result)),
+                env,
+                stop,
+            )
             if all(nb in results for nb in remaining):
                 break
             lost = next(nb for nb in remaining if nb not in results)
             if outcome.started is None:  # it died before grading anything: do not loop
-                reason = (f"the grading worker failed before grading (exit code {outcome.returncode}); "
-                          f"see {log_path}")
+                reason = (
+                    f"the grading worker failed before grading (exit code {outcome.returncode}); "
+                    f"see {log_path}"
+                )
                 for nb in remaining:
                     if nb not in results:
                         results[nb] = NotebookResult(nb, STOPPED, reason=reason)
                         advance(student, results[nb])
                 break
-            reason = (f"grading this notebook took longer than {notebook_timeout:g} s and was stopped"
-                      if outcome.timed_out else
-                      f"the grading worker crashed (exit code {outcome.returncode}); see {log_path}")
+            reason = (
+                f"grading this notebook took longer than {notebook_timeout:g} s and was stopped"
+                if outcome.timed_out
+                else f"the grading worker crashed (exit code {outcome.returncode}); see {log_path}"
+            )
             log.write(f"\n===== {lost}: STOPPED — {reason}\n".encode())
             log.flush()
             mark_ungraded(course, student, lost)
@@ -213,13 +267,26 @@ class _WorkerOutcome:
         self.returncode, self.timed_out, self.started = returncode, timed_out, started
 
 
-def _run_worker(command, log, events: Path, seen: int, notebook_timeout: float, on_result,
-                env: dict, stop: threading.Event | None = None) -> _WorkerOutcome:
+def _run_worker(
+    command,
+    log,
+    events: Path,
+    seen: int,
+    notebook_timeout: float,
+    on_result,
+    env: dict,
+    stop: threading.Event | None = None,
+) -> _WorkerOutcome:
     """Run one worker; report each finished notebook; stop it if a notebook runs too long
     (or when ``stop`` is set: the parent was interrupted)."""
-    process = forkserver.spawn(command, stdin=subprocess.DEVNULL, stdout=log,
-                               stderr=subprocess.STDOUT, env=env,
-                               server_path=env.get(forkserver.SOCKET_VARIABLE))
+    process = forkserver.spawn(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        server_path=env.get(forkserver.SOCKET_VARIABLE),
+    )
     current, since, first_start, timed_out = None, 0.0, None, False
     try:
         while True:
@@ -268,8 +335,9 @@ def feedback_class(course: Course, *, workers: int = 2, students: list[str] | No
     pages: list[Path] = []
     failures: list[str] = []
     context = multiprocessing.get_context("spawn")  # a clean process: no threads inherited
-    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(students) or 1)),
-                             mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=max(1, min(workers, len(students) or 1)), mp_context=context
+    ) as pool:
         futures = {pool.submit(student_feedback, course, student): student for student in students}
         for future in as_completed(futures):
             try:
@@ -292,8 +360,9 @@ def student_feedback(course: Course, student: str) -> list[Path]:
     if any(course.autograded_notebook(student, nb).exists() for nb in NOTEBOOKS):
         outcome = course.api().generate_feedback(ASSIGNMENT, student)
         if not outcome["success"]:
-            raise GradingError(f"generate_feedback failed for {student}:\n"
-                               f"{outcome.get('log', '')}{outcome.get('error', '')}")
+            raise GradingError(
+                f"generate_feedback failed for {student}:\n{outcome.get('log', '')}{outcome.get('error', '')}"
+            )
     status = read_status(course.status, student)
     pages = []
     for nb in NOTEBOOKS:
@@ -314,7 +383,9 @@ def _write_page(page: Path, student: str, notebook: str, reason: str) -> None:
         f"<h1>{html.escape(notebook)}</h1>\n<p>Student: {html.escape(student)}</p>\n"
         f"<p><strong>This notebook was not graded automatically:</strong> {html.escape(reason)}</p>\n"
         "<p>Your other notebooks were graded as usual. Ask your teaching assistant if you "
-        "think this is a mistake.</p>\n</body></html>\n", encoding="utf-8")
+        "think this is a mistake.</p>\n</body></html>\n",
+        encoding="utf-8",
+    )
 
 
 # -------------------------------------------------------------------------------- export

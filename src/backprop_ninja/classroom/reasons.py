@@ -14,23 +14,35 @@ from pathlib import Path
 # (pattern in nbgrader's log, the reason shown), first match wins: the specific causes come
 # before the generic symptoms they also produce.
 FAILURE_PATTERNS: tuple[tuple[re.Pattern, str], ...] = (
-    (re.compile(r"NotJSONError|JSONDecodeError|does not appear to be JSON|Unreadable Notebook"),
-     "the file is not a valid notebook (invalid JSON: damaged or edited outside Jupyter); "
-     "ask for a new upload"),
-    (re.compile(r"Cell '(?P<cell>[^']+)' does not exist in the database"),
-     "cell '{cell}' is not part of the assignment: its nbgrader metadata (grade_id) was "
-     "edited, so the notebook fails validation; restore it from the released notebook"),
-    (re.compile(r"Notebook failed to validate|nbgrader metadata may be corrupted|ValidationError"),
-     "the nbgrader metadata of a cell was edited, so the notebook fails validation; "
-     "restore it from the released notebook"),
-    (re.compile(r"SchemaTooOldError|SchemaTooNewError|old version\s+of the nbgrader metadata"),
-     "the notebook's nbgrader metadata has another schema version; resubmit from the released notebook"),
-    (re.compile(r"Kernel died|DeadKernelError"),
-     "the Python kernel died while running the notebook (os._exit, exit(), a crash or "
-     "running out of memory)"),
-    (re.compile(r"UnresponsiveKernelError|the kernel became\s+unresponsive"),
-     "the kernel stopped responding and could not be interrupted (an endless loop that "
-     "ignores interrupts, or memory exhausted)"),
+    (
+        re.compile(r"NotJSONError|JSONDecodeError|does not appear to be JSON|Unreadable Notebook"),
+        "the file is not a valid notebook (invalid JSON: damaged or edited outside Jupyter); "
+        "ask for a new upload",
+    ),
+    (
+        re.compile(r"Cell '(?P<cell>[^']+)' does not exist in the database"),
+        "cell '{cell}' is not part of the assignment: its nbgrader metadata (grade_id) was "
+        "edited, so the notebook fails validation; restore it from the released notebook",
+    ),
+    (
+        re.compile(r"Notebook failed to validate|nbgrader metadata may be corrupted|ValidationError"),
+        "the nbgrader metadata of a cell was edited, so the notebook fails validation; "
+        "restore it from the released notebook",
+    ),
+    (
+        re.compile(r"SchemaTooOldError|SchemaTooNewError|old version\s+of the nbgrader metadata"),
+        "the notebook's nbgrader metadata has another schema version; resubmit from the released notebook",
+    ),
+    (
+        re.compile(r"Kernel died|DeadKernelError"),
+        "the Python kernel died while running the notebook (os._exit, exit(), a crash or "
+        "running out of memory)",
+    ),
+    (
+        re.compile(r"UnresponsiveKernelError|the kernel became\s+unresponsive"),
+        "the kernel stopped responding and could not be interrupted (an endless loop that "
+        "ignores interrupts, or memory exhausted)",
+    ),
 )
 ERROR_LINE = re.compile(r"^\s*(?:\w+\.)*(?P<name>\w+(?:Error|Exception)): (?P<message>.+)$", re.M)
 RESTORED_CELL = re.compile(r"Missing grade cell (?P<cell>\S+) encountered, adding to notebook")
@@ -76,8 +88,7 @@ def interrupted_cells(autograded: Path) -> list[str]:
 
 def success_notes(log: str, autograded: Path, cell_timeout: int) -> list[str]:
     """What a TA should know about a notebook that was graded."""
-    notes = [f"test cell {cell} had been deleted; it was put back and run"
-             for cell in restored_cells(log)]
+    notes = [f"test cell {cell} had been deleted; it was put back and run" for cell in restored_cells(log)]
     interrupted = interrupted_cells(autograded)
     if interrupted:
         notes.append(f"stopped after {cell_timeout} s (never ended): {', '.join(interrupted)}")

@@ -36,7 +36,7 @@ class Row:
 
 
 def short_name(notebook: str) -> str:
-    """"1_atomic_backprop" → "nb1"."""
+    """ "1_atomic_backprop" → "nb1"."""
     return f"nb{NOTEBOOKS.index(notebook) + 1}"
 
 
@@ -52,8 +52,9 @@ def class_rows(course, students: list[str] | None = None) -> list[Row]:
         except MissingEntry:
             from .course import GradingError
 
-            raise GradingError(f"{ASSIGNMENT} is not in the gradebook {course.db_url} yet: "
-                               "run `make autograde` first") from None
+            raise GradingError(
+                f"{ASSIGNMENT} is not in the gradebook {course.db_url} yet: run `make autograde` first"
+            ) from None
         for student in students:
             points: dict[str, float | None] = {}
             for nb in NOTEBOOKS:
@@ -87,9 +88,11 @@ def format_table(rows: list[Row]) -> str:
     width = max(12, *(len(r.student) for r in rows))
     columns = [short_name(nb) for nb in NOTEBOOKS] + ["total"]
     maxima = [rows[0].max_points[nb] for nb in NOTEBOOKS] + [rows[0].max_total]
-    lines = [f"{'student':<{width}}  " + "  ".join(f"{c:>6}" for c in columns),
-             f"{'(max)':<{width}}  " + "  ".join(f"{m:>6g}" for m in maxima),
-             "-" * (width + 2 + 8 * len(columns) - 2)]
+    lines = [
+        f"{'student':<{width}}  " + "  ".join(f"{c:>6}" for c in columns),
+        f"{'(max)':<{width}}  " + "  ".join(f"{m:>6g}" for m in maxima),
+        "-" * (width + 2 + 8 * len(columns) - 2),
+    ]
     for row in rows:
         cells = []
         for nb in NOTEBOOKS:
@@ -125,8 +128,16 @@ def write_notebook_csv(rows: list[Row], path: Path) -> Path:
         writer.writerow(NOTEBOOK_CSV_FIELDS)
         for row in rows:
             for nb in NOTEBOOKS:
-                writer.writerow([row.student, nb, _points(row.points[nb]) if row.points[nb] is not None else "",
-                                 f"{row.max_points[nb]:g}", row.states[nb], "; ".join(row.notes[nb])])
+                writer.writerow(
+                    [
+                        row.student,
+                        nb,
+                        _points(row.points[nb]) if row.points[nb] is not None else "",
+                        f"{row.max_points[nb]:g}",
+                        row.states[nb],
+                        "; ".join(row.notes[nb]),
+                    ]
+                )
     return path
 
 

@@ -37,8 +37,10 @@ class NotebookResult:
         return self.notes + [f"{test}: points withdrawn — {why}" for test, why in self.withdrawn.items()]
 
     @classmethod
-    def from_dict(cls, data: dict) -> "NotebookResult":
-        known = {k: data[k] for k in ("notebook", "state", "reason", "notes", "withdrawn", "seconds") if k in data}
+    def from_dict(cls, data: dict) -> NotebookResult:
+        known = {
+            k: data[k] for k in ("notebook", "state", "reason", "notes", "withdrawn", "seconds") if k in data
+        }
         return cls(**known)
 
 
@@ -55,11 +57,14 @@ class StudentStatus:
         return all(r.state in (GRADED, MISSING) for r in self.notebooks)
 
     def to_json(self) -> str:
-        return json.dumps({"student": self.student, "notebooks": [asdict(r) for r in self.notebooks]},
-                          indent=1, ensure_ascii=False)
+        return json.dumps(
+            {"student": self.student, "notebooks": [asdict(r) for r in self.notebooks]},
+            indent=1,
+            ensure_ascii=False,
+        )
 
     @classmethod
-    def from_json(cls, text: str) -> "StudentStatus":
+    def from_json(cls, text: str) -> StudentStatus:
         data = json.loads(text)
         return cls(data["student"], [NotebookResult.from_dict(r) for r in data["notebooks"]])
 

@@ -30,9 +30,15 @@ def answer_cell_of(notebook: str, test_id: str) -> str:
     return exercise.function if exercise is not None else DEPENDENT_TESTS[notebook][test_id]
 
 
-def untrusted_tests(submitted: Path, notebook: str, *, source: Path,
-                    verify_timeout: float = VERIFY_TIMEOUT, verify_seed: int | None = None,
-                    cache_dir: Path | None = None) -> dict[str, str]:
+def untrusted_tests(
+    submitted: Path,
+    notebook: str,
+    *,
+    source: Path,
+    verify_timeout: float = VERIFY_TIMEOUT,
+    verify_seed: int | None = None,
+    cache_dir: Path | None = None,
+) -> dict[str, str]:
     """Test grade_id → one line saying why its points cannot be trusted (tests not listed are fine).
 
     The whole integration with the integrity scan and the verifier is here. ``cache_dir``:
@@ -52,17 +58,21 @@ def untrusted_tests(submitted: Path, notebook: str, *, source: Path,
     return reasons
 
 
-def _verdicts(submitted: Path, notebook: str, source: Path, timeout: float, seed: int | None,
-              cache_dir: Path | None) -> dict[str, tuple[bool, str]]:
+def _verdicts(
+    submitted: Path, notebook: str, source: Path, timeout: float, seed: int | None, cache_dir: Path | None
+) -> dict[str, tuple[bool, str]]:
     from ..verify import verify_notebook
 
     key = _answers_key(submitted, notebook, source)
     cached = cache_dir / f"{key}.json" if cache_dir is not None and key else None
     if cached is not None and cached.exists():
         return {k: tuple(v) for k, v in json.loads(cached.read_text()).items()}
-    verdicts = {test_id: (bool(v.ok), v.message)
-                for test_id, v in verify_notebook(submitted, notebook, timeout=timeout, seed=seed,
-                                                  source_path=source).items()}
+    verdicts = {
+        test_id: (bool(v.ok), v.message)
+        for test_id, v in verify_notebook(
+            submitted, notebook, timeout=timeout, seed=seed, source_path=source
+        ).items()
+    }
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         partial = cached.with_suffix(f".{os.getpid()}.part")
@@ -105,7 +115,8 @@ def withdraw_points(gradebook, student: str, notebook: str, reasons: dict[str, s
         grade.needs_manual_grade = False
         withdrawn[test_id] = reason
         comments.setdefault(answer_cell_of(notebook, test_id), []).append(
-            f"{test_id}: {grade.auto_score:g} point(s) withdrawn — {reason}")
+            f"{test_id}: {grade.auto_score:g} point(s) withdrawn — {reason}"
+        )
     for cell, lines in comments.items():
         try:
             comment = gradebook.find_comment(cell, notebook, ASSIGNMENT, student)

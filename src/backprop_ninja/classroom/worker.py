@@ -87,9 +87,16 @@ def autograde_notebook(api, student: str, notebook: str) -> tuple[bool, str]:
     return bool(outcome["success"]), outcome.get("log", "") + outcome.get("error", "")
 
 
-def grade_notebook(course: Course, api, student: str, notebook: str, *,
-                   verify_timeout: float = VERIFY_TIMEOUT, verify_seed: int | None = None,
-                   verify_cache: Path | None = None) -> NotebookResult:
+def grade_notebook(
+    course: Course,
+    api,
+    student: str,
+    notebook: str,
+    *,
+    verify_timeout: float = VERIFY_TIMEOUT,
+    verify_seed: int | None = None,
+    verify_cache: Path | None = None,
+) -> NotebookResult:
     start = time.monotonic()
     submitted = course.submitted_notebook(student, notebook)
     if not submitted.exists():
@@ -97,50 +104,79 @@ def grade_notebook(course: Course, api, student: str, notebook: str, *,
     before = sha256(submitted)
     success, log = autograde_notebook(api, student, notebook)
     nbgrader_seconds = time.monotonic() - start
-    print(f"\n===== {notebook}: nbgrader autograde ({'ok' if success else 'FAILED'}, "
-          f"{nbgrader_seconds:.1f} s)\n{log}", flush=True)
+    print(
+        f"\n===== {notebook}: nbgrader autograde ({'ok' if success else 'FAILED'}, "
+        f"{nbgrader_seconds:.1f} s)\n{log}",
+        flush=True,
+    )
     if not success:
         result = NotebookResult(notebook, FAILED, reason=failure_reason(log))
     else:
-        notes = success_notes(log, course.autograded_notebook(student, notebook),
-                              course.cell_timeout_seconds())
+        notes = success_notes(
+            log, course.autograded_notebook(student, notebook), course.cell_timeout_seconds()
+        )
         result = NotebookResult(notebook, GRADED, notes=notes)
         _check_trust(course, student, notebook, result, verify_timeout, verify_seed, verify_cache)
     if sha256(submitted) != before:  # must never happen: say so loudly
         result.notes.append("THE SUBMITTED FILE CHANGED DURING GRADING — keep the original safe")
     seconds = time.monotonic() - start
     result.seconds = round(seconds, 1)
-    print(f"----- {notebook}: {result.state} in {seconds:.1f} s "
-          f"(nbgrader {nbgrader_seconds:.1f} s, checks {seconds - nbgrader_seconds:.1f} s)",
-          *result.messages(), sep="\n  ", flush=True)
+    print(
+        f"----- {notebook}: {result.state} in {seconds:.1f} s "
+        f"(nbgrader {nbgrader_seconds:.1f} s, checks {seconds - nbgrader_seconds:.1f} s)",
+        *result.messages(),
+        sep="\n  ",
+        flush=True,
+    )
     return result
 
 
-def _check_trust(course: Course, student: str, notebook: str, result: NotebookResult,
-                 verify_timeout: float, verify_seed: int | None, verify_cache: Path | None) -> None:
+def _check_trust(
+    course: Course,
+    student: str,
+    notebook: str,
+    result: NotebookResult,
+    verify_timeout: float,
+    verify_seed: int | None,
+    verify_cache: Path | None,
+) -> None:
     """Withdraw the points the integrity scan or the verifier does not trust."""
     with course.gradebook() as gb:
         earned = any(g.auto_score for g in gb.find_submission_notebook(notebook, ASSIGNMENT, student).grades)
     if not earned:
         return  # nothing to take away
     try:
-        reasons = untrusted_tests(course.submitted_notebook(student, notebook), notebook,
-                                  source=course.source_notebook(notebook),
-                                  verify_timeout=verify_timeout, verify_seed=verify_seed,
-                                  cache_dir=verify_cache)
+        reasons = untrusted_tests(
+            course.submitted_notebook(student, notebook),
+            notebook,
+            source=course.source_notebook(notebook),
+            verify_timeout=verify_timeout,
+            verify_seed=verify_seed,
+            cache_dir=verify_cache,
+        )
     except Exception as error:  # a bug in the checks must not pass silently, nor stop grading
-        result.notes.append(f"the integrity checks could not run ({type(error).__name__}: {error}); "
-                            "check this notebook by hand")
+        result.notes.append(
+            f"the integrity checks could not run ({type(error).__name__}: {error}); "
+            "check this notebook by hand"
+        )
         return
     if reasons:
         with course.gradebook() as gb:
             result.withdrawn = withdraw_points(gb, student, notebook, reasons)
 
 
-def grade_student(course: Course, student: str, notebooks: list[str], *, fresh: bool,
-                  events: Path | None = None, verify_timeout: float = VERIFY_TIMEOUT,
-                  verify_seed: int | None = None, verify_cache: Path | None = None,
-                  threads: int | None = None) -> list[NotebookResult]:
+def grade_student(
+    course: Course,
+    student: str,
+    notebooks: list[str],
+    *,
+    fresh: bool,
+    events: Path | None = None,
+    verify_timeout: float = VERIFY_TIMEOUT,
+    verify_seed: int | None = None,
+    verify_cache: Path | None = None,
+    threads: int | None = None,
+) -> list[NotebookResult]:
     """Grade ``notebooks`` of ``student``; ``fresh``: forget the previous grading first."""
     prepare_environment(threads=threads)
     _quiet_known_warnings()
@@ -150,8 +186,15 @@ def grade_student(course: Course, student: str, notebooks: list[str], *, fresh: 
     results = []
     for notebook in notebooks:
         emit(events, event="start", notebook=notebook)
-        result = grade_notebook(course, api, student, notebook, verify_timeout=verify_timeout,
-                                verify_seed=verify_seed, verify_cache=verify_cache)
+        result = grade_notebook(
+            course,
+            api,
+            student,
+            notebook,
+            verify_timeout=verify_timeout,
+            verify_seed=verify_seed,
+            verify_cache=verify_cache,
+        )
         emit(events, event="done", **asdict(result))
         results.append(result)
     return results
