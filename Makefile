@@ -12,6 +12,9 @@ NBGRADER   := $(VENV)/bin/nbgrader
 NBGRADER_CONFIG := --NbGrader.config_file=grader/nbgrader_config.py
 ASSIGNMENT := backprop_ninja
 WORKERS    ?= 2
+# SANDBOX=no grades without bubblewrap (trusted code only; the grades say so).
+SANDBOX    ?= yes
+SANDBOX_OPTION := $(if $(filter no,$(SANDBOX)),--no-sandbox)
 
 .PHONY: help setup data lab test test-fast release grade collect autograde feedback export train bench clean
 
@@ -21,10 +24,23 @@ help: ## List the targets
 setup: $(STAMP) ## Create .venv and install the pinned environment (a second run does nothing)
 
 $(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory system-packages
 	python3.11 -m venv $(VENV) 2>/dev/null || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e .
 	touch $@
+
+# Debian packages the course runs: bubblewrap sandboxes every student's code when grading.
+# Installed only when missing (as root, or through sudo); elsewhere grader/README.md says how.
+SYSTEM_PACKAGES := bwrap:bubblewrap
+.PHONY: system-packages
+system-packages: ## Install the Debian packages grading needs (bubblewrap) when missing
+	@missing=$$(for pair in $(SYSTEM_PACKAGES); do command -v $${pair%%:*} >/dev/null || echo $${pair#*:}; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 data: setup ## Put data/names.txt in place (copied from ../shared or downloaded, sha256-checked)
 	@$(PYTHON) -m backprop_ninja.data --dest $(NAMES) --local-copy $(SHARED_NAMES)
@@ -48,8 +64,8 @@ CLASSROOM  := $(PYTHON) -m backprop_ninja.classroom
 collect: setup ## Collect submissions into grader/class/submitted: ZIP=download.zip (LMS) or, without ZIP, nbgrader's exchange
 	$(CLASSROOM) collect --class-dir $(CLASS) $(if $(ZIP),--zip "$(ZIP)")
 
-autograde: setup data ## Autograde every submission (WORKERS=2 students at once); print the grade table
-	$(CLASSROOM) autograde --class-dir $(CLASS) --workers $(WORKERS)
+autograde: setup data ## Autograde every submission (WORKERS=2 at once; SANDBOX=no: trusted code only); print the table
+	$(CLASSROOM) autograde --class-dir $(CLASS) --workers $(WORKERS) $(SANDBOX_OPTION)
 
 feedback: setup ## Feedback HTML per student and notebook (hidden tests stripped) in grader/class/feedback
 	$(CLASSROOM) feedback --class-dir $(CLASS) --workers $(WORKERS)
@@ -59,7 +75,7 @@ export: setup ## Grades to grader/class/grades.csv (per student) and grades_by_n
 
 grade: setup data ## See it work: autograde a generated demo class, print the table, write CSV + feedback
 	$(PYTHON) grader/make_demo_class.py --class-dir $(DEMO_CLASS)
-	$(CLASSROOM) grade --class-dir $(DEMO_CLASS) --workers $(WORKERS)
+	$(CLASSROOM) grade --class-dir $(DEMO_CLASS) --workers $(WORKERS) $(SANDBOX_OPTION)
 	$(PYTHON) grader/make_demo_class.py --check --class-dir $(DEMO_CLASS)
 
 .PHONY: solutions

@@ -12,8 +12,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from backprop_ninja.course import NOTEBOOKS
 from backprop_ninja.data import load_splits
-from backprop_ninja.exercises import NOTEBOOKS
 
 from . import autograde, figures
 from .report import Row, header, load_average, table, write_json

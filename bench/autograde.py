@@ -18,7 +18,7 @@ from functools import cache
 from pathlib import Path
 
 from backprop_ninja.classroom import Course, autograde_class
-from backprop_ninja.exercises import ASSIGNMENT, NOTEBOOKS
+from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS
 
 from .report import Row, Target
 from .timing import median

@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 
 from backprop_ninja.cells import load_answers
-from backprop_ninja.exercises import ASSIGNMENT
+from backprop_ninja.course import ASSIGNMENT
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS_DIR = REPO_ROOT / "solutions" / ASSIGNMENT

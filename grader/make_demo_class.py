@@ -27,7 +27,7 @@ import nbformat
 
 from backprop_ninja.cells import grade_id, is_answer
 from backprop_ninja.classroom.course import Course
-from backprop_ninja.exercises import ASSIGNMENT, NOTEBOOKS
+from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS
 
 NB1, NB2, NB3, NB4 = NOTEBOOKS
 FULL = {NB1: 26, NB2: 5, NB3: 5, NB4: 10}

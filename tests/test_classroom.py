@@ -35,7 +35,7 @@ from backprop_ninja.classroom.status import (
     write_status,
 )
 from backprop_ninja.classroom.trust import answer_cell_of, withdraw_points
-from backprop_ninja.exercises import ASSIGNMENT, NOTEBOOKS
+from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS
 
 REPO = Path(__file__).resolve().parents[1]
 NB1, NB2, NB3, NB4 = NOTEBOOKS

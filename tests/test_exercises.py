@@ -5,11 +5,11 @@ import torch
 import torch.nn.functional as F
 
 from backprop_ninja import testing
+from backprop_ninja.course import NOTEBOOKS
 from backprop_ninja.exercises import (
     ATOMIC_BY_TARGET,
     ATOMIC_EXERCISES,
     GRADED_TESTS,
-    NOTEBOOKS,
     Case,
     CaseSpec,
 )

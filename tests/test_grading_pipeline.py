@@ -26,7 +26,7 @@ from backprop_ninja.classroom import Course, autograde_class, export_class, feed
 from backprop_ninja.classroom.pipeline import collect_exchange, collect_zip
 from backprop_ninja.classroom.report import class_rows, read_notebook_csv
 from backprop_ninja.classroom.status import FAILED, GRADED, STOPPED, read_status
-from backprop_ninja.exercises import ASSIGNMENT, NOTEBOOKS
+from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS
 
 REPO = Path(__file__).resolve().parents[1]
 NB1, NB2, NB3, NB4 = NOTEBOOKS

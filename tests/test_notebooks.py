@@ -23,7 +23,8 @@ import pytest
 from nbgrader.validator import Validator
 
 from backprop_ninja.cells import answer_cells, grade_id, is_test
-from backprop_ninja.exercises import ASSIGNMENT, GRADED_TESTS, NOTEBOOKS
+from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS
+from backprop_ninja.exercises import GRADED_TESTS
 from backprop_ninja.notebooks import CI_STEPS, RELEASE, REPO_ROOT, SOLUTIONS, STEPS_VARIABLE
 
 pytestmark = pytest.mark.slow

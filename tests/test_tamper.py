@@ -22,7 +22,9 @@ the exact mechanism as the reason, so that it turns red once the hole is closed.
 from __future__ import annotations
 
 import csv
+import os
 import resource
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,16 +43,14 @@ from backprop_ninja.classroom import Course, autograde_class, export_class
 from backprop_ninja.classroom.report import class_rows
 from backprop_ninja.classroom.status import GRADED, MISSING, read_status
 from backprop_ninja.classroom.trust import answer_cell_of
-from backprop_ninja.exercises import ASSIGNMENT, NOTEBOOKS, Case
+from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS
+from backprop_ninja.exercises import Case
 from backprop_ninja.integrity import scan_notebook
 from backprop_ninja.testing import CROSS_ENTROPY
 
 REPO = Path(__file__).resolve().parents[1]
 NB1, NB2, NB3, NB4 = NOTEBOOKS
 demo = load_demo_module()  # grader/make_demo_class.py: filled_notebook and the mutation helpers
-# The file-writing attack writes to the file this variable names (set only while grading, so
-# that the verifier's child, which gets a clean environment, writes nowhere).
-CANARY_VARIABLE = "BACKPROP_NINJA_TAMPER_CANARY"
 CANARY_TEXT = "the gradebook, or another student's notebook\n"
 
 pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")
@@ -228,13 +228,12 @@ honest_run_trial = tests["run_trial"]
 tests["run_trial"] = lambda function, trial: honest_run_trial(lambda *args: trial.expected, trial)
 
 """
-WRITE_FILE = """\
-import os
-
-target = os.environ.get("BACKPROP_NINJA_TAMPER_CANARY")
-if target:
-    with open(target, "w") as handle:
-        handle.write("overwritten by a student's notebook\\n")
+# The file-writing attack knows where the canary is (an absolute path, as a student who has
+# read this repository would): only the sandbox stands between it and the file.
+CANARY_PATH = Path(tempfile.gettempdir()) / f"backprop-ninja-tamper-canary-{os.getpid()}.txt"
+WRITE_FILE = f"""\
+with open({str(CANARY_PATH)!r}, "w") as handle:
+    handle.write("overwritten by a student's notebook\\n")
 """
 FORWARD_AD = """\
 def cross_entropy_backward(logits, Yb):
@@ -632,13 +631,11 @@ def graded(tmp_path_factory):
     """The tamper class, graded once by the real pipeline for every test of this module."""
     course = Course.load(root=course_root(tmp_path_factory.mktemp("tamper")))
     build(course)
-    canary = course.class_dir / "canary.txt"
+    canary = CANARY_PATH
     canary.write_text(CANARY_TEXT)
     before = digests(course.submitted)
     start, cpu = time.monotonic(), _children_cpu_seconds()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(CANARY_VARIABLE, str(canary))
-        autograde_class(course, workers=WORKERS, verify_seed=VERIFY_SEED, progress=False)
+    autograde_class(course, workers=WORKERS, verify_seed=VERIFY_SEED, progress=False)
     seconds, cpu = time.monotonic() - start, _children_cpu_seconds() - cpu
     export_class(course)
     # CPU seconds of the workers, kernels and verifier children: on an idle machine the wall
@@ -724,14 +721,6 @@ def test_submitted_files_are_byte_identical_after_grading(graded):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="not prevented: the student's kernel runs with the grader's "
-    "permissions (nbgrader executes it in the grading process's environment), so "
-    "`open(path, 'w')` in a cell can overwrite any file the grader can — the gradebook, "
-    "other students' submissions, solutions/. The scan flags it afterwards (the notebook "
-    "loses its points) but the damage is done; sandbox the kernel to prevent it",
-)
 def test_a_notebook_cannot_write_outside_its_folder(graded):
     assert graded["canary"].read_text() == CANARY_TEXT
 

@@ -20,7 +20,8 @@ from submission_notebooks import (
     submission,
 )
 
-from backprop_ninja.exercises import ASSIGNMENT, GRADED_TESTS, NOTEBOOKS
+from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS
+from backprop_ninja.exercises import GRADED_TESTS
 from backprop_ninja.integrity import REPO_ROOT, graded_test_ids, scan_notebook
 from backprop_ninja.verify import (
     PROBLEMS,

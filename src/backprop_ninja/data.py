@@ -18,9 +18,10 @@ from pathlib import Path
 
 import torch
 
+from .course import REPO_ROOT
+
 NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt"
 NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_NAMES_PATH = REPO_ROOT / "data" / "names.txt"
 # Where the course's machines keep a copy, so that no download is needed.
 SHARED_NAMES_PATH = REPO_ROOT.parent / "shared" / "data" / "names.txt"

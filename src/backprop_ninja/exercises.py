@@ -331,8 +331,6 @@ def private_copy(value):
 
 
 # --------------------------------------------------------------------- the course's layout
-ASSIGNMENT = "backprop_ninja"
-NOTEBOOKS = ("1_atomic_backprop", "2_fused_cross_entropy", "3_fused_batchnorm", "4_full_training")
 
 # For every notebook, its graded test cells (by nbgrader grade_id) and the exercise each
 # checks. The training test of notebook 4 is not a gradient: it has no entry here.

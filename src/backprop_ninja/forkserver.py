@@ -44,8 +44,9 @@ import time
 import traceback
 from pathlib import Path
 
+from .course import FORKSERVER_VARIABLE as SOCKET_VARIABLE
+
 # The environment variable that tells a worker where the fork server listens.
-SOCKET_VARIABLE = "BACKPROP_NINJA_FORKSERVER"
 STARTUP_TIMEOUT = 120  # seconds for the server to import everything and listen
 
 

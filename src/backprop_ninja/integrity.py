@@ -54,11 +54,11 @@ from pathlib import Path
 
 from .cells import grade_id as _grade_id
 from .cells import nbgrader_meta
-from .exercises import ASSIGNMENT, GRADED_TESTS
+from .course import ASSIGNMENT, REPO_ROOT
+from .exercises import GRADED_TESTS
 
 KINDS = ("autograd", "monkeypatch", "dynamic", "forbidden_import", "syntax")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Tests that are not gradient checks but depend on an answer function (notebook 4 trains
 # with manual_backward): test grade_id → the function it runs.

@@ -21,14 +21,12 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from .exercises import ASSIGNMENT, NOTEBOOKS
+from .course import ASSIGNMENT, NOTEBOOKS, REPO_ROOT, STEPS_VARIABLE
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SOLUTIONS = REPO_ROOT / "solutions" / ASSIGNMENT
 RELEASE = REPO_ROOT / "notebooks" / ASSIGNMENT
 BUILD = REPO_ROOT / "build"
 
-STEPS_VARIABLE = "BACKPROP_NINJA_STEPS"
 CI_STEPS = 2000  # notebook 4's training steps in the committed outputs and in CI
 FULL_STEPS = 200_000
 # What the full run must reach (the lecture's figures, rounded up).

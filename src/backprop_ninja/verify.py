@@ -70,6 +70,7 @@ import torch
 from .cells import ANSWER_PRELUDE
 from .exercises import GRADED_TESTS, private_copy
 from .forkserver import spawn
+from .grading import sandbox
 from .integrity import (
     DEPENDENT_TESTS,
     CodeCell,
@@ -331,6 +332,20 @@ def _child_env(workdir: str) -> dict[str, str]:
     }
 
 
+def _start_child(workdir: str, out, err) -> subprocess.Popen:
+    """The child, in a session of its own with a clean environment: in a sandbox that sees
+    only ``workdir`` writable when grading sandboxes; else a fork of the grading fork server
+    when one runs (torch already imported), or a new interpreter."""
+    argv = [sys.executable, "-s", "-m", "backprop_ninja.verify", "--child", workdir]
+    streams = {"stdin": subprocess.DEVNULL, "stdout": out, "stderr": err}
+    if sandbox.enabled():
+        env = {**_child_env(workdir), "HOME": sandbox.SANDBOX_HOME, "TMPDIR": "/tmp"}
+        return sandbox.SandboxedProcess(
+            argv, writable=[Path(workdir)], cwd=workdir, env={}, extra_env=env, **streams
+        )
+    return spawn(argv, cwd=workdir, env=_child_env(workdir), close_fds=True, **streams)
+
+
 def _run_child(
     answers: list[CodeCell], calls: list[_Call], *, timeout: float, memory_mb: int
 ) -> Verdict | tuple[list[dict], dict[str, str]]:
@@ -353,15 +368,7 @@ def _run_child(
         with open(Path(workdir, "stdout.txt"), "wb") as out, open(Path(workdir, "stderr.txt"), "wb") as err:
             # A fork of the grading fork server when one runs (torch already imported),
             # else a new interpreter; either way a session of its own, in a clean environment.
-            process = spawn(
-                [sys.executable, "-s", "-m", "backprop_ninja.verify", "--child", workdir],
-                cwd=workdir,
-                env=_child_env(workdir),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                close_fds=True,
-            )
+            process = _start_child(workdir, out, err)
             try:
                 returncode = process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -374,6 +381,8 @@ def _run_child(
                 )
             finally:
                 _kill_group(process)  # whatever the answers left running in the background
+                if isinstance(process, sandbox.SandboxedProcess):
+                    process.close()
         if returncode != 0:
             return Verdict(False, _crash_message(returncode, Path(workdir, "stderr.txt")), "crash")
         return _read_results(Path(workdir, "results.pt"), len(calls))

@@ -16,18 +16,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..exercises import ASSIGNMENT, NOTEBOOKS
+from ..course import ASSIGNMENT, NOTEBOOKS, QUICK_TIMING_VARIABLE, REPO_ROOT, STEPS_VARIABLE
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 CONFIG_FILE = REPO_ROOT / "grader" / "nbgrader_config.py"
-DB_URL_VARIABLE = "BACKPROP_NINJA_DB_URL"
-# Notebook 4 trains for BACKPROP_NINJA_STEPS steps (200,000 by default: about a minute). Its
-# graded test trains on its own; the ungraded training cell only needs to run, so when
-# grading it trains for a few steps.
-STEPS_VARIABLE = "BACKPROP_NINJA_STEPS"
+# Notebook 4's graded test trains on its own; the ungraded training cell only needs to run,
+# so when grading it trains for a few steps (STEPS_VARIABLE).
 GRADING_STEPS = 100
-# Read by backprop_ninja.timing.quick(): the timing cells run one short round.
-QUICK_TIMING_VARIABLE = "BACKPROP_NINJA_QUICK_TIMING"
 
 
 class GradingError(RuntimeError):

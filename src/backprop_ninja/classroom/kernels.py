@@ -1,4 +1,12 @@
-"""The kernel manager nbgrader uses while grading: kernels forked by the fork server.
+"""The kernel manager nbgrader uses while grading: sandboxed kernels, or kernels forked by
+the fork server.
+
+When grading sandboxes (``grading.sandbox.enabled()``, the default of ``autograde``), every
+kernel runs in a bubblewrap sandbox of its own: it talks to nbclient over unix sockets (ZeroMQ's
+``ipc`` transport) in a private folder that holds its connection file — no TCP port another
+kernel could reach, no connection file in the shared $TMPDIR — and that folder is all it may
+write besides its own tmpfs. It is interrupted by a message (a signal from outside cannot
+cross into its PID namespace), and everything it started ends when it is shut down.
 
 nbgrader's ``Execute`` (nbclient) starts one kernel per notebook with a
 ``kernel_manager_class``; this one launches it through ``forkserver.spawn``, so that the
@@ -10,13 +18,16 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import subprocess
+import tempfile
 import uuid
 
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 
 from ..forkserver import SOCKET_VARIABLE, python_module, spawn
+from ..grading import sandbox
 
 
 class ForkedKernelProvisioner(LocalProvisioner):
@@ -41,13 +52,62 @@ class ForkedKernelProvisioner(LocalProvisioner):
         return self.connection_info
 
 
+class SandboxedKernelProvisioner(LocalProvisioner):
+    """``LocalProvisioner`` whose kernel runs in a bubblewrap sandbox (``grading.sandbox``)."""
+
+    runtime_dir: str | None = None
+    sandboxed: sandbox.SandboxedProcess | None = None  # kept: LocalProvisioner forgets its process
+
+    async def launch_kernel(self, cmd: list[str], **kwargs):
+        assert self.runtime_dir is not None, "the kernel manager sets the runtime folder first"
+        # No JPY_PARENT_PID: the grader's pid means nothing inside the kernel's PID namespace
+        # (the kernel would think it was orphaned); --die-with-parent does that job.
+        env = dict(kwargs.get("env") or os.environ)
+        self.process = self.sandboxed = sandbox.SandboxedProcess(
+            cmd,
+            writable=[pathlib.Path(self.runtime_dir)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=kwargs.get("stdout"),
+            stderr=kwargs.get("stderr"),
+        )
+        self.pid = self.pgid = self.process.pid
+        self.cwd = sandbox.SANDBOX_HOME
+        return self.connection_info
+
+    async def cleanup(self, restart: bool = False) -> None:
+        if self.sandboxed is not None:
+            self.sandboxed.close()
+        if self.runtime_dir is not None and not restart:
+            shutil.rmtree(self.runtime_dir, ignore_errors=True)
+        await super().cleanup(restart)
+
+
 class ForkedKernelManager(AsyncKernelManager):
-    """``AsyncKernelManager`` with ``ForkedKernelProvisioner`` for the kernelspec's own argv."""
+    """``AsyncKernelManager`` for the kernelspec's own argv: sandboxed when grading sandboxes,
+    else through ``ForkedKernelProvisioner``."""
 
     async def _async_pre_start_kernel(self, **kw):
         if self.provisioner is None:
             self.kernel_id = self.kernel_id or kw.pop("kernel_id", str(uuid.uuid4()))
-            self.provisioner = ForkedKernelProvisioner(
-                kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self
-            )
+            if sandbox.enabled():
+                self.provisioner = self._sandboxed_provisioner()
+            else:
+                self.provisioner = ForkedKernelProvisioner(
+                    kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self
+                )
         return await super()._async_pre_start_kernel(**kw)
+
+    def _sandboxed_provisioner(self) -> SandboxedKernelProvisioner:
+        """Unix sockets and the connection file in a private folder the sandbox may write."""
+        runtime = tempfile.mkdtemp(prefix="kernel-")
+        self.transport = "ipc"
+        self.ip = os.path.join(runtime, "kernel")
+        self.connection_file = os.path.join(runtime, "kernel.json")
+        self.cache_ports = False
+        self.kernel_spec.interrupt_mode = "message"  # no signal reaches into its PID namespace
+        provisioner = SandboxedKernelProvisioner(
+            kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self
+        )
+        provisioner.runtime_dir = runtime
+        return provisioner

@@ -21,11 +21,13 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_compl
 from pathlib import Path
 
 from .. import forkserver
-from ..exercises import ASSIGNMENT, NOTEBOOKS
+from ..course import ASSIGNMENT, NOTEBOOKS
+from ..data import load_splits
+from ..grading import sandbox
 from .course import Course, GradingError, grading_environment, prepare_environment
 from .status import GRADED, STOPPED, NotebookResult, StudentStatus, read_status, write_status
 from .trust import VERIFY_TIMEOUT
-from .worker import read_events
+from .worker import UNSANDBOXED_NOTE, read_events
 
 # A notebook whose grading (all cells, with the per-cell timeout, and the checks) takes longer
 # than this is stopped and reported; the student's other notebooks are still graded.
@@ -77,6 +79,7 @@ def autograde_class(
     progress: bool = True,
     use_forkserver: bool = True,
     fixed_seconds: dict[str, float] | None = None,
+    sandboxed: bool = True,
 ) -> dict[str, StudentStatus]:
     """Autograde every student (or ``students``, or shard k of n) with ``workers`` processes.
 
@@ -87,8 +90,12 @@ def autograde_class(
     (slower by seconds per notebook; the fork server's own fallback when it cannot start).
     ``fixed_seconds``: filled with the seconds of the steps done once per run, whatever the
     class's size ("register", "forkserver"), for the bench's per-submission figure.
+    ``sandboxed=False`` (``--no-sandbox``): the students' kernels and the verifier's children
+    run without bubblewrap; every graded notebook's notes and feedback page then say so.
     """
     fixed_seconds = {} if fixed_seconds is None else fixed_seconds
+    if sandboxed and sandbox.unavailable_message():  # before anything is graded
+        raise GradingError(sandbox.unavailable_message())
     began = time.monotonic()
     from tqdm.auto import tqdm
 
@@ -136,6 +143,9 @@ def autograde_class(
     server = forkserver.start(grading_environment(threads=threads)) if use_forkserver else None
     fixed_seconds["forkserver"] = time.monotonic() - began
     env = grading_environment()
+    env[sandbox.SANDBOX_VARIABLE] = "1" if sandboxed else "0"
+    if sandboxed:
+        load_splits()  # its cache beside names.txt, which sandboxed kernels may only read
     if server is not None:
         env[forkserver.SOCKET_VARIABLE] = str(server.path)
     pool = ThreadPoolExecutor(max_workers=workers)
@@ -372,7 +382,18 @@ def student_feedback(course: Course, student: str) -> list[Path]:
             reason = result.messages()[0] if result and result.messages() else "not graded yet"
             _write_page(page, student, nb, reason)
         pages.append(page)
+    if status and any(UNSANDBOXED_NOTE in r.notes for r in status.notebooks):
+        for page in pages:
+            _add_banner(page, UNSANDBOXED_NOTE)
     return pages
+
+
+def _add_banner(page: Path, text: str) -> None:
+    """A notice at the top of a feedback page (right after <body>)."""
+    content = page.read_text(encoding="utf-8")
+    at = content.find(">", content.find("<body")) + 1
+    banner = f"\n<p class='grading-notice'><strong>Note:</strong> {html.escape(text)}.</p>\n"
+    page.write_text(content[:at] + banner + content[at:], encoding="utf-8")
 
 
 def _write_page(page: Path, student: str, notebook: str, reason: str) -> None:

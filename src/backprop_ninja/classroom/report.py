@@ -10,7 +10,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..exercises import ASSIGNMENT, NOTEBOOKS
+from ..course import ASSIGNMENT, NOTEBOOKS
 from .status import GRADED, NotebookResult, StudentStatus, read_status
 
 NOT_AUTOGRADED = "not autograded yet (run `make autograde`)"

@@ -17,7 +17,8 @@ import json
 import os
 from pathlib import Path
 
-from ..exercises import ASSIGNMENT, GRADED_TESTS
+from ..course import ASSIGNMENT
+from ..exercises import GRADED_TESTS
 
 VERIFY_TIMEOUT = 60  # seconds for the verifier's child process, per notebook
 

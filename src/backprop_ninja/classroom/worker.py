@@ -22,11 +22,16 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 
-from ..exercises import ASSIGNMENT
+from ..course import ASSIGNMENT
+from ..grading import sandbox
 from .course import Course, prepare_environment
 from .reasons import failure_reason, success_notes
 from .status import FAILED, GRADED, MISSING, NotebookResult
 from .trust import VERIFY_TIMEOUT, untrusted_tests, withdraw_points
+
+UNSANDBOXED_NOTE = (
+    "graded WITHOUT a sandbox (autograde --no-sandbox): the student's code ran with the grader's permissions"
+)
 
 
 def emit(events: Path | None, **event) -> None:
@@ -116,6 +121,8 @@ def grade_notebook(
             log, course.autograded_notebook(student, notebook), course.cell_timeout_seconds()
         )
         result = NotebookResult(notebook, GRADED, notes=notes)
+        if not sandbox.enabled():
+            result.notes.append(UNSANDBOXED_NOTE)
         _check_trust(course, student, notebook, result, verify_timeout, verify_seed, verify_cache)
     if sha256(submitted) != before:  # must never happen: say so loudly
         result.notes.append("THE SUBMITTED FILE CHANGED DURING GRADING — keep the original safe")

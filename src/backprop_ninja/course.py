@@ -1,0 +1,41 @@
+"""Course facts that every part of the project shares, torch-free: names, paths, variables.
+
+Import these instead of writing the strings again; a test keeps the copies of them that
+cannot import this module (grader/nbgrader_config.py, the Makefile) in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# ---------------------------------------------------------------- the assignment
+ASSIGNMENT = "backprop_ninja"
+NOTEBOOKS = ("1_atomic_backprop", "2_fused_cross_entropy", "3_fused_batchnorm", "4_full_training")
+SOLUTIONS_DIR = REPO_ROOT / "solutions" / ASSIGNMENT
+RELEASE_DIR = REPO_ROOT / "notebooks" / ASSIGNMENT
+
+# ---------------------------------------------------------------- environment variables
+# The gradebook's database URL (default: SQLite at grader/gradebook.db). May hold a password.
+DB_URL_VARIABLE = "BACKPROP_NINJA_DB_URL"
+# nbgrader's exchange folder for `make collect` without ZIP.
+EXCHANGE_VARIABLE = "BACKPROP_NINJA_EXCHANGE"
+# Notebook 4's training steps (200,000 by default; a few when graded or in CI).
+STEPS_VARIABLE = "BACKPROP_NINJA_STEPS"
+# "1": the notebooks' timing cells take one short round (set when grading).
+QUICK_TIMING_VARIABLE = "BACKPROP_NINJA_QUICK_TIMING"
+# "1": the grading worker runs kernels and verifier children in a bubblewrap sandbox.
+SANDBOX_VARIABLE = "BACKPROP_NINJA_SANDBOX"
+# The grading fork server's socket (grading's own processes only).
+FORKSERVER_VARIABLE = "BACKPROP_NINJA_FORKSERVER"
+
+# What of the grader's environment a student's sandboxed code may see: the course's switches
+# and the thread caps. Nothing else — not the database URL, tokens, or the grader's sockets.
+SANDBOX_ENVIRONMENT = (
+    STEPS_VARIABLE,
+    QUICK_TIMING_VARIABLE,
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "PYDEVD_DISABLE_FILE_VALIDATION",
+)

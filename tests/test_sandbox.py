@@ -1,0 +1,316 @@
+"""The bubblewrap sandbox (grading/sandbox.py), attacked for real: each test runs a hostile
+Python script in a real sandbox and checks, from outside, that nothing got through.
+
+The classes of attack are those of issue 12: reading what is not the student's (solutions,
+the gradebook, a classmate, the grader's $TMPDIR and environment), writing outside the
+staging folder by any route, outliving the sandbox, reaching other processes over the
+network or a socket, and exhausting memory, processes, disk or output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from backprop_ninja.course import REPO_ROOT
+from backprop_ninja.grading import sandbox
+
+SECRET = "postgresql://grader:s3cret-password@db.example.org/gradebook"
+
+
+def run(script: str, *, staging: Path, limits=sandbox.DEFAULT_LIMITS, env=None, timeout=120):
+    """Run ``script`` with the venv's Python in a sandbox whose only writable folder is
+    ``staging``; returns the finished process (stdout, stderr as text)."""
+    with (
+        open(staging / "stdout.txt", "w+b") as out,
+        open(staging / "stderr.txt", "w+b") as err,
+    ):
+        process = sandbox.SandboxedProcess(
+            [sys.executable, "-c", textwrap.dedent(script)],
+            writable=[staging],
+            cwd=str(staging),
+            env=env,
+            limits=limits,
+            stdout=out,
+            stderr=err,
+        )
+        try:
+            process.wait(timeout=timeout)
+        finally:
+            process.close()
+        out.seek(0)
+        err.seek(0)
+        process.out, process.err = out.read().decode(), err.read().decode()  # type: ignore[attr-defined]
+    return process
+
+
+@pytest.fixture
+def staging(tmp_path: Path) -> Path:
+    folder = tmp_path / "staging"
+    folder.mkdir()
+    return folder
+
+
+def test_the_sandbox_works_on_this_machine():
+    assert sandbox.problem() is None
+
+
+def test_without_bwrap_the_error_says_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no bwrap on it
+    sandbox.problem.cache_clear()
+    try:
+        message = sandbox.unavailable_message()
+    finally:
+        sandbox.problem.cache_clear()
+    assert message is not None
+    assert "bubblewrap (bwrap) is not installed" in message
+    assert "apt-get install bubblewrap" in message and "--no-sandbox" in message and "macOS" in message
+
+
+def test_nothing_of_the_grader_can_be_read(staging, tmp_path, monkeypatch):
+    gradebook = tmp_path / "grader" / "gradebook.db"
+    classmate = tmp_path / "submitted" / "bob" / "1_atomic_backprop.ipynb"
+    for path in (gradebook, classmate):
+        path.parent.mkdir(parents=True)
+        path.write_text("private")
+    grader_tmp = Path(tempfile.mkdtemp(prefix="grader-private-"))
+    (grader_tmp / "kernel-1234.json").write_text('{"key": "hmac"}')
+    solution = next((REPO_ROOT / "solutions").rglob("*.ipynb"))
+    targets = [str(p) for p in (gradebook, classmate, grader_tmp / "kernel-1234.json", solution)]
+    targets += ["/etc/shadow", str(REPO_ROOT / "grader" / "nbgrader_config.py")]
+    monkeypatch.setenv("BACKPROP_NINJA_DB_URL", SECRET)
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_secret_token")
+    process = run(
+        f"""
+        import json, os
+        readable = []
+        for path in {targets!r}:
+            try:
+                open(path, "rb").read()
+                readable.append(path)
+            except OSError:
+                pass
+        print(json.dumps({{"readable": readable, "environment": dict(os.environ)}}))
+        """,
+        staging=staging,
+    )
+    report = json.loads(process.out)
+    assert report["readable"] == []
+    assert SECRET not in process.out and "ghp_secret_token" not in process.out
+    assert "BACKPROP_NINJA_DB_URL" not in report["environment"]
+    assert solution.read_text()  # the files are there: it is the sandbox that hides them
+
+
+def test_writes_outside_the_staging_folder_fail_by_every_route(staging, tmp_path):
+    outside = tmp_path / "gradebook.db"
+    outside.write_text("original")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    process = run(
+        f"""
+        import codecs, io, os, pathlib, shutil
+        import numpy, torch
+        target = {str(outside)!r}
+        routes = {{
+            "open": lambda: open(target, "w").write("x"),
+            "io.open": lambda: io.open(target, "w").write("x"),
+            "Path.open": lambda: pathlib.Path(target).open("w").write("x"),
+            "Path.write_text": lambda: pathlib.Path(target).write_text("x"),
+            "codecs.open": lambda: codecs.open(target, "w").write("x"),
+            "torch.save": lambda: torch.save(torch.zeros(1), target),
+            "numpy.savetxt": lambda: numpy.savetxt(target, numpy.zeros(1)),
+            "os.open": lambda: os.write(os.open(target, os.O_WRONLY | os.O_TRUNC), b"x"),
+            "Path.rename": lambda: (pathlib.Path("mine.txt").write_text("x"),
+                                    pathlib.Path("mine.txt").rename(target)),
+            "shutil.copy": lambda: shutil.copy("mine.txt", target),
+            "new file beside it": lambda: open(target + ".new", "w").write("x"),
+            "os.remove": lambda: os.remove(target),
+        }}
+        for name, route in routes.items():
+            try:
+                route()
+                print("WROTE via", name)
+            except Exception:
+                pass
+        open("allowed.txt", "w").write("fine")
+        """,
+        staging=staging,
+    )
+    # Inside, a route may "succeed" into the sandbox's own tmpfs (the parents of the staging
+    # folder are made there); what matters is that the real file and folder are untouched.
+    assert outside.read_text() == "original", process.out
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert (staging / "allowed.txt").read_text() == "fine"  # the staging folder itself is writable
+
+
+def test_no_process_outlives_its_sandbox(staging):
+    heartbeat = staging / "heartbeat"
+    process = run(
+        f"""
+        import os, time
+        if os.fork() == 0:
+            os.setsid()  # a new session, and a second fork: the classic daemon escape
+            if os.fork() == 0:
+                while True:
+                    with open({str(heartbeat)!r}, "a") as f:
+                        f.write(".")
+                    time.sleep(0.05)
+            os._exit(0)
+        time.sleep(0.5)
+        """,
+        staging=staging,
+    )
+    assert process.returncode == 0
+    size = heartbeat.stat().st_size
+    assert size > 0  # it did run while the sandbox was alive
+    time.sleep(0.5)
+    assert heartbeat.stat().st_size == size  # and nothing writes once the sandbox is closed
+    assert not any(folder.exists() for folder in process.cgroup.folders)
+
+
+def test_no_network_and_no_foreign_socket(staging, tmp_path):
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    unix_path = tmp_path / "forkserver.sock"
+    unix = socket.socket(socket.AF_UNIX)
+    unix.bind(str(unix_path))
+    unix.listen()
+    try:
+        process = run(
+            f"""
+            import socket
+            for family, address in [(socket.AF_INET, ("127.0.0.1", {port})),
+                                    (socket.AF_UNIX, {str(unix_path)!r})]:
+                try:
+                    socket.socket(family).connect(address)
+                    print("CONNECTED to", address)
+                except OSError:
+                    pass
+            """,
+            staging=staging,
+        )
+    finally:
+        server.close()
+        unix.close()
+    assert process.returncode == 0 and "CONNECTED" not in process.out, process.out
+
+
+def test_a_memory_bomb_is_killed_and_costs_only_itself(staging):
+    limits = sandbox.Limits(memory_bytes=512 * 2**20)
+    process = run(
+        """
+        chunks = []
+        while True:
+            chunks.append(bytearray(64 * 2**20))
+            print(len(chunks) * 64, "MiB", flush=True)
+        """,
+        staging=staging,
+        limits=limits,
+    )
+    assert process.returncode != 0
+    reached = [int(line.split()[0]) for line in process.out.split("\n") if line.endswith("MiB")]
+    assert reached and max(reached) <= 512
+
+
+def test_a_fork_bomb_is_contained(staging):
+    limits = sandbox.Limits(processes=32)
+    process = run(
+        """
+        import os, time
+        children = 0
+        try:
+            while True:
+                if os.fork() == 0:
+                    time.sleep(30)
+                    os._exit(0)
+                children += 1
+        except OSError:
+            print("stopped after", children)
+        """,
+        staging=staging,
+        limits=limits,
+    )
+    assert "stopped after" in process.out
+    assert int(process.out.split()[-1]) < 32
+
+
+def test_disk_and_file_size_are_capped(staging):
+    limits = sandbox.Limits(file_bytes=2 * 2**20, tmp_bytes=8 * 2**20)
+    process = run(
+        """
+        import os
+        def fill(path):
+            written = 0
+            try:
+                with open(path, "wb") as f:
+                    while written < 2**30:
+                        f.write(b"x" * 2**20)
+                        f.flush()
+                        written += 2**20
+            except OSError:
+                pass
+            return written
+        in_tmp = sum(fill(f"/tmp/fill-{i}") for i in range(8))
+        print(in_tmp, fill("big.bin"))
+        """,
+        staging=staging,
+        limits=limits,
+    )
+    in_tmp, in_staging = (int(word) for word in process.out.split())
+    assert in_tmp <= 8 * 2**20
+    assert (staging / "big.bin").stat().st_size <= 2 * 2**20 and in_staging <= 2 * 2**20
+
+
+def test_the_environment_is_an_allowlist(staging, monkeypatch):
+    monkeypatch.setenv("BACKPROP_NINJA_STEPS", "100")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "abc")
+    process = run("import os, json; print(json.dumps(sorted(os.environ)))", staging=staging)
+    names = set(json.loads(process.out))
+    assert "BACKPROP_NINJA_STEPS" in names
+    assert "AWS_SECRET_ACCESS_KEY" not in names
+    assert names <= {*sandbox.sandbox_environment({}), "BACKPROP_NINJA_STEPS", "PWD"}
+
+
+def test_a_sandboxed_kernel_talks_over_private_unix_sockets(monkeypatch):
+    """A grading kernel: ipc transport, its connection file in its own folder (not $TMPDIR),
+    interrupted by a message, and everything it started gone after shutdown."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from backprop_ninja.classroom.kernels import ForkedKernelManager
+
+    monkeypatch.setenv(sandbox.SANDBOX_VARIABLE, "1")
+    marker = f"sandbox-test-{os.getpid()}"
+    cells = [
+        "import json, os\nprint(json.dumps({'uid': os.getuid(), 'tmp': os.listdir('/tmp')}))",
+        "import time\nwhile True: time.sleep(0.1)",  # interrupted by the cell timeout
+        f"import subprocess\nsubprocess.Popen(['sh', '-c', 'sleep 600; :', '{marker}'], start_new_session=True)",
+    ]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    client = NotebookClient(
+        notebook,
+        kernel_manager_class=ForkedKernelManager,
+        timeout=5,
+        interrupt_on_timeout=True,
+        allow_errors=True,
+        shutdown_kernel="immediate",
+    )
+    classmate = Path(tempfile.mkdtemp(prefix="kernel-"))  # another kernel's folder, say
+    (classmate / "kernel.json").write_text('{"key": "its hmac key"}')
+    client.execute()
+    first = json.loads(notebook.cells[0].outputs[0]["text"])
+    assert first["uid"] == sandbox.SANDBOX_UID
+    own = [name for name in first["tmp"] if name.startswith("kernel-")]
+    assert classmate.name not in first["tmp"] and len(own) == 1  # only its own folder
+    assert notebook.cells[1].outputs[-1].get("ename") == "KeyboardInterrupt"
+    time.sleep(0.5)
+    survivors = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout
+    assert survivors == ""

@@ -1,0 +1,104 @@
+"""The real pipeline on a hostile notebook: with the sandbox on, nothing gets out; with
+``--no-sandbox``, the table, the CSV and the feedback say the class was graded without one."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from backprop_ninja.classroom import Course, autograde_class, export_class, feedback_class
+from backprop_ninja.classroom.report import class_rows, format_table
+from backprop_ninja.classroom.worker import UNSANDBOXED_NOTE
+from backprop_ninja.course import NOTEBOOKS
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")]
+NB2 = NOTEBOOKS[1]
+TOKEN = "ghp_instructors_secret_token"
+
+
+def hostile_cells(course: Course, canary: Path, late_canary: Path, marker: str) -> list[str]:
+    """What a student who has read this repository would try, with the real absolute paths."""
+    secrets_to_read = [
+        course.source_notebook(NB2).resolve(),  # the solution
+        Path(course.db_url.removeprefix("sqlite:///").split("?")[0]),  # the gradebook
+        course.submitted_notebook("classmate", NB2),  # another student's work
+    ]
+    return [
+        f"""
+import os
+for path in {[str(p) for p in secrets_to_read]!r}:
+    try:
+        print("READ", path, len(open(path, "rb").read()))
+    except OSError:
+        print("blocked", path)
+print("TOKEN" if any("{TOKEN}" in value for value in os.environ.values()) else "no token")
+""",
+        f"""
+try:
+    open({str(canary)!r}, "w").write("overwritten")
+except OSError:
+    print("write blocked")
+""",
+        f"""
+import subprocess
+subprocess.Popen(["sh", "-c", "sleep 3; echo late > {late_canary}", "{marker}"], start_new_session=True)
+""",
+    ]
+
+
+def submit(course: Course, student: str, extra_cells: list[str]) -> None:
+    notebook = nbformat.read(course.release_notebook(NB2), as_version=4)
+    notebook.cells += [nbformat.v4.new_code_cell(code) for code in extra_cells]
+    path = course.submitted_notebook(student, NB2)
+    path.parent.mkdir(parents=True)
+    nbformat.write(notebook, path)
+
+
+def test_a_hostile_notebook_reads_writes_and_leaves_nothing(course_root, monkeypatch):
+    course = Course.load(root=course_root)
+    canary = Path(tempfile.mkdtemp(prefix="canary-")) / "gradebook-copy.db"
+    canary.write_text("original")
+    late_canary = canary.with_name("late.txt")
+    marker = f"hostile-{os.getpid()}"
+    submit(course, "classmate", [])
+    submit(course, "mallory", hostile_cells(course, canary, late_canary, marker))
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    try:
+        autograde_class(course, workers=1, verify_seed=1, progress=False)
+        outputs = "".join(
+            output.get("text", "")
+            for cell in nbformat.read(course.autograded_notebook("mallory", NB2), as_version=4).cells
+            if cell.cell_type == "code"
+            for output in cell.outputs
+        )
+        assert "READ" not in outputs and outputs.count("blocked") == 4, outputs
+        assert "no token" in outputs and TOKEN not in outputs
+        assert canary.read_text() == "original"
+        time.sleep(4)  # the detached process would have written by now
+        assert not late_canary.exists()
+        assert subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout == b""
+    finally:
+        shutil.rmtree(canary.parent, ignore_errors=True)
+
+
+def test_grading_without_the_sandbox_says_so_everywhere(course_root):
+    course = Course.load(root=course_root)
+    submit(course, "trusted", [])
+    autograde_class(course, workers=1, verify_seed=1, progress=False, sandboxed=False)
+    feedback_class(course, workers=1)
+    export_class(course)
+    assert UNSANDBOXED_NOTE in format_table(class_rows(course))
+    with open(course.notebook_grades_csv, newline="", encoding="utf-8") as handle:
+        notes = {row["notebook"]: row["notes"] for row in csv.DictReader(handle)}
+    assert UNSANDBOXED_NOTE in notes[NB2]
+    for notebook in NOTEBOOKS:
+        page = course.feedback_page("trusted", notebook).read_text(encoding="utf-8")
+        assert "graded WITHOUT a sandbox" in page
