@@ -18,3 +18,21 @@ def course_root(tmp_path: Path) -> Path:
     for folder in ("solutions", "notebooks"):
         (root / folder).symlink_to(REPO_ROOT / folder, target_is_directory=True)
     return root
+
+
+@pytest.fixture(scope="session")
+def demo_class_module():
+    """grader/make_demo_class.py (a script, not a package module): filled notebooks and the
+    mutation helpers that the demo class and the tamper suite are made of."""
+    import importlib.util
+    import sys
+
+    if "make_demo_class" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "make_demo_class", REPO_ROOT / "grader" / "make_demo_class.py"
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["make_demo_class"] = module  # dataclasses look their module up
+        spec.loader.exec_module(module)
+    return sys.modules["make_demo_class"]

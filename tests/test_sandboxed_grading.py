@@ -54,8 +54,8 @@ subprocess.Popen(["sh", "-c", "sleep 3; echo late > {late_canary}", "{marker}"],
     ]
 
 
-def submit(course: Course, student: str, extra_cells: list[str]) -> None:
-    notebook = nbformat.read(course.release_notebook(NB2), as_version=4)
+def submit(course: Course, student: str, extra_cells: list[str], notebook=None) -> None:
+    notebook = notebook or nbformat.read(course.release_notebook(NB2), as_version=4)
     notebook.cells += [nbformat.v4.new_code_cell(code) for code in extra_cells]
     path = course.submitted_notebook(student, NB2)
     path.parent.mkdir(parents=True)
@@ -102,3 +102,21 @@ def test_grading_without_the_sandbox_says_so_everywhere(course_root):
     for notebook in NOTEBOOKS:
         page = course.feedback_page("trusted", notebook).read_text(encoding="utf-8")
         assert "graded WITHOUT a sandbox" in page
+
+
+def test_checks_that_crash_fail_closed(course_root, demo_class_module):
+    """A right answer whose answer cell makes the integrity scan recurse too deep: nbgrader's
+    points are not kept by default — the notebook waits for a TA with 0 automatic points."""
+    course = Course.load(root=course_root)
+    notebook = demo_class_module.filled_notebook(course.release_notebook(NB2), course.source_notebook(NB2))
+    answer = demo_class_module.find_cell(notebook, "cross_entropy_backward")
+    answer.source += "\n_ = " + " + ".join(["1"] * 600) + "\n"  # runs fine; too deep for the scan
+    submit(course, "deep", [], notebook)
+    status = autograde_class(course, workers=1, verify_seed=1, progress=False)["deep"]
+    result = status.result(NB2)
+    assert result is not None and "test_dlogits" in result.withdrawn
+    assert "could not run (RecursionError" in result.withdrawn["test_dlogits"]
+    with course.gradebook() as gb:
+        grade = gb.find_grade("test_dlogits", NB2, "backprop_ninja", "deep")
+        assert grade.auto_score == grade.max_score > 0  # nbgrader gave the points...
+        assert grade.score == 0 and grade.needs_manual_grade  # ...and they wait for a TA

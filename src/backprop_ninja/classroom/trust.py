@@ -98,7 +98,16 @@ def _answers_key(submitted: Path, notebook: str, source: Path) -> str | None:
     return digest.hexdigest()
 
 
-def withdraw_points(gradebook, student: str, notebook: str, reasons: dict[str, str]) -> dict[str, str]:
+def checked_tests(notebook: str) -> list[str]:
+    """Every test of the notebook whose points the checks vouch for."""
+    from ..integrity import DEPENDENT_TESTS
+
+    return [*GRADED_TESTS[notebook], *DEPENDENT_TESTS.get(notebook, {})]
+
+
+def withdraw_points(
+    gradebook, student: str, notebook: str, reasons: dict[str, str], *, needs_review: bool = False
+) -> dict[str, str]:
     """Set the manual score of every test in ``reasons`` that earned points to 0 and explain
     it on the answer cell. Returns the tests whose points were withdrawn, with the reason."""
     from nbgrader.api import MissingEntry
@@ -113,7 +122,7 @@ def withdraw_points(gradebook, student: str, notebook: str, reasons: dict[str, s
         if not grade.auto_score:
             continue  # it earned nothing: nothing to take away
         grade.manual_score = 0.0
-        grade.needs_manual_grade = False
+        grade.needs_manual_grade = needs_review  # True: the formgrader lists it for a TA
         withdrawn[test_id] = reason
         comments.setdefault(answer_cell_of(notebook, test_id), []).append(
             f"{test_id}: {grade.auto_score:g} point(s) withdrawn — {reason}"

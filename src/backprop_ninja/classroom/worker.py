@@ -24,10 +24,11 @@ from pathlib import Path
 
 from ..course import ASSIGNMENT
 from ..grading import sandbox
+from ..integrity import one_line
 from .course import Course, prepare_environment
 from .reasons import failure_reason, success_notes
 from .status import FAILED, GRADED, MISSING, NotebookResult
-from .trust import VERIFY_TIMEOUT, untrusted_tests, withdraw_points
+from .trust import VERIFY_TIMEOUT, checked_tests, untrusted_tests, withdraw_points
 
 UNSANDBOXED_NOTE = (
     "graded WITHOUT a sandbox (autograde --no-sandbox): the student's code ran with the grader's permissions"
@@ -161,11 +162,15 @@ def _check_trust(
             verify_seed=verify_seed,
             cache_dir=verify_cache,
         )
-    except Exception as error:  # a bug in the checks must not pass silently, nor stop grading
-        result.notes.append(
-            f"the integrity checks could not run ({type(error).__name__}: {error}); "
-            "check this notebook by hand"
+    except Exception as error:  # fail closed: points nobody could check are not given
+        reason = one_line(
+            f"the integrity checks could not run ({type(error).__name__}: {error}): "
+            "0 points until a TA checks this notebook by hand"
         )
+        with course.gradebook() as gb:
+            result.withdrawn = withdraw_points(
+                gb, student, notebook, dict.fromkeys(checked_tests(notebook), reason), needs_review=True
+            )
         return
     if reasons:
         with course.gradebook() as gb:
