@@ -43,6 +43,17 @@ c.Execute.shutdown_kernel = "immediate"
 # A test cell the student deleted is put back from the gradebook (nbgrader's default: 0 points).
 c.OverwriteCells.add_missing_cells = True
 
+# nbgrader caps an output's lines, not its bytes: one huge line would fill the autograded
+# notebook, the feedback and the disk. LimitOutputBytes caps bytes right after LimitOutput.
+from nbgrader.converters.autograde import Autograde  # noqa: E402
+from nbgrader.preprocessors import LimitOutput  # noqa: E402
+
+_autograde_steps = list(Autograde.class_traits()["autograde_preprocessors"].default())
+_autograde_steps.insert(
+    _autograde_steps.index(LimitOutput) + 1, "backprop_ninja.classroom.outputs.LimitOutputBytes"
+)
+c.Autograde.autograde_preprocessors = _autograde_steps
+
 # Feedback HTML is made from the autograded notebooks, which still contain the hidden tests
 # (nbgrader puts test cells back whole): strip them before students see the feedback, from
 # the cells' sources and from tracebacks that quote them.
@@ -59,8 +70,12 @@ c.GenerateFeedback.preprocessors = [
 # Moodle and others: rename to this pattern, or change the regexp (it sees the absolute path).
 c.ZipCollectApp.downloaded_directory = f"{CLASS}/downloaded"
 c.ZipCollectApp.strict = True  # skip files that are not one of the four notebooks
+# Every zip member is checked before extraction (no ../ paths, links, zip bombs); the LMS user
+# id is kept, so two users with one login stay two students (backprop_ninja.classroom.collect).
+c.ZipCollectApp.extractor_plugin = "backprop_ninja.classroom.collect.SafeExtractorPlugin"
+c.ZipCollectApp.collector_plugin = "backprop_ninja.classroom.collect.LmsCollectorPlugin"
 c.FileNameCollectorPlugin.named_regexp = (
-    r".*/(?P<student_id>[A-Za-z0-9][A-Za-z0-9.\-]*?)_(?:LATE_)?\d+_\d+_"
+    r".*/(?P<student_id>[A-Za-z0-9][A-Za-z0-9.\-]*?)_(?:LATE_)?(?P<user_id>\d+)_\d+_"
     r"(?P<file_id>1_atomic_backprop|2_fused_cross_entropy|3_fused_batchnorm|4_full_training)"
     r"(?:-\d+)?\.ipynb$"
 )

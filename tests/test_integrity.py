@@ -474,3 +474,57 @@ def test_command_line_prints_json(course, tmp_path, capsys):
     (finding,) = json.loads(capsys.readouterr().out)
     assert finding["kind"] == "monkeypatch" and finding["whole_notebook"] is True
     assert nbformat.read(str(path), as_version=4)  # still a notebook
+
+
+# ------------------------------------------------- routes the answer cells' allowlist closes
+DERIVATIVE_KERNELS = {
+    "torch.ops": "return torch.ops.aten.log_backward(dlogprobs, probs)",
+    "aten tanh_backward": "return torch.ops.aten.tanh_backward.default(dlogprobs, probs)",
+    "getattr of a kernel name": 'k = getattr(torch.ops.aten, "nll_loss_backward")\nreturn k',
+    "a kernel by another path": "return torch._C._nn.nll_loss_backward(dlogprobs, probs)",
+    "embedding_dense_backward": "return torch.embedding_dense_backward(dlogprobs, probs, 27, -1, False)",
+}
+
+
+@pytest.mark.parametrize("body", DERIVATIVE_KERNELS.values(), ids=DERIVATIVE_KERNELS.keys())
+def test_pytorchs_own_derivative_kernels_are_flagged(course, body):
+    findings = course(probs_answer(body))
+    assert findings
+    assert "test_dprobs" in affected_tests(findings, NB1)  # private paths void the whole notebook
+
+
+UNKNOWN_ROUTES = {
+    "match over attributes": (
+        "match probs:\n    case torch.Tensor(grad=g):\n        return g\nreturn dlogprobs / probs"
+    ),
+    "string annotation evaluated by typing": (
+        "import typing\ndef f(x: 'probs.grad'): pass\nreturn typing.get_type_hints(f, locals())['x']"
+    ),
+    "an unknown torch corner": "return torch.library.custom_op('x')",
+    "an attribute nobody knows": "return probs.totally_unknown_route(dlogprobs)",
+}
+
+
+@pytest.mark.parametrize("body", UNKNOWN_ROUTES.values(), ids=UNKNOWN_ROUTES.keys())
+def test_unknown_routes_in_an_answer_are_findings_not_passes(course, body):
+    findings = course(probs_answer(body))
+    assert findings
+    assert "test_dprobs" in affected_tests(findings, NB1)  # some routes void the whole notebook
+
+
+UNUSUAL_BUT_HONEST = {
+    "F in full": "return torch.nn.functional.relu(dlogprobs) * 0 + dlogprobs / probs",
+    "transposes and einsum": "return torch.einsum('ij,ij->ij', dlogprobs, probs.reciprocal().T.T)",
+    "new_ and index_add_": "out = probs.new_zeros(probs.shape)\nreturn out.index_add_(0, torch.arange(len(probs)), dlogprobs / probs)",
+    "math and containers": "scale = math.prod([1.0])\nparts = dict(a=dlogprobs)\nreturn parts.get('a') * scale / probs",
+    "its own helper class": (
+        "class Ratio:\n    def __init__(self, top):\n        self.top = top\n"
+        "r = Ratio(dlogprobs)\nreturn r.top / probs"
+    ),
+    "a helper named like a kernel": "def ratio_backward(a, b):\n    return a / b\nreturn ratio_backward(dlogprobs, probs)",
+}
+
+
+@pytest.mark.parametrize("body", UNUSUAL_BUT_HONEST.values(), ids=UNUSUAL_BUT_HONEST.keys())
+def test_unusual_honest_answers_pass_the_allowlist(course, body):
+    assert course(probs_answer(body)) == []

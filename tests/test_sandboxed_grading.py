@@ -47,6 +47,7 @@ try:
 except OSError:
     print("write blocked")
 """,
+        'print("x" * 30_000_000)  # one line of 30 MB: nbgrader caps lines, the course caps bytes',
         f"""
 import subprocess
 subprocess.Popen(["sh", "-c", "sleep 3; echo late > {late_canary}", "{marker}"], start_new_session=True)
@@ -81,6 +82,8 @@ def test_a_hostile_notebook_reads_writes_and_leaves_nothing(course_root, monkeyp
         )
         assert "READ" not in outputs and outputs.count("blocked") == 4, outputs
         assert "no token" in outputs and TOKEN not in outputs
+        assert "[output removed by the grader: " in outputs
+        assert course.autograded_notebook("mallory", NB2).stat().st_size < 3 * 2**20
         assert canary.read_text() == "original"
         time.sleep(4)  # the detached process would have written by now
         assert not late_canary.exists()
@@ -120,3 +123,17 @@ def test_checks_that_crash_fail_closed(course_root, demo_class_module):
         grade = gb.find_grade("test_dlogits", NB2, "backprop_ninja", "deep")
         assert grade.auto_score == grade.max_score > 0  # nbgrader gave the points...
         assert grade.score == 0 and grade.needs_manual_grade  # ...and they wait for a TA
+
+
+def test_links_in_a_submission_are_never_followed(course_root):
+    course = Course.load(root=course_root)
+    linked = course.submitted_notebook("linker", NB2)
+    linked.parent.mkdir(parents=True)
+    linked.symlink_to(course.source_notebook(NB2).resolve())  # "my" notebook is the solution
+    submit(course, "extra", [])
+    (course.submitted_notebook("extra", NB2).parent / "data.bin").symlink_to("/dev/zero")
+    statuses = autograde_class(course, workers=1, verify_seed=1, progress=False)
+    for student, why in (("linker", "is a link"), ("extra", "links or special files (data.bin)")):
+        result = statuses[student].result(NB2)
+        assert result is not None and result.state == "failed" and why in result.reason
+        assert not course.autograded_notebook(student, NB2).exists()

@@ -17,7 +17,7 @@ Public API (stable — the grading pipeline relies on it)::
             functions: tuple[str, ...],  # the answer functions whose tests it voids
             whole_notebook: bool)      # True: every graded test of the notebook is void
 
-    KINDS = ("autograd", "monkeypatch", "dynamic", "forbidden_import", "syntax")
+    KINDS = ("autograd", "monkeypatch", "dynamic", "unknown", "forbidden_import", "syntax")
 
 ``source_path`` is the instructor's notebook (default ``solutions/backprop_ninja/<name>``):
 it says which cells nbgrader restores from the source (locked, read-only and test cells)
@@ -46,6 +46,7 @@ outputs that carry an autograd graph, and compares results where student code ne
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -56,8 +57,9 @@ from .cells import grade_id as _grade_id
 from .cells import nbgrader_meta
 from .course import ASSIGNMENT, REPO_ROOT
 from .exercises import GRADED_TESTS
+from .text import printable
 
-KINDS = ("autograd", "monkeypatch", "dynamic", "forbidden_import", "syntax")
+KINDS = ("autograd", "monkeypatch", "dynamic", "unknown", "forbidden_import", "syntax")
 
 
 # Tests that are not gradient checks but depend on an answer function (notebook 4 trains
@@ -630,8 +632,62 @@ def _parse_error(code: str) -> str | None:
 
 
 def one_line(text: str, limit: int = 200) -> str:
-    text = " ".join(str(text).split())
+    text = " ".join(printable(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ------------------------------------------------------------- the answer cells' allowlist
+# An answer computes with tensors: every attribute it reads must be one the grader knows —
+# public names of torch, torch.nn.functional, torch.linalg, torch.special, math, a tensor, the
+# builtin containers and the allowed helper modules. An unknown route (``torch.ops``,
+# PyTorch's ``*_backward`` derivative kernels, a private corner of a library) is a finding,
+# not a pass. Names the answer cell defines itself (a class's fields) are its own.
+DENIED_ANSWER_ATTRIBUTES = frozenset({"ops", "library", "overrides", "hub", "func", "jit", "compile", "fx"})
+KNOWN_TYPING_HELPERS = frozenset({"get_type_hints", "ForwardRef", "evaluate_forward_ref"})
+
+
+@functools.cache
+def known_answer_attributes() -> frozenset[str]:
+    import collections
+    import itertools
+    import math
+
+    import numpy
+    import torch
+    import torch.nn.functional as F
+
+    sources: list[object] = [
+        torch,
+        torch.nn,
+        F,
+        torch.linalg,
+        torch.special,
+        torch.nn.init,
+        math,
+        numpy,
+        itertools,
+    ]
+    sources += [torch.Tensor, torch.dtype, torch.Size, torch.Generator, numpy.ndarray, functools]
+    sources += [collections, dict, list, tuple, set, str, int, float, complex, slice, range, bytes]
+    names = {name for source in sources for name in dir(source) if not name.startswith("_")}
+    return frozenset(names - DENIED_ANSWER_ATTRIBUTES - AUTOGRAD_ATTRS)
+
+
+def _derivative_kernel(name: str) -> bool:
+    """PyTorch's own derivative formulas: ``tanh_backward``, ``nll_loss_backward``…"""
+    return name.endswith("_backward") or name.startswith("backward_")
+
+
+def _cell_attribute_names(tree: ast.AST) -> set[str]:
+    """Attributes the cell itself defines (``self.x = …``, class bodies): its own to read."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.ClassDef):
+            names.update(_module_level_names(ast.Module(body=node.body, type_ignores=[])))
+            names.update(n.name for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    return names
 
 
 # ----------------------------------------------------------------------------- the scan
@@ -645,6 +701,7 @@ class _Context:
     course_functions: set[str]  # names imported from backprop_ninja (may receive globals())
     origins: dict[str, str] = field(default_factory=dict)  # guarded name → dotted origin
     aliases: dict[str, str] = field(default_factory=dict)  # `t = torch` anywhere: t → "torch"
+    defined: set[str] = field(default_factory=set)  # what the student's cells define at top level
 
 
 def _imports(tree: ast.AST) -> Iterator[tuple[str, str]]:
@@ -847,6 +904,7 @@ class _CellScanner(ast.NodeVisitor):
         self.findings: list[tuple[int, str, str, str | None]] = []
         self.owner: str | None = None
         self.scopes: list[set[str]] = []  # local names of the enclosing functions
+        self.own_attributes = _cell_attribute_names(ast.parse(cell.python)) if cell.python else set()
 
     # -- helpers
     def where(self) -> str:
@@ -968,6 +1026,13 @@ class _CellScanner(ast.NodeVisitor):
                 self.dynamic(node, path)
         elif name in AUTOGRAD_NAMES:
             self.autograd(node, name)
+        elif (
+            self.answer
+            and _derivative_kernel(name)
+            and not self.is_local(name)
+            and name not in self.ctx.defined
+        ):
+            self.derivative_kernel(node, name)
 
     def _namespace_read(self, node: ast.Name) -> bool:
         """``globals()``/``locals()`` only read: ``globals()[k]``, ``.get/.keys…``, ``k in
@@ -1050,7 +1115,51 @@ class _CellScanner(ast.NodeVisitor):
             self.dynamic(node, _dotted(node), "changes or bypasses what torch's functions do")
         elif attr.startswith("_") and not _is_dunder(attr) and self.protected_root(node.value):
             self.dynamic(node, _dotted(node), "reaches into a module's private internals")
+        elif self.answer and _derivative_kernel(attr):
+            self.derivative_kernel(node, _dotted(node))
+        elif self.answer and attr in KNOWN_TYPING_HELPERS:
+            self.unknown(node, f".{attr}", "evaluates code hidden in strings")
+        elif self.answer and not self._known_attribute(attr) and not self._under_autograd(node):
+            self.unknown(node, _dotted(node), "is not a tensor, torch, F or math attribute the grader knows")
         self.generic_visit(node)
+
+    def _known_attribute(self, attr: str) -> bool:
+        return _is_dunder(attr) or attr in known_answer_attributes() or attr in self.own_attributes
+
+    @staticmethod
+    def _under_autograd(node: ast.Attribute) -> bool:
+        """``torch.autograd.functional.jacobian``: its autograd finding says it all."""
+        parts = set(_dotted(node).split("."))
+        return bool(parts & (AUTOGRAD_NAMES | AUTOGRAD_TORCH_ATTRS | AUTOGRAD_ATTRS))
+
+    def derivative_kernel(self, node: ast.AST, what: str) -> None:
+        self.add(
+            node,
+            "autograd",
+            f"{self.where()} calls PyTorch's own derivative kernel (`{what}`) — derive the "
+            "gradient and write it yourself",
+        )
+
+    def unknown(self, node: ast.AST, what: str, why: str) -> None:
+        """A route the answer cells' allowlist does not know: the function's points are void."""
+        self.add(node, "unknown", f"{self.where()} uses `{what}`, which {why} — use torch, F and math")
+
+    def visit_Match(self, node) -> None:
+        if self.answer:  # class patterns read attributes by name, past the checks above
+            self.unknown(node, "match", "can read attributes the grader cannot see")
+        self.generic_visit(node)
+
+    def visit_arg(self, node) -> None:
+        self._check_annotation(node.annotation)
+        self.generic_visit(node)
+
+    def visit_AnnAssign(self, node) -> None:
+        self._check_annotation(node.annotation)
+        self.generic_visit(node)
+
+    def _check_annotation(self, annotation: ast.AST | None) -> None:
+        if self.answer and isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+            self.unknown(annotation, f"the string annotation {annotation.value!r}", "typing can evaluate")
 
     def visit_Subscript(self, node) -> None:
         if isinstance(node.ctx, (ast.Store, ast.Del)):
@@ -1069,6 +1178,8 @@ class _CellScanner(ast.NodeVisitor):
         # would reach it; docstrings and messages never equal one of these names.
         if isinstance(node.value, str) and node.value in AUTOGRAD_ATTRS:
             self.autograd(node, repr(node.value))
+        elif self.answer and isinstance(node.value, str) and _derivative_kernel(node.value):
+            self.derivative_kernel(node, repr(node.value))
 
     def visit_Call(self, node) -> None:
         func = node.func
@@ -1237,6 +1348,7 @@ def scan_cells(cells: list[CodeCell], restored: list[CodeCell]) -> list[Finding]
     scanned = [c for c in cells if c.role in ("answer", "added")]
     trees = {c.index: ast.parse(c.python) for c in scanned if c.python is not None}
     ctx = _context(restored, trees.values())
+    ctx.defined = {name for tree in trees.values() for name in _module_level_names(tree)}
     references: dict[str, set[str]] = {}
     cell_defs: dict[int, set[str]] = {}
     for cell in scanned:

@@ -11,6 +11,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..text import printable
+
 GRADED, FAILED, STOPPED, MISSING = "graded", "failed", "stopped", "missing"
 STATES = (GRADED, FAILED, STOPPED, MISSING)
 
@@ -29,12 +31,15 @@ class NotebookResult:
         return self.state == GRADED
 
     def messages(self) -> list[str]:
-        """Every note about this notebook, one line each (empty: nothing to say)."""
+        """Every note about this notebook, one line each (empty: nothing to say), with no
+        control characters: they reach the table, the CSV and the feedback pages."""
         if self.state == MISSING:
-            return [self.reason or "not submitted"]
-        if self.state in (FAILED, STOPPED):
-            return [f"NOT GRADED (0 points): {self.reason}"]
-        return self.notes + [f"{test}: points withdrawn — {why}" for test, why in self.withdrawn.items()]
+            lines = [self.reason or "not submitted"]
+        elif self.state in (FAILED, STOPPED):
+            lines = [f"NOT GRADED (0 points): {self.reason}"]
+        else:
+            lines = self.notes + [f"{test}: points withdrawn — {why}" for test, why in self.withdrawn.items()]
+        return [printable(line) for line in lines]
 
     @classmethod
     def from_dict(cls, data: dict) -> NotebookResult:

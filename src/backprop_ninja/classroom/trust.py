@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..course import ASSIGNMENT
 from ..exercises import GRADED_TESTS
+from ..text import printable
 
 VERIFY_TIMEOUT = 60  # seconds for the verifier's child process, per notebook
 
@@ -132,6 +133,6 @@ def withdraw_points(
             comment = gradebook.find_comment(cell, notebook, ASSIGNMENT, student)
         except MissingEntry:
             continue
-        comment.manual_comment = "\n".join(lines)
+        comment.manual_comment = printable("\n".join(lines))
     gradebook.db.commit()
     return withdrawn

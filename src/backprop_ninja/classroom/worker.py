@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import stat
 import time
 import warnings
 from dataclasses import asdict
@@ -79,6 +81,30 @@ def forget_submission(course: Course, student: str) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def not_a_regular_submission(course: Course, student: str, notebook: str) -> str | None:
+    """Why the submitted notebook is not graded, if it (or a folder above it, up to the
+    submissions) is a link or not a regular file: grading must never follow a link into
+    solutions/ or a classmate's work."""
+    path = course.submitted_notebook(student, notebook)
+    for part in (path, path.parent, path.parent.parent):
+        if part.is_symlink():
+            return f"{part.relative_to(course.submitted)} is a link, not the student's own file: ask for the notebook itself"
+    if not stat.S_ISREG(path.lstat().st_mode):
+        return "the submitted notebook is not a regular file: ask for the notebook itself"
+    # nbgrader copies the whole folder: a link in it (to /dev/zero, to solutions/) would be followed.
+    odd = [
+        os.path.relpath(os.path.join(folder, name), path.parent)
+        for folder, dirs, files in os.walk(path.parent)  # never follows a link
+        for name in dirs + files
+        if not (stat.S_ISREG(mode := os.lstat(os.path.join(folder, name)).st_mode) or stat.S_ISDIR(mode))
+    ]
+    if odd:
+        return (
+            f"the submission folder holds links or special files ({', '.join(sorted(odd)[:3])}): remove them"
+        )
+    return None
+
+
 def autograde_notebook(api, student: str, notebook: str) -> tuple[bool, str]:
     """``nbgrader autograde backprop_ninja --student S --notebook NB --force``, in this
     process. Returns (success, nbgrader's log with the traceback of a failure)."""
@@ -105,8 +131,11 @@ def grade_notebook(
 ) -> NotebookResult:
     start = time.monotonic()
     submitted = course.submitted_notebook(student, notebook)
-    if not submitted.exists():
+    if not submitted.exists() and not submitted.is_symlink():
         return NotebookResult(notebook, MISSING, reason="not submitted")
+    refused = not_a_regular_submission(course, student, notebook)
+    if refused:
+        return NotebookResult(notebook, FAILED, reason=refused)
     before = sha256(submitted)
     success, log = autograde_notebook(api, student, notebook)
     nbgrader_seconds = time.monotonic() - start

@@ -1,0 +1,137 @@
+"""Collecting submissions safely: an LMS zip, or nbgrader's exchange.
+
+``SafeExtractorPlugin`` replaces nbgrader's extractor in ``zip_collect``
+(grader/nbgrader_config.py). nbgrader's own extracts whatever a zip holds; here every member
+is checked *before* anything is written: no absolute or ``..`` paths, no links or special
+files, no member over ``MAX_MEMBER_BYTES``, no archive over ``MAX_TOTAL_BYTES`` once
+inflated, no compression ratio over ``MAX_RATIO`` (a zip bomb), nested zips checked the same
+way, two levels deep at most. A bad member is skipped with a warning naming it, and the
+rest is collected: one student's bad upload costs only that upload. Files beside the archives
+are copied only when they are regular files.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import stat
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from nbgrader.plugins import ExtractorPlugin, FileNameCollectorPlugin
+
+MAX_MEMBER_BYTES = 32 * 2**20  # a notebook with its outputs is a few MiB at most
+MAX_TOTAL_BYTES = 2 * 2**30  # a whole class's download, inflated
+MAX_RATIO = 200  # notebooks compress ~5-20×; a zip bomb compresses thousands of times
+MAX_DEPTH = 2  # a zip inside a zip inside the download
+
+
+class UnsafeMember(ValueError):
+    """Why one member of an archive is not extracted."""
+
+
+def check_member(info: zipfile.ZipInfo) -> PurePosixPath:
+    """The member's safe relative path, or UnsafeMember saying why it is refused."""
+    name = PurePosixPath(info.filename.replace("\\", "/"))
+    if name.is_absolute() or ".." in name.parts or not name.parts or ":" in name.parts[0]:
+        raise UnsafeMember(f"{info.filename!r}: a path outside the archive")
+    kind = stat.S_IFMT(info.external_attr >> 16)  # 0: no Unix type recorded (a plain file)
+    if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+        raise UnsafeMember(f"{info.filename!r}: a link or special file")
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise UnsafeMember(f"{info.filename!r}: {info.file_size} bytes, over {MAX_MEMBER_BYTES}")
+    if info.file_size > MAX_RATIO * max(info.compress_size, 1) and info.file_size > 2**20:
+        raise UnsafeMember(f"{info.filename!r}: compressed {info.file_size // max(info.compress_size, 1)}×")
+    return name
+
+
+def extract_safely(archive: zipfile.ZipFile, destination: Path, warn, depth: int = 1) -> int:
+    """Extract the members of ``archive`` that pass ``check_member`` (nested zips too);
+    returns the bytes written. ``warn`` receives one line per refused member."""
+    written = 0
+    for info in archive.infolist():
+        try:
+            name = check_member(info)
+            if written + info.file_size > MAX_TOTAL_BYTES:
+                raise UnsafeMember(f"{info.filename!r}: the archive inflates past {MAX_TOTAL_BYTES} bytes")
+        except UnsafeMember as refused:
+            warn(f"refused {refused}")
+            continue
+        if info.is_dir():
+            continue
+        target = destination.joinpath(*name.parts)
+        data = _read_capped(archive, info)
+        if data is None:
+            warn(f"refused {info.filename!r}: larger than it claims")
+            continue
+        if name.suffix == ".zip" and depth < MAX_DEPTH:
+            try:
+                with zipfile.ZipFile(io.BytesIO(data)) as inner:
+                    written += extract_safely(inner, target.with_suffix(""), warn, depth + 1)
+            except zipfile.BadZipFile:
+                warn(f"refused {info.filename!r}: not a readable zip")
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        written += len(data)
+    return written
+
+
+def _read_capped(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes | None:
+    """The member's bytes, reading no more than it declares (headers can lie)."""
+    with archive.open(info) as member:
+        data = member.read(info.file_size + 1)
+    return data if len(data) <= info.file_size else None
+
+
+class SafeExtractorPlugin(ExtractorPlugin):
+    """nbgrader's extractor, with every member checked first (see the module's docstring)."""
+
+    def extract(self, archive_path: str, extracted_path: str) -> None:
+        for folder, _, files in os.walk(archive_path):
+            extract_to = Path(extracted_path, os.path.relpath(folder, archive_path))
+            extract_to.mkdir(parents=True, exist_ok=True)
+            for file_name in files:
+                path = Path(folder, file_name)
+                if not stat.S_ISREG(path.lstat().st_mode):
+                    self.log.warning("refused %s: a link or special file", path)
+                elif path.suffix == ".zip":
+                    self.log.info("Extracting from: %s", path)
+                    try:
+                        with zipfile.ZipFile(path) as archive:
+                            extract_safely(archive, extract_to / path.stem, self.log.warning)
+                    except zipfile.BadZipFile:
+                        self.log.warning("refused %s: not a readable zip", path)
+                else:
+                    shutil.copy(path, extract_to / file_name)
+
+
+class LmsCollectorPlugin(FileNameCollectorPlugin):
+    """nbgrader's file-name collector that keeps the LMS user id (the regexp's ``user_id``):
+    two LMS users with one login stay two students — the second (by user id) is collected as
+    ``<login>-<user id>``, and the collection says so."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user_of_login: dict[str, str] = {}
+
+    def collect(self, submitted_file: str) -> dict | None:
+        info = super().collect(submitted_file)
+        if not info:
+            return info
+        user_id = info.pop("user_id", None)
+        login = info["student_id"]
+        if user_id is None:
+            return info
+        first = self.user_of_login.setdefault(login, user_id)
+        if first != user_id:
+            info["student_id"] = f"{login}-{user_id}"
+            self.log.warning(
+                "two LMS users share the login %s (user ids %s and %s): the second is collected as %s",
+                login,
+                first,
+                user_id,
+                info["student_id"],
+            )
+        return info

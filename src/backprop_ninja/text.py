@@ -1,0 +1,14 @@
+"""Text that reaches a person: free of what a student's code could use to mislead them."""
+
+from __future__ import annotations
+
+import re
+
+_ESCAPE_SEQUENCE = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|.)")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` without terminal escape sequences and control or bidi-override characters:
+    what a student's code can put in a message must not drive a TA's terminal or a CSV."""
+    return _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", str(text)))

@@ -1,0 +1,82 @@
+"""Collecting an LMS zip safely: a bad member costs only itself, never the class."""
+
+from __future__ import annotations
+
+import io
+import stat
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from backprop_ninja.classroom import Course
+from backprop_ninja.classroom.collect import MAX_MEMBER_BYTES, extract_safely
+from backprop_ninja.classroom.pipeline import collect_zip
+from backprop_ninja.course import NOTEBOOKS
+
+NB1, NB2 = NOTEBOOKS[:2]
+pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")
+
+
+def link_member(name: str, target: str) -> tuple[zipfile.ZipInfo, str]:
+    info = zipfile.ZipInfo(name)
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return info, target
+
+
+def bomb_bytes() -> bytes:
+    """A small zip that inflates to 64 MiB of zeros."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as inner:
+        inner.writestr("mallory_1003_555009_1_atomic_backprop.ipynb", b"\0" * (64 * 2**20))
+    return buffer.getvalue()
+
+
+def test_bad_members_are_refused_and_the_rest_is_extracted(tmp_path):
+    archive_path = tmp_path / "class.zip"
+    with zipfile.ZipFile(archive_path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("alice_1001_555001_1_atomic_backprop.ipynb", "{}")
+        zf.writestr("../../escaped.ipynb", "{}")  # zip-slip
+        zf.writestr("/etc/cron.d/evil", "{}")  # absolute
+        zf.writestr(*link_member("bob_1002_555002_1_atomic_backprop.ipynb", "/work/solutions"))
+        zf.writestr("nested.zip", bomb_bytes())  # a bomb inside a zip
+    warnings: list[str] = []
+    out = tmp_path / "out"
+    with zipfile.ZipFile(archive_path) as zf:
+        extract_safely(zf, out, warnings.append)
+    extracted = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert extracted == ["alice_1001_555001_1_atomic_backprop.ipynb"]
+    assert not (tmp_path / "escaped.ipynb").exists()
+    assert len(warnings) == 4 and all(w.startswith("refused ") for w in warnings)
+    assert any("outside the archive" in w for w in warnings)
+    assert any("link" in w for w in warnings)
+    assert any("compressed" in w or str(MAX_MEMBER_BYTES) in w for w in warnings)
+
+
+def test_a_bad_upload_costs_only_its_student(course_root):
+    course = Course.load(root=course_root)
+    archive = course_root / "download.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("alice_1001_555001_1_atomic_backprop.ipynb", "{}")
+        zf.writestr("../carol_1004_555004_1_atomic_backprop.ipynb", "{}")
+        zf.writestr(*link_member("bob_1002_555002_2_fused_cross_entropy.ipynb", "/etc/passwd"))
+        zf.writestr("dave_1005_555005_2_fused_cross_entropy.ipynb", "{}")
+    collect_zip(course, archive)
+    assert course.students() == ["alice", "dave"]
+    assert not any(Path(course_root).parent.rglob("carol*"))
+
+
+def test_two_lms_users_with_one_login_stay_two_students(course_root, capfd):
+    course = Course.load(root=course_root)
+    archive = course_root / "download.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("smithj_1001_555001_1_atomic_backprop.ipynb", '{"who": "first"}')
+        zf.writestr("smithj_2002_555002_1_atomic_backprop.ipynb", '{"who": "second"}')
+    collect_zip(course, archive)
+    students = course.students()
+    assert len(students) == 2 and "smithj" in students
+    other = next(s for s in students if s != "smithj")
+    assert other in ("smithj-1001", "smithj-2002")
+    contents = {course.submitted_notebook(s, NB1).read_text() for s in students}
+    assert contents == {'{"who": "first"}', '{"who": "second"}'}
+    assert "two LMS users share the login smithj" in capfd.readouterr().err
