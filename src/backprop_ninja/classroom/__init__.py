@@ -3,7 +3,10 @@
     course.py    where a class's files are; nbgrader's configuration for it; the grading environment
     pipeline.py  register the assignment, autograde in parallel, feedback, export, collect
     worker.py    grading one student (one nbgrader run per notebook) in a worker process
-    kernels.py   the kernel manager nbgrader grades with: kernels forked by ../forkserver.py
+    kernels.py   the kernel manager nbgrader grades with: sandboxed kernels (../grading/sandbox.py),
+                 or, with --no-sandbox, kernels forked by ../forkserver.py
+    collect.py   safe zip extraction and the LMS collector plugin for nbgrader's zip_collect
+    outputs.py   LimitOutputBytes: outputs capped in bytes before nbgrader saves a notebook
     trust.py     the integrity scan and the trusted verifier: withdrawing untrusted points
     reasons.py   one-line reasons for failed notebooks and notes for graded ones, from nbgrader's log
     status.py    what happened to each notebook (graded / failed / stopped / missing)
