@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import stat
 import zipfile
 from pathlib import Path
@@ -11,8 +12,8 @@ import pytest
 
 from backprop_ninja.classroom import Course
 from backprop_ninja.classroom.collect import MAX_MEMBER_BYTES, extract_safely
-from backprop_ninja.classroom.pipeline import collect_zip
-from backprop_ninja.course import NOTEBOOKS
+from backprop_ninja.classroom.pipeline import collect_exchange, collect_zip
+from backprop_ninja.course import NOTEBOOKS, REPO_ROOT
 
 NB1, NB2 = NOTEBOOKS[:2]
 pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")
@@ -80,3 +81,35 @@ def test_two_lms_users_with_one_login_stay_two_students(course_root, capfd):
     contents = {course.submitted_notebook(s, NB1).read_text() for s in students}
     assert contents == {'{"who": "first"}', '{"who": "second"}'}
     assert "two LMS users share the login smithj" in capfd.readouterr().err
+
+
+def inbound_folder(inbound: Path, student: str, content: str, owner: str | None = None) -> Path:
+    stamp = "2026-01-01 10:00:00.000000 UTC"
+    folder = inbound / f"{student}+backprop_ninja+{stamp}"
+    folder.mkdir(parents=True)
+    (folder / f"{NB1}.ipynb").write_text(content)
+    (folder / "timestamp.txt").write_text(stamp)
+    if owner is not None:
+        shutil.chown(folder, owner)
+    return folder
+
+
+def test_the_exchange_is_collected_without_links_or_foreign_folders(course_root, monkeypatch, capfd):
+    exchange = course_root.parent / "exchange"
+    inbound = exchange / "backprop_ninja" / "inbound"
+    inbound_folder(inbound, "nobody", "nobody's own", owner="nobody")
+    inbound_folder(inbound, "daemon", "daemon's own", owner="daemon")
+    inbound_folder(inbound, "mallory", "planted by daemon", owner="daemon")  # not mallory's folder
+    linked = inbound_folder(inbound, "root", "", owner="root") / f"{NB1}.ipynb"
+    linked.unlink()
+    linked.symlink_to(REPO_ROOT / "solutions" / "backprop_ninja" / f"{NB1}.ipynb")  # "my" notebook
+    monkeypatch.setenv("BACKPROP_NINJA_EXCHANGE", str(exchange))
+    course = Course.load(root=course_root)
+    collect_exchange(course)
+    assert "mallory" not in course.students()
+    assert not course.submitted_notebook("root", NB1).exists()  # the link was not followed
+    assert course.submitted_notebook("nobody", NB1).read_text() == "nobody's own"
+    assert course.submitted_notebook("daemon", NB1).read_text() == "daemon's own"
+    err = capfd.readouterr().err
+    assert "refused mallory+backprop_ninja" in err and "owned by daemon, not by mallory" in err
+    assert "a link or special file" in err

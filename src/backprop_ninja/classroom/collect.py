@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import pwd
 import shutil
 import stat
 import zipfile
@@ -135,3 +136,42 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
                 info["student_id"],
             )
         return info
+
+
+def _owner_name(uid: int) -> str | None:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
+
+
+def vet_exchange_inbound(inbound: Path, vetted: Path, warn) -> list[str]:
+    """Copy into ``vetted`` the submission folders of nbgrader's exchange ``inbound`` that are
+    safe to collect: no links (a link is never followed, and is reported), only regular files,
+    and — where ownership means something (the folders have different owners, as on a
+    JupyterHub) — only folders owned by the student they are named after. Returns the folders
+    copied. nbgrader's ``collect`` then reads the vetted copy, never the exchange itself."""
+    folders = sorted(p for p in inbound.iterdir()) if inbound.is_dir() else []
+    owners = {p.lstat().st_uid for p in folders}
+    ownership_meaningful = owners != {os.getuid()} and len(owners) > 1
+    copied = []
+    for folder in folders:
+        student = folder.name.split("+")[0]
+        if not stat.S_ISDIR(folder.lstat().st_mode):
+            warn(f"refused {folder.name}: a link or not a folder")
+            continue
+        owner = _owner_name(folder.lstat().st_uid)
+        if ownership_meaningful and owner != student:
+            warn(f"refused {folder.name}: owned by {owner}, not by {student}")
+            continue
+        for source_folder, _, files in os.walk(folder):  # never follows a link
+            target_folder = vetted / os.path.relpath(source_folder, inbound)
+            target_folder.mkdir(parents=True, exist_ok=True)
+            for name in files:
+                source = Path(source_folder, name)
+                if stat.S_ISREG(source.lstat().st_mode):
+                    shutil.copy2(source, target_folder / name)
+                else:
+                    warn(f"refused {source.relative_to(inbound)}: a link or special file")
+        copied.append(folder.name)
+    return copied

@@ -24,6 +24,8 @@ from .. import forkserver
 from ..course import ASSIGNMENT, NOTEBOOKS
 from ..data import load_splits
 from ..grading import sandbox
+from ..text import printable
+from .collect import vet_exchange_inbound
 from .course import Course, GradingError, grading_environment, prepare_environment
 from .status import GRADED, STOPPED, NotebookResult, StudentStatus, read_status, write_status
 from .trust import VERIFY_TIMEOUT
@@ -440,10 +442,23 @@ def collect_zip(course: Course, archive: Path) -> None:
 
 
 def collect_exchange(course: Course) -> None:
-    """``nbgrader collect``: the latest submissions from nbgrader's exchange (JupyterHub)."""
+    """``nbgrader collect``: the latest submissions from nbgrader's exchange (JupyterHub),
+    read from a vetted copy of its inbound folder (``collect.vet_exchange_inbound``)."""
+    config = course.config()
+    exchange = Path(config.Exchange.root) if "root" in config.Exchange else Path("/srv/nbgrader/exchange")
+    course_id = config.CourseDirectory.course_id
     course.class_dir.mkdir(parents=True, exist_ok=True)  # nbgrader opens the gradebook there
-    if course.run_nbgrader("collect", ASSIGNMENT, "--update").returncode != 0:
-        raise GradingError("nbgrader collect failed (see above)")
+    with tempfile.TemporaryDirectory(prefix="exchange-") as vetted:
+        inbound = Path(vetted, course_id, "inbound")
+        inbound.mkdir(parents=True)
+        vet_exchange_inbound(exchange / course_id / "inbound", inbound, _warn)
+        command = ("collect", ASSIGNMENT, "--update", f"--Exchange.root={vetted}")
+        if course.run_nbgrader(*command).returncode != 0:
+            raise GradingError("nbgrader collect failed (see above)")
+
+
+def _warn(line: str) -> None:
+    print(f"collect: {printable(line)}", file=sys.stderr)
 
 
 def graded_statuses(course: Course) -> dict[str, StudentStatus | None]:
