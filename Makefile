@@ -16,7 +16,7 @@ WORKERS    ?= 2
 SANDBOX    ?= yes
 SANDBOX_OPTION := $(if $(filter no,$(SANDBOX)),--no-sandbox)
 
-.PHONY: help setup data lab test test-fast release grade collect autograde feedback export train bench clean
+.PHONY: help setup data lab test test-fast lint release grade collect autograde feedback export train bench clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory system-packages
 	python3.11 -m venv $(VENV) 2>/dev/null || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e .
+	$(PYTHON) -m pip install --quiet -e '.[dev]'
 	touch $@
 
 # Debian packages the course runs: bubblewrap sandboxes every student's code when grading.
@@ -48,8 +48,17 @@ data: setup ## Put data/names.txt in place (copied from ../shared or downloaded,
 lab: setup data ## Open the student notebooks in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/$(ASSIGNMENT)
 
-test: setup data ## Set up, then run every test (unit, notebooks, grading pipeline)
+test: setup data lint ## Set up, lint, then run every test (unit, notebooks, grading pipeline)
 	$(PYTHON) -m pytest
+
+test-fast: setup data ## Unit tests only (under a minute): no notebooks, no grading pipeline
+	$(PYTHON) -m pytest -m "not slow"
+
+LINTED := src tests bench grader
+lint: setup ## The gates: ruff check, ruff format --check, mypy (also run by make test)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy
 
 release: setup ## Regenerate the student notebooks (notebooks/) from the solutions with nbgrader
 	@# The venv's bin/ first on PATH: nbgrader runs `alembic` to create a new gradebook.

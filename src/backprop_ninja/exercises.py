@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +52,7 @@ class CaseSpec:
 # The hidden tests' shapes; their seeds are chosen in the hidden test cells and, afresh on
 # every run, by the verifier. Batch sizes differ from 32 and from each other, so that an
 # answer that hard-codes n or a shape fails.
-HIDDEN_SHAPES = (
+HIDDEN_SHAPES: tuple[dict[str, Any], ...] = (
     dict(batch_size=7, n_hidden=13),
     dict(batch_size=50, n_hidden=40, random_upstream=True),
     dict(batch_size=3, n_hidden=5, dtype=torch.float32, random_upstream=True),
@@ -334,7 +335,7 @@ def private_copy(value):
 
 # For every notebook, its graded test cells (by nbgrader grade_id) and the exercise each
 # checks. The training test of notebook 4 is not a gradient: it has no entry here.
-GRADED_TESTS = {
+GRADED_TESTS: dict[str, dict[str, Any]] = {
     "1_atomic_backprop": {exercise.grade_id: exercise for exercise in ATOMIC_EXERCISES},
     "2_fused_cross_entropy": {"test_dlogits": CrossEntropyExercise()},
     "3_fused_batchnorm": {"test_dhprebn": BatchnormExercise()},

@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 
 from .course import FORKSERVER_VARIABLE as SOCKET_VARIABLE
@@ -183,7 +184,7 @@ class Server:
                 raise PermissionError("requests are taken from this user only")
             if request["op"] == "spawn":
                 number, pid = self._spawn(request, fds, peer, connection)
-                reply = {"number": number, "pid": pid}
+                reply: dict[str, object] = {"number": number, "pid": pid}
             elif request["op"] == "status":
                 self._reap()
                 number = request["number"]
@@ -273,11 +274,11 @@ def _reopen_standard_streams() -> None:
     """sys.stdin/stdout/stderr on descriptors 0/1/2, as a new interpreter would open them
     (the server's own may be anything: a pipe, or a test runner's capture)."""
     encoding = os.environ.get("PYTHONIOENCODING", "utf-8").split(":")[0] or "utf-8"
-    sys.stdin = sys.__stdin__ = open(0, encoding=encoding, closefd=False)
-    sys.stdout = sys.__stdout__ = open(
+    sys.stdin = sys.__stdin__ = open(0, encoding=encoding, closefd=False)  # type: ignore[misc]
+    sys.stdout = sys.__stdout__ = open(  # type: ignore[misc]
         1, "w", encoding=encoding, errors="backslashreplace", buffering=1, closefd=False
     )
-    sys.stderr = sys.__stderr__ = open(
+    sys.stderr = sys.__stderr__ = open(  # type: ignore[misc]
         2, "w", encoding=encoding, errors="backslashreplace", buffering=1, closefd=False
     )
 
@@ -343,6 +344,7 @@ def start(env: dict | None = None) -> ForkServer | None:
     )
     server = ForkServer(process, directory)
     selector = selectors.DefaultSelector()
+    assert process.stdout is not None  # stdout=PIPE
     selector.register(process.stdout, selectors.EVENT_READ)
     if selector.select(timeout=STARTUP_TIMEOUT) and process.stdout.readline().strip() == b"ready":
         return server
@@ -350,7 +352,7 @@ def start(env: dict | None = None) -> ForkServer | None:
     return None
 
 
-def _request(path: str, request: dict, fds: list[int] = ()) -> dict:
+def _request(path: str, request: dict, fds: Sequence[int] = ()) -> dict:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
         connection.settimeout(30)
         connection.connect(path)
@@ -391,10 +393,11 @@ class ForkedProcess:
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.005
         while self.poll() is None:
-            if deadline is not None and time.monotonic() >= deadline:
+            if timeout is not None and deadline is not None and time.monotonic() >= deadline:
                 raise subprocess.TimeoutExpired(self.args, timeout)
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
+        assert self.returncode is not None  # poll() saw it exit
         return self.returncode
 
     def send_signal(self, signum: int) -> None:

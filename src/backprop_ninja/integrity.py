@@ -52,6 +52,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .cells import grade_id as _grade_id
 from .cells import nbgrader_meta
@@ -64,7 +65,7 @@ KINDS = ("autograd", "monkeypatch", "dynamic", "unknown", "forbidden_import", "s
 
 # Tests that are not gradient checks but depend on an answer function (notebook 4 trains
 # with manual_backward): test grade_id → the function it runs.
-DEPENDENT_TESTS = {"4_full_training": {"test_training": "manual_backward"}}
+DEPENDENT_TESTS: dict[str, dict[str, str]] = {"4_full_training": {"test_training": "manual_backward"}}
 
 
 @dataclass(frozen=True)
@@ -507,7 +508,7 @@ def classify_cells(submitted: dict, source: dict) -> list[CodeCell]:
         elif gid and nbgrader_meta(cell).get("solution"):
             answers.add(gid)
         elif cell.get("cell_type") == "code" and isinstance(_source_text(cell), str):
-            course_code.add(_source_text(cell).strip())
+            course_code.add((_source_text(cell) or "").strip())
     result, added, unnamed = [], 0, 0
     for index, cell in enumerate(submitted["cells"]):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
@@ -766,15 +767,16 @@ def _context(restored: Iterable[CodeCell], student_trees: Iterable[ast.AST]) -> 
     # What the student imports from those packages is guarded too — unless the name is then
     # reused for a variable (`from torch import tensor` … `tensor = x.clone(); tensor[0] = 1`).
     student_trees = list(student_trees)
-    imported, reassigned = {}, set()
-    for tree in student_trees:
-        for name, origin in _imports(tree):
+    imported: dict[str, str] = {}
+    reassigned: set[str] = set()
+    for student_tree in student_trees:
+        for name, origin in _imports(student_tree):
             if _guarded(origin):
                 imported[name] = origin
             if origin.split(".")[0] in DYNAMIC_MODULES:
                 ctx.dynamic_bindings.setdefault(name, origin)
         reassigned.update(
-            n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+            n.id for n in ast.walk(student_tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
         )
     for name, origin in imported.items():
         if name not in reassigned or name in ctx.protected_bindings:
@@ -874,7 +876,7 @@ def _is_dunder(name: str) -> bool:
     return name.startswith("__") and name.endswith("__")
 
 
-def _local_names(fn: ast.AST) -> set[str]:
+def _local_names(fn: Any) -> set[str]:  # a FunctionDef, AsyncFunctionDef or Lambda
     """Parameters and names a function (or lambda) binds locally, minus its globals."""
     args = fn.args
     names = {a.arg for a in args.posonlyargs + args.args + args.kwonlyargs}
@@ -1082,9 +1084,10 @@ class _CellScanner(ast.NodeVisitor):
 
     def _dynamic_path(self, node: ast.Name) -> str:
         """``os.environ.get`` for the ``os`` in ``os.environ.get(…)``, by its import's origin."""
-        attrs, top = [], node
-        while isinstance(_parent(top), ast.Attribute) and _parent(top).value is top:
-            top = _parent(top)
+        attrs: list[str] = []
+        top: ast.AST = node
+        while isinstance(parent := _parent(top), ast.Attribute) and parent.value is top:
+            top = parent
             attrs.append(top.attr)
         return ".".join([self.ctx.dynamic_bindings[node.id]] + attrs)
 
@@ -1166,7 +1169,7 @@ class _CellScanner(ast.NodeVisitor):
             self._check_write(node)
         self.generic_visit(node)
 
-    def _check_write(self, target: ast.AST) -> None:
+    def _check_write(self, target: Any) -> None:  # an Attribute or Subscript being written
         name = self.protected_root(target)
         if name is not None and not _dotted(target).startswith(WRITABLE_TORCH_PREFIXES):
             self.monkeypatch(
@@ -1282,8 +1285,8 @@ class _CellScanner(ast.NodeVisitor):
 
 
 def _outermost_attribute(node: ast.AST) -> ast.AST:
-    while isinstance(_parent(node), ast.Attribute) and _parent(node).value is node:
-        node = _parent(node)
+    while isinstance(parent := _parent(node), ast.Attribute) and parent.value is node:
+        node = parent
     return node
 
 

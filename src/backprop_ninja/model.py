@@ -216,7 +216,7 @@ def split_loss(params, bnstats, X: torch.Tensor, Y: torch.Tensor) -> float:
         F.cross_entropy(logits_at_test_time(params, bnstats, Xc), Yc, reduction="sum")
         for Xc, Yc in _row_chunks(X, Y)
     )
-    return (total / X.shape[0]).item()
+    return float(total) / X.shape[0]
 
 
 def sample_names(

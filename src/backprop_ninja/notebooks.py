@@ -76,7 +76,7 @@ def merge_streams(outputs: list) -> list:
     How printed text is split into messages depends on timing; joined, a re-executed notebook
     differs from the committed one only where its text does.
     """
-    merged = []
+    merged: list = []
     for output in outputs:
         previous = merged[-1] if merged else None
         if (

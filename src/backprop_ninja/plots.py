@@ -41,7 +41,7 @@ def draw_forward_graph(values: dict[str, torch.Tensor] | None = None):
     drawn as arcs on the right. ``values`` (name → tensor) adds each tensor's shape.
     """
     steps = [step.name for step in FORWARD_STEPS]
-    y = {name: -i for i, name in enumerate(steps)}
+    y: dict[str, float] = {name: -i for i, name in enumerate(steps)}
     x = {name: 0.0 for name in steps}
     for step in FORWARD_STEPS:  # inputs that are not intermediates: left of their reader
         outside = [name for name in step.inputs if name not in y]
@@ -124,7 +124,9 @@ def show_dlogits(probs: torch.Tensor, dlogits: torch.Tensor, Yb: torch.Tensor, *
     fig.colorbar(image, ax=left, fraction=0.03)
     # Separate scales for the two signs: the one negative entry per row is much larger
     # than the positive ones, which would otherwise all look white.
-    norm = TwoSlopeNorm(vcenter=0.0, vmin=min(dlogits.min(), -1e-12), vmax=max(dlogits.max(), 1e-12))
+    norm = TwoSlopeNorm(
+        vcenter=0.0, vmin=min(float(dlogits.min()), -1e-12), vmax=max(float(dlogits.max()), 1e-12)
+    )
     image = right.imshow(dlogits, cmap="RdBu_r", norm=norm)
     right.set_title("dlogits (red: push the logit down, blue: up)")
     fig.colorbar(image, ax=right, fraction=0.03)

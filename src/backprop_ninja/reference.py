@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -10,6 +12,11 @@ from .model import FORWARD_STEPS, PARAM_NAMES, STEPS_BY_NAME, consumers, forward
 
 # Everything that has a gradient: the parameters, then the intermediates up to (not incl.) loss.
 GRADIENT_NAMES = PARAM_NAMES + tuple(step.name for step in FORWARD_STEPS[:-1])
+
+
+def _grad_of(tensor: torch.Tensor) -> torch.Tensor:
+    assert tensor.grad is not None, "forward_exploded(retain_grad=True) keeps every gradient"
+    return tensor.grad.detach()
 
 
 @dataclass(frozen=True)
@@ -29,7 +36,7 @@ def reference_gradients(params, Xb, Yb, dtype: torch.dtype = torch.float64) -> R
         leaves = {k: v.detach().to(dtype).requires_grad_() for k, v in params.items()}
         values = forward_exploded(leaves, Xb, Yb, retain_grad=True)
         values["loss"].backward()
-    grads = {name: values[name].grad.detach() for name in GRADIENT_NAMES}
+    grads = {name: _grad_of(values[name]) for name in GRADIENT_NAMES}
     return Reference({k: v.detach() for k, v in values.items()}, grads)
 
 
@@ -58,5 +65,5 @@ def local_gradient(
             out = step.compute(*(x if arg == name else values[arg].detach() for arg in step.inputs))
             grad_out = torch.ones_like(out) if consumer == "loss" else upstream["d" + consumer]
             (branches[consumer],) = torch.autograd.grad(out, x, grad_outputs=grad_out)
-    total = sum(branches.values())
+    total = functools.reduce(operator.add, branches.values())  # the branches' sum, in order
     return LocalGradient(total, branches)

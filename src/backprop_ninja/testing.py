@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 
@@ -48,7 +49,7 @@ BATCHNORM = BatchnormExercise()
 MANUAL_BACKWARD = {exercise.parameter: exercise for exercise in MANUAL_BACKWARD_EXERCISES}
 
 # Fresh-input shapes per exercise; the seeds come from the hidden test cells.
-HIDDEN_SHAPES_FOR = {
+HIDDEN_SHAPES_FOR: dict[str, tuple[dict[str, Any], ...]] = {
     "cross_entropy_backward": (
         dict(batch_size=7, n_hidden=13),
         dict(batch_size=50, n_hidden=40, logit_scale=40.0),

@@ -62,13 +62,14 @@ import signal
 import subprocess
 import sys
 import tempfile
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .cells import ANSWER_PRELUDE
-from .exercises import GRADED_TESTS, private_copy
+from .exercises import GRADED_TESTS, Trial, private_copy
 from .forkserver import spawn
 from .grading import sandbox
 from .integrity import (
@@ -122,7 +123,7 @@ class _Call:
 @dataclass(frozen=True)
 class _Check:
     grade_id: str
-    trial: object  # exercises.Trial, with the expected answer (never leaves this process)
+    trial: Trial  # with the expected answer (never leaves this process)
     description: str  # the fresh case, without its secret seed
     call: int  # index into the plan's calls
 
@@ -150,7 +151,9 @@ def build_plan(notebook_name: str, seed: int | None = None) -> _Plan:
     from .testing import hidden_specs_for
 
     seeds = secret_seeds(seed)
-    cases, calls, checks = {}, [], []
+    cases: dict = {}
+    calls: list[_Call] = []
+    checks: list[_Check] = []
     call_index: dict[tuple[str, int], int] = {}
     for grade_id, exercise in GRADED_TESTS[notebook_name].items():
         for number, spec in enumerate(hidden_specs_for(exercise, seeds)):
@@ -507,6 +510,7 @@ def _apply_limits(limits: dict) -> None:
 _INFERENCE_MODE = torch.inference_mode  # captured before any answer cell runs
 
 
+@typing.no_type_check  # it replaces parts of torch on purpose
 def _disable_autograd() -> None:
     """Grad mode off for good, and the usual ways to compute a gradient raise."""
     original_set = torch.set_grad_enabled
@@ -636,7 +640,7 @@ def _child_main(workdir: Path) -> None:
 
     namespace = {"__name__": "__main__", "__builtins__": builtins}
     exec(compile(ANSWER_PRELUDE, "<prelude>", "exec"), namespace)
-    cell_errors = {}
+    cell_errors: dict[str, str] = {}
     for cell in job["cells"]:
         error = _run_cell(cell["python"], cell["label"], namespace)
         if error is not None:

@@ -105,6 +105,7 @@ class ForkedKernelManager(AsyncKernelManager):
         self.ip = os.path.join(runtime, "kernel")
         self.connection_file = os.path.join(runtime, "kernel.json")
         self.cache_ports = False
+        assert self.kernel_spec is not None, "nbclient names the kernel before starting it"
         self.kernel_spec.interrupt_mode = "message"  # no signal reaches into its PID namespace
         provisioner = SandboxedKernelProvisioner(
             kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self

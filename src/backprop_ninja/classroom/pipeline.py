@@ -221,7 +221,7 @@ def _grade_in_workers(
                 events,
                 seen,
                 notebook_timeout,
-                lambda result: (results.__setitem__(result.notebook, result), advance(student, result)),
+                lambda result: _record(results, student, result, advance),
                 env,
                 stop,
             )
@@ -254,6 +254,11 @@ def _grade_in_workers(
     write_status(course.status, status)
     events.unlink(missing_ok=True)
     return status
+
+
+def _record(results: dict[str, NotebookResult], student: str, result: NotebookResult, advance) -> None:
+    results[result.notebook] = result
+    advance(student, result)
 
 
 def mark_ungraded(course: Course, student: str, notebook: str) -> None:
