@@ -166,3 +166,14 @@ def test_the_noise_floor_follows_the_scale_of_the_computation():
     assert not check("db1", noise, expected).ok
     assert check("db1", noise, expected, scale=0.5).ok
     assert not check("db1", torch.full((5,), 1e-5), expected, scale=0.5).ok
+
+
+@pytest.mark.parametrize(
+    "got_dtype, want_dtype", [(torch.float32, torch.float64), (torch.float64, torch.float32)]
+)
+def test_a_gradient_in_the_wrong_dtype_fails_and_says_why(got_dtype, want_dtype):
+    expected = torch.linspace(-1, 1, 12, dtype=want_dtype).reshape(3, 4)
+    result = check("dW", expected.to(got_dtype), expected, same_dtype=True)  # right values, wrong dtype
+    assert not result.ok and result.problem == "dtype"
+    assert "zeros_like" in result.message
+    assert str(want_dtype).removeprefix("torch.") in result.message

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from backprop_ninja.course import REPO_ROOT
+from backprop_ninja.course import REPO_ROOT, SANDBOX_ENVIRONMENT
 from backprop_ninja.grading import sandbox
 
 SECRET = "postgresql://grader:s3cret-password@db.example.org/gradebook"
@@ -276,7 +276,7 @@ def test_the_environment_is_an_allowlist(staging, monkeypatch):
     names = set(json.loads(process.out))
     assert "BACKPROP_NINJA_STEPS" in names
     assert "AWS_SECRET_ACCESS_KEY" not in names
-    assert names <= {*sandbox.sandbox_environment({}), "BACKPROP_NINJA_STEPS", "PWD"}
+    assert names <= {*sandbox.sandbox_environment({}), *SANDBOX_ENVIRONMENT, "PWD"}
 
 
 def test_a_sandboxed_kernel_talks_over_private_unix_sockets(monkeypatch):

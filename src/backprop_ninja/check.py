@@ -67,8 +67,8 @@ class CheckResult:
     """The verdict on one gradient. ``bool(result)`` is whether it passed.
 
     ``problem`` names the diagnosis for tests and tools (``None`` when it passed):
-    none, not_tensor, not_float, shape, nan, inf, sign, factor, transposed, alternative,
-    mismatch.
+    none, not_tensor, not_float, shape, dtype, nan, inf, sign, factor, transposed,
+    alternative, mismatch.
     """
 
     name: str
@@ -103,6 +103,7 @@ def check(
     alternatives: Mapping[str, torch.Tensor] | None = None,
     tolerance: Tolerance | None = None,
     scale: float | None = None,
+    same_dtype: bool = False,
 ) -> CheckResult:
     """Compare ``got`` with ``expected``; never raises on a bad ``got``.
 
@@ -110,6 +111,9 @@ def check(
     advice to a known wrong answer: if ``got`` matches one, that advice is the message
     (the tests use it for "only one branch" and "n instead of n − 1"). ``scale``, the largest
     gradient of the computation, raises the tolerance's floor to its rounding noise.
+    ``same_dtype``: ``got`` must have ``expected``'s dtype, as a gradient has its tensor's (the
+    graded trials, whose inputs are in that dtype); otherwise mixed precision is compared at
+    float32's tolerance.
     """
     expected = expected.detach()
     dtypes = (expected.dtype, getattr(got, "dtype", torch.float32))
@@ -131,6 +135,8 @@ def check(
         return fail("not_float", f"got a {got.dtype} tensor; gradients are floating point")
     if got.shape != expected.shape:
         return fail("shape", explain_shape(tuple(got.shape), tuple(expected.shape)))
+    if same_dtype and got.dtype != expected.dtype:
+        return fail("dtype", explain_dtype(got.dtype, expected.dtype))
 
     exact = got.dtype == expected.dtype and torch.equal(got, expected)
     g64, e64 = got.to(torch.float64), expected.to(torch.float64)
@@ -176,6 +182,16 @@ def explain_shape(got: tuple[int, ...], want: tuple[int, ...]) -> str:
     if math.prod(got) == math.prod(want):
         return f"{head}: same number of elements — reshape with .view{want}"
     return head
+
+
+def explain_dtype(got: torch.dtype, want: torch.dtype) -> str:
+    """A gradient has its tensor's dtype: say which, and the usual cause."""
+    short = {torch.float32: "float32", torch.float64: "float64"}
+    return (
+        f"got a {short.get(got, got)} tensor, but this gradient must be {short.get(want, want)} like "
+        "its tensor — make new tensors from the inputs (torch.zeros_like(x), x.new_zeros(…)), "
+        "not with torch's default dtype"
+    )
 
 
 def _dims(dims: list[int]) -> str:

@@ -157,6 +157,7 @@ def run_trial(function: Callable, trial: Trial) -> CheckResult:
         batch_size=trial.batch_size,
         alternatives=trial.alternatives,
         scale=trial.scale,
+        same_dtype=True,
     )
 
 

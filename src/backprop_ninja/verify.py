@@ -273,6 +273,7 @@ def _judge_one(
             batch_size=trial.batch_size,
             alternatives=trial.alternatives,
             scale=trial.scale,
+            same_dtype=True,
         )
     except Exception as error:  # an absurd tensor (sparse, meta …) must not stop grading
         return Verdict(
