@@ -5,17 +5,18 @@ The whole pipeline on the demo class is tests/test_grading_pipeline.py.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import load_demo_module
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 from backprop_ninja.classroom.course import Course, grading_environment, read_config, sqlite_url
+from backprop_ninja.classroom.gradebook import record
 from backprop_ninja.classroom.hidden import REMOVED, ClearHiddenTestOutput, hidden_lines, scrub
+from backprop_ninja.classroom.job import withdraw
 from backprop_ninja.classroom.reasons import failure_reason, interrupted_cells, success_notes
 from backprop_ninja.classroom.report import (
     NOT_AUTOGRADED,
@@ -24,6 +25,14 @@ from backprop_ninja.classroom.report import (
     row_for,
     summary_line,
     write_notebook_csv,
+)
+from backprop_ninja.classroom.results import (
+    NBGRADER,
+    VERIFIER,
+    Decision,
+    GradedTest,
+    GradingResult,
+    NotebookGrade,
 )
 from backprop_ninja.classroom.status import (
     FAILED,
@@ -34,7 +43,7 @@ from backprop_ninja.classroom.status import (
     read_status,
     write_status,
 )
-from backprop_ninja.classroom.trust import answer_cell_of, withdraw_points
+from backprop_ninja.classroom.trust import answer_cell_of
 from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,18 +52,6 @@ NB1, NB2, NB3, NB4 = NOTEBOOKS
 
 # nbgrader 0.9.6 with SQLAlchemy 2 warns on every query; it says nothing about our code.
 pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")
-
-
-def load_demo_module():
-    """grader/make_demo_class.py (a script, not a package module)."""
-    if "make_demo_class" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "make_demo_class", REPO / "grader" / "make_demo_class.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["make_demo_class"] = module  # dataclasses look their module up
-        spec.loader.exec_module(module)
-    return sys.modules["make_demo_class"]
 
 
 # ------------------------------------------------------------------------ failure reasons
@@ -170,7 +167,13 @@ def test_the_feedback_preprocessor_runs_before_nbgrader_clears_the_source():
     preprocessors = read_config().GenerateFeedback.preprocessors
     ours = preprocessors.index("backprop_ninja.classroom.hidden.ClearHiddenTestOutput")
     assert ours < preprocessors.index("nbgrader.preprocessors.ClearHiddenTests")
-    assert ClearHiddenTestOutput().enabled  # nbconvert skips preprocessors that are not
+    # Called as nbconvert calls it (a disabled preprocessor would return the notebook as is).
+    source = (
+        "test_on(X, f, case)\n### BEGIN HIDDEN TESTS\ntest_hidden(X, f, seeds=(7,))\n### END HIDDEN TESTS\n"
+    )
+    output = new_output("stream", name="stdout", text="test_hidden(X, f, seeds=(7,))\n")
+    notebook, _ = ClearHiddenTestOutput()(new_notebook(cells=[new_code_cell(source, outputs=[output])]), {})
+    assert notebook.cells[0].outputs[0]["text"] == f"{REMOVED}\n"
 
 
 # ------------------------------------------------------------------------ configuration
@@ -310,13 +313,13 @@ def test_table_and_csv_show_points_totals_and_notes(tmp_path):
 
 # ------------------------------------------------------------ withdrawing untrusted points
 @pytest.fixture
-def small_gradebook(tmp_path, monkeypatch):
-    """A gradebook with notebooks 2 and 4 and one submission whose tests all passed."""
+def registered_course(tmp_path, monkeypatch):
+    """A class whose gradebook knows notebooks 2 and 4 (their test and answer cells)."""
     from nbgrader.api import Gradebook
 
     monkeypatch.setenv("PATH", grading_environment()["PATH"])  # nbgrader runs alembic
-
-    with Gradebook(sqlite_url(tmp_path / "gradebook.db")) as gb:
+    course = Course(root=tmp_path, class_dir=tmp_path / "class", db_url=sqlite_url(tmp_path / "gradebook.db"))
+    with Gradebook(course.db_url) as gb:
         gb.add_assignment(ASSIGNMENT)
         gb.add_notebook(NB2, ASSIGNMENT)
         gb.add_grade_cell("test_dlogits", NB2, ASSIGNMENT, max_score=5, cell_type="code")
@@ -325,43 +328,61 @@ def small_gradebook(tmp_path, monkeypatch):
         for test, points in (("test_dC", 1), ("test_dW1", 1), ("test_training", 3)):
             gb.add_grade_cell(test, NB4, ASSIGNMENT, max_score=points, cell_type="code")
         gb.add_solution_cell("manual_backward", NB4, ASSIGNMENT)
-        gb.add_student("ann")
-        gb.add_submission(ASSIGNMENT, "ann")
-        for nb in (NB2, NB4):
-            for grade in gb.find_submission_notebook(nb, ASSIGNMENT, "ann").grades:
-                grade.auto_score = grade.max_score
-        gb.find_grade("test_dW1", NB4, ASSIGNMENT, "ann").auto_score = 0.0  # a wrong answer
-        gb.db.commit()
-        yield gb
+    return course
 
 
-def test_withdrawn_points_are_zeroed_and_explained_on_the_answer_cell(small_gradebook):
-    gb = small_gradebook
-    withdrawn = withdraw_points(
-        gb,
-        "ann",
+def passed(test: str, points: float) -> GradedTest:
+    return GradedTest(test, points, points, [Decision(NBGRADER, "passed")])
+
+
+def test_withdrawn_points_are_zeroed_and_explained_on_the_answer_cell(registered_course):
+    """The job withdraws in its result; the coordinator records a manual 0 and the comment."""
+    nb2 = NotebookGrade(NB2, GRADED, tests=[passed("test_dlogits", 5)])
+    nb4 = NotebookGrade(
         NB4,
+        GRADED,
+        tests=[passed("test_dC", 1), GradedTest("test_dW1", 1, 0.0), passed("test_training", 3)],
+    )
+    withdraw(
+        nb4,
         {
             "test_dC": "verifier: dC is wrong on fresh inputs",
             "test_dW1": "integrity: autograd",  # earned nothing: nothing to withdraw
             "test_training": "verifier: needs every gradient right",
             "test_unknown": "not a cell of this notebook",
         },
+        None,
     )
-    assert withdrawn == {
+    assert nb4.withdrawn() == {
         "test_dC": "verifier: dC is wrong on fresh inputs",
         "test_training": "verifier: needs every gradient right",
     }
-    assert gb.find_grade("test_dC", NB4, ASSIGNMENT, "ann").score == 0
-    assert gb.find_grade("test_training", NB4, ASSIGNMENT, "ann").score == 0
-    assert gb.find_grade("test_dW1", NB4, ASSIGNMENT, "ann").manual_score is None
-    assert gb.find_submission_notebook(NB4, ASSIGNMENT, "ann").score == 0
-    assert gb.find_submission_notebook(NB2, ASSIGNMENT, "ann").score == 5  # another notebook: untouched
-    comment = gb.find_comment("manual_backward", NB4, ASSIGNMENT, "ann").manual_comment
+    assert [d.source for d in nb4.tests[0].decisions] == [NBGRADER, VERIFIER]
+    missing = [NotebookGrade(nb, MISSING) for nb in (NB1, NB3)]
+    record(registered_course, GradingResult("ann", [*missing, nb2, nb4]))
+    with registered_course.gradebook() as gb:
+        assert gb.find_grade("test_dC", NB4, ASSIGNMENT, "ann").score == 0
+        assert gb.find_grade("test_training", NB4, ASSIGNMENT, "ann").score == 0
+        assert gb.find_grade("test_dW1", NB4, ASSIGNMENT, "ann").manual_score is None
+        assert gb.find_submission_notebook(NB4, ASSIGNMENT, "ann").score == 0
+        assert gb.find_submission_notebook(NB2, ASSIGNMENT, "ann").score == 5  # untouched
+        comment = gb.find_comment("manual_backward", NB4, ASSIGNMENT, "ann").manual_comment
     assert comment.splitlines() == [
         "test_dC: 1 point(s) withdrawn — verifier: dC is wrong on fresh inputs",
         "test_training: 3 point(s) withdrawn — verifier: needs every gradient right",
     ]
+    status = read_status(registered_course.status, "ann")
+    assert status is not None and status.result(NB4).withdrawn == nb4.withdrawn()
+
+
+def test_a_regrade_recorded_over_an_old_one_keeps_nothing_stale(registered_course):
+    full = GradingResult("ann", [NotebookGrade(NB2, GRADED, tests=[passed("test_dlogits", 5)])])
+    record(registered_course, full)
+    failed = GradingResult("ann", [NotebookGrade(NB2, FAILED, reason="the kernel died")])
+    record(registered_course, failed)
+    with registered_course.gradebook() as gb:
+        grade = gb.find_grade("test_dlogits", NB2, ASSIGNMENT, "ann")
+        assert (grade.auto_score, grade.needs_manual_grade, grade.score) == (None, True, 0)
 
 
 def test_each_test_is_explained_on_the_answer_cell_of_its_function():

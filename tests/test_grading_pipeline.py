@@ -10,19 +10,18 @@ one who re-submitted a broken notebook (its old points must not survive).
 from __future__ import annotations
 
 import csv
-import hashlib
 import html
 import re
 import shutil
-import time
 import zipfile
 from pathlib import Path
 
 import nbformat
 import pytest
-from test_classroom import load_demo_module
+from helpers import VERIFY_SEED, WORKERS, digests, grade_cells, load_demo_module
+from helpers import make_course_root as course_root
 
-from backprop_ninja.classroom import Course, autograde_class, export_class, feedback_class
+from backprop_ninja.classroom import Course, autograde_class
 from backprop_ninja.classroom.pipeline import collect_exchange, collect_zip
 from backprop_ninja.classroom.report import class_rows, read_notebook_csv
 from backprop_ninja.classroom.status import FAILED, GRADED, STOPPED, read_status
@@ -30,36 +29,8 @@ from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS
 
 REPO = Path(__file__).resolve().parents[1]
 NB1, NB2, NB3, NB4 = NOTEBOOKS
-WORKERS = 2
-# The verifier draws its fresh inputs from this seed instead of secret ones: a test must give
-# the same result every time. (Real grading uses secret seeds, new on every run.)
-VERIFY_SEED = 1
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")]
-
-
-def course_root(base: Path) -> Path:
-    """A course root with the repository's solutions and released notebooks."""
-    root = base / "course"
-    root.mkdir()
-    for folder in ("solutions", "notebooks"):
-        (root / folder).symlink_to(REPO / folder, target_is_directory=True)
-    return root
-
-
-def digests(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
-def grade_cells(course: Course, student: str) -> dict[tuple[str, str], float]:
-    """Every grade cell's score of a student, from the gradebook."""
-    with course.gradebook() as gb:
-        submission = gb.find_submission(ASSIGNMENT, student)
-        return {(nb.name, g.name): g.score for nb in submission.notebooks for g in nb.grades}
 
 
 def hidden_test_lines() -> set[str]:
@@ -82,19 +53,9 @@ def demo():
     return load_demo_module()
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory, demo):
-    """The demo class, graded once for every test of this module (the slow part)."""
-    course = Course.load(root=course_root(tmp_path_factory.mktemp("grading")))
-    demo.build(course)
-    before = digests(course.submitted)
-    start = time.monotonic()
-    statuses = autograde_class(course, workers=WORKERS, verify_seed=VERIFY_SEED, progress=False)
-    autograde_seconds = time.monotonic() - start
-    pages = feedback_class(course, workers=WORKERS)
-    exported = export_class(course)
-    print(f"\ndemo class: autograde {autograde_seconds:.0f} s, all steps {time.monotonic() - start:.0f} s")
-    return dict(course=course, before=before, statuses=statuses, pages=pages, exported=exported)
+@pytest.fixture
+def graded(graded_demo):
+    return graded_demo
 
 
 def test_every_student_gets_exactly_the_expected_points_and_notes(graded, demo):

@@ -3,8 +3,6 @@ and reading notebook 4's results. (The notebooks themselves: test_notebooks.py.)
 
 from __future__ import annotations
 
-import time
-
 import matplotlib
 
 matplotlib.use("Agg")  # before pyplot is imported anywhere: no display in tests
@@ -103,8 +101,9 @@ def test_printed_results_display_nothing_more_in_a_notebook(capsys):
 
     result = test_on(CROSS_ENTROPY, cross_entropy_backward, Case.from_batch(params, Xb, Yb))
     assert isinstance(result, PrintedResult) and result.ok
-    assert result._ipython_display_() is None  # IPython calls this instead of showing a repr
     assert "✅ dlogits" in capsys.readouterr().out
+    result._ipython_display_()  # what IPython calls instead of showing the repr
+    assert capsys.readouterr().out == ""  # the verdict is not shown a second time
 
 
 # ------------------------------------------------------------------------------ timing
@@ -189,21 +188,23 @@ def test_training_losses_are_read_from_the_evaluation_output():
 
 
 def test_quick_timing_runs_one_short_round_when_grading_asks_for_it(monkeypatch):
-    """Under grading (BACKPROP_NINJA_QUICK_TIMING=1) a timing cell must run, not measure."""
+    """Under grading (BACKPROP_NINJA_QUICK_TIMING=1) a timing cell must run, not measure.
+    A clock of the test's own: every call of the function takes exactly 2 ms."""
 
-    def sleeper(seconds):
-        calls = []
+    def timed(seconds: float):
+        now, calls = [0.0], []
 
         def fn():
             calls.append(1)
-            time.sleep(seconds)
+            now[0] += seconds
 
-        return fn, calls
+        return fn, calls, lambda: now[0]
 
     monkeypatch.delenv(timing.QUICK_VARIABLE, raising=False)
-    fn, normal = sleeper(0.002)
-    timing.seconds_per_call(fn)  # 5 rounds of ~50 ms: ~125 calls
+    fn, normal, clock = timed(0.002)
+    assert timing.seconds_per_call(fn, clock=clock) == pytest.approx(0.002)
+    assert len(normal) == 2 + 5 * 25  # warm-up, one sizing call, 5 rounds of 50 ms / 2 ms
     monkeypatch.setenv(timing.QUICK_VARIABLE, "1")
-    fn, quick = sleeper(0.002)
-    assert timing.seconds_per_call(fn) > 0
-    assert len(quick) <= 5 < 50 < len(normal)
+    fn, quick, clock = timed(0.002)
+    assert timing.seconds_per_call(fn, clock=clock) == pytest.approx(0.002)
+    assert len(quick) == 2 + 2  # one round of 5 ms: two calls

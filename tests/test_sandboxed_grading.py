@@ -15,8 +15,8 @@ import nbformat
 import pytest
 
 from backprop_ninja.classroom import Course, autograde_class, export_class, feedback_class
+from backprop_ninja.classroom.job import UNSANDBOXED_NOTE
 from backprop_ninja.classroom.report import class_rows, format_table
-from backprop_ninja.classroom.worker import UNSANDBOXED_NOTE
 from backprop_ninja.course import NOTEBOOKS
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")]

@@ -33,10 +33,10 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
+from helpers import VERIFY_SEED, WORKERS, digests, grade_cells, load_demo_module
+from helpers import make_course_root as course_root
 from nbformat.v4 import new_code_cell
 from submission_notebooks import HONEST_ROUNDS
-from test_classroom import load_demo_module
-from test_grading_pipeline import VERIFY_SEED, WORKERS, course_root, digests, grade_cells
 
 from backprop_ninja import data, model
 from backprop_ninja.classroom import Course, autograde_class, export_class

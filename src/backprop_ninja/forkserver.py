@@ -1,16 +1,14 @@
-"""A fork server: grading's Python processes start in milliseconds, with torch already imported.
+"""A fork server: Python processes that start in milliseconds, with heavy modules imported.
 
-Grading one submission starts nine Python processes — a worker, and per notebook a kernel
-and a verifier child — and each would spend 1.5–3.5 s importing torch, IPython or nbgrader
-before doing any work: most of a submission's grading time (bench/README.md). The fork
-server imports all of that once, when ``autograde_class`` starts, and then, asked to run
-``python -m MODULE ARGS``, forks a child that behaves as that command would: a session of
-its own (so that killing its group kills what it started), the requested working directory,
-environment and standard streams, ``sys.argv``, and its exit code.
+Plumbing only: this module imports nothing but the standard library and knows nothing of
+what it serves. Its caller (``start``) names the modules to import once (``preload``) and
+the entry points to serve (``python -m M`` → "package.module:function"); asked to run
+``python -m M ARGS``, the server forks a child that behaves as that command would: a session
+of its own (so that killing its group kills what it started), the requested working
+directory, environment and standard streams, ``sys.argv``, and its exit code.
 
-Only the three entry points of grading are served (``ENTRY_POINTS``); for anything else, or
-when no fork server is running (tests, a single notebook graded by hand), ``spawn`` falls back
-to ``subprocess.Popen`` with the same arguments. Children are as isolated from each other as
+For a module it does not serve, or when no server is given (``server_path=None``), ``spawn``
+falls back to ``subprocess.Popen`` with the same arguments. Children are as isolated from each other as
 separate processes are: a fork copies the server's memory, and nothing a child does reaches
 the server or the other children. The server never runs a tensor operation, so no thread
 pool exists when it forks.
@@ -30,6 +28,7 @@ from __future__ import annotations
 import argparse
 import array
 import contextlib
+import importlib
 import json
 import os
 import select
@@ -45,80 +44,28 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from .course import FORKSERVER_VARIABLE as SOCKET_VARIABLE
-
-# The environment variable that tells a worker where the fork server listens.
 STARTUP_TIMEOUT = 120  # seconds for the server to import everything and listen
 
-
-def _kernel(argv: list[str]) -> None:
-    from ipykernel import kernelapp  # what ``python -m ipykernel_launcher`` runs
-
-    # The app reads JPY_PARENT_PID when it is imported, which happened in the server.
-    parent = os.environ.get("JPY_PARENT_PID")
-    app = kernelapp.IPKernelApp.instance(**({"parent_handle": int(parent)} if parent else {}))
-    app.initialize(argv)
-    app.start()
+# ``python -m`` module -> "package.module:function" that runs it with its arguments; set by
+# ``serve`` from what the caller of ``start`` asked for.
+ENTRY_POINTS: dict[str, str] = {}
 
 
-def _verifier(argv: list[str]) -> None:
-    from backprop_ninja import verify
-
-    sys.exit(verify.main(argv))
-
-
-def _worker(argv: list[str]) -> None:
-    from backprop_ninja.classroom.__main__ import main
-
-    sys.exit(main(argv))
-
-
-# ``python -m`` module -> the function that runs it with its arguments.
-ENTRY_POINTS = {
-    "ipykernel_launcher": _kernel,
-    "backprop_ninja.verify": _verifier,
-    "backprop_ninja.classroom": _worker,
-}
-
-# What those entry points import. The kernels' setup cells import torch, matplotlib and the
-# package; the worker nbgrader; the verifier child torch and the package.
-PRELOAD = (
-    "torch",
-    "torch.nn.functional",
-    "matplotlib",
-    "matplotlib.pyplot",
-    "matplotlib_inline.backend_inline",
-    "ipykernel.kernelapp",
-    "ipykernel.ipkernel",
-    "backprop_ninja.data",
-    "backprop_ninja.model",
-    "backprop_ninja.plots",
-    "backprop_ninja.timing",
-    "backprop_ninja.testing",
-    "backprop_ninja.exercises",
-    "backprop_ninja.notebooks",
-    "backprop_ninja.verify",
-    "backprop_ninja.integrity",
-    "backprop_ninja.classroom.__main__",
-    "backprop_ninja.classroom.worker",
-    "nbgrader.apps",
-    "nbgrader.converters",
-    "nbgrader.api",
-    "nbgrader.preprocessors",
-    "nbformat",
-    "tqdm.auto",
-)
+def _entry_point(module: str):
+    """The function behind a served module (imported by the server before it forks)."""
+    where, _, name = ENTRY_POINTS[module].partition(":")
+    return getattr(importlib.import_module(where), name)
 
 
 def python_module(command: list[str]) -> tuple[str, list[str]] | None:
-    """(module, arguments) if ``command`` is ``[this python, (-s), -m, module, …]`` for a
-    module the server runs; None otherwise."""
+    """(module, arguments) if ``command`` is ``[this python, (-s), -m, module, …]``; None
+    otherwise. (Whether the server runs that module is the server's answer.)"""
     if not command or not _same_file(command[0], sys.executable):
         return None
     rest = list(command[1:])
     while rest and rest[0] == "-s":  # no user site-packages: the server has none either
         rest.pop(0)
-    if len(rest) < 2 or rest[0] != "-m" or rest[1] not in ENTRY_POINTS:
+    if len(rest) < 2 or rest[0] != "-m":
         return None
     return rest[1], rest[2:]
 
@@ -253,8 +200,8 @@ def _become(request: dict, fds: list[int], watched: int) -> None:
         import random
 
         random.seed()  # not the server's state: every child draws its own
-        ENTRY_POINTS[request["module"]](list(request["args"]))
-        code = 0
+        returned = _entry_point(request["module"])(list(request["args"]))
+        code = returned if isinstance(returned, int) else 0
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     except BaseException:
@@ -283,11 +230,10 @@ def _reopen_standard_streams() -> None:
     )
 
 
-def serve(path: Path, parent: int) -> None:
+def serve(path: Path, parent: int, entry_points: dict[str, str], preload: Sequence[str]) -> None:
     """Import what the children need, then listen (the entry point of ``start``)."""
-    # What ipykernel would set before a kernel imports matplotlib: plots inline.
-    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    for module in PRELOAD:
+    ENTRY_POINTS.update(entry_points)
+    for module in [*preload, *(target.partition(":")[0] for target in entry_points.values())]:
         with contextlib.suppress(Exception):  # a missing extra costs time, not correctness
             __import__(module)
     server = Server(path)
@@ -327,17 +273,21 @@ class ForkServer:
             os.rmdir(self.directory)
 
 
-def start(env: dict | None = None) -> ForkServer | None:
-    """Start a fork server with ``env`` (the grading environment); None if it cannot start,
-    in which case everything runs as ordinary subprocesses, only slower."""
-    directory = tempfile.mkdtemp(prefix="bpn-forkserver-")  # mode 0700: ours alone
+def start(
+    entry_points: dict[str, str], preload: Sequence[str] = (), env: dict | None = None
+) -> ForkServer | None:
+    """Start a fork server with ``env``: it imports ``preload`` and serves ``python -m M``
+    for every module M of ``entry_points`` (M -> "package.module:function", called with the
+    arguments). None if it cannot start: then ``spawn`` runs ordinary subprocesses, only slower."""
+    directory = tempfile.mkdtemp(prefix="forkserver-")  # mode 0700: ours alone
     command = [
         sys.executable,
         "-s",
         "-m",
-        "backprop_ninja.forkserver",
+        __name__,
         str(Path(directory, "socket")),
         str(os.getpid()),
+        json.dumps({"entry_points": entry_points, "preload": list(preload)}),
     ]
     process = subprocess.Popen(
         command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env, start_new_session=True
@@ -447,9 +397,8 @@ def spawn(
     **popen_options,
 ):
     """``subprocess.Popen(command, …, start_new_session=True)``, through the fork server
-    when one is running (``server_path``, default ``$BACKPROP_NINJA_FORKSERVER``) and
-    ``command`` is one of the entry points it serves."""
-    path = server_path or os.environ.get(SOCKET_VARIABLE)
+    listening on ``server_path`` when there is one and it serves ``command``'s module."""
+    path = server_path
     target = python_module(command)
     if (
         path
@@ -496,8 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The grading fork server (started by the pipeline).")
     parser.add_argument("socket", type=Path)
     parser.add_argument("parent", type=int, help="serve until this process is gone")
+    parser.add_argument("served", type=json.loads, help='{"entry_points": {...}, "preload": [...]}')
     args = parser.parse_args(argv)
-    serve(args.socket, args.parent)
+    serve(args.socket, args.parent, args.served["entry_points"], args.served["preload"])
     return 0
 
 

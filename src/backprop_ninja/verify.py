@@ -69,6 +69,7 @@ from pathlib import Path
 import torch
 
 from .cells import ANSWER_PRELUDE
+from .course import FORKSERVER_VARIABLE
 from .exercises import GRADED_TESTS, Trial, private_copy
 from .forkserver import spawn
 from .grading import sandbox
@@ -347,7 +348,8 @@ def _start_child(workdir: str, out, err) -> subprocess.Popen:
         return sandbox.SandboxedProcess(
             argv, writable=[Path(workdir)], cwd=workdir, env={}, extra_env=env, **streams
         )
-    return spawn(argv, cwd=workdir, env=_child_env(workdir), close_fds=True, **streams)
+    server = os.environ.get(FORKSERVER_VARIABLE)
+    return spawn(argv, cwd=workdir, env=_child_env(workdir), close_fds=True, server_path=server, **streams)
 
 
 def _run_child(

@@ -9,7 +9,7 @@
     grade                     autograde + feedback + export + table: the whole cycle
 
 Every command takes --class-dir (default grader/class), --db-url, --workers and so on; see
-``--help`` of each. ``grade-student`` is the worker the pipeline starts, not for people.
+``--help`` of each. (A grading job's worker has its own entry point: ``classroom.job``.)
 """
 
 from __future__ import annotations
@@ -152,6 +152,13 @@ def parser() -> argparse.ArgumentParser:
             help="run the students' code WITHOUT the bubblewrap sandbox (only for a class you trust; "
             "the table, CSV and feedback then say so)",
         )
+        sub.add_argument(
+            "--dask-scheduler",
+            default=None,
+            metavar="tcp://HOST:PORT",
+            help="send each student's grading job to this Dask scheduler's workers "
+            "(default: a local pool of --workers processes)",
+        )
     feedback = command("feedback", "feedback HTML for every student")
     feedback.add_argument("--workers", type=int, default=2)
     feedback.add_argument("--students", default=None)
@@ -159,35 +166,11 @@ def parser() -> argparse.ArgumentParser:
     command("register", "record the assignment (cells, points) in the gradebook from solutions/")
     command("report", "print the grade table")
 
-    worker = command("grade-student", "(internal) grade one student in this process")
-    worker.add_argument("student")
-    worker.add_argument("--notebooks", required=True)
-    worker.add_argument("--fresh", action="store_true")
-    worker.add_argument("--events", type=Path, default=None)
-    worker.add_argument("--verify-timeout", type=float, default=VERIFY_TIMEOUT)
-    worker.add_argument("--verify-seed", type=int, default=None)
-    worker.add_argument("--verify-cache", type=Path, default=None)
-    worker.add_argument("--threads", type=int, default=None)
     return main
 
 
 def run(args) -> int:
     course = _course(args)
-    if args.command == "grade-student":
-        from .worker import grade_student
-
-        grade_student(
-            course,
-            args.student,
-            args.notebooks.split(","),
-            fresh=args.fresh,
-            events=args.events,
-            verify_timeout=args.verify_timeout,
-            verify_seed=args.verify_seed,
-            verify_cache=args.verify_cache,
-            threads=args.threads,
-        )
-        return 0
     if args.command == "register":
         register_assignment(course)
         print(f"registered {ASSIGNMENT} in {course.db_url}")
@@ -214,6 +197,7 @@ def run(args) -> int:
             progress=not args.no_progress,
             use_forkserver=not args.no_forkserver,
             sandboxed=not args.no_sandbox,
+            dask_scheduler=args.dask_scheduler,
         )
         graded = list(statuses)
         seconds = time.monotonic() - start

@@ -23,6 +23,37 @@ CONFIG_FILE = REPO_ROOT / "grader" / "nbgrader_config.py"
 # so when grading it trains for a few steps (STEPS_VARIABLE).
 GRADING_STEPS = 100
 
+# What the grading fork server (../forkserver.py) serves: ``python -m`` module → its function,
+# and what it imports once so that those start in milliseconds (kernels: torch, matplotlib and
+# the package; grading jobs: nbgrader; verifier children: torch and the package).
+FORK_ENTRY_POINTS = {
+    "ipykernel_launcher": "backprop_ninja.classroom.kernels:run_kernel",
+    "backprop_ninja.verify": "backprop_ninja.verify:main",
+    "backprop_ninja.classroom.job": "backprop_ninja.classroom.job:main",
+}
+FORK_PRELOAD = (
+    "torch",
+    "torch.nn.functional",
+    "matplotlib",
+    "matplotlib.pyplot",
+    "matplotlib_inline.backend_inline",
+    "ipykernel.kernelapp",
+    "ipykernel.ipkernel",
+    "backprop_ninja.data",
+    "backprop_ninja.model",
+    "backprop_ninja.plots",
+    "backprop_ninja.timing",
+    "backprop_ninja.testing",
+    "backprop_ninja.exercises",
+    "backprop_ninja.notebooks",
+    "backprop_ninja.integrity",
+    "nbgrader.apps",
+    "nbgrader.converters",
+    "nbgrader.api",
+    "nbgrader.preprocessors",
+    "nbformat",
+)
+
 
 class GradingError(RuntimeError):
     """A step of the pipeline failed for the whole class (not for one student)."""
@@ -244,3 +275,12 @@ def grading_environment(base: dict | None = None, *, threads: int | None = None)
 def prepare_environment(*, threads: int | None = None) -> None:
     """Make this process's environment the grading environment (kernels inherit it)."""
     os.environ.update(grading_environment(threads=threads))
+
+
+def quiet_known_warnings() -> None:
+    """nbgrader 0.9.6 with SQLAlchemy 2 warns on every query; it says nothing about the student."""
+    import warnings
+
+    from sqlalchemy.exc import SAWarning
+
+    warnings.filterwarnings("ignore", category=SAWarning)

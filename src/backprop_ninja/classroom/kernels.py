@@ -16,28 +16,75 @@ instead of ~2.5 s). Without a running fork server it is jupyter_client's own man
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 import uuid
+from collections.abc import Iterator
 
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 
-from ..forkserver import SOCKET_VARIABLE, python_module, spawn
+from ..course import FORKSERVER_VARIABLE
+from ..forkserver import python_module, spawn
 from ..grading import sandbox
+
+# The kernels this process runs now: a notebook over its time limit has its kernel killed.
+_LIVE: set[LocalProvisioner] = set()
+
+
+class Watchdog:
+    """Kills this process's kernels once ``seconds`` have passed; ``fired`` tells whether it did."""
+
+    def __init__(self, seconds: float):
+        self.fired = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def _fire(self) -> None:
+        self.fired = True
+        for provisioner in list(_LIVE):
+            _kill(provisioner)
+
+
+@contextlib.contextmanager
+def killed_after(seconds: float) -> Iterator[Watchdog]:
+    """Within the block, a kernel still running after ``seconds`` is killed: nbclient then
+    reports a dead kernel and the block's caller reads ``watchdog.fired``."""
+    watchdog = Watchdog(seconds)
+    watchdog._timer.start()
+    try:
+        yield watchdog
+    finally:
+        watchdog._timer.cancel()
+
+
+def _kill(provisioner: LocalProvisioner) -> None:
+    sandboxed = getattr(provisioner, "sandboxed", None)
+    if sandboxed is not None:
+        sandboxed.close()  # bubblewrap and everything in its cgroup
+        return
+    if provisioner.pgid is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(provisioner.pgid, signal.SIGKILL)
 
 
 class ForkedKernelProvisioner(LocalProvisioner):
     """``LocalProvisioner`` whose kernel process comes from the fork server when it can."""
 
     async def launch_kernel(self, cmd: list[str], **kwargs):
-        if not os.environ.get(SOCKET_VARIABLE) or python_module(cmd) is None:
-            return await super().launch_kernel(cmd, **kwargs)
+        server = os.environ.get(FORKSERVER_VARIABLE)
+        if not server or python_module(cmd) is None:
+            info = await super().launch_kernel(cmd, **kwargs)
+            _LIVE.add(self)
+            return info
         env = dict(kwargs.get("env") or os.environ)
-        env.pop(SOCKET_VARIABLE, None)  # the student's code has no business with the server
+        env.pop(FORKSERVER_VARIABLE, None)  # the student's code has no business with the server
         env["JPY_PARENT_PID"] = str(os.getpid())  # as jupyter_client's own launcher sets it
         self.process = spawn(
             cmd,
@@ -46,10 +93,16 @@ class ForkedKernelProvisioner(LocalProvisioner):
             stdin=subprocess.DEVNULL,
             stdout=kwargs.get("stdout"),
             stderr=kwargs.get("stderr"),
+            server_path=server,
         )
         self.pid = self.pgid = self.process.pid  # a session of its own: signals go to its group
         self.cwd = kwargs.get("cwd", pathlib.Path.cwd())
+        _LIVE.add(self)
         return self.connection_info
+
+    async def cleanup(self, restart: bool = False) -> None:
+        _LIVE.discard(self)
+        await super().cleanup(restart)
 
 
 class SandboxedKernelProvisioner(LocalProvisioner):
@@ -73,14 +126,27 @@ class SandboxedKernelProvisioner(LocalProvisioner):
         )
         self.pid = self.pgid = self.process.pid
         self.cwd = sandbox.SANDBOX_HOME
+        _LIVE.add(self)
         return self.connection_info
 
     async def cleanup(self, restart: bool = False) -> None:
+        _LIVE.discard(self)
         if self.sandboxed is not None:
             self.sandboxed.close()
         if self.runtime_dir is not None and not restart:
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
         await super().cleanup(restart)
+
+
+def run_kernel(argv: list[str]) -> None:
+    """``python -m ipykernel_launcher ARGV`` in a process forked by the fork server."""
+    from ipykernel import kernelapp
+
+    # The app reads JPY_PARENT_PID when it is imported, which happened in the server.
+    parent = os.environ.get("JPY_PARENT_PID")
+    app = kernelapp.IPKernelApp.instance(**({"parent_handle": int(parent)} if parent else {}))
+    app.initialize(argv)
+    app.start()
 
 
 class ForkedKernelManager(AsyncKernelManager):

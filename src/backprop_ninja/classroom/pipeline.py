@@ -1,9 +1,9 @@
 """The instructor's pipeline, one function per step: register → autograde → feedback → export.
 
-``autograde_class`` grades the students in parallel: N threads each drive one worker process
-at a time (``worker.grade_student``), with a progress bar, one log per student and a time
-limit per notebook. Everything goes through one gradebook (SQLite waits for its lock; a
-server database works the same way), so the result is one gradebook however many workers.
+``autograde_class`` is the coordinator: it reads each student's submission once, sends a
+grading job (``job.run_job``) to an executor (a local pool, or a Dask cluster), and records
+every result through the one gradebook module (``gradebook.record``) as it arrives, with a
+progress bar. Jobs never write the gradebook or the class's files; only this process does.
 """
 
 from __future__ import annotations
@@ -11,50 +11,33 @@ from __future__ import annotations
 import html
 import os
 import shutil
-import signal
-import subprocess
+import stat
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from .. import forkserver
-from ..course import ASSIGNMENT, NOTEBOOKS
+from ..course import ASSIGNMENT, FORKSERVER_VARIABLE, NOTEBOOKS
 from ..data import load_splits
 from ..grading import sandbox
 from ..text import printable
+from . import gradebook
 from .collect import vet_exchange_inbound
-from .course import Course, GradingError, grading_environment, prepare_environment
-from .status import GRADED, STOPPED, NotebookResult, StudentStatus, read_status, write_status
+from .course import FORK_ENTRY_POINTS, FORK_PRELOAD, Course, GradingError, grading_environment
+from .executors import DaskExecutor, LocalExecutor
+from .gradebook import register_assignment
+from .job import UNSANDBOXED_NOTE
+from .results import GradingJob, GradingResult
+from .status import FAILED, GRADED, STOPPED, StudentStatus, read_status
 from .trust import VERIFY_TIMEOUT
-from .worker import UNSANDBOXED_NOTE, read_events
 
 # A notebook whose grading (all cells, with the per-cell timeout, and the checks) takes longer
 # than this is stopped and reported; the student's other notebooks are still graded.
 NOTEBOOK_TIMEOUT = 900
-RELEASE_SCRATCH = "grader/work/release"
 
-
-# ------------------------------------------------------------------------------ register
-def register_assignment(course: Course) -> None:
-    """Record the assignment's cells, points and checksums in the gradebook, from solutions/.
-
-    This is ``nbgrader generate_assignment`` writing into a scratch folder (grader/work/release),
-    so that notebooks/ (the committed student version) is never touched here.
-    """
-    from nbgrader.apps import NbGraderAPI
-
-    prepare_environment()
-    config = course.config()
-    config.CourseDirectory.release_directory = RELEASE_SCRATCH
-    outcome = NbGraderAPI(config=config).generate_assignment(ASSIGNMENT, force=True, create=True)
-    if not outcome["success"]:
-        raise GradingError(
-            "could not register the assignment in the gradebook "
-            f"({course.db_url}):\n{outcome.get('log', '')}{outcome.get('error', '')}"
-        )
+__all__ = ["autograde_class", "register_assignment", "feedback_class", "export_class"]
 
 
 # ----------------------------------------------------------------------------- autograde
@@ -82,25 +65,92 @@ def autograde_class(
     use_forkserver: bool = True,
     fixed_seconds: dict[str, float] | None = None,
     sandboxed: bool = True,
+    dask_scheduler: str | None = None,
 ) -> dict[str, StudentStatus]:
-    """Autograde every student (or ``students``, or shard k of n) with ``workers`` processes.
+    """Autograde every student (or ``students``, or shard k of n): one grading job each, run
+    by ``workers`` local worker processes or, with ``dask_scheduler``, on a Dask cluster.
 
     Returns each student's status (also written to status/<student>.json); the scores are in
-    the gradebook. One student's failure never stops the others. ``register=False``: the
-    assignment is already registered (shards of a job array register once, beforehand).
-    ``use_forkserver=False``: every worker, kernel and verifier child a new interpreter
-    (slower by seconds per notebook; the fork server's own fallback when it cannot start).
-    ``fixed_seconds``: filled with the seconds of the steps done once per run, whatever the
-    class's size ("register", "forkserver"), for the bench's per-submission figure.
-    ``sandboxed=False`` (``--no-sandbox``): the students' kernels and the verifier's children
-    run without bubblewrap; every graded notebook's notes and feedback page then say so.
+    the gradebook, which only this coordinator writes (``gradebook.record``). One student's
+    failure never stops the others. ``register=False``: the assignment is already registered
+    (shards of a job array register once, beforehand). ``use_forkserver=False``: every worker
+    and kernel a new interpreter (slower by seconds per notebook). ``fixed_seconds``: filled
+    with the seconds of the steps done once per run ("register", "forkserver"), for the
+    bench. ``sandboxed=False`` (``--no-sandbox``): the students' code runs without bubblewrap;
+    every graded notebook's notes and feedback page then say so.
     """
     fixed_seconds = {} if fixed_seconds is None else fixed_seconds
-    if sandboxed and sandbox.unavailable_message():  # before anything is graded
-        raise GradingError(sandbox.unavailable_message())
+    if sandboxed and dask_scheduler is None and sandbox.unavailable_message():
+        raise GradingError(sandbox.unavailable_message())  # before anything is graded
+    students = _students_to_grade(course, students, shard)
     began = time.monotonic()
-    from tqdm.auto import tqdm
+    executor = _executor(dask_scheduler)  # an unreachable scheduler fails here, before grading
+    if register:
+        gradebook.register_assignment(course)
+    gradebook.enrol(course, students)
+    assignment = gradebook.release(course)
+    fixed_seconds["register"] = time.monotonic() - began
+    workers = max(1, min(workers, len(students)))
+    threads = 1 if workers > 1 else None  # one torch thread per kernel when kernels run side by side
+    verdicts: dict[str, dict[str, tuple[bool, str]]] = {}  # this run's verifier verdicts, in memory
 
+    def make_job(student: str) -> GradingJob:
+        files, refused = read_submission(course, student)
+        return GradingJob(
+            student,
+            assignment,
+            files,
+            refused,
+            notebook_timeout=notebook_timeout,
+            verify_timeout=verify_timeout,
+            verify_seed=verify_seed,
+            sandboxed=sandboxed,
+            threads=threads,
+            known_verdicts=dict(verdicts),
+        )
+
+    statuses: dict[str, StudentStatus] = {}
+    bar = _progress_bar(len(students), workers, dask_scheduler, progress)
+
+    def on_result(result: GradingResult) -> None:
+        statuses[result.student] = gradebook.record(course, result)
+        for notebook in result.notebooks:
+            if notebook.verdicts_key:
+                verdicts[notebook.verdicts_key] = notebook.verdicts
+        failures = sum(r.state in (FAILED, STOPPED) for s in statuses.values() for r in s.notebooks)
+        bar.update(1)
+        bar.set_postfix_str(f"notebooks not graded: {failures}" if failures else "", refresh=True)
+
+    if sandboxed:
+        load_splits()  # its cache beside names.txt, which sandboxed kernels may only read
+    server = None
+    try:
+        if isinstance(executor, DaskExecutor):
+            executor.run(students, make_job, on_result)
+        else:
+            began = time.monotonic()
+            env = grading_environment()
+            server = _start_forkserver(threads) if use_forkserver else None
+            fixed_seconds["forkserver"] = time.monotonic() - began
+            if server is not None:
+                env[FORKSERVER_VARIABLE] = str(server.path)
+            LocalExecutor(workers, env).run(students, make_job, on_result)
+    finally:
+        bar.close()
+        if server is not None:
+            server.stop()
+        if isinstance(executor, DaskExecutor):
+            executor.close()
+    return {student: statuses[student] for student in students}
+
+
+def _start_forkserver(threads: int | None) -> forkserver.ForkServer | None:
+    # What ipykernel would set before a kernel imports matplotlib: plots inline.
+    env = {**grading_environment(threads=threads), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    return forkserver.start(FORK_ENTRY_POINTS, FORK_PRELOAD, env)
+
+
+def _students_to_grade(course: Course, students: list[str] | None, shard) -> list[str]:
     students = select_shard(list(students) if students else course.students(), shard)
     if not students:
         raise GradingError(
@@ -110,235 +160,69 @@ def autograde_class(
     unknown = [s for s in students if not (course.submitted / s / ASSIGNMENT).is_dir()]
     if unknown:
         raise GradingError(f"no submission folder for {', '.join(unknown)} in {course.submitted}")
-    if register:
-        register_assignment(course)
-    fixed_seconds["register"] = time.monotonic() - began
-    for folder in (course.logs, course.status, course.work):
-        folder.mkdir(parents=True, exist_ok=True)
-    workers = max(1, min(workers, len(students)))
-    threads = 1 if workers > 1 else None  # one torch thread per kernel when kernels run side by side
-    bar = tqdm(
-        total=len(students) * len(NOTEBOOKS),
-        unit="notebook",
-        disable=not progress,
-        desc=f"autograde ({workers} worker{'s' if workers > 1 else ''})",
-        dynamic_ncols=True,
+    return students
+
+
+def _executor(dask_scheduler: str | None) -> DaskExecutor | None:
+    return DaskExecutor(dask_scheduler) if dask_scheduler else None
+
+
+def _progress_bar(total: int, workers: int, dask_scheduler: str | None, progress: bool):
+    from tqdm.auto import tqdm
+
+    where = f"on {dask_scheduler}" if dask_scheduler else f"{workers} worker{'s' if workers > 1 else ''}"
+    return tqdm(
+        total=total, unit="student", disable=not progress, desc=f"autograde ({where})", dynamic_ncols=True
     )
-    lock = threading.Lock()
-
-    def advance(student: str, result: NotebookResult) -> None:
-        with lock:
-            bar.update(1)
-            bar.set_postfix_str(f"{student}/{result.notebook}: {result.state}", refresh=True)
-
-    options = ["--verify-timeout", str(verify_timeout)]
-    if verify_seed is not None:
-        options += ["--verify-seed", str(verify_seed)]
-    if threads is not None:
-        options += ["--threads", str(threads)]
-    statuses: dict[str, StudentStatus] = {}
-    # The verifier's verdicts on identical answer cells are shared within this run only.
-    cache = Path(tempfile.mkdtemp(prefix="verify-cache-", dir=course.work))
-    stop = threading.Event()  # Ctrl-C: the workers run in sessions of their own, stop them
-    # Workers, kernels and verifier children forked with torch and nbgrader imported.
-    began = time.monotonic()
-    server = forkserver.start(grading_environment(threads=threads)) if use_forkserver else None
-    fixed_seconds["forkserver"] = time.monotonic() - began
-    env = grading_environment()
-    env[sandbox.SANDBOX_VARIABLE] = "1" if sandboxed else "0"
-    if sandboxed:
-        load_splits()  # its cache beside names.txt, which sandboxed kernels may only read
-    if server is not None:
-        env[forkserver.SOCKET_VARIABLE] = str(server.path)
-    pool = ThreadPoolExecutor(max_workers=workers)
-    try:
-        futures = {
-            pool.submit(
-                _grade_in_workers,
-                course,
-                student,
-                advance=advance,
-                notebook_timeout=notebook_timeout,
-                stop=stop,
-                env=env,
-                options=options + ["--verify-cache", str(cache)],
-            ): student
-            for student in students
-        }
-        for future in as_completed(futures):
-            statuses[futures[future]] = future.result()
-    except BaseException:
-        stop.set()
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        bar.close()
-        shutil.rmtree(cache, ignore_errors=True)
-        if server is not None:
-            server.stop()
-    return {student: statuses[student] for student in students}
 
 
-def _grade_in_workers(
-    course: Course,
-    student: str,
-    *,
-    advance,
-    notebook_timeout: float,
-    options: list[str],
-    env: dict,
-    stop: threading.Event | None = None,
-) -> StudentStatus:
-    """Grade one student in worker processes: a new one after a notebook had to be stopped."""
-    log_path = course.logs / f"{student}.log"
-    events = course.status / f"{student}.events.jsonl"
-    log_path.unlink(missing_ok=True)
-    events.unlink(missing_ok=True)
-    results: dict[str, NotebookResult] = {}
-    remaining = list(NOTEBOOKS)
-    fresh = True
-    with open(log_path, "ab") as log:
-        while remaining:
-            command = [
-                sys.executable,
-                "-m",
-                "backprop_ninja.classroom",
-                "grade-student",
-                student,
-                "--notebooks",
-                ",".join(remaining),
-                "--events",
-                str(events),
-                *options,
-                *course.worker_options(),
-            ]
-            if fresh:
-                command.append("--fresh")
-            seen = len(read_events(events))
-            outcome = _run_worker(
-                command,
-                log,
-                events,
-                seen,
-                notebook_timeout,
-                lambda result: _record(results, student, result, advance),
-                env,
-                stop,
-            )
-            if all(nb in results for nb in remaining):
-                break
-            lost = next(nb for nb in remaining if nb not in results)
-            if outcome.started is None:  # it died before grading anything: do not loop
-                reason = (
-                    f"the grading worker failed before grading (exit code {outcome.returncode}); "
-                    f"see {log_path}"
-                )
-                for nb in remaining:
-                    if nb not in results:
-                        results[nb] = NotebookResult(nb, STOPPED, reason=reason)
-                        advance(student, results[nb])
-                break
-            reason = (
-                f"grading this notebook took longer than {notebook_timeout:g} s and was stopped"
-                if outcome.timed_out
-                else f"the grading worker crashed (exit code {outcome.returncode}); see {log_path}"
-            )
-            log.write(f"\n===== {lost}: STOPPED — {reason}\n".encode())
-            log.flush()
-            mark_ungraded(course, student, lost)
-            results[lost] = NotebookResult(lost, STOPPED, reason=reason)
-            advance(student, results[lost])
-            remaining = [nb for nb in remaining if nb not in results]
-            fresh = False
-    status = StudentStatus(student, [results[nb] for nb in NOTEBOOKS])
-    write_status(course.status, status)
-    events.unlink(missing_ok=True)
-    return status
+def read_submission(course: Course, student: str) -> tuple[dict[str, bytes], dict[str, str]]:
+    """The student's four notebooks as bytes, and the ones refused with the reason: only
+    regular files are read (a link into solutions/ or a classmate's folder never is)."""
+    files: dict[str, bytes] = {}
+    refused: dict[str, str] = {}
+    for notebook in NOTEBOOKS:
+        path = course.submitted_notebook(student, notebook)
+        if not path.exists() and not path.is_symlink():
+            continue
+        reason = not_a_regular_submission(course, student, notebook)
+        if reason:
+            refused[notebook] = reason
+        else:
+            files[notebook] = _read_regular(path)
+    return files, refused
 
 
-def _record(results: dict[str, NotebookResult], student: str, result: NotebookResult, advance) -> None:
-    results[result.notebook] = result
-    advance(student, result)
+def _read_regular(path: Path) -> bytes:
+    """The bytes of a regular file, opened without following a link (O_NOFOLLOW)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
 
 
-def mark_ungraded(course: Course, student: str, notebook: str) -> None:
-    """After a stopped worker: leave the notebook as nbgrader leaves a failed one (no
-    scores, needs manual grading, no autograded copy), whatever step it was stopped in."""
-    from nbgrader.api import MissingEntry
-
-    course.autograded_notebook(student, notebook).unlink(missing_ok=True)
-    with course.gradebook() as gb:
-        try:
-            grades = gb.find_submission_notebook(notebook, ASSIGNMENT, student).grades
-        except MissingEntry:
-            return
-        for grade in grades:
-            grade.auto_score = None
-            grade.manual_score = None
-            grade.needs_manual_grade = True
-        gb.db.commit()
-
-
-class _WorkerOutcome:
-    def __init__(self, returncode: int | None, timed_out: bool, started: str | None):
-        self.returncode, self.timed_out, self.started = returncode, timed_out, started
-
-
-def _run_worker(
-    command,
-    log,
-    events: Path,
-    seen: int,
-    notebook_timeout: float,
-    on_result,
-    env: dict,
-    stop: threading.Event | None = None,
-) -> _WorkerOutcome:
-    """Run one worker; report each finished notebook; stop it if a notebook runs too long
-    (or when ``stop`` is set: the parent was interrupted)."""
-    process = forkserver.spawn(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        server_path=env.get(forkserver.SOCKET_VARIABLE),
-    )
-    current, since, first_start, timed_out = None, 0.0, None, False
-    try:
-        while True:
-            finished = process.poll() is not None
-            for event in read_events(events)[seen:]:
-                seen += 1
-                if event["event"] == "start":
-                    current, since = event["notebook"], time.monotonic()
-                    first_start = first_start or current
-                elif event["event"] == "done":
-                    event.pop("event")
-                    on_result(NotebookResult.from_dict(event))
-                    current = None
-            if finished:
-                break
-            if stop is not None and stop.is_set():
-                raise KeyboardInterrupt
-            if current is not None and time.monotonic() - since > notebook_timeout:
-                timed_out = True
-                _kill_group(process)
-                break
-            time.sleep(0.25)
-    except BaseException:  # Ctrl-C in the parent: do not leave workers behind
-        _kill_group(process)
-        raise
-    return _WorkerOutcome(process.returncode, timed_out, first_start)
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    """Stop a worker and everything it started in its session (its own process group)."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()
+def not_a_regular_submission(course: Course, student: str, notebook: str) -> str | None:
+    """Why the submitted notebook is not graded, if it (or a folder above it, up to the
+    submissions) is a link or not a regular file: grading must never follow a link into
+    solutions/ or a classmate's work."""
+    path = course.submitted_notebook(student, notebook)
+    for part in (path, path.parent, path.parent.parent):
+        if part.is_symlink():
+            return f"{part.relative_to(course.submitted)} is a link, not the student's own file: ask for the notebook itself"
+    if not stat.S_ISREG(path.lstat().st_mode):
+        return "the submitted notebook is not a regular file: ask for the notebook itself"
+    # A link beside the notebook says someone tried: refuse rather than guess (only the
+    # notebooks are ever read, but a TA should look).
+    odd = [
+        os.path.relpath(os.path.join(folder, name), path.parent)
+        for folder, dirs, files in os.walk(path.parent)  # never follows a link
+        for name in dirs + files
+        if not (stat.S_ISREG(mode := os.lstat(os.path.join(folder, name)).st_mode) or stat.S_ISDIR(mode))
+    ]
+    if odd:
+        return (
+            f"the submission folder holds links or special files ({', '.join(sorted(odd)[:3])}): remove them"
+        )
+    return None
 
 
 # ------------------------------------------------------------------------------ feedback

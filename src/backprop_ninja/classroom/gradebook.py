@@ -1,0 +1,127 @@
+"""The coordinator's gradebook: the one module that writes grades, and the files beside them.
+
+``register_assignment`` records the assignment in the class's gradebook (SQLite or
+PostgreSQL); ``release`` packs the same registration in a private SQLite file, plus the
+solution notebooks, for the grading jobs to carry. ``record`` turns one job's ``GradingResult``
+into the student's gradebook rows (from a clean slate, so a regrade leaves nothing stale),
+the autograded notebooks, the status file and the log.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..course import ASSIGNMENT, NOTEBOOKS
+from ..text import printable
+from .course import Course, GradingError, prepare_environment, quiet_known_warnings, sqlite_url
+from .results import GradingResult, NotebookGrade, Release
+from .status import GRADED, MISSING, StudentStatus, write_status
+from .trust import answer_cell_of
+
+RELEASE_SCRATCH = "grader/work/release"
+
+
+def register_assignment(course: Course) -> None:
+    """Record the assignment's cells, points and checksums in the class's gradebook, from solutions/."""
+    _generate_assignment(course, course.db_url, RELEASE_SCRATCH)
+
+
+def enrol(course: Course, students: list[str]) -> None:
+    """Every student of the run in the gradebook, in sorted order, before any result comes
+    in: exports list them in that order, whichever job finishes first."""
+    with course.gradebook() as gb:
+        for student in sorted(students):
+            gb.update_or_create_student(student)
+
+
+def release(course: Course) -> Release:
+    """The release every grading job carries: the assignment registered in a private SQLite
+    gradebook (whatever the class's gradebook is), and the solution notebooks."""
+    with tempfile.TemporaryDirectory(prefix="release-") as scratch:
+        private = Path(scratch, "gradebook.db")
+        _generate_assignment(course, sqlite_url(private), str(Path(scratch, "release")))
+        gradebook = private.read_bytes()
+    sources = {nb: course.source_notebook(nb).read_bytes() for nb in NOTEBOOKS}
+    return Release(gradebook=gradebook, sources=sources, cell_timeout=course.cell_timeout_seconds())
+
+
+def _generate_assignment(course: Course, db_url: str, release_directory: str) -> None:
+    """``nbgrader generate_assignment`` into a scratch release folder (notebooks/, the
+    committed student version, is never touched here)."""
+    from nbgrader.apps import NbGraderAPI
+
+    prepare_environment()
+    config = course.config()
+    config.CourseDirectory.release_directory = release_directory
+    config.CourseDirectory.db_url = db_url
+    outcome = NbGraderAPI(config=config).generate_assignment(ASSIGNMENT, force=True, create=True)
+    if not outcome["success"]:
+        raise GradingError(
+            f"could not register the assignment in the gradebook ({db_url}):\n"
+            f"{outcome.get('log', '')}{outcome.get('error', '')}"
+        )
+
+
+def record(course: Course, result: GradingResult) -> StudentStatus:
+    """Write one student's result: gradebook rows, autograded notebooks, status and log."""
+    quiet_known_warnings()
+    student = result.student
+    with course.gradebook() as gb:
+        _forget(gb, student)
+        for notebook in result.notebooks:
+            if notebook.state != MISSING:
+                _record_notebook(gb, student, notebook)
+        gb.db.commit()
+    for folder in (course.autograded / student / ASSIGNMENT, course.feedback / student / ASSIGNMENT):
+        shutil.rmtree(folder, ignore_errors=True)
+    for notebook in result.notebooks:
+        if notebook.autograded is not None:
+            path = course.autograded_notebook(student, notebook.notebook)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(notebook.autograded)
+    status = StudentStatus(student, [nb.status() for nb in result.notebooks])
+    write_status(course.status, status)
+    course.logs.mkdir(parents=True, exist_ok=True)
+    (course.logs / f"{student}.log").write_text(result.log + "\n", encoding="utf-8")
+    return status
+
+
+def _forget(gb, student: str) -> None:
+    """Remove the student's previous grading and start an empty submission (0 points until a
+    notebook is graded): nbgrader keeps the grades of cells that disappeared otherwise."""
+    from nbgrader.api import MissingEntry
+
+    try:
+        gb.remove_submission(ASSIGNMENT, student)
+    except MissingEntry:
+        pass
+    gb.update_or_create_student(student)
+    gb.add_submission(ASSIGNMENT, student)
+
+
+def _record_notebook(gb, student: str, notebook: NotebookGrade) -> None:
+    """A graded notebook's points, withdrawals and comments; an ungraded one is left as
+    nbgrader leaves a failed one: no scores, needs manual grading."""
+    submitted = gb.find_submission_notebook(notebook.notebook, ASSIGNMENT, student)
+    grades = {grade.name: grade for grade in submitted.grades}
+    if notebook.state != GRADED:
+        for grade in grades.values():
+            grade.auto_score = grade.manual_score = None
+            grade.needs_manual_grade = True
+        return
+    withdrawn: dict[str, list[str]] = {}
+    for test in notebook.tests:
+        grade = grades[test.test]
+        grade.auto_score = test.auto_points
+        grade.needs_manual_grade = test.needs_review
+        if test.withdrawn:
+            grade.manual_score = 0.0
+            withdrawn.setdefault(answer_cell_of(notebook.notebook, test.test), []).append(
+                f"{test.test}: {test.auto_points:g} point(s) withdrawn — {test.withdrawn}"
+            )
+    for comment in submitted.comments:
+        comment.auto_comment = notebook.comments.get(comment.name)
+        if comment.name in withdrawn:
+            comment.manual_comment = printable("\n".join(withdrawn[comment.name]))

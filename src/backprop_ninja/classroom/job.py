@@ -1,0 +1,209 @@
+"""Grading one student: a ``GradingJob`` in, a ``GradingResult`` out, nothing written elsewhere.
+
+The job builds a private staging folder: a copy of the registered gradebook, the student's
+notebooks (copies of the bytes it was given) and the solution notebooks the checks compare
+with. Each notebook is autograded there on its own (``nbgrader autograde --notebook``), so a
+notebook nbgrader cannot grade costs only that notebook; a notebook that runs longer than the
+job's limit has its kernel killed and is reported as stopped. The notebooks that earned
+points then go through the integrity scan and the trusted verifier (``trust``), whose
+findings withdraw points in the result — never in a gradebook. The staging folder is removed
+at the end; the coordinator (``gradebook.record``) writes what the result says.
+
+Run as ``python -m backprop_ninja.classroom.job JOB RESULT`` (pickle files) by the local
+executor, or called as ``run_job`` by a Dask worker.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ..course import ASSIGNMENT, NOTEBOOKS, SANDBOX_VARIABLE
+from ..integrity import one_line
+from . import kernels
+from .course import Course, prepare_environment, quiet_known_warnings, sqlite_url
+from .reasons import failure_reason, success_notes
+from .results import (
+    GRADER,
+    INTEGRITY,
+    NBGRADER,
+    VERIFIER,
+    Decision,
+    GradedTest,
+    GradingJob,
+    GradingResult,
+    NotebookGrade,
+)
+from .status import FAILED, GRADED, MISSING, STOPPED
+from .trust import checked_tests, untrusted_tests
+
+UNSANDBOXED_NOTE = (
+    "graded WITHOUT a sandbox (autograde --no-sandbox): the student's code ran with the grader's permissions"
+)
+
+
+def run_job(job: GradingJob) -> GradingResult:
+    """Grade ``job.student``'s notebooks in a staging folder of this job's own."""
+    prepare_environment(threads=job.threads)
+    os.environ[SANDBOX_VARIABLE] = "1" if job.sandboxed else "0"  # read by the kernel manager
+    quiet_known_warnings()
+    log: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="grading-job-") as staging:
+        course = _stage(Path(staging), job)
+        api = course.api()
+        notebooks = [_grade_notebook(course, api, job, notebook, log) for notebook in NOTEBOOKS]
+    return GradingResult(job.student, notebooks, log="\n".join(log))
+
+
+def _stage(staging: Path, job: GradingJob) -> Course:
+    """The job's private course: gradebook copy, submitted copies, solution notebooks."""
+    (staging / "gradebook.db").write_bytes(job.release.gradebook)
+    for notebook, content in job.release.sources.items():
+        _write(staging / "solutions" / ASSIGNMENT / f"{notebook}.ipynb", content)
+    for notebook, content in job.files.items():
+        _write(staging / "submitted" / job.student / ASSIGNMENT / f"{notebook}.ipynb", content)
+    return Course(
+        root=staging,
+        class_dir=staging,
+        db_url=sqlite_url(staging / "gradebook.db"),
+        cell_timeout=job.release.cell_timeout,
+    )
+
+
+def _write(path: Path, content: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+
+
+def _grade_notebook(course: Course, api, job: GradingJob, notebook: str, log: list[str]) -> NotebookGrade:
+    start = time.monotonic()
+    if notebook in job.refused:
+        result = NotebookGrade(notebook, FAILED, reason=job.refused[notebook])
+    elif notebook not in job.files:
+        result = NotebookGrade(notebook, MISSING, reason="not submitted")
+    else:
+        result = _autograde(course, api, job, notebook, log)
+    result.seconds = round(time.monotonic() - start, 1)
+    log.append(f"----- {notebook}: {result.state} in {result.seconds:.1f} s")
+    log.extend(f"  {line}" for line in result.status().messages())
+    return result
+
+
+def _autograde(course: Course, api, job: GradingJob, notebook: str, log: list[str]) -> NotebookGrade:
+    start = time.monotonic()
+    with kernels.killed_after(job.notebook_timeout) as watchdog:
+        success, nbgrader_log = autograde_notebook(api, job.student, notebook)
+    log.append(
+        f"\n===== {notebook}: nbgrader autograde ({'ok' if success else 'FAILED'}, "
+        f"{time.monotonic() - start:.1f} s)\n{nbgrader_log}"
+    )
+    if watchdog.fired:
+        reason = f"grading this notebook took longer than {job.notebook_timeout:g} s and was stopped"
+        log.append(f"===== {notebook}: STOPPED — {reason}")
+        return NotebookGrade(notebook, STOPPED, reason=reason)
+    if not success:
+        return NotebookGrade(notebook, FAILED, reason=failure_reason(nbgrader_log))
+    autograded = course.autograded_notebook(job.student, notebook)
+    result = NotebookGrade(
+        notebook,
+        GRADED,
+        notes=success_notes(nbgrader_log, autograded, course.cell_timeout_seconds()),
+        autograded=autograded.read_bytes(),
+    )
+    if not job.sandboxed:
+        result.notes.append(UNSANDBOXED_NOTE)
+    _read_grades(course, job.student, result)
+    _check_trust(course, job, result)
+    return result
+
+
+def autograde_notebook(api, student: str, notebook: str) -> tuple[bool, str]:
+    """``nbgrader autograde backprop_ninja --student S --notebook NB --force``, in this
+    process. Returns (success, nbgrader's log with the traceback of a failure)."""
+    from nbgrader.converters import Autograde
+    from nbgrader.utils import capture_log, temp_attrs
+
+    with temp_attrs(api.coursedir, assignment_id=ASSIGNMENT, student_id=student, notebook_id=notebook):
+        app = Autograde(coursedir=api.coursedir, parent=api)
+        app.force = True
+        app.create_student = True
+        outcome = capture_log(app)
+    return bool(outcome["success"]), outcome.get("log", "") + outcome.get("error", "")
+
+
+def _read_grades(course: Course, student: str, result: NotebookGrade) -> None:
+    """nbgrader's points and auto comments for the notebook, from the job's own gradebook."""
+    with course.gradebook() as gb:
+        submitted = gb.find_submission_notebook(result.notebook, ASSIGNMENT, student)
+        for grade in sorted(submitted.grades, key=lambda g: g.name):
+            passed = bool(grade.auto_score) and grade.auto_score == grade.max_score
+            result.tests.append(
+                GradedTest(
+                    grade.name,
+                    grade.max_score,
+                    grade.auto_score,
+                    [Decision(NBGRADER, "passed" if passed else "failed")],
+                    needs_review=bool(grade.needs_manual_grade),
+                )
+            )
+        result.comments = {c.name: c.auto_comment for c in submitted.comments if c.auto_comment}
+
+
+def _check_trust(course: Course, job: GradingJob, result: NotebookGrade) -> None:
+    """Withdraw the points the integrity scan or the verifier does not trust."""
+    if not any(t.auto_points for t in result.tests):
+        return  # nothing to take away
+    notebook = result.notebook
+    try:
+        outcome = untrusted_tests(
+            course.submitted_notebook(job.student, notebook),
+            notebook,
+            source=course.source_notebook(notebook),
+            verify_timeout=job.verify_timeout,
+            verify_seed=job.verify_seed,
+            known_verdicts=job.known_verdicts,
+        )
+    except Exception as error:  # fail closed: points nobody could check are not given
+        reason = one_line(
+            f"the integrity checks could not run ({type(error).__name__}: {error}): "
+            "0 points until a TA checks this notebook by hand"
+        )
+        withdraw(result, dict.fromkeys(checked_tests(notebook), reason), GRADER, needs_review=True)
+        return
+    result.verdicts_key, result.verdicts = outcome.key, outcome.verdicts
+    withdraw(result, outcome.reasons, None)
+
+
+def withdraw(
+    result: NotebookGrade, reasons: dict[str, str], source: str | None, *, needs_review=False
+) -> None:
+    """Withdraw the points of every listed test that earned some; record the decision."""
+    for test in result.tests:
+        reason = reasons.get(test.test)
+        if reason is None or not test.auto_points:
+            continue
+        where = source or (INTEGRITY if reason.startswith("integrity:") else VERIFIER)
+        test.decisions.append(Decision(where, "withdrawn", reason))
+        test.withdrawn = reason
+        test.needs_review = needs_review
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The local executor's worker: ``JOB`` and ``RESULT`` are pickle files it owns."""
+    job_path, result_path = (argv if argv is not None else sys.argv[1:])[:2]
+    with open(job_path, "rb") as handle:
+        job = pickle.load(handle)
+    result = run_job(job)
+    partial = Path(result_path + ".part")
+    with open(partial, "wb") as handle:
+        pickle.dump(result, handle)
+    partial.replace(result_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Plain helpers shared by the grading tests (fixtures live in conftest.py; no test module
+imports another test module)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+from pathlib import Path
+
+from backprop_ninja.classroom.course import Course
+from backprop_ninja.course import ASSIGNMENT, REPO_ROOT
+
+WORKERS = 2
+# The verifier draws its fresh inputs from this seed instead of secret ones: a test must give
+# the same result every time. (Real grading uses secret seeds, new on every run.)
+VERIFY_SEED = 1
+
+
+def make_course_root(base: Path) -> Path:
+    """A course root under ``base`` with the repository's solutions and released notebooks."""
+    root = base / "course"
+    root.mkdir()
+    for folder in ("solutions", "notebooks"):
+        (root / folder).symlink_to(REPO_ROOT / folder, target_is_directory=True)
+    return root
+
+
+def load_demo_module():
+    """grader/make_demo_class.py (a script, not a package module)."""
+    if "make_demo_class" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "make_demo_class", REPO_ROOT / "grader" / "make_demo_class.py"
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["make_demo_class"] = module  # dataclasses look their module up
+        spec.loader.exec_module(module)
+    return sys.modules["make_demo_class"]
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def grade_cells(course: Course, student: str) -> dict[tuple[str, str], float]:
+    """Every grade cell's score of a student, from the gradebook."""
+    with course.gradebook() as gb:
+        submission = gb.find_submission(ASSIGNMENT, student)
+        return {(nb.name, g.name): g.score for nb in submission.notebooks for g in nb.grades}

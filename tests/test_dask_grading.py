@@ -1,0 +1,120 @@
+"""Grading on a real Dask cluster: a ``LocalCluster`` of 2 worker processes on 127.0.0.1.
+
+The same grading jobs as the local pool, sent to Dask workers: the coordinator alone writes
+the gradebook and the class's files, so the demo class must come out exactly as it does from
+the local pool (the shared ``graded_demo`` fixture). A worker killed mid-job costs nothing but
+a retry; a scheduler nobody runs is a one-line error before anything is graded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+from helpers import VERIFY_SEED, make_course_root
+
+from backprop_ninja.classroom import Course, autograde_class, export_class
+from backprop_ninja.classroom.__main__ import main as classroom_main
+from backprop_ninja.classroom.course import GradingError
+from backprop_ninja.classroom.report import read_notebook_csv
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two worker processes, one thread each; a task whose worker dies is retried once."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        cluster = LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        )
+    client = Client(cluster)
+    yield cluster, client
+    client.close()
+    cluster.close()
+
+
+def test_the_demo_class_graded_on_dask_matches_the_local_pool(
+    cluster, graded_demo, demo_class_module, tmp_path
+):
+    local = graded_demo["course"]
+    course = Course.load(root=make_course_root(tmp_path))
+    demo_class_module.build(course)
+    statuses = autograde_class(
+        course, dask_scheduler=cluster[0].scheduler_address, verify_seed=VERIFY_SEED, progress=False
+    )
+    export_class(course)
+    assert demo_class_module.differences(course) == []
+    assert statuses == graded_demo["statuses"]
+    assert course.grades_csv.read_text() == graded_demo["csv"]["grades.csv"]
+    assert read_notebook_csv(course.notebook_grades_csv) == read_notebook_csv_text(graded_demo, local)
+
+
+def read_notebook_csv_text(graded_demo, local: Course):
+    """The local pool's per-notebook CSV as it was right after grading."""
+    saved = local.class_dir / "grades_by_notebook.saved.csv"
+    saved.write_text(graded_demo["csv"]["grades_by_notebook.csv"])
+    return read_notebook_csv(saved)
+
+
+def test_a_worker_killed_mid_job_is_retried_and_the_gradebook_is_complete(
+    cluster, demo_class_module, tmp_path
+):
+    students = [
+        demo_class_module.DEMO_BY_NAME[name] for name in ("full_marks", "untouched", "slips_db2_bessel")
+    ]
+    course = Course.load(root=make_course_root(tmp_path))
+    demo_class_module.build(course, students)
+    local_cluster, client = cluster
+    outcome: dict = {}
+
+    def grade() -> None:
+        try:
+            outcome["statuses"] = autograde_class(
+                course,
+                dask_scheduler=local_cluster.scheduler_address,
+                verify_seed=VERIFY_SEED,
+                progress=False,
+            )
+        except BaseException as error:  # reported by the main thread
+            outcome["error"] = error
+
+    grading = threading.Thread(target=grade)
+    grading.start()
+    victim = _a_worker_grading(client)
+    os.kill(client.run(os.getpid)[victim], signal.SIGKILL)  # mid-job: a kernel is running
+    grading.join(timeout=900)
+    assert "error" not in outcome, outcome.get("error")
+    assert sorted(outcome["statuses"]) == sorted(s.name for s in students)
+    assert demo_class_module.differences(course, students) == []  # every point, every note
+
+
+def _a_worker_grading(client, timeout: float = 300) -> str:
+    """The address of a worker that is running a grading job now (after a few seconds in)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = [worker for worker, keys in client.processing().items() if keys]
+        if busy:
+            time.sleep(3)  # well inside the job: its first notebook's kernel is running
+            return busy[0]
+        time.sleep(0.2)
+    raise AssertionError("no worker started a grading job")
+
+
+def test_an_unreachable_scheduler_is_one_line_before_anything_is_graded(course_root, capsys):
+    course = Course.load(root=course_root)
+    (course.submitted / "ann" / "backprop_ninja").mkdir(parents=True)
+    with pytest.raises(GradingError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+        autograde_class(course, dask_scheduler="tcp://127.0.0.1:9", progress=False)
+    assert not course.status.exists()  # nothing graded, nothing written
+    code = classroom_main(
+        ["autograde", "--root", str(course.root), "--dask-scheduler", "tcp://127.0.0.1:9", "--no-progress"]
+    )
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and error.startswith("error: cannot reach the Dask scheduler") and "\n" not in error
