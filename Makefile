@@ -15,6 +15,9 @@ WORKERS    ?= 2
 # SANDBOX=no grades without bubblewrap (trusted code only; the grades say so).
 SANDBOX    ?= yes
 SANDBOX_OPTION := $(if $(filter no,$(SANDBOX)),--no-sandbox)
+# DASK=tcp://HOST:PORT grades on a Dask cluster's workers instead of the local pool (grader/README.md).
+DASK       ?=
+DASK_OPTION := $(if $(DASK),--dask-scheduler $(DASK))
 
 .PHONY: help setup data lab test test-fast lint release grade collect autograde feedback export train bench clean
 
@@ -73,8 +76,8 @@ CLASSROOM  := $(PYTHON) -m backprop_ninja.classroom
 collect: setup ## Collect submissions into grader/class/submitted: ZIP=download.zip (LMS) or, without ZIP, nbgrader's exchange
 	$(CLASSROOM) collect --class-dir $(CLASS) $(if $(ZIP),--zip "$(ZIP)")
 
-autograde: setup data ## Autograde every submission (WORKERS=2 at once; SANDBOX=no: trusted code only); print the table
-	$(CLASSROOM) autograde --class-dir $(CLASS) --workers $(WORKERS) $(SANDBOX_OPTION)
+autograde: setup data ## Autograde every submission (WORKERS=2 at once; DASK=tcp://HOST:PORT: on a Dask cluster; SANDBOX=no: trusted code only)
+	$(CLASSROOM) autograde --class-dir $(CLASS) --workers $(WORKERS) $(SANDBOX_OPTION) $(DASK_OPTION)
 
 feedback: setup ## Feedback HTML per student and notebook (hidden tests stripped) in grader/class/feedback
 	$(CLASSROOM) feedback --class-dir $(CLASS) --workers $(WORKERS)
@@ -84,7 +87,7 @@ export: setup ## Grades to grader/class/grades.csv (per student) and grades_by_n
 
 grade: setup data ## See it work: autograde a generated demo class, print the table, write CSV + feedback
 	$(PYTHON) grader/make_demo_class.py --class-dir $(DEMO_CLASS)
-	$(CLASSROOM) grade --class-dir $(DEMO_CLASS) --workers $(WORKERS) $(SANDBOX_OPTION)
+	$(CLASSROOM) grade --class-dir $(DEMO_CLASS) --workers $(WORKERS) $(SANDBOX_OPTION) $(DASK_OPTION)
 	$(PYTHON) grader/make_demo_class.py --check --class-dir $(DEMO_CLASS)
 
 .PHONY: solutions

@@ -28,6 +28,7 @@ BENCH_CLASS_DIR = "grader/work/bench-class"
 SECONDS_PER_SUBMISSION_BOUND = 10  # with the sandbox (issue 12)
 SANDBOX_OVERHEAD_BOUND = 1.3  # sandboxed ÷ unsandboxed seconds per submission
 PARALLEL_SPEEDUP_BOUND = 1.6
+DASK_THROUGHPUT_BOUND = 0.9  # Dask LocalCluster (2 worker processes) ÷ the local pool (2 workers)
 
 
 @cache
@@ -56,7 +57,12 @@ def build_class(course: Course, students: int, notebooks: tuple[str, ...] = NOTE
 
 
 def timed_autograde(
-    course: Course, workers: int, notebooks: tuple[str, ...], *, sandboxed: bool = True
+    course: Course,
+    workers: int,
+    notebooks: tuple[str, ...],
+    *,
+    sandboxed: bool = True,
+    dask_scheduler: str | None = None,
 ) -> tuple[float, float]:
     """Seconds to autograde the whole class with ``workers`` workers, and the part of them
     spent on what a run does once (registering, starting the fork server). Every submitted
@@ -64,7 +70,12 @@ def timed_autograde(
     fixed: dict[str, float] = {}
     start = time.perf_counter()
     statuses = autograde_class(
-        course, workers=workers, progress=False, fixed_seconds=fixed, sandboxed=sandboxed
+        course,
+        workers=workers,
+        progress=False,
+        fixed_seconds=fixed,
+        sandboxed=sandboxed,
+        dask_scheduler=dask_scheduler,
     )
     seconds = time.perf_counter() - start
     failed = [
@@ -88,19 +99,29 @@ def autograde_speed(
     each run's own fixed seconds (as the pipeline times them) are taken out. The JSON keeps
     the raw totals.
     """
+    from distributed import LocalCluster
+
     course = Course.load(root=REPO_ROOT, class_dir=class_dir)
     build_class(course, students, notebooks)
-    # "1" and "2": workers, sandboxed (as graded); "1-open": 1 worker without the sandbox.
-    runs = {"1": (1, True), "2": (2, True), "1-open": (1, False)}
+    # "1" and "2": workers, sandboxed (as graded); "1-open": 1 worker without the sandbox;
+    # "2-dask": a Dask LocalCluster of 2 worker processes instead of the local pool.
+    runs = {"1": (1, True), "2": (2, True), "1-open": (1, False), "2-dask": (2, True)}
     total: dict[str, list[float]] = {run: [] for run in runs}
     fixed: dict[str, list[float]] = {run: [] for run in runs}
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    )
     try:
         for _ in range(repeats):  # taking turns, like every other figure
             for run, (workers, sandboxed) in runs.items():
-                seconds, once = timed_autograde(course, workers, notebooks, sandboxed=sandboxed)
+                scheduler = cluster.scheduler_address if run == "2-dask" else None
+                seconds, once = timed_autograde(
+                    course, workers, notebooks, sandboxed=sandboxed, dask_scheduler=scheduler
+                )
                 total[run].append(seconds)
                 fixed[run].append(once)
     finally:
+        cluster.close()
         shutil.rmtree(course.class_dir, ignore_errors=True)
     grading = {w: [t - f for t, f in zip(total[w], fixed[w], strict=True)] for w in total}
     per_one = median(grading["1"]) / students
@@ -109,6 +130,10 @@ def autograde_speed(
     overhead = median([a / b for a, b in zip(grading["1"], grading["1-open"], strict=True)])
     # Within each repeat: 1 worker's grading time ÷ 2 workers'.
     speedup = median([a / b for a, b in zip(grading["1"], grading["2"], strict=True)])
+    # Within each repeat: the pool's grading time ÷ Dask's (throughput of Dask ÷ the pool's).
+    dask_ratio = median([a / b for a, b in zip(grading["2"], grading["2-dask"], strict=True)])
+    # Dask's own cost per task: its grading time beyond the pool's, per submission.
+    dask_overhead = max(0.0, (median(grading["2-dask"]) - median(grading["2"])) / students)
     one, two = median(total["1"]), median(total["2"])
     size = f"{len(notebooks)}-notebook"
     what = f"{students} identical full-marks {size} submissions"
@@ -122,6 +147,14 @@ def autograde_speed(
         "fixed_seconds_1_worker": fixed["1"],
         "fixed_seconds_2_workers": fixed["2"],
         "fixed_seconds_1_worker_no_sandbox": fixed["1-open"],
+        "seconds_2_dask_workers": total["2-dask"],
+        "fixed_seconds_2_dask_workers": fixed["2-dask"],
+        "seconds_per_job": per_one,
+        "dask_overhead_seconds_per_job": dask_overhead,
+        # 10,000 submissions on 100 workers: 100 rounds of one job per worker, each job as long
+        # as here plus Dask's per-task overhead (the coordinator records ~0.1 s per result
+        # meanwhile, far below one job's seconds).
+        "estimate_10000_on_100_workers_hours": 10_000 / 100 * (per_one + dask_overhead) / 3600,
     }
     return [
         Row(
@@ -152,6 +185,18 @@ def autograde_speed(
             f"{median(grading['1']):.0f} s of grading with 1 worker vs {median(grading['2']):.0f} s "
             f"with 2 for the same {students} submissions (raw ratio with the fixed costs "
             f"{one / two:.2f}×)",
+            data,
+        ),
+        Row(
+            "5d",
+            "autograde throughput: Dask LocalCluster (2 processes) / local pool (2 workers)",
+            dask_ratio,
+            "×",
+            Target(DASK_THROUGHPUT_BOUND, at_most=False),
+            f"{median(grading['2-dask']):.0f} s on Dask vs {median(grading['2']):.0f} s in the pool for "
+            f"the same {students} submissions; Dask's cost {dask_overhead:.2f} s per job; estimate "
+            f"for 10,000 submissions on 100 workers: "
+            f"{data['estimate_10000_on_100_workers_hours']:.1f} h",
             data,
         ),
     ]

@@ -1,13 +1,16 @@
 """The instructor's grading pipeline around nbgrader: one command per step.
 
     course.py    where a class's files are; nbgrader's configuration for it; the grading environment
-    pipeline.py  register the assignment, autograde in parallel, feedback, export, collect
-    worker.py    grading one student (one nbgrader run per notebook) in a worker process
+    pipeline.py  the coordinator: autograde (jobs through an executor), feedback, export, collect
+    job.py       grading one student: a GradingJob in, a GradingResult out (results.py), in a
+                 staging folder of its own; ``python -m backprop_ninja.classroom.job`` is its worker
+    executors.py where jobs run: a local pool of worker processes, or a Dask cluster
+    gradebook.py the one module that writes the gradebook, the autograded copies, status and logs
     kernels.py   the kernel manager nbgrader grades with: sandboxed kernels (../grading/sandbox.py),
                  or, with --no-sandbox, kernels forked by ../forkserver.py
     collect.py   safe zip extraction and the LMS collector plugin for nbgrader's zip_collect
     outputs.py   LimitOutputBytes: outputs capped in bytes before nbgrader saves a notebook
-    trust.py     the integrity scan and the trusted verifier: withdrawing untrusted points
+    trust.py     the integrity scan and the trusted verifier: which points cannot be trusted
     reasons.py   one-line reasons for failed notebooks and notes for graded ones, from nbgrader's log
     status.py    what happened to each notebook (graded / failed / stopped / missing)
     report.py    the student × notebook table and the per-notebook CSV
