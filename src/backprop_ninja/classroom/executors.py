@@ -91,13 +91,15 @@ class LocalExecutor:
             with open(job_file, "wb") as handle:
                 pickle.dump(job, handle)
             command = [sys.executable, "-m", "backprop_ninja.classroom.job", str(job_file), str(result_file)]
+            scratch = Path(private, "tmp")  # the job's temporary files: removed with it, however it ends
+            scratch.mkdir()
             with open(output, "wb") as log:
                 process = forkserver.spawn(
                     command,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    env=self.env,
+                    env={**self.env, "TMPDIR": str(scratch)},
                     server_path=self.env.get(FORKSERVER_VARIABLE),
                 )
                 timed_out = self._wait(process, job_deadline(job))
