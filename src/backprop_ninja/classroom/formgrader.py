@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,7 @@ def command(course: Course, *, ip: str, port: int, token: str) -> list[str]:
         "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={course.root}",
+        *(["--allow-root"] if os.geteuid() == 0 else []),  # containers and CI run as root
     ]
 
 
@@ -72,6 +74,11 @@ def serve(course: Course, *, ip: str, port: int, token: str | None) -> int:
     """``make formgrader``: serve until Ctrl-C."""
     if not course.autograded.is_dir():
         print(f"note: nothing autograded yet in {os.path.relpath(course.class_dir)} (run `make autograde`)")
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # `kill` stops the server as Ctrl-C does
     log_path = course.work / "formgrader" / "server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
@@ -82,7 +89,8 @@ def serve(course: Course, *, ip: str, port: int, token: str | None) -> int:
             code = process.wait()
         except KeyboardInterrupt:
             process.terminate()
-            return process.wait() and 0
+            process.wait()
+            return 0
     if code:
         print(f"the server stopped (exit code {code}); see {os.path.relpath(log_path)}", file=sys.stderr)
     return code
