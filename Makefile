@@ -91,6 +91,8 @@ grade: setup data ## See it work: autograde a generated demo class, print the ta
 # on a clone with no real class yet (no $(CLASS)/submitted) they use make grade's demo class.
 # make export's CANVAS_COLUMN='Backprop Ninja (1234)' names grades_canvas.csv's points column.
 VIEWED_CLASS    = $(if $(wildcard $(CLASS)/submitted),$(CLASS),$(DEMO_CLASS))
+# The browser test of the feedback pages drives Debian's chromium with playwright (dev extra).
+SYSTEM_PACKAGES += chromium:chromium
 FORMGRADER_PORT ?= 8890
 .PHONY: report formgrader
 report: setup ## The class report, <class>/report.html: scores, pass rate per test, diagnoses (instructors only)
