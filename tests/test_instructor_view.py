@@ -170,15 +170,19 @@ def test_a_verdict_is_one_display_data_output_with_its_json(section_b):
     (cell,) = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_db2"]
     verdicts = [o for o in cell.outputs if o.output_type == "display_data"]
     assert len(verdicts) == 1 and [o.output_type for o in cell.outputs] == ["display_data", "error"]
-    data = verdicts[0].data
-    assert data["text/plain"].startswith("❌ db2 on this notebook's batch: shape (32, 27)")
-    assert data[VERDICT_MIME] == {
+    (line,) = cell.outputs[1].traceback  # the line the student reads, once: the error's
+    assert line.startswith("❌ db2 on this notebook's batch: shape (32, 27)")
+    assert verdicts[0].data["text/plain"] == ""
+    assert verdicts[0].data[VERDICT_MIME] == {
         "test": "db2",
         "passed": False,
         "problem": "shape",
-        "message": data["text/plain"].split(": ", 1)[1],
+        "message": line.split(": ", 1)[1],
     }
-    assert "GradeFailure" not in "".join(cell.outputs[1].traceback)  # the line is not shown twice
+    (passed,) = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_dprobs"]
+    assert [o.output_type for o in passed.outputs] == ["display_data"] * 4  # visible + 3 hidden
+    assert passed.outputs[0].data["text/plain"].startswith("✅ dprobs")
+    assert passed.outputs[0].data[VERDICT_MIME]["passed"] is True
 
 
 @pytest.mark.slow

@@ -106,7 +106,7 @@ def warnings_to_stdout():
 
 def show_verdict(test: str, passed: bool, problem: str | None, message: str, line: str) -> bool:
     """Show a test's one-line verdict. In a notebook: ONE display_data output whose bundle has
-    the line as "text/plain" and the verdict as ``VERDICT_MIME`` JSON (what grading records for
+    ``line`` as "text/plain" and the verdict as ``VERDICT_MIME`` JSON (what grading records for
     the class report); elsewhere, the line printed. True when it was displayed in a notebook."""
     from IPython import get_ipython
 
@@ -132,18 +132,16 @@ class GradeFailure(AssertionError):
         from IPython import get_ipython
 
         line = f"❌ {self}"
-        if get_ipython() is None:
-            return [line]
-        # The line is shown as the verdict's display_data; the error (which makes nbgrader
-        # score the cell 0) then shows nothing more: an ANSI reset, because JupyterLab shows
-        # "GradeFailure: <the line again>" in place of an empty traceback.
-        if not getattr(self, "_shown", False):  # IPython may render an exception twice
+        if get_ipython() is not None and not getattr(self, "_shown", False):  # IPython may render twice
+            # The failure's verdict, recorded as a display_data output whose "text/plain" is
+            # empty: the line itself stays the error's traceback, as before — nbgrader's 0, its
+            # Validate button and the feedback show it there, and it is not shown twice.
             result = self.result
             problem, message = (
                 (result.problem, result.message) if result is not None else ("training", str(self))
             )
-            self._shown = show_verdict(self.test, False, problem, message, line)
-        return ["\x1b[0m"]
+            self._shown = show_verdict(self.test, False, problem, message, "")
+        return [line]
 
 
 class _AlreadyPrinted:

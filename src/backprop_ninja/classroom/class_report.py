@@ -120,18 +120,16 @@ def cell_verdicts(autograded: Path) -> dict[str, list[Verdict]]:
         if not is_test(cell):
             continue
         verdicts = found.setdefault(str(grade_id(cell)), [])
-        for output in cell.get("outputs", []):
-            data = output.get("data", {})
-            verdict = data.get(VERDICT_MIME)
+        outputs = cell.get("outputs", [])
+        for i, output in enumerate(outputs):
+            verdict = output.get("data", {}).get(VERDICT_MIME)
             if isinstance(verdict, dict):
+                # A failure's line is the traceback of the error right after it (testing.py).
+                after = outputs[i + 1] if i + 1 < len(outputs) else {}
+                line = output["data"].get("text/plain") or "".join(after.get("traceback", []))
+                problem, message = verdict.get("problem"), str(verdict.get("message", ""))
                 verdicts.append(
-                    Verdict(
-                        str(verdict.get("test", "")),
-                        bool(verdict.get("passed")),
-                        verdict.get("problem"),
-                        str(verdict.get("message", "")),
-                        str(data.get("text/plain", "")),
-                    )
+                    Verdict(str(verdict.get("test", "")), bool(verdict.get("passed")), problem, message, line)
                 )
     return found
 
