@@ -82,13 +82,27 @@ autograde: setup data ## Autograde every submission (WORKERS=2 at once; DASK=tcp
 feedback: setup ## Feedback HTML per student and notebook (hidden tests stripped) in grader/class/feedback
 	$(CLASSROOM) feedback --class-dir $(CLASS) --workers $(WORKERS)
 
-export: setup ## Grades to grader/class/grades.csv (per student) and grades_by_notebook.csv (with notes)
-	$(CLASSROOM) export --class-dir $(CLASS)
+export: setup ## Grades to grader/class/grades.csv (per student), grades_by_notebook.csv (with notes), grades_canvas.csv
+	$(CLASSROOM) export --class-dir $(CLASS) $(if $(CANVAS_COLUMN),--canvas-column "$(CANVAS_COLUMN)")
 
 grade: setup data ## See it work: autograde a generated demo class, print the table, write CSV + feedback
 	$(PYTHON) grader/make_demo_class.py --class-dir $(DEMO_CLASS)
 	$(CLASSROOM) grade --class-dir $(DEMO_CLASS) --workers $(WORKERS) $(SANDBOX_OPTION) $(DASK_OPTION)
 	$(PYTHON) grader/make_demo_class.py --check --class-dir $(DEMO_CLASS)
+
+# ---- the instructor's view (issue 16): the class report and the Formgrader. Both take CLASS;
+# on a clone with no real class yet (no $(CLASS)/submitted) they use make grade's demo class.
+# make export's CANVAS_COLUMN='Backprop Ninja (1234)' names grades_canvas.csv's points column.
+VIEWED_CLASS    = $(if $(wildcard $(CLASS)/submitted),$(CLASS),$(DEMO_CLASS))
+# The browser test of the feedback pages drives Debian's chromium with playwright (dev extra).
+SYSTEM_PACKAGES += chromium:chromium
+FORMGRADER_PORT ?= 8890
+.PHONY: report formgrader
+report: setup ## The class report, <class>/report.html: scores, pass rate per test, diagnoses (instructors only)
+	$(CLASSROOM) class-report --class-dir $(VIEWED_CLASS)
+
+formgrader: setup ## nbgrader's Formgrader on the class (127.0.0.1:FORMGRADER_PORT, token); prints the URL
+	$(CLASSROOM) formgrader --class-dir $(VIEWED_CLASS) --port $(FORMGRADER_PORT)
 
 .PHONY: solutions
 solutions: setup data ## Re-execute the solution notebooks in place (their outputs are what nbval checks)

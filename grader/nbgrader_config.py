@@ -57,8 +57,11 @@ c.Autograde.autograde_preprocessors = _autograde_steps
 # Feedback HTML is made from the autograded notebooks, which still contain the hidden tests
 # (nbgrader puts test cells back whole): strip them before students see the feedback, from
 # the cells' sources and from tracebacks that quote them.
+# TestIndex names each test and why it lost points, for the course's feedback template (set by
+# `make feedback` only: backprop_ninja.classroom.feedback; the Formgrader keeps nbgrader's).
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
+    "backprop_ninja.classroom.feedback.TestIndex",
     "backprop_ninja.classroom.hidden.ClearHiddenTestOutput",
     "nbgrader.preprocessors.ClearHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",

@@ -30,23 +30,47 @@ def demo_class_module():
 
 
 @pytest.fixture(scope="session")
-def graded_demo(tmp_path_factory, demo_class_module):
-    """The demo class graded once by the local pool, with feedback and CSVs (the slow part),
-    shared by the pipeline tests and the Dask comparison. The CSVs are also kept as text, as
-    they were right after grading (a later regrade test changes the class)."""
+def graded_demo(demo_class_module):
+    """The demo class graded once by the local pool, with feedback, CSVs and the class report
+    (the slow part), shared by the pipeline tests, the instructor's view and the Dask
+    comparison. It is graded where an instructor's second section would be, in this
+    repository's grader/section-b, with ``git status`` taken before and after; the folder is
+    removed at the end. The CSVs are also kept as text, as they were right after grading (a
+    later regrade test changes the class)."""
+    import shutil
     import time
 
-    from helpers import VERIFY_SEED, WORKERS, digests, make_course_root
+    from helpers import VERIFY_SEED, WORKERS, digests, git_status
 
     from backprop_ninja.classroom import Course, autograde_class, export_class, feedback_class
+    from backprop_ninja.classroom.class_report import write_report
 
-    course = Course.load(root=make_course_root(tmp_path_factory.mktemp("grading")))
-    demo_class_module.build(course)
-    before = digests(course.submitted)
-    start = time.monotonic()
-    statuses = autograde_class(course, workers=WORKERS, verify_seed=VERIFY_SEED, progress=False)
-    pages = feedback_class(course, workers=WORKERS)
-    exported = export_class(course)
-    print(f"\ndemo class: graded with feedback and CSVs in {time.monotonic() - start:.0f} s")
-    csv = {path.name: path.read_text() for path in exported}
-    return dict(course=course, before=before, statuses=statuses, pages=pages, exported=exported, csv=csv)
+    work = REPO_ROOT / "grader" / "work"
+    created = [path for path in (work, work / "release") if not path.exists()]
+    git_before = git_status()
+    course = Course.load(class_dir="grader/section-b")
+    demo_class_module.build(course)  # refuses a folder that holds a real class
+    try:
+        before = digests(course.submitted)
+        start = time.monotonic()
+        statuses = autograde_class(course, workers=WORKERS, verify_seed=VERIFY_SEED, progress=False)
+        pages = feedback_class(course, workers=WORKERS)
+        exported = export_class(course)
+        report, lines = write_report(course)
+        print(f"\ndemo class: graded with feedback, CSVs and report in {time.monotonic() - start:.0f} s")
+        yield dict(
+            course=course,
+            before=before,
+            statuses=statuses,
+            pages=pages,
+            exported=exported,
+            csv={path.name: path.read_text() for path in exported},
+            report=report,
+            lines=lines,
+            git_before=git_before,
+            git_after=git_status(),
+        )
+    finally:
+        shutil.rmtree(course.class_dir, ignore_errors=True)
+        for path in reversed(created):
+            shutil.rmtree(path, ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
@@ -52,3 +53,14 @@ def grade_cells(course: Course, student: str) -> dict[tuple[str, str], float]:
     with course.gradebook() as gb:
         submission = gb.find_submission(ASSIGNMENT, student)
         return {(nb.name, g.name): g.score for nb in submission.notebooks for g in nb.grades}
+
+
+def git_status() -> str:
+    """``git status`` of the repository, untracked files listed one by one."""
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout

@@ -16,6 +16,10 @@ NOTEBOOKS = ("1_atomic_backprop", "2_fused_cross_entropy", "3_fused_batchnorm", 
 SOLUTIONS_DIR = REPO_ROOT / "solutions" / ASSIGNMENT
 RELEASE_DIR = REPO_ROOT / "notebooks" / ASSIGNMENT
 
+# A test's verdict in a notebook's outputs (display_data, beside the "text/plain" line the
+# student reads): {"test", "passed", "problem", "message"}. The class report reads it.
+VERDICT_MIME = "application/vnd.backprop-ninja.verdict+json"
+
 # ---------------------------------------------------------------- environment variables
 # The gradebook's database URL (default: SQLite at grader/gradebook.db). May hold a password.
 DB_URL_VARIABLE = "BACKPROP_NINJA_DB_URL"

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from .check import CheckResult, check
+from .course import VERDICT_MIME
 from .data import load_splits
 from .exercises import (
     ATOMIC_BY_TARGET,
@@ -103,15 +104,44 @@ def warnings_to_stdout():
     return contextlib.redirect_stderr(sys.stdout)
 
 
+def show_verdict(test: str, passed: bool, problem: str | None, message: str, line: str) -> bool:
+    """Show a test's one-line verdict. In a notebook: ONE display_data output whose bundle has
+    ``line`` as "text/plain" and the verdict as ``VERDICT_MIME`` JSON (what grading records for
+    the class report); elsewhere, the line printed. True when it was displayed in a notebook."""
+    from IPython import get_ipython
+
+    if get_ipython() is None:
+        print(line)
+        return False
+    from IPython.display import display
+
+    verdict = {"test": test, "passed": passed, "problem": problem, "message": message}
+    display({"text/plain": line, VERDICT_MIME: verdict}, raw=True)
+    return True
+
+
 class GradeFailure(AssertionError):
     """A wrong answer. Shown in the notebook as one line that says what is wrong and where."""
 
-    def __init__(self, message: str, result: CheckResult | None = None):
+    def __init__(self, message: str, result: CheckResult | None = None, test: str = "training"):
         super().__init__(message)
         self.result = result
+        self.test = result.name if result is not None else test
 
     def _render_traceback_(self):  # IPython shows this instead of the traceback
-        return [f"❌ {self}"]
+        from IPython import get_ipython
+
+        line = f"❌ {self}"
+        if get_ipython() is not None and not getattr(self, "_shown", False):  # IPython may render twice
+            # The failure's verdict, recorded as a display_data output whose "text/plain" is
+            # empty: the line itself stays the error's traceback, as before — nbgrader's 0, its
+            # Validate button and the feedback show it there, and it is not shown twice.
+            result = self.result
+            problem, message = (
+                (result.problem, result.message) if result is not None else ("training", str(self))
+            )
+            self._shown = show_verdict(self.test, False, problem, message, "")
+        return [line]
 
 
 class _AlreadyPrinted:
@@ -171,7 +201,7 @@ def expect_correct(exercise, function: Callable, case: Case) -> CheckResult:
     result = run_trial(function, trial)
     if not result.ok:
         raise GradeFailure(f"{result.name} on {case.description}: {result.message}", result)
-    print(result)
+    show_verdict(result.name, True, None, result.message, str(result))
     return result
 
 
@@ -338,5 +368,5 @@ def test_training(
             f"is a gradient too small or missing a term?"
         )
     result = TrainingResult(steps, initial, final, bound)
-    print(result)
+    show_verdict("training", True, None, "ok", str(result))
     return result

@@ -14,7 +14,11 @@
     reasons.py   one-line reasons for failed notebooks and notes for graded ones, from nbgrader's log
     status.py    what happened to each notebook (graded / failed / stopped / missing)
     report.py    the student × notebook table and the per-notebook CSV
-    __main__.py  ``python -m backprop_ninja.classroom autograde|feedback|export|grade|collect|report``
+    class_report.py  the class report (report.html): what the class got wrong, test by test
+    feedback.py  feedback pages: tests named with why they lost points, totals, math as MathML
+    formgrader.py    nbgrader's Formgrader on a class (make formgrader)
+    lms.py       LMS user ids kept at collection; grades_canvas.csv
+    __main__.py  ``python -m backprop_ninja.classroom autograde|feedback|export|grade|collect|report|class-report|formgrader``
 
 Guarantees: the submitted files are only read (tests compare their sha256); a student's bad
 notebook costs only that notebook, and it is reported with its reason, never as a silent 0;

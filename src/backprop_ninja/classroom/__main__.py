@@ -6,6 +6,8 @@
     export                    grades.csv and grades_by_notebook.csv
     register                  record the assignment in the gradebook (done by autograde too)
     report                    print the table again (from the gradebook)
+    class-report              the class report (report.html): what the class got wrong
+    formgrader                nbgrader's Formgrader on the class (a Jupyter server; prints its URL)
     grade                     autograde + feedback + export + table: the whole cycle
 
 Every command takes --class-dir (default grader/class), --db-url, --workers and so on; see
@@ -162,9 +164,19 @@ def parser() -> argparse.ArgumentParser:
     feedback = command("feedback", "feedback HTML for every student")
     feedback.add_argument("--workers", type=int, default=2)
     feedback.add_argument("--students", default=None)
-    command("export", "write grades.csv and grades_by_notebook.csv")
+    export = command("export", "write grades.csv, grades_by_notebook.csv and grades_canvas.csv")
+    export.add_argument(
+        "--canvas-column",
+        default=ASSIGNMENT,
+        help="grades_canvas.csv's points column: your Canvas assignment's name, e.g. 'Backprop Ninja (1234)'",
+    )
     command("register", "record the assignment (cells, points) in the gradebook from solutions/")
     command("report", "print the grade table")
+    command("class-report", "write the class report (report.html) and print its summary")
+    formgrader = command("formgrader", "serve nbgrader's Formgrader on the class")
+    formgrader.add_argument("--port", type=int, default=8890)
+    formgrader.add_argument("--ip", default="127.0.0.1")
+    formgrader.add_argument("--token", default=None, help="default: a fresh random token")
 
     return main
 
@@ -210,21 +222,31 @@ def run(args) -> int:
             export_class(course)
         _print_table(course, graded)
         _print_locations(course, feedback=args.command == "grade", export=args.command == "grade")
+        if args.command == "grade":
+            _print_class_report(course)
         return 0
     if args.command == "feedback":
         pages = feedback_class(course, workers=args.workers, students=_students(args.students))
         print(f"{len(pages)} feedback pages in {_where(course.feedback)}/<student>/backprop_ninja/")
         return 0
     if args.command == "export":
-        grades, by_notebook = export_class(course)
+        grades, by_notebook = export_class(course, canvas_column=args.canvas_column)
         print(
             f"grades: {_where(grades)} (per student, nbgrader's format)\n"
-            f"        {_where(by_notebook)} (per notebook, with state and notes)"
+            f"        {_where(by_notebook)} (per notebook, with state and notes)\n"
+            f"        {_where(course.canvas_csv)} (Canvas gradebook import)"
         )
         return 0
     if args.command == "report":
         _print_table(course, None)
         return 0
+    if args.command == "class-report":
+        _print_class_report(course)
+        return 0
+    if args.command == "formgrader":
+        from .formgrader import serve
+
+        return serve(course, ip=args.ip, port=args.port, token=args.token)
     raise AssertionError(args.command)
 
 
@@ -236,11 +258,21 @@ def _print_table(course: Course, students) -> None:
     print(summary_line(rows))
 
 
+def _print_class_report(course: Course) -> None:
+    from .class_report import write_report
+
+    path, lines = write_report(course)
+    print()
+    print("\n".join(lines))
+    print(f"class report (instructors only): {_where(path)}")
+
+
 def _print_locations(course: Course, *, feedback: bool, export: bool) -> None:
     print("\nWhere everything is:")
     if export:
         print(f"  grades (per student)         {_where(course.grades_csv)}")
         print(f"  grades (per notebook, notes) {_where(course.notebook_grades_csv)}")
+        print(f"  grades (Canvas import)       {_where(course.canvas_csv)}")
     if feedback:
         print(
             f"  feedback HTML                {_where(course.feedback)}/<student>/backprop_ninja/<notebook>.html"

@@ -21,6 +21,9 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from nbgrader.plugins import ExtractorPlugin, FileNameCollectorPlugin
+from traitlets import Unicode
+
+from .lms import record_id
 
 MAX_MEMBER_BYTES = 32 * 2**20  # a notebook with its outputs is a few MiB at most
 MAX_TOTAL_BYTES = 2 * 2**30  # a whole class's download, inflated
@@ -111,7 +114,10 @@ class SafeExtractorPlugin(ExtractorPlugin):
 class LmsCollectorPlugin(FileNameCollectorPlugin):
     """nbgrader's file-name collector that keeps the LMS user id (the regexp's ``user_id``):
     two LMS users with one login stay two students — the second (by user id) is collected as
-    ``<login>-<user id>``, and the collection says so."""
+    ``<login>-<user id>``, and the collection says so. With ``ids_file`` set (``collect_zip``
+    sets it to <class>/lms_ids.json), every student's user id is recorded there (lms.py)."""
+
+    ids_file = Unicode("", help="where to record each student's LMS user id (JSON)").tag(config=True)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -135,6 +141,8 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
                 user_id,
                 info["student_id"],
             )
+        if self.ids_file:
+            record_id(Path(self.ids_file), info["student_id"], user_id, login)
         return info
 
 

@@ -147,6 +147,21 @@ class Course:
         return self.class_dir / "grades_by_notebook.csv"
 
     @property
+    def canvas_csv(self) -> Path:
+        """The grades in the layout of Canvas's gradebook import."""
+        return self.class_dir / "grades_canvas.csv"
+
+    @property
+    def lms_ids(self) -> Path:
+        """The LMS user ids seen at collection, per student (written by LmsCollectorPlugin)."""
+        return self.class_dir / "lms_ids.json"
+
+    @property
+    def class_report(self) -> Path:
+        """The class report (instructors only: it names students)."""
+        return self.class_dir / "report.html"
+
+    @property
     def work(self) -> Path:
         """Scratch space of a grading run (the registration release, the verifier's cache)."""
         return self.root / "grader" / "work"

@@ -25,7 +25,14 @@ from ..grading import sandbox
 from ..text import printable
 from . import gradebook
 from .collect import vet_exchange_inbound
-from .course import FORK_ENTRY_POINTS, FORK_PRELOAD, Course, GradingError, grading_environment
+from .course import (
+    FORK_ENTRY_POINTS,
+    FORK_PRELOAD,
+    Course,
+    GradingError,
+    grading_environment,
+    prepare_environment,
+)
 from .executors import DaskExecutor, LocalExecutor
 from .gradebook import register_assignment
 from .job import UNSANDBOXED_NOTE
@@ -259,7 +266,10 @@ def student_feedback(course: Course, student: str) -> list[Path]:
     warnings.filterwarnings("ignore", category=SAWarning)
     shutil.rmtree(course.feedback / student / ASSIGNMENT, ignore_errors=True)
     if any(course.autograded_notebook(student, nb).exists() for nb in NOTEBOOKS):
-        outcome = course.api().generate_feedback(ASSIGNMENT, student)
+        from .feedback import generate
+
+        prepare_environment()
+        outcome = generate(course, student)  # tests named, totals at the top, math as MathML
         if not outcome["success"]:
             raise GradingError(
                 f"generate_feedback failed for {student}:\n{outcome.get('log', '')}{outcome.get('error', '')}"
@@ -301,17 +311,23 @@ def _write_page(page: Path, student: str, notebook: str, reason: str) -> None:
 
 
 # -------------------------------------------------------------------------------- export
-def export_class(course: Course) -> tuple[Path, Path]:
-    """grades.csv (nbgrader's export: one row per student) and grades_by_notebook.csv (one row
-    per student and notebook, with the state and the notes)."""
+def export_class(course: Course, *, canvas_column: str = ASSIGNMENT) -> tuple[Path, Path]:
+    """grades.csv (nbgrader's export: one row per student), grades_by_notebook.csv (one row
+    per student and notebook, with the state and the notes) and grades_canvas.csv (Canvas's
+    gradebook import, with the LMS ids kept at collection; ``canvas_column`` heads the points)."""
     from nbgrader.plugins import CsvExportPlugin
 
+    from .lms import read_ids, write_canvas_csv
     from .report import class_rows, write_notebook_csv
 
     course.class_dir.mkdir(parents=True, exist_ok=True)
     with course.gradebook() as gb:
         CsvExportPlugin(to=str(course.grades_csv), assignment=[ASSIGNMENT]).export(gb)
-    write_notebook_csv(class_rows(course), course.notebook_grades_csv)
+    rows = class_rows(course)
+    write_notebook_csv(rows, course.notebook_grades_csv)
+    totals = {row.student: row.total for row in rows}
+    max_total = rows[0].max_total if rows else 0.0
+    write_canvas_csv(course.canvas_csv, totals, max_total, read_ids(course.lms_ids), canvas_column)
     return course.grades_csv, course.notebook_grades_csv
 
 
@@ -326,7 +342,8 @@ def collect_zip(course: Course, archive: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     shutil.copy2(archive, folder / archive.name)
-    if course.run_nbgrader("zip_collect", ASSIGNMENT, "--force").returncode != 0:
+    ids = f"--LmsCollectorPlugin.ids_file={course.lms_ids}"  # the LMS user ids, for grades_canvas.csv
+    if course.run_nbgrader("zip_collect", ASSIGNMENT, "--force", ids).returncode != 0:
         raise GradingError("nbgrader zip_collect failed (see above)")
 
 

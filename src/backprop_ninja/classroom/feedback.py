@@ -1,0 +1,150 @@
+"""Feedback pages that work offline and are easy to scan (``make feedback``).
+
+nbgrader's feedback page loads MathJax from a CDN (offline, math shows as raw ``$…$``) and
+lists every test as "Test cell". Here, in the pages ``pipeline.student_feedback`` writes:
+
+* math is converted to MathML when the page is built (``mathml``, with latex2mathml), which
+  browsers render natively: no script, no network; the MathJax loader is left out;
+* ``TestIndex`` (a preprocessor after nbgrader's GetGrades) names each test with its points
+  and, when it lost points, why — from the verdict the test cell displayed (``VERDICT_MIME``)
+  or the comment of withdrawn points — e.g. "dlogprobs 0/1 — off by a factor of n";
+* the top of the page gives the notebook's points, the student's total over the assignment,
+  and the tests that lost points (``templates/backprop_feedback/page.html.j2``).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+from nbconvert.preprocessors import Preprocessor
+from traitlets import Bool
+
+from ..cells import is_test
+from ..course import VERDICT_MIME
+from ..text import printable
+
+TEMPLATES = Path(__file__).parent / "templates"
+TEMPLATE = "backprop_feedback"
+
+# Math as markdown2html leaves it (HTML-escaped), outside <code> and <pre>.
+_CODE = re.compile(r"(<(code|pre)\b.*?</\2>)", re.S)
+_MATH = re.compile(r"\$\$(.+?)\$\$|\$([^$\n]+?)\$", re.S)
+
+
+def _to_mathml(latex: str, display: bool) -> str | None:
+    from latex2mathml.converter import convert
+
+    try:
+        return convert(html.unescape(latex), display="block" if display else "inline")
+    except Exception:  # not LaTeX that latex2mathml knows: leave the text as it was
+        return None
+
+
+def mathml(rendered: str) -> str:
+    """Rendered markdown with its ``$…$`` / ``$$…$$`` math as MathML (code left alone)."""
+
+    def convert(match: re.Match) -> str:
+        display = match.group(1) is not None
+        converted = _to_mathml(match.group(1) if display else match.group(2), display)
+        return converted if converted is not None else match.group(0)
+
+    parts = _CODE.split(rendered)
+    # split() with two groups yields: text, whole code element, tag name, text, ...
+    out = []
+    for i, part in enumerate(parts):
+        kind = i % 3
+        if kind == 0:
+            out.append(_MATH.sub(convert, part))
+        elif kind == 1:
+            out.append(part)
+    return "".join(out)
+
+
+def _points(value) -> str:
+    return f"{float(value or 0):g}"
+
+
+def test_title(cell, comments: str = "") -> tuple[str, str, bool]:
+    """(name, "points/max — why", lost) of a test cell whose score GetGrades has set;
+    ``comments``: the notebook's grader comments (withdrawn points are explained there)."""
+    meta = cell.metadata["nbgrader"]
+    verdicts = [o["data"][VERDICT_MIME] for o in cell.get("outputs", []) if VERDICT_MIME in o.get("data", {})]
+    name = str(verdicts[0]["test"]) if verdicts else str(meta["grade_id"]).removeprefix("test_")
+    score, points = float(meta.get("score") or 0), float(meta.get("points") or 0)
+    lost = score < points
+    why = ""
+    if lost:
+        failing = [v for v in verdicts if not v.get("passed")]
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if failing:
+            why = str(failing[0].get("message", ""))
+        elif verdicts and not errors:
+            prefix = f"{meta['grade_id']}: "
+            said = [line.removeprefix(prefix) for line in comments.splitlines() if line.startswith(prefix)]
+            why = said[0] if said else "points withdrawn — see the comment on your answer"
+        elif errors:
+            why = f"the test stopped: {errors[0].get('ename', 'error')}"
+    text = f"{_points(score)}/{_points(points)}" + (f" — {printable(why)}" if why else "")
+    return name, text, lost
+
+
+class TestIndex(Preprocessor):
+    """Names every test cell (``cell.metadata.backprop_ninja``) and sums up the notebook and
+    the student's assignment (``resources["backprop_ninja"]``) for the feedback template."""
+
+    enabled = Bool(True, help="nbconvert preprocessors are off unless enabled").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        lost = []
+        comments = "\n".join(str(c.metadata.get("nbgrader", {}).get("comment") or "") for c in nb.cells)
+        for cell in nb.cells:
+            if is_test(cell) and "score" in cell.metadata.get("nbgrader", {}):
+                name, text, lost_points = test_title(cell, comments)
+                cell.metadata["backprop_ninja"] = {"name": name, "result": text}
+                if lost_points:
+                    lost.append({"id": cell.metadata["nbgrader"]["grade_id"], "name": name, "result": text})
+        summary: dict = {"lost": lost}
+        info = resources.get("nbgrader", {})
+        if {"db_url", "assignment", "student"} <= set(info):
+            from nbgrader.api import Gradebook, MissingEntry
+
+            with Gradebook(info["db_url"]) as gb:
+                try:
+                    submission = gb.find_submission(info["assignment"], info["student"])
+                    summary["total"], summary["max_total"] = submission.score, submission.max_score
+                except MissingEntry:
+                    pass
+        resources["backprop_ninja"] = summary
+        return nb, resources
+
+
+def generate(course, student: str) -> dict:
+    """``generate_feedback`` for one student with the course's template: nbgrader's API forces
+    its own template, so its GenerateFeedback converter is run here as the API runs it."""
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.converters import GenerateFeedback
+    from nbgrader.utils import capture_log, temp_attrs
+
+    from ..course import ASSIGNMENT
+
+    config = course.config()
+    configure(config)
+    api = NbGraderAPI(config=config)
+    with temp_attrs(api.coursedir, assignment_id=ASSIGNMENT, student_id=student):
+        app = GenerateFeedback(coursedir=api.coursedir, parent=api)
+        app.force = True
+        return capture_log(app)
+
+
+def configure(config) -> None:
+    """Our feedback template (named tests, totals, math as MathML) on nbgrader's config, for
+    ``generate`` only (in nbgrader_config.py it would replace the Formgrader's own)."""
+    import nbgrader
+
+    nbgrader_templates = Path(nbgrader.__file__).parent / "server_extensions" / "formgrader" / "templates"
+    config.HTMLExporter.template_name = TEMPLATE
+    config.HTMLExporter.template_file = "page.html.j2"  # it extends nbgrader's index.html.j2
+    config.HTMLExporter.extra_template_basedirs = [str(TEMPLATES), str(nbgrader_templates)]
+    config.HTMLExporter.filters = {"mathml": "backprop_ninja.classroom.feedback.mathml"}

@@ -1,0 +1,280 @@
+"""The instructor's view (issue 16): the class report, the Formgrader, Canvas grades, offline
+feedback with named tests, and student data that never reaches git.
+
+The slow tests grade the demo class for real in the repository's own grader/section-b (a
+second class folder, as grader/README.md suggests), check what grading left there, and remove
+it afterwards; they never touch a grader/section-b that was there before (they skip).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from backprop_ninja.classroom import Course
+from backprop_ninja.classroom.class_report import (
+    NOT_MISTAKES,
+    build,
+    lost_because,
+    summary_lines,
+)
+from backprop_ninja.classroom.class_report import Verdict as RecordedVerdict
+from backprop_ninja.classroom.feedback import mathml
+from backprop_ninja.classroom.formgrader import config_text
+from backprop_ninja.classroom.formgrader import start as start_formgrader
+from backprop_ninja.classroom.lms import CANVAS_FIELDS, POINTS_POSSIBLE, canvas_rows, read_ids, record_id
+from backprop_ninja.classroom.pipeline import collect_zip
+from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS, VERDICT_MIME
+
+NB1, NB2, NB3, NB4 = NOTEBOOKS
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+# ----------------------------------------------------------------------------- fast
+def test_math_becomes_mathml_but_code_keeps_its_dollars():
+    rendered = (
+        "<p>Mean over $n$ rows, $a&lt;b$:</p><p>$$\\frac{1}{n}\\sum_i x_i$$</p><code>echo $HOME $PATH</code>"
+    )
+    out = mathml(rendered)
+    assert out.count("<math") == 3 and 'display="block"' in out and "<mfrac>" in out
+    assert "<code>echo $HOME $PATH</code>" in out and "$n$" not in out
+
+
+def test_a_verdict_outside_a_notebook_is_printed(capsys):
+    from backprop_ninja.testing import show_verdict
+
+    assert show_verdict("db2", True, None, "ok", "✅ db2 ok") is False
+    assert capsys.readouterr().out == "✅ db2 ok\n"
+
+
+def test_a_lost_test_is_explained_by_the_first_failing_verdict_or_by_grading():
+    failing = RecordedVerdict("db2", False, "shape", "sum over dim 0", "❌ db2: sum over dim 0")
+    passing = RecordedVerdict("db2", True, None, "ok", "✅ db2")
+    assert lost_because("graded", 1.0, 1.0, None, [passing]) is None
+    assert lost_because("graded", 0.0, 1.0, None, [passing, failing]) == (
+        "shape",
+        "sum over dim 0",
+        failing.line,
+    )
+    assert lost_because("graded", 0.0, 1.0, "integrity: autograd", [passing])[0] == "withdrawn"
+    assert lost_because("failed", None, 1.0, None, [])[0] == "not_graded"
+    assert lost_because("graded", 0.0, 1.0, None, [])[0] == "no_verdict"
+
+
+def test_canvas_rows_match_by_lms_id_or_by_login():
+    rows = canvas_rows({"bob": 40.0, "smithalice": 31.5}, 46.0, {"smithalice": {"user_id": "1001"}}, "BN (7)")
+    assert list(rows[0]) == [*CANVAS_FIELDS, "BN (7)"]
+    assert rows[0]["Student"] == POINTS_POSSIBLE and rows[0]["BN (7)"] == "46"
+    alice = next(r for r in rows if r["Student"] == "smithalice")
+    bob = next(r for r in rows if r["Student"] == "bob")
+    assert (alice["ID"], alice["SIS Login ID"], alice["BN (7)"]) == ("1001", "", "31.5")
+    assert (bob["ID"], bob["SIS Login ID"], bob["BN (7)"]) == ("", "bob", "40")
+
+
+def test_lms_ids_add_up_over_collections(tmp_path):
+    path = tmp_path / "lms_ids.json"
+    record_id(path, "ann", "11", "ann")
+    record_id(path, "bob", "12", "bob")
+    record_id(path, "ann", "13", "ann")
+    assert read_ids(path) == {
+        "ann": {"user_id": "13", "login": "ann"},
+        "bob": {"user_id": "12", "login": "bob"},
+    }
+
+
+def test_collecting_a_canvas_zip_keeps_each_students_user_id(course_root):
+    course = Course.load(root=course_root)
+    archive = course_root / "download.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(f"smithalice_1001_555001_{NB1}.ipynb", "{}")
+        zf.writestr(f"jonesbob_LATE_1002_555002_{NB2}-1.ipynb", "{}")
+    collect_zip(course, archive)
+    assert {s: v["user_id"] for s, v in read_ids(course.lms_ids).items()} == {
+        "smithalice": "1001",
+        "jonesbob": "1002",
+    }
+
+
+def test_the_formgrader_config_moves_the_course_config_to_the_class(tmp_path):
+    from traitlets.config.loader import PyFileConfigLoader
+
+    course = Course.load(root=tmp_path, class_dir="grader/fall")
+    (tmp_path / "nbgrader_config.py").write_text(config_text(course))
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(tmp_path)).load_config()
+    assert config.CourseDirectory.root == str(tmp_path)
+    assert config.CourseDirectory.submitted_directory == "grader/fall/submitted"
+    assert config.CourseDirectory.db_url == course.db_url
+    assert config.Execute.timeout == 30  # the rest is grader/nbgrader_config.py's
+
+
+# ----------------------------------------------------------------------------- slow
+@pytest.fixture
+def section_b(graded_demo):
+    """The demo class graded, given feedback, exported and reported in grader/section-b."""
+    return graded_demo
+
+
+@pytest.mark.slow
+def test_grading_a_class_in_section_b_leaves_git_status_as_it_was(section_b):
+    course = section_b["course"]
+    written = [p for p in course.class_dir.rglob("*") if p.is_file()]
+    assert len(written) > 100 and (course.class_dir / "gradebook.db").exists()
+    assert section_b["git_after"] == section_b["git_before"]
+
+
+@pytest.mark.slow
+def test_a_verdict_is_one_display_data_output_with_its_json(section_b):
+    import nbformat
+
+    course = section_b["course"]
+    nb = nbformat.read(str(course.autograded_notebook("slips_db2_bessel", NB1)), as_version=4)
+    (cell,) = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_db2"]
+    verdicts = [o for o in cell.outputs if o.output_type == "display_data"]
+    assert len(verdicts) == 1 and [o.output_type for o in cell.outputs] == ["display_data", "error"]
+    (line,) = cell.outputs[1].traceback  # the line the student reads, once: the error's
+    assert line.startswith("❌ db2 on this notebook's batch: shape (32, 27)")
+    assert verdicts[0].data["text/plain"] == ""
+    assert verdicts[0].data[VERDICT_MIME] == {
+        "test": "db2",
+        "passed": False,
+        "problem": "shape",
+        "message": line.split(": ", 1)[1],
+    }
+    (passed,) = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_dprobs"]
+    assert [o.output_type for o in passed.outputs] == ["display_data"] * 4  # visible + 3 hidden
+    assert passed.outputs[0].data["text/plain"].startswith("✅ dprobs")
+    assert passed.outputs[0].data[VERDICT_MIME]["passed"] is True
+
+
+@pytest.mark.slow
+def test_the_class_report_is_self_contained_and_says_what_went_wrong(section_b):
+    course = section_b["course"]
+    page = section_b["report"].read_text(encoding="utf-8")
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", page) and "<script" not in page
+    assert page.count("data:image/svg+xml;base64,") == 2  # the histograms and the pass-rate chart
+    assert "student's own kernel" in page and "not a grade" in page
+    report = build(course)
+    tests = {(t.notebook, t.name): t for t in report.tests}
+    assert [t.name for t in report.tests][:3] == ["dlogprobs", "dprobs", "dcounts_sum_inv"]
+    assert len(report.tests) == 26 + 1 + 1 + 8
+
+    def diagnosis(notebook, name, problem):
+        (found,) = [d for d in tests[(notebook, name)].diagnoses if d.problem == problem]
+        return found
+
+    assert diagnosis(NB1, "db2", "shape").students == ["slips_db2_bessel"]
+    assert diagnosis(NB1, "dcounts", "alternative").students == ["slips_dcounts_dlogits"]
+    assert "divide by n" in diagnosis(NB2, "dlogits", "factor").message
+    assert diagnosis(NB2, "dlogits", "withdrawn").students == ["slips_dc_autograd"]
+    assert diagnosis(NB3, "dhprebn", "alternative").students == ["slips_db2_bessel"]
+    assert tests[(NB2, "dlogits")].passed == ["full_marks", "slips_db2_bessel"]
+    assert "slips_db2_bessel" not in " ".join(diagnosis(NB1, "db2", "shape").examples)
+    for line in ("db2", "slips_db2_bessel", "sum its gradient over dim 0", "invalid JSON", "uses autograd"):
+        assert line in page, line
+    assert [s for s, nb, _ in report.not_graded()] == ["broken_json_endless"] + ["broken_kernel_metadata"] * 2
+    lines = section_b["lines"]
+    assert len(lines) == 5 and lines == summary_lines(report)
+    assert "lowest pass rates: dlogits 29%" in lines[1] and not any(p in lines[2] for p in NOT_MISTAKES)
+
+
+@pytest.mark.slow
+def test_grades_canvas_csv_has_the_canvas_columns_and_every_total(section_b, demo_class_module):
+    import csv
+
+    course = section_b["course"]
+    with open(course.canvas_csv, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == [*CANVAS_FIELDS, ASSIGNMENT]
+    assert rows[0]["Student"] == POINTS_POSSIBLE and rows[0][ASSIGNMENT] == "46"
+    totals = {r["SIS Login ID"]: float(r[ASSIGNMENT]) for r in rows[1:]}
+    assert totals == {s.name: s.total for s in demo_class_module.DEMO}
+
+
+@pytest.mark.slow
+def test_feedback_names_each_test_and_gives_the_totals(section_b):
+    course = section_b["course"]
+    page = course.feedback_page("slips_db2_bessel", NB1).read_text(encoding="utf-8")
+    text = " ".join(re.sub(r"<[^>]+>", " ", page).split())
+    assert "Test cell" not in text and "cdnjs" not in page and "MathJax.js" not in page
+    assert "Your total for the assignment: 40 / 46" in text
+    assert "db2 0/1 — shape (32, 27), expected (27,)" in text and "dlogprobs 1/1" in text
+    assert page.count("<math") >= 20
+    withdrawn = course.feedback_page("slips_dc_autograd", NB2).read_text(encoding="utf-8")
+    assert "dlogits 0/5 — 5 point(s) withdrawn — integrity" in withdrawn
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_the_formgrader_serves_the_class_gradebook(section_b, demo_class_module, tmp_path):
+    course, port, token = section_b["course"], free_port(), "t0ken-for-this-test"
+    with open(tmp_path / "server.log", "wb") as log:
+        process, url = start_formgrader(course, port=port, token=token, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert url == f"http://127.0.0.1:{port}/formgrader?token={token}"
+        api = f"http://127.0.0.1:{port}/formgrader/api/students?token={token}"
+        students, deadline = None, time.monotonic() + 120
+        while students is None and time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen(api, timeout=5) as response:
+                    students = json.load(response)
+            except OSError:
+                time.sleep(1)
+        assert students is not None, (tmp_path / "server.log").read_text()[-3000:]
+        assert sorted(s["id"] for s in students) == sorted(s.name for s in demo_class_module.DEMO)
+        assert {s["id"]: s["score"] for s in students}["slips_db2_bessel"] == 40
+        try:  # without the token: the login page (or a refusal), never the gradebook
+            with urllib.request.urlopen(api.split("?")[0], timeout=5) as response:
+                assert "/login" in response.geturl()
+        except urllib.error.HTTPError as refused:
+            assert refused.code in (401, 403)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_a_browser_offline_shows_the_feedback_math_and_named_tests(section_b):
+    from playwright import sync_api
+
+    assert CHROMIUM.exists(), f"no {CHROMIUM}: `make system-packages` installs it"
+    page_path = section_b["course"].feedback_page("slips_db2_bessel", NB1)
+    requested: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+
+            def offline(route):
+                requested.append(route.request.url)
+                if route.request.url.startswith(("file:", "data:")):
+                    route.continue_()
+                else:
+                    route.abort()
+
+            page.route("**/*", offline)
+            page.goto(page_path.as_uri())
+            assert "db2 0/1 — shape" in page.inner_text("#lost-points")
+            assert "40 / 46" in page.inner_text("#points-summary")
+            boxes = page.eval_on_selector_all(
+                "math",
+                "els => els.map(e => [e.getBoundingClientRect().width, e.getBoundingClientRect().height])",
+            )
+            assert len(boxes) >= 20 and all(w > 0 and h > 0 for w, h in boxes)
+            assert "$$" not in page.inner_text("body")  # no raw TeX left
+        finally:
+            browser.close()
+    assert [u for u in requested if not u.startswith(("file:", "data:"))] == []
