@@ -467,7 +467,7 @@ def test_the_scan_never_writes_the_submission(course, tmp_path):
 
 
 def test_command_line_prints_json(course, tmp_path, capsys):
-    from backprop_ninja.integrity import main
+    from backprop_ninja.integrity.__main__ import main
 
     path = submission(tmp_path, NB1, {"grad_probs": "torch.allclose = print\n"})
     assert main([str(path), str(course.sources[NB1]), "--json"]) == 1

@@ -20,18 +20,12 @@ from submission_notebooks import (
     submission,
 )
 
-from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS
+from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS, REPO_ROOT
 from backprop_ninja.exercises import GRADED_TESTS
-from backprop_ninja.integrity import REPO_ROOT, graded_test_ids, scan_notebook
-from backprop_ninja.verify import (
-    PROBLEMS,
-    Verdict,
-    _call,
-    _judge,
-    build_plan,
-    secret_seeds,
-    verify_notebook,
-)
+from backprop_ninja.integrity import graded_test_ids, scan_notebook
+from backprop_ninja.verify import PROBLEMS, Verdict, build_plan, secret_seeds, verify_notebook
+from backprop_ninja.verify.child import _call
+from backprop_ninja.verify.parent import _judge
 
 pytestmark = pytest.mark.slow  # child processes: about a minute in all
 
@@ -158,7 +152,7 @@ def test_switching_grad_mode_back_on_through_torch_C_fails_and_is_flagged(mixed)
 
 
 def test_a_result_that_carries_an_autograd_graph_is_refused():
-    from backprop_ninja.verify import _sanitise
+    from backprop_ninja.verify.child import _sanitise
 
     w = torch.ones(3, requires_grad=True)
     assert _sanitise(w * 2) == {"status": "autograd"}

@@ -28,7 +28,7 @@ GRADING_STEPS = 100
 # the package; grading jobs: nbgrader; verifier children: torch and the package).
 FORK_ENTRY_POINTS = {
     "ipykernel_launcher": "backprop_ninja.classroom.kernels:run_kernel",
-    "backprop_ninja.verify": "backprop_ninja.verify:main",
+    "backprop_ninja.verify": "backprop_ninja.verify.__main__:main",
     "backprop_ninja.classroom.job": "backprop_ninja.classroom.job:main",
 }
 FORK_PRELOAD = (

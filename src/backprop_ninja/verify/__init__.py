@@ -1,0 +1,61 @@
+"""Trusted verification of a submission's answers, outside the student's kernel.
+
+Modules: ``plan`` (the calls and their verdicts), ``parent`` (trusted: runs the child and
+judges), ``child`` (untrusted, minimal: runs the answers in the sandbox), ``__main__`` (the
+command line, and the child's entry point).
+
+Public API (stable — the grading pipeline relies on it)::
+
+    verify_notebook(submitted_path, notebook_name, *, seed=None, timeout=60,
+                    source_path=None, memory_mb=2048) -> dict[str, Verdict]
+        # test grade_id → Verdict, for every graded test of the notebook
+
+    Verdict(ok: bool,            # the answer is right on every fresh trial
+            message: str,        # one line for the student (the first failure)
+            problem: str | None) # None if ok, else one of PROBLEMS
+    Verdict.flagged -> bool      # problem == "autograd": show it as an integrity flag
+
+    PROBLEMS = ("wrong", "error", "missing", "autograd", "timeout", "crash", "bad_output",
+                "invalid")
+
+How it works. This process (the *parent*) draws fresh cases from secret seeds
+(``secrets``, or ``seed`` in tests) with the hidden tests' shapes
+(``testing.hidden_specs_for``), computes the true gradients and keeps them in memory. It
+saves only the inputs of each call (function name + arguments) to a private temporary
+directory and starts a *child*, ``python -m backprop_ninja.verify --child DIR``: no stdin,
+a clean environment, that directory as working directory, its own process group, and
+limits on memory, CPU time and file size that it sets on itself before any student code
+runs (not in a ``preexec_fn``: Python documents that as unsafe in a process with threads,
+and torch starts threads). The child deletes its input files once loaded, turns autograd off (grad mode off;
+``torch.autograd.grad``, ``backward``, ``torch.func`` transforms and ``enable_grad`` raise),
+runs ``cells.ANSWER_PRELUDE`` and then the submission's answer cells — statement by
+statement, so that a stray debugging line does not keep a function from being defined —
+calls each function on private copies of its inputs and saves what came back. The parent
+loads that with ``torch.load(weights_only=True)`` (no code can run while loading) and
+compares with ``check.check``: student code never runs in the process that decides.
+
+Every trial of a test must pass. A tensor returned with ``requires_grad`` or a
+``grad_fn``, or a call of the disabled autograd, fails as ``autograd``. A timeout, a crash
+or unreadable output fails every test of the notebook with the reason; nothing the child
+does can raise an exception in the parent. The submitted file is only ever opened for
+reading.
+
+Notebook 4's ``test_training`` has no gradient of its own: its verdict follows the seven
+gradient verdicts (ok only if all pass; otherwise the first failure's message). Training
+with correct gradients is then a matter of arithmetic the course's code does, and the
+kernel's own training test can only take points away, never grant them.
+
+Where the child runs: when grading sandboxes (the default of ``autograde``), in a bubblewrap
+sandbox of its own (``grading.sandbox``) that may write only its working directory; with
+``--no-sandbox``, as the grader's user (the limits then stop runaway memory, CPU and output,
+not file access). Answers may use only their arguments, torch, F, math, what the answer cells
+define and what they import: a helper defined in a cell the student added is not run here,
+so the call fails with NameError (and says so).
+"""
+
+from __future__ import annotations
+
+from .parent import verify_notebook
+from .plan import PROBLEMS, Verdict, build_plan, secret_seeds
+
+__all__ = ["PROBLEMS", "Verdict", "build_plan", "secret_seeds", "verify_notebook"]

@@ -1,0 +1,347 @@
+"""The trusted parent: runs the child on the plan's inputs, then judges what came back
+(student code never runs in this process)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..course import FORKSERVER_VARIABLE
+from ..exercises import GRADED_TESTS
+from ..forkserver import spawn
+from ..grading import sandbox
+from ..integrity import (
+    DEPENDENT_TESTS,
+    CodeCell,
+    SubmissionError,
+    graded_test_ids,
+    load_submission,
+    one_line,
+    top_level_definitions,
+)
+from .plan import (
+    DEFAULT_MEMORY_MB,
+    DEFAULT_TIMEOUT,
+    FILE_LIMIT_BYTES,
+    PACKAGE_PARENT,
+    Verdict,
+    _Call,
+    _Check,
+    _Plan,
+    build_plan,
+)
+
+
+# --------------------------------------------------------------------------- the parent
+def verify_notebook(
+    submitted_path,
+    notebook_name: str,
+    *,
+    seed: int | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    source_path=None,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+) -> dict[str, Verdict]:
+    """Check a submission's answers on fresh secret inputs, in a separate process.
+
+    ``source_path``: the instructor's notebook (default: solutions/backprop_ninja/<name>),
+    which says which cells are answer cells. Returns a Verdict for every graded test.
+    """
+    if notebook_name not in GRADED_TESTS:
+        raise ValueError(f"unknown notebook {notebook_name!r}; expected one of {sorted(GRADED_TESTS)}")
+    tests = graded_test_ids(notebook_name)
+    try:
+        cells, _ = load_submission(Path(submitted_path), source_path, notebook_name)
+    except SubmissionError as error:
+        return {gid: Verdict(False, str(error), "invalid") for gid in tests}
+    answers = [c for c in cells if c.role == "answer"]
+    plan = build_plan(notebook_name, seed)
+    outcome = _run_child(answers, plan.calls, timeout=timeout, memory_mb=memory_mb)
+    if isinstance(outcome, Verdict):  # the child failed as a whole
+        return {gid: outcome for gid in tests}
+    records, cell_errors = outcome
+    verdicts = _judge(plan, records, cell_errors, cells)
+    for gid, function in DEPENDENT_TESTS.get(notebook_name, {}).items():
+        verdicts[gid] = _dependent_verdict(function, list(verdicts.values()))
+    return verdicts
+
+
+def _judge(
+    plan: _Plan, records: list[dict], cell_errors: dict[str, str], cells: list[CodeCell]
+) -> dict[str, Verdict]:
+    verdicts: dict[str, Verdict] = {}
+    for check_ in plan.checks:
+        if check_.grade_id in verdicts and not verdicts[check_.grade_id].ok:
+            continue  # the first failure is the message
+        verdict = _judge_one(check_, plan.calls[check_.call], records[check_.call], cell_errors, cells)
+        if not verdict.ok or check_.grade_id not in verdicts:
+            verdicts[check_.grade_id] = verdict
+    return verdicts
+
+
+def _judge_one(
+    check_: _Check, call: _Call, record: dict, cell_errors: dict[str, str], cells: list[CodeCell]
+) -> Verdict:
+    from ..check import check
+
+    trial, fn = check_.trial, call.function
+    status = record["status"]
+    if status == "missing":
+        return Verdict(False, _missing_message(fn, cell_errors, cells), "missing")
+    if status == "not_implemented":
+        return Verdict(False, f"{fn} is not implemented yet", "error")
+    if status == "error":
+        if record.get("autograd"):
+            return Verdict(
+                False,
+                f"{fn} called autograd, which is switched off while grading — compute the gradient by hand",
+                "autograd",
+            )
+        hint = (
+            " — answers may use only their arguments, torch, F, math and what answer cells define"
+            if record["error"].startswith("NameError")
+            else ""
+        )
+        return Verdict(False, one_line(f"{fn} raised {record['error']}{hint}", 300), "error")
+    if call.wants_dict:
+        if status != "dict":
+            return Verdict(
+                False,
+                f"{fn} must return a dict of gradients keyed by parameter name, "
+                f"got {record.get('type', 'something else')}",
+                "wrong",
+            )
+        record = record["items"].get(trial.pick, {"status": "none"})
+        status = record["status"]
+    if status == "autograd":
+        return Verdict(
+            False,
+            f"{fn} returned a tensor that carries an autograd graph "
+            "(requires_grad or grad_fn) — compute the gradient by hand",
+            "autograd",
+        )
+    if status == "bad_type":
+        return Verdict(
+            False,
+            f"{trial.target} on fresh inputs ({check_.description}): expected a "
+            f"plain torch.Tensor, got {record.get('type', '?')}",
+            "wrong",
+        )
+    got = record["value"] if status == "tensor" else None
+    try:
+        result = check(
+            trial.target,
+            got,
+            trial.expected,
+            batch_size=trial.batch_size,
+            alternatives=trial.alternatives,
+            scale=trial.scale,
+            same_dtype=True,
+        )
+    except Exception as error:  # an absurd tensor (sparse, meta …) must not stop grading
+        return Verdict(
+            False,
+            one_line(f"{trial.target}: the result cannot be compared ({type(error).__name__}: {error})"),
+            "wrong",
+        )
+    if result.ok:
+        return Verdict(True, f"{trial.target} is right on fresh inputs", None)
+    return Verdict(
+        False,
+        one_line(f"{trial.target} on fresh inputs ({check_.description}): {result.message}", 300),
+        "wrong",
+    )
+
+
+def _missing_message(function: str, cell_errors: dict[str, str], cells: list[CodeCell]) -> str:
+    def defines(cell: CodeCell) -> bool:
+        return cell.python is not None and function in top_level_definitions(ast.parse(cell.python))
+
+    in_answers = [c for c in cells if c.role == "answer" and defines(c)]
+    if in_answers:
+        errors = [cell_errors[c.label] for c in in_answers if c.label in cell_errors]
+        if errors:
+            return one_line(f"{function} could not be defined: its answer cell raised {errors[0]}", 300)
+        return f"{function} is not defined after running the answer cells"
+    broken = [c for c in cells if c.role == "answer" and c.python is None and c.label == function]
+    if broken:
+        return f"{function} is not defined: its answer cell does not parse ({broken[0].syntax_error})"
+    if any(c.role == "added" and defines(c) for c in cells):
+        return f"{function} is defined outside an answer cell — move it into its answer cell"
+    return f"{function} is not defined in any answer cell"
+
+
+def _dependent_verdict(function: str, gradient_verdicts: list[Verdict]) -> Verdict:
+    failed = [v for v in gradient_verdicts if not v.ok]
+    if not failed:
+        return Verdict(True, f"every gradient of {function} is right on fresh inputs")
+    return Verdict(
+        False,
+        one_line(f"needs every gradient of {function} right; first failure: {failed[0].message}", 300),
+        failed[0].problem,
+    )
+
+
+def _child_env(workdir: str) -> dict[str, str]:
+    """Only what Python needs: no secrets, no tokens, nothing inherited."""
+    return {
+        "PATH": os.defpath,
+        "HOME": workdir,
+        "TMPDIR": workdir,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONPATH": str(PACKAGE_PARENT),
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONIOENCODING": "utf-8",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+
+
+def _start_child(workdir: str, out, err) -> subprocess.Popen:
+    """The child, in a session of its own with a clean environment: in a sandbox that sees
+    only ``workdir`` writable when grading sandboxes; else a fork of the grading fork server
+    when one runs (torch already imported), or a new interpreter."""
+    argv = [sys.executable, "-s", "-m", "backprop_ninja.verify", "--child", workdir]
+    streams = {"stdin": subprocess.DEVNULL, "stdout": out, "stderr": err}
+    if sandbox.enabled():
+        env = {**_child_env(workdir), "HOME": sandbox.SANDBOX_HOME, "TMPDIR": "/tmp"}
+        return sandbox.SandboxedProcess(
+            argv, writable=[Path(workdir)], cwd=workdir, env={}, extra_env=env, **streams
+        )
+    server = os.environ.get(FORKSERVER_VARIABLE)
+    return spawn(argv, cwd=workdir, env=_child_env(workdir), close_fds=True, server_path=server, **streams)
+
+
+def _run_child(
+    answers: list[CodeCell], calls: list[_Call], *, timeout: float, memory_mb: int
+) -> Verdict | tuple[list[dict], dict[str, str]]:
+    """Run the answers in a child process: (records, cell errors), or a failed Verdict."""
+    workdir = tempfile.mkdtemp(prefix="bpn-verify-")
+    try:
+        job = {
+            "cells": [{"label": c.label, "python": c.python} for c in answers if c.python is not None],
+            "limits": {
+                "memory_bytes": memory_mb * 2**20,
+                "cpu_seconds": int(timeout) + 5,
+                "file_bytes": FILE_LIMIT_BYTES,
+            },
+        }
+        Path(workdir, "job.json").write_text(json.dumps(job), encoding="utf-8")
+        torch.save(
+            [{"function": c.function, "args": c.args, "wants_dict": c.wants_dict} for c in calls],
+            Path(workdir, "inputs.pt"),
+        )
+        with open(Path(workdir, "stdout.txt"), "wb") as out, open(Path(workdir, "stderr.txt"), "wb") as err:
+            # A fork of the grading fork server when one runs (torch already imported),
+            # else a new interpreter; either way a session of its own, in a clean environment.
+            process = _start_child(workdir, out, err)
+            try:
+                returncode = process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(process)
+                process.wait()
+                return Verdict(
+                    False,
+                    f"the answers did not finish within {timeout:g} s — an endless loop, or far too slow",
+                    "timeout",
+                )
+            finally:
+                _kill_group(process)  # whatever the answers left running in the background
+                if isinstance(process, sandbox.SandboxedProcess):
+                    process.close()
+        if returncode != 0:
+            return Verdict(False, _crash_message(returncode, Path(workdir, "stderr.txt")), "crash")
+        return _read_results(Path(workdir, "results.pt"), len(calls))
+    except Exception as error:  # e.g. no space to write the inputs: still a verdict, never a crash
+        return Verdict(
+            False, one_line(f"the answers could not be run ({type(error).__name__}: {error})"), "crash"
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # the child leads its own group (new session)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _crash_message(returncode: int, stderr_path: Path) -> str:
+    if returncode < 0:
+        name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
+        why = {
+            "SIGXCPU": " (CPU time limit)",
+            "SIGKILL": " (memory or CPU limit?)",
+            "SIGSEGV": " (a crash: runaway recursion or memory?)",
+        }.get(name, "")
+        return f"the process running the answers was killed by {name}{why}"
+    tail = ""
+    try:
+        lines = [
+            line
+            for line in stderr_path.read_bytes()[-4000:].decode("utf-8", "replace").splitlines()
+            if line.strip()
+        ]
+        tail = f": {lines[-1]}" if lines else ""
+    except OSError:
+        pass
+    return one_line(
+        f"the process running the answers exited with code {returncode} before "
+        f"reporting (os._exit, sys.exit or a crash in an answer cell){tail}",
+        300,
+    )
+
+
+def _read_results(path: Path, expected_calls: int) -> Verdict | tuple[list[dict], dict[str, str]]:
+    bad = Verdict(False, "the process running the answers returned unreadable results", "bad_output")
+    try:
+        raw = torch.load(path, weights_only=True)  # tensors and plain containers only
+    except Exception:
+        return bad
+    if not (
+        isinstance(raw, dict)
+        and isinstance(raw.get("calls"), list)
+        and len(raw["calls"]) == expected_calls
+        and isinstance(raw.get("cell_errors"), dict)
+    ):
+        return bad
+    cell_errors = {str(k): one_line(str(v), 200) for k, v in raw["cell_errors"].items()}
+    return [_valid_record(r, nested=True) for r in raw["calls"]], cell_errors
+
+
+def _valid_record(record, nested: bool) -> dict:
+    """A record as the child should have written it, or a "garbled" stand-in."""
+    garbled = {"status": "bad_type", "type": "an unreadable result"}
+    if not isinstance(record, dict) or not isinstance(record.get("status"), str):
+        return garbled
+    status = record["status"]
+    if status == "tensor":
+        return record if isinstance(record.get("value"), torch.Tensor) else garbled
+    if status == "dict" and nested and isinstance(record.get("items"), dict):
+        return {
+            "status": "dict",
+            "items": {str(k): _valid_record(v, nested=False) for k, v in record["items"].items()},
+        }
+    if status == "error":
+        return {
+            "status": "error",
+            "error": one_line(str(record.get("error", "?")), 240),
+            "autograd": record.get("autograd") is True,
+        }
+    if status in ("none", "missing", "not_implemented", "autograd"):
+        return {"status": status}
+    if status == "bad_type":
+        return {"status": "bad_type", "type": one_line(str(record.get("type", "?")), 80)}
+    return garbled
