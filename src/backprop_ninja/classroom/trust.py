@@ -55,47 +55,46 @@ def untrusted_tests(
     memory, so nothing a kernel could write decides them. ``verify_seed``: the verifier's
     fresh inputs from this seed instead of secret ones (reproducible runs, tests).
     """
-    from ..integrity import affected_tests, scan_notebook
+    from ..integrity import SubmissionError, read_submission, scan_submission, unreadable
 
-    reasons: dict[str, str] = {}
-    for test_id, findings in affected_tests(scan_notebook(submitted, source), notebook).items():
-        reasons[test_id] = f"integrity: {findings[0]}"
-    key = _answers_key(submitted, notebook, source)
-    verdicts = (known_verdicts or {}).get(key) if key else None
+    try:
+        submission = read_submission(submitted, source, notebook)  # read once, shared below
+    except SubmissionError as error:
+        return TrustOutcome(_from_findings([unreadable(error)], notebook), None, {})
+    reasons = _from_findings(scan_submission(submission), notebook)
+    key = answers_key(submission)
+    verdicts = (known_verdicts or {}).get(key)
     if verdicts is None:
-        verdicts = _verdicts(submitted, notebook, source, verify_timeout, verify_seed)
+        verdicts = _verdicts(submission, verify_timeout, verify_seed)
     for test_id, (ok, message) in verdicts.items():
         if not ok:
             reasons.setdefault(test_id, f"verifier: {message}")
     return TrustOutcome(reasons, key, verdicts)
 
 
-def _verdicts(
-    submitted: Path, notebook: str, source: Path, timeout: float, seed: int | None
-) -> dict[str, tuple[bool, str]]:
-    from ..verify import verify_notebook
+def _from_findings(findings, notebook: str) -> dict[str, str]:
+    from ..integrity import affected_tests
 
     return {
-        test_id: (bool(v.ok), v.message)
-        for test_id, v in verify_notebook(
-            submitted, notebook, timeout=timeout, seed=seed, source_path=source
-        ).items()
+        test_id: f"integrity: {found[0]}" for test_id, found in affected_tests(findings, notebook).items()
     }
 
 
-def _answers_key(submitted: Path, notebook: str, source: Path) -> str | None:
-    """A digest of everything the verifier's verdict depends on: the notebook and the text
-    of the submission's answer cells. None if the submission cannot be read."""
-    from ..integrity import SubmissionError, load_submission
+def _verdicts(submission, timeout: float, seed: int | None) -> dict[str, tuple[bool, str]]:
+    from ..verify import verify_submission
 
-    try:
-        cells, _ = load_submission(submitted, source, notebook)
-    except SubmissionError:
-        return None
-    digest = hashlib.sha256(notebook.encode())
-    for cell in cells:
-        if cell.role == "answer":
-            digest.update(b"\0" + cell.label.encode() + b"\0" + cell.source.encode())
+    return {
+        test_id: (bool(v.ok), v.message)
+        for test_id, v in verify_submission(submission, timeout=timeout, seed=seed).items()
+    }
+
+
+def answers_key(submission) -> str:
+    """A digest of everything the verifier's verdict depends on: the notebook and the text
+    of the submission's answer cells."""
+    digest = hashlib.sha256(submission.notebook.encode())
+    for cell in submission.answers:
+        digest.update(b"\0" + cell.label.encode() + b"\0" + cell.source.encode())
     return digest.hexdigest()
 
 

@@ -53,15 +53,17 @@ from __future__ import annotations
 from .allowlist import known_answer_attributes
 from .findings import DEPENDENT_TESTS, KINDS, Finding
 from .impact import affected_tests, graded_test_ids, summary, top_level_definitions
-from .scan import scan_cells, scan_notebook
+from .scan import scan_cells, scan_notebook, scan_submission, unreadable
 from .submission import (
     CodeCell,
+    Submission,
     SubmissionError,
     classify_cells,
     default_source_path,
     load_submission,
     one_line,
     read_notebook_json,
+    read_submission,
 )
 
 __all__ = [
@@ -78,6 +80,10 @@ __all__ = [
     "known_answer_attributes",
     "scan_cells",
     "scan_notebook",
+    "scan_submission",
+    "unreadable",
+    "Submission",
+    "read_submission",
     "top_level_definitions",
     "graded_test_ids",
     "affected_tests",

@@ -10,7 +10,7 @@ from .findings import Finding
 from .impact import _callers_closure, top_level_definitions
 from .scanner import _CellScanner
 from .scope import _attach_parents, _context, _module_level_names
-from .submission import CodeCell, SubmissionError, load_submission, one_line
+from .submission import CodeCell, Submission, SubmissionError, one_line, read_submission
 
 _DEF_LINE = re.compile(r"^(?:async\s+)?def\s+(\w+)|^(\w+)\s*=\s*lambda\b", re.MULTILINE)
 
@@ -93,7 +93,17 @@ def scan_notebook(submitted_path: Path, source_path: Path | None = None) -> list
     gives a single ``syntax`` finding that voids the whole notebook.
     """
     try:
-        cells, restored = load_submission(Path(submitted_path), source_path)
+        submission = read_submission(Path(submitted_path), source_path)
     except SubmissionError as error:
-        return [Finding("notebook", 0, "syntax", str(error), (), True)]
-    return scan_cells(cells, restored)
+        return [unreadable(error)]
+    return scan_submission(submission)
+
+
+def scan_submission(submission: Submission) -> list[Finding]:
+    """The findings of a submission already read (``read_submission``)."""
+    return scan_cells(submission.cells, submission.restored)
+
+
+def unreadable(error: SubmissionError) -> Finding:
+    """An unreadable submission: one ``syntax`` finding that voids the whole notebook."""
+    return Finding("notebook", 0, "syntax", str(error), (), True)

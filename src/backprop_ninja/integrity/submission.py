@@ -159,6 +159,30 @@ def load_submission(
     return classify_cells(submitted, source), source_cells
 
 
+@dataclass(frozen=True)
+class Submission:
+    """A submitted notebook, read once: its code cells classified against the instructor's
+    notebook, and the instructor's restored cells. The scan, the verifier and the grading
+    job's verdict key all read this one object."""
+
+    notebook: str
+    cells: list[CodeCell]
+    restored: list[CodeCell]
+
+    @property
+    def answers(self) -> list[CodeCell]:
+        return [cell for cell in self.cells if cell.role == "answer"]
+
+
+def read_submission(
+    submitted_path: Path, source_path: Path | None = None, notebook_name: str | None = None
+) -> Submission:
+    """``load_submission`` as one typed object (same errors)."""
+    name = notebook_name or Path(submitted_path).stem
+    cells, restored = load_submission(submitted_path, source_path, name)
+    return Submission(name, cells, restored)
+
+
 # ------------------------------------------------------------------ IPython syntax → Python
 def _prepare(index: int, role: str, label: str, source: str | None) -> CodeCell:
     if source is None:

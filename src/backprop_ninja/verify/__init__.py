@@ -55,7 +55,7 @@ so the call fails with NameError (and says so).
 
 from __future__ import annotations
 
-from .parent import verify_notebook
+from .parent import verify_notebook, verify_submission
 from .plan import PROBLEMS, Verdict, build_plan, secret_seeds
 
-__all__ = ["PROBLEMS", "Verdict", "build_plan", "secret_seeds", "verify_notebook"]
+__all__ = ["PROBLEMS", "Verdict", "build_plan", "secret_seeds", "verify_notebook", "verify_submission"]

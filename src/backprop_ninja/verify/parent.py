@@ -22,10 +22,11 @@ from ..grading import sandbox
 from ..integrity import (
     DEPENDENT_TESTS,
     CodeCell,
+    Submission,
     SubmissionError,
     graded_test_ids,
-    load_submission,
     one_line,
+    read_submission,
     top_level_definitions,
 )
 from .plan import (
@@ -58,18 +59,29 @@ def verify_notebook(
     """
     if notebook_name not in GRADED_TESTS:
         raise ValueError(f"unknown notebook {notebook_name!r}; expected one of {sorted(GRADED_TESTS)}")
-    tests = graded_test_ids(notebook_name)
     try:
-        cells, _ = load_submission(Path(submitted_path), source_path, notebook_name)
+        submission = read_submission(Path(submitted_path), source_path, notebook_name)
     except SubmissionError as error:
-        return {gid: Verdict(False, str(error), "invalid") for gid in tests}
-    answers = [c for c in cells if c.role == "answer"]
+        return {gid: Verdict(False, str(error), "invalid") for gid in graded_test_ids(notebook_name)}
+    return verify_submission(submission, seed=seed, timeout=timeout, memory_mb=memory_mb)
+
+
+def verify_submission(
+    submission: Submission,
+    *,
+    seed: int | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+) -> dict[str, Verdict]:
+    """``verify_notebook`` for a submission already read (``integrity.read_submission``)."""
+    notebook_name = submission.notebook
+    tests = graded_test_ids(notebook_name)
     plan = build_plan(notebook_name, seed)
-    outcome = _run_child(answers, plan.calls, timeout=timeout, memory_mb=memory_mb)
+    outcome = _run_child(submission.answers, plan.calls, timeout=timeout, memory_mb=memory_mb)
     if isinstance(outcome, Verdict):  # the child failed as a whole
         return {gid: outcome for gid in tests}
     records, cell_errors = outcome
-    verdicts = _judge(plan, records, cell_errors, cells)
+    verdicts = _judge(plan, records, cell_errors, submission.cells)
     for gid, function in DEPENDENT_TESTS.get(notebook_name, {}).items():
         verdicts[gid] = _dependent_verdict(function, list(verdicts.values()))
     return verdicts
