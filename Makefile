@@ -33,11 +33,13 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# Debian packages the course runs: bubblewrap sandboxes every student's code when grading.
+# Debian packages the course runs, as command:package (the command tells whether it is there):
+# bubblewrap sandboxes every student's code when grading; the tests start a throwaway
+# PostgreSQL server from postgresql's binaries and drive Debian's chromium with playwright.
 # Installed only when missing (as root, or through sudo); elsewhere grader/README.md says how.
-SYSTEM_PACKAGES := bwrap:bubblewrap
+SYSTEM_PACKAGES := bwrap:bubblewrap pg_ctlcluster:postgresql chromium:chromium
 .PHONY: system-packages
-system-packages: ## Install the Debian packages grading needs (bubblewrap) when missing
+system-packages: ## Install the Debian packages grading and the tests need (bubblewrap, postgresql, chromium) when missing
 	@missing=$$(for pair in $(SYSTEM_PACKAGES); do command -v $${pair%%:*} >/dev/null || echo $${pair#*:}; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages: $$missing"; \
@@ -94,8 +96,6 @@ grade: setup data ## See it work: autograde a generated demo class, print the ta
 # on a clone with no real class yet (no $(CLASS)/submitted) they use make grade's demo class.
 # make export's CANVAS_COLUMN='Backprop Ninja (1234)' names grades_canvas.csv's points column.
 VIEWED_CLASS    = $(if $(wildcard $(CLASS)/submitted),$(CLASS),$(DEMO_CLASS))
-# The browser test of the feedback pages drives Debian's chromium with playwright (dev extra).
-SYSTEM_PACKAGES += chromium:chromium
 FORMGRADER_PORT ?= 8890
 .PHONY: report formgrader
 report: setup ## The class report, <class>/report.html: scores, pass rate per test, diagnoses (instructors only)

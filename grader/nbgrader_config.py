@@ -24,13 +24,16 @@ c.CourseDirectory.submitted_directory = f"{CLASS}/submitted"
 c.CourseDirectory.autograded_directory = f"{CLASS}/autograded"
 c.CourseDirectory.feedback_directory = f"{CLASS}/feedback"
 
-# The gradebook: SQLite beside this file unless BACKPROP_NINJA_DB_URL names another database
-# (e.g. postgresql://grader@db.example.org/backprop_ninja, with psycopg2 installed).
-# `timeout=30`: parallel autograde workers wait up to 30 s for SQLite's write lock (default 5 s).
+# The gradebook: SQLite beside this file unless BACKPROP_NINJA_DB_URL names another database,
+# e.g. postgresql://grader@db.example.org/backprop_ninja (PostgreSQL: through the pinned driver,
+# psycopg 3; gradebook_url adds it to the URL). `timeout=30`: parallel autograde workers wait up
+# to 30 s for SQLite's write lock (default 5 s).
 import os  # noqa: E402
 
-c.CourseDirectory.db_url = os.environ.get(
-    "BACKPROP_NINJA_DB_URL", f"sqlite:///{REPO / 'grader' / 'gradebook.db'}?timeout=30"
+from backprop_ninja.course import DB_URL_VARIABLE, gradebook_url  # noqa: E402
+
+c.CourseDirectory.db_url = gradebook_url(
+    os.environ.get(DB_URL_VARIABLE, f"sqlite:///{REPO / 'grader' / 'gradebook.db'}?timeout=30")
 )
 
 # Each cell of a submission may run this long; a cell that takes longer is interrupted

@@ -40,7 +40,7 @@ def graded_demo(demo_class_module):
     import shutil
     import time
 
-    from helpers import VERIFY_SEED, WORKERS, digests, git_status
+    from helpers import VERIFY_SEED, WORKERS, digests, git_status, grade_cells
 
     from backprop_ninja.classroom import Course, autograde_class, export_class, feedback_class
     from backprop_ninja.classroom.class_report import write_report
@@ -57,6 +57,7 @@ def graded_demo(demo_class_module):
         pages = feedback_class(course, workers=WORKERS)
         exported = export_class(course)
         report, lines = write_report(course)
+        cells = {student: grade_cells(course, student) for student in course.students()}
         print(f"\ndemo class: graded with feedback, CSVs and report in {time.monotonic() - start:.0f} s")
         yield dict(
             course=course,
@@ -65,6 +66,7 @@ def graded_demo(demo_class_module):
             pages=pages,
             exported=exported,
             csv={path.name: path.read_text() for path in exported},
+            cells=cells,  # every grade cell's score, right after grading
             report=report,
             lines=lines,
             git_before=git_before,
@@ -74,3 +76,18 @@ def graded_demo(demo_class_module):
         shutil.rmtree(course.class_dir, ignore_errors=True)
         for path in reversed(created):
             shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL server (Debian's binaries, unix socket in a temporary folder,
+    run as nobody when the tests run as root), stopped and removed at the end."""
+    from postgres import Server, binaries_folder
+
+    binaries = binaries_folder()
+    assert binaries is not None, "no PostgreSQL binaries in /usr/lib/postgresql: `make system-packages`"
+    server = Server(binaries).start()
+    try:
+        yield server
+    finally:
+        server.stop()

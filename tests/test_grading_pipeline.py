@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from helpers import VERIFY_SEED, WORKERS, digests, grade_cells, load_demo_module
+from helpers import VERIFY_SEED, digests, grade_cells, load_demo_module
 from helpers import make_course_root as course_root
 
 from backprop_ninja.classroom import Course, autograde_class
@@ -116,26 +116,27 @@ def test_feedback_exists_for_everyone_and_hides_the_hidden_tests(graded, demo):
     assert "not graded automatically" in failed and "kernel died" in failed
 
 
-def test_a_regrade_gives_the_same_grades_and_keeps_nothing_stale(graded):
-    """Runs last among the demo tests: the student re-submits one notebook, damaged this time.
-    Its old points must not survive; the student's other notebooks (a wrong answer, points
-    withdrawn by the integrity checks, full marks) must get exactly the same grades again."""
-    course = graded["course"]
-    student = "slips_dc_autograd"
-    before = grade_cells(course, student)
+def test_a_regrade_gives_the_same_grades_and_keeps_nothing_stale(tmp_path, demo):
+    """The student re-submits one notebook, damaged this time. Its old points must not survive;
+    the student's other notebooks (a wrong answer, points withdrawn by the integrity checks,
+    full marks) must get exactly the same grades again. (A class of its own: the shared demo
+    class stays as graded.)"""
+    student = demo.DEMO_BY_NAME["slips_dc_autograd"]
+    course = Course.load(root=course_root(tmp_path))
+    demo.build(course, [student])
+    autograde_class(course, workers=1, verify_seed=VERIFY_SEED, progress=False)
+    before = grade_cells(course, student.name)
     assert before[(NB3, "test_dhprebn")] == 5 and before[(NB2, "test_dlogits")] == 0
-    path = course.submitted_notebook(student, NB3)
+    path = course.submitted_notebook(student.name, NB3)
     path.write_text(path.read_text()[:1000])
-    status = autograde_class(
-        course, workers=WORKERS, students=[student], verify_seed=VERIFY_SEED, progress=False
-    )[student]
-    after = grade_cells(course, student)
+    status = autograde_class(course, workers=1, verify_seed=VERIFY_SEED, progress=False)[student.name]
+    after = grade_cells(course, student.name)
     assert after[(NB3, "test_dhprebn")] == 0  # not the 5 points of the first run
     assert {k: v for k, v in after.items() if k[0] != NB3} == {k: v for k, v in before.items() if k[0] != NB3}
     assert status.result(NB3).state == FAILED and "invalid JSON" in status.result(NB3).reason
     assert [status.result(nb).state for nb in (NB1, NB2, NB4)] == [GRADED] * 3
     assert list(status.result(NB2).withdrawn) == ["test_dlogits"]  # withdrawn again, not left over
-    assert not course.autograded_notebook(student, NB3).exists()
+    assert not course.autograded_notebook(student.name, NB3).exists()
 
 
 def test_a_notebook_that_runs_too_long_is_stopped_and_the_rest_still_graded(tmp_path, demo):

@@ -23,6 +23,10 @@ VERDICT_MIME = "application/vnd.backprop-ninja.verdict+json"
 # ---------------------------------------------------------------- environment variables
 # The gradebook's database URL (default: SQLite at grader/gradebook.db). May hold a password.
 DB_URL_VARIABLE = "BACKPROP_NINJA_DB_URL"
+# PostgreSQL through the pinned driver, psycopg 3: SQLAlchemy reads a plain postgresql:// URL
+# as psycopg2, which the course does not install.
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+POSTGRES_DRIVER_SCHEME = "postgresql+psycopg"
 # nbgrader's exchange folder for `make collect` without ZIP.
 EXCHANGE_VARIABLE = "BACKPROP_NINJA_EXCHANGE"
 # Notebook 4's training steps (200,000 by default; a few when graded or in CI).
@@ -43,3 +47,13 @@ SANDBOX_ENVIRONMENT = (
     "MKL_NUM_THREADS",
     "PYDEVD_DISABLE_FILE_VALIDATION",
 )
+
+
+def gradebook_url(url: str) -> str:
+    """The URL as SQLAlchemy must read it: ``postgresql://…`` and ``postgres://…`` (libpq's
+    forms, what people write) get the course's driver, ``postgresql+psycopg://…``; any other
+    URL (SQLite, or a driver named explicitly) is returned unchanged."""
+    scheme, separator, rest = url.partition("://")
+    if separator and scheme.lower() in POSTGRES_SCHEMES:
+        return f"{POSTGRES_DRIVER_SCHEME}://{rest}"
+    return url

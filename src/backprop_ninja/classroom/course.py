@@ -16,7 +16,15 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..course import ASSIGNMENT, NOTEBOOKS, QUICK_TIMING_VARIABLE, REPO_ROOT, STEPS_VARIABLE
+from ..course import (
+    ASSIGNMENT,
+    DB_URL_VARIABLE,
+    NOTEBOOKS,
+    QUICK_TIMING_VARIABLE,
+    REPO_ROOT,
+    STEPS_VARIABLE,
+    gradebook_url,
+)
 
 CONFIG_FILE = REPO_ROOT / "grader" / "nbgrader_config.py"
 # Notebook 4's graded test trains on its own; the ungraded training cell only needs to run,
@@ -97,7 +105,7 @@ class Course:
 
         ``class_dir`` (relative to ``root`` or absolute) replaces grader/class. A class that is
         not the configured one keeps its gradebook inside its class directory unless
-        ``db_url`` says otherwise.
+        ``db_url`` or ``$BACKPROP_NINJA_DB_URL`` says otherwise.
         """
         config = read_config(config_file)
         default_root = Path(config.CourseDirectory.root)
@@ -110,8 +118,13 @@ class Course:
         )
         if db_url is None:
             configured = root == default_root and class_dir == default_class
-            db_url = config.CourseDirectory.db_url if configured else sqlite_url(class_dir / "gradebook.db")
-        return cls(root, class_dir, db_url, Path(config_file), cell_timeout)
+            # Another class: $BACKPROP_NINJA_DB_URL when set, else a gradebook of its own.
+            db_url = (
+                config.CourseDirectory.db_url
+                if configured
+                else os.environ.get(DB_URL_VARIABLE) or sqlite_url(class_dir / "gradebook.db")
+            )
+        return cls(root, class_dir, gradebook_url(db_url), Path(config_file), cell_timeout)
 
     # ------------------------------------------------------------------ the class's files
     @property
