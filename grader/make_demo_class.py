@@ -184,7 +184,9 @@ DEMO: tuple[DemoStudent, ...] = (
             NB2: Change(
                 "dlogits not divided by n, the batch size of the mean (−5)",
                 0,
-                replace_in("cross_entropy_backward", "    dlogits /= n\n", ""),
+                replace_in(
+                    "cross_entropy_backward", "    dlogits /= n  # the loss is a mean over the n rows\n", ""
+                ),
             ),
         },
     ),
@@ -199,7 +201,7 @@ DEMO: tuple[DemoStudent, ...] = (
             NB3: Change(
                 "batchnorm: n instead of n − 1 (Bessel's correction forgotten) (−5)",
                 0,
-                replace_in("batchnorm_backward", "value=-1 / (n - 1)", "value=-1 / n"),
+                replace_in("batchnorm_backward", "n / (n - 1) * bnraw", "n / n * bnraw"),
             ),
         },
     ),

@@ -105,9 +105,11 @@ def answers(variants: dict[str, str]) -> Callable:
 
 
 # The wrong answers the attacks try to rescue (each fails the notebook's own test).
-WRONG_DLOGITS = demo.replace_in("cross_entropy_backward", "    dlogits /= n\n", "")  # no / n
+WRONG_DLOGITS = demo.replace_in(
+    "cross_entropy_backward", "    dlogits /= n  # the loss is a mean over the n rows\n", ""
+)  # no / n
 WRONG_BATCHNORM = demo.replace_in(  # Bessel's correction forgotten
-    "batchnorm_backward", "value=-1 / (n - 1)", "value=-1 / n"
+    "batchnorm_backward", "n / (n - 1) * bnraw", "n / n * bnraw"
 )
 WRONG_DPROBS = demo.replace_in("grad_probs", "return dlogprobs / probs", "return -dlogprobs / probs")
 
