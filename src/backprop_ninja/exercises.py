@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .check import CheckResult, check
 from .model import BN_EPS, PARAM_NAMES, consumers, forward_fused, init_params
 from .reference import Reference, local_gradient, reference_gradients
 
@@ -132,6 +133,18 @@ class Trial:
     alternatives: dict[str, torch.Tensor] = field(default_factory=dict)
     pick: str | None = None  # the key to take from a dict result (manual_backward)
     scale: float | None = None  # the case's largest true gradient (see check's ``scale``)
+
+    def judge(self, got) -> CheckResult:
+        """``check`` what came back for this trial: its shape, its dtype and its values."""
+        return check(
+            self.target,
+            got,
+            self.expected,
+            batch_size=self.batch_size,
+            alternatives=self.alternatives,
+            scale=self.scale,
+            same_dtype=True,
+        )
 
 
 @dataclass(frozen=True)

@@ -180,15 +180,7 @@ def run_trial(function: Callable, trial: Trial) -> CheckResult:
         return _failed(trial, "not_implemented", f"{trial.function} is not implemented yet")
     except Exception as error:  # the student's code raised: report it as the answer's problem
         return _failed(trial, "error", f"{trial.function} raised {type(error).__name__}: {error}")
-    return _check(
-        trial.target,
-        got,
-        trial.expected,
-        batch_size=trial.batch_size,
-        alternatives=trial.alternatives,
-        scale=trial.scale,
-        same_dtype=True,
-    )
+    return trial.judge(got)
 
 
 def _failed(trial: Trial, problem: str, message: str) -> CheckResult:

@@ -103,7 +103,6 @@ def _judge(
 def _judge_one(
     check_: _Check, call: _Call, record: dict, cell_errors: dict[str, str], cells: list[CodeCell]
 ) -> Verdict:
-    from ..check import check
 
     trial, fn = check_.trial, call.function
     status = record["status"]
@@ -150,15 +149,7 @@ def _judge_one(
         )
     got = record["value"] if status == "tensor" else None
     try:
-        result = check(
-            trial.target,
-            got,
-            trial.expected,
-            batch_size=trial.batch_size,
-            alternatives=trial.alternatives,
-            scale=trial.scale,
-            same_dtype=True,
-        )
+        result = trial.judge(got)
     except Exception as error:  # an absurd tensor (sparse, meta …) must not stop grading
         return Verdict(
             False,
