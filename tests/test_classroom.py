@@ -6,6 +6,7 @@ The whole pipeline on the demo class is tests/test_grading_pipeline.py.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -461,3 +462,22 @@ def test_broken_demo_notebooks_are_broken_as_described(demo_texts):
             if change.mutate_text is not None:
                 with pytest.raises(json.JSONDecodeError):
                     json.loads(texts[student.name][nb])
+
+
+def test_a_job_on_a_machine_that_cannot_sandbox_grades_nothing_and_says_why(monkeypatch):
+    """A cluster worker without bubblewrap: the student's notebooks are not run there at all."""
+    from backprop_ninja.classroom.job import run_job
+    from backprop_ninja.classroom.results import GradingJob, Release
+    from backprop_ninja.grading import sandbox
+
+    monkeypatch.setattr(sandbox, "bwrap_path", lambda: None)
+    job = GradingJob("ann", Release(b"", {}, 30), {NB1: b"{}"}, {NB2: "a link, not a notebook"})
+    saved = dict(os.environ)  # a job sets up its process's environment for grading
+    try:
+        result = run_job(job)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert [nb.state for nb in result.notebooks] == [FAILED, FAILED, MISSING, MISSING]
+    assert "cannot sandbox" in result.notebooks[0].reason and "bubblewrap" in result.notebooks[0].reason
+    assert result.graded == 0 and not any(nb.autograded for nb in result.notebooks)

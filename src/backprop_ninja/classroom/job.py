@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from ..course import ASSIGNMENT, NOTEBOOKS, SANDBOX_VARIABLE
+from ..grading import sandbox
 from ..integrity import one_line
 from . import kernels
 from .course import Course, prepare_environment, quiet_known_warnings, sqlite_url
@@ -52,11 +53,22 @@ def run_job(job: GradingJob) -> GradingResult:
     os.environ[SANDBOX_VARIABLE] = "1" if job.sandboxed else "0"  # read by the kernel manager
     quiet_known_warnings()
     log: list[str] = []
+    if job.sandboxed and (why := sandbox.problem()):  # e.g. a cluster worker without bubblewrap
+        notebooks = [_cannot_sandbox(job, nb, why) for nb in NOTEBOOKS]
+        return GradingResult(job.student, notebooks, log=sandbox.unavailable_message() or why)
     with tempfile.TemporaryDirectory(prefix="grading-job-") as staging:
         course = _stage(Path(staging), job)
         api = course.api()
         notebooks = [_grade_notebook(course, api, job, notebook, log) for notebook in NOTEBOOKS]
     return GradingResult(job.student, notebooks, log="\n".join(log))
+
+
+def _cannot_sandbox(job: GradingJob, notebook: str, why: str) -> NotebookGrade:
+    """Fail closed on a machine that cannot sandbox: nothing of the student's runs there."""
+    if notebook not in job.files and notebook not in job.refused:
+        return NotebookGrade(notebook, MISSING, reason="not submitted")
+    reason = f"the grading machine cannot sandbox the student's code ({why}): install bubblewrap there"
+    return NotebookGrade(notebook, FAILED, reason=one_line(reason))
 
 
 def _stage(staging: Path, job: GradingJob) -> Course:

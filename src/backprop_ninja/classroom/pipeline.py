@@ -8,6 +8,7 @@ progress bar. Jobs never write the gradebook or the class's files; only this pro
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import shutil
@@ -90,49 +91,51 @@ def autograde_class(
     if sandboxed and dask_scheduler is None and sandbox.unavailable_message():
         raise GradingError(sandbox.unavailable_message())  # before anything is graded
     students = _students_to_grade(course, students, shard)
-    began = time.monotonic()
-    executor = _executor(dask_scheduler)  # an unreachable scheduler fails here, before grading
-    if register:
-        gradebook.register_assignment(course)
-    gradebook.enrol(course, students)
-    assignment = gradebook.release(course)
-    fixed_seconds["register"] = time.monotonic() - began
-    workers = max(1, min(workers, len(students)))
-    threads = 1 if workers > 1 else None  # one torch thread per kernel when kernels run side by side
-    verdicts: dict[str, dict[str, tuple[bool, str]]] = {}  # this run's verifier verdicts, in memory
+    with contextlib.ExitStack() as cleanup:
+        began = time.monotonic()
+        executor = _executor(dask_scheduler)  # an unreachable scheduler fails here, before grading
+        if executor is not None:
+            cleanup.callback(executor.close)
+        if register:
+            gradebook.register_assignment(course)
+        gradebook.enrol(course, students)
+        assignment = gradebook.release(course)
+        fixed_seconds["register"] = time.monotonic() - began
+        workers = max(1, min(workers, len(students)))
+        threads = 1 if workers > 1 else None  # one torch thread per kernel when kernels run side by side
+        verdicts: dict[str, dict[str, tuple[bool, str]]] = {}  # this run's verifier verdicts, in memory
 
-    def make_job(student: str) -> GradingJob:
-        files, refused = read_submission(course, student)
-        return GradingJob(
-            student,
-            assignment,
-            files,
-            refused,
-            notebook_timeout=notebook_timeout,
-            verify_timeout=verify_timeout,
-            verify_seed=verify_seed,
-            sandboxed=sandboxed,
-            threads=threads,
-            known_verdicts=dict(verdicts),
-        )
+        def make_job(student: str) -> GradingJob:
+            files, refused = read_submission(course, student)
+            return GradingJob(
+                student,
+                assignment,
+                files,
+                refused,
+                notebook_timeout=notebook_timeout,
+                verify_timeout=verify_timeout,
+                verify_seed=verify_seed,
+                sandboxed=sandboxed,
+                threads=threads,
+                known_verdicts=dict(verdicts),
+            )
 
-    statuses: dict[str, StudentStatus] = {}
-    bar = _progress_bar(len(students), workers, dask_scheduler, progress)
+        statuses: dict[str, StudentStatus] = {}
+        bar = _progress_bar(len(students), workers, dask_scheduler, progress)
+        cleanup.callback(bar.close)
 
-    def on_result(result: GradingResult) -> None:
-        statuses[result.student] = gradebook.record(course, result)
-        for notebook in result.notebooks:
-            if notebook.verdicts_key:
-                verdicts[notebook.verdicts_key] = notebook.verdicts
-        failures = sum(r.state in (FAILED, STOPPED) for s in statuses.values() for r in s.notebooks)
-        bar.update(1)
-        bar.set_postfix_str(f"notebooks not graded: {failures}" if failures else "", refresh=True)
+        def on_result(result: GradingResult) -> None:
+            statuses[result.student] = gradebook.record(course, result)
+            for notebook in result.notebooks:
+                if notebook.verdicts_key:
+                    verdicts[notebook.verdicts_key] = notebook.verdicts
+            failures = sum(r.state in (FAILED, STOPPED) for s in statuses.values() for r in s.notebooks)
+            bar.update(1)
+            bar.set_postfix_str(f"notebooks not graded: {failures}" if failures else "", refresh=True)
 
-    if sandboxed:
-        load_splits()  # its cache beside names.txt, which sandboxed kernels may only read
-    server = None
-    try:
-        if isinstance(executor, DaskExecutor):
+        if sandboxed:
+            load_splits()  # its cache beside names.txt, which sandboxed kernels may only read
+        if executor is not None:
             executor.run(students, make_job, on_result)
         else:
             began = time.monotonic()
@@ -140,14 +143,9 @@ def autograde_class(
             server = _start_forkserver(threads) if use_forkserver else None
             fixed_seconds["forkserver"] = time.monotonic() - began
             if server is not None:
+                cleanup.callback(server.stop)
                 env[FORKSERVER_VARIABLE] = str(server.path)
             LocalExecutor(workers, env).run(students, make_job, on_result)
-    finally:
-        bar.close()
-        if server is not None:
-            server.stop()
-        if isinstance(executor, DaskExecutor):
-            executor.close()
     return {student: statuses[student] for student in students}
 
 
