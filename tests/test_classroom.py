@@ -45,7 +45,7 @@ from backprop_ninja.classroom.status import (
     write_status,
 )
 from backprop_ninja.classroom.trust import answer_cell_of
-from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS
+from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS, gradebook_url
 
 REPO = Path(__file__).resolve().parents[1]
 NB1, NB2, NB3, NB4 = NOTEBOOKS
@@ -189,12 +189,27 @@ def test_config_sets_the_course_layout_and_the_grading_rules():
     assert c.CourseDirectory.db_url.startswith("sqlite:///") and "timeout=30" in c.CourseDirectory.db_url
 
 
-def test_the_database_url_comes_from_the_environment(monkeypatch):
+def test_the_database_url_comes_from_the_environment(monkeypatch, tmp_path):
+    """As people write it (libpq's postgresql://), read with the pinned driver (psycopg 3), for
+    the configured class and for any other class graded while it is set."""
     monkeypatch.setenv("BACKPROP_NINJA_DB_URL", "postgresql://grader@db.example.org/bpn")
-    assert read_config().CourseDirectory.db_url == "postgresql://grader@db.example.org/bpn"
-    assert Course.load().db_url == "postgresql://grader@db.example.org/bpn"
+    expected = "postgresql+psycopg://grader@db.example.org/bpn"
+    assert read_config().CourseDirectory.db_url == expected
+    assert Course.load().db_url == expected
+    assert Course.load(root=tmp_path, class_dir="section-b").db_url == expected
     monkeypatch.delenv("BACKPROP_NINJA_DB_URL")
     assert Course.load().db_url == sqlite_url(REPO / "grader" / "gradebook.db")
+
+
+def test_only_libpq_style_postgresql_urls_get_the_driver():
+    assert gradebook_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert gradebook_url("POSTGRESQL://u@/db?host=/tmp/pg") == "postgresql+psycopg://u@/db?host=/tmp/pg"
+    for unchanged in (
+        "postgresql+psycopg2://u@h/db",
+        "sqlite:////x/gradebook.db?timeout=30",
+        "mysql://u@h/db",
+    ):
+        assert gradebook_url(unchanged) == unchanged
 
 
 def test_another_class_keeps_its_own_gradebook_and_folders(tmp_path):
@@ -471,6 +486,7 @@ def test_a_job_on_a_machine_that_cannot_sandbox_grades_nothing_and_says_why(monk
     from backprop_ninja.grading import sandbox
 
     monkeypatch.setattr(sandbox, "bwrap_path", lambda: None)
+    sandbox.problem.cache_clear()  # it remembers its answer for the process
     job = GradingJob("ann", Release(b"", {}, 30), {NB1: b"{}"}, {NB2: "a link, not a notebook"})
     saved = dict(os.environ)  # a job sets up its process's environment for grading
     try:
@@ -478,6 +494,7 @@ def test_a_job_on_a_machine_that_cannot_sandbox_grades_nothing_and_says_why(monk
     finally:
         os.environ.clear()
         os.environ.update(saved)
+        sandbox.problem.cache_clear()
     assert [nb.state for nb in result.notebooks] == [FAILED, FAILED, MISSING, MISSING]
     assert "cannot sandbox" in result.notebooks[0].reason and "bubblewrap" in result.notebooks[0].reason
     assert result.graded == 0 and not any(nb.autograded for nb in result.notebooks)
