@@ -3,8 +3,10 @@ imports another test module)."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import importlib.util
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +66,9 @@ def git_status() -> str:
         text=True,
         check=True,
     ).stdout
+
+
+def csv_rows(text: str, students=None) -> list[dict]:
+    """A CSV's rows (of ``students`` only, when given), in order."""
+    rows = list(csv.DictReader(io.StringIO(text)))
+    return [row for row in rows if students is None or row["student_id"] in students]

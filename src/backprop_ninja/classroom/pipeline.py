@@ -8,6 +8,7 @@ progress bar. Jobs never write the gradebook or the class's files; only this pro
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import html
 import os
@@ -44,6 +45,9 @@ from .trust import VERIFY_TIMEOUT
 # A notebook whose grading (all cells, with the per-cell timeout, and the checks) takes longer
 # than this is stopped and reported; the student's other notebooks are still graded.
 NOTEBOOK_TIMEOUT = 900
+# Verdicts of runs with a fixed verify seed (reproducible runs, tests): the same answer cells
+# on the same seed (and time limit) get the same verdict, whichever run asks.
+_VERDICTS_BY_SEED: dict[tuple[int, float], dict[str, dict[str, tuple[bool, str]]]] = {}
 
 __all__ = ["autograde_class", "register_assignment", "feedback_class", "export_class"]
 
@@ -103,7 +107,11 @@ def autograde_class(
         fixed_seconds["register"] = time.monotonic() - began
         workers = max(1, min(workers, len(students)))
         threads = 1 if workers > 1 else None  # one torch thread per kernel when kernels run side by side
-        verdicts: dict[str, dict[str, tuple[bool, str]]] = {}  # this run's verifier verdicts, in memory
+        # The verifier's verdicts by answers digest, in this process's memory: this run's only
+        # (fresh secret seeds every run), or, with a fixed verify_seed, every run's with that seed.
+        verdicts = (
+            {} if verify_seed is None else _VERDICTS_BY_SEED.setdefault((verify_seed, verify_timeout), {})
+        )
 
         def make_job(student: str) -> GradingJob:
             files, refused = read_submission(course, student)
@@ -140,19 +148,36 @@ def autograde_class(
         else:
             began = time.monotonic()
             env = grading_environment()
-            server = _start_forkserver(threads) if use_forkserver else None
+            server = _forkserver(threads) if use_forkserver else None
             fixed_seconds["forkserver"] = time.monotonic() - began
             if server is not None:
-                cleanup.callback(server.stop)
                 env[FORKSERVER_VARIABLE] = str(server.path)
             LocalExecutor(workers, env).run(students, make_job, on_result)
     return {student: statuses[student] for student in students}
 
 
-def _start_forkserver(threads: int | None) -> forkserver.ForkServer | None:
+# One fork server per torch thread setting, kept for the process's later runs (the tests and
+# the bench grade many times) and stopped when the process exits (or dies: it watches us).
+_FORKSERVERS: dict[int | None, forkserver.ForkServer] = {}
+
+
+def _forkserver(threads: int | None) -> forkserver.ForkServer | None:
+    server = _FORKSERVERS.get(threads)
+    if server is not None and server.process.poll() is None:
+        return server
     # What ipykernel would set before a kernel imports matplotlib: plots inline.
     env = {**grading_environment(threads=threads), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
-    return forkserver.start(FORK_ENTRY_POINTS, FORK_PRELOAD, env)
+    server = forkserver.start(FORK_ENTRY_POINTS, FORK_PRELOAD, env)
+    if server is not None:
+        if not _FORKSERVERS:
+            atexit.register(_stop_forkservers)
+        _FORKSERVERS[threads] = server
+    return server
+
+
+def _stop_forkservers() -> None:
+    for server in _FORKSERVERS.values():
+        server.stop()
 
 
 def _students_to_grade(course: Course, students: list[str] | None, shard) -> list[str]:
