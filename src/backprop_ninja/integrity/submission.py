@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..cells import grade_id as _grade_id
 from ..cells import nbgrader_meta
-from ..course import ASSIGNMENT, REPO_ROOT
+from ..course import SOLUTIONS_DIR
 from ..text import printable
 from .rules import (
     _HELP,
@@ -49,7 +49,8 @@ class CodeCell:
 
 
 def default_source_path(notebook_name: str) -> Path:
-    return REPO_ROOT / "solutions" / ASSIGNMENT / f"{notebook_name}.ipynb"
+    """The instructor's notebook of that name, in the repository's solutions."""
+    return SOLUTIONS_DIR / f"{notebook_name}.ipynb"
 
 
 def read_notebook_json(path: Path) -> dict:
