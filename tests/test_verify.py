@@ -8,7 +8,10 @@ one per answer function.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -25,7 +28,7 @@ from backprop_ninja.exercises import GRADED_TESTS
 from backprop_ninja.integrity import graded_test_ids, scan_notebook
 from backprop_ninja.verify import PROBLEMS, Verdict, build_plan, secret_seeds, verify_notebook
 from backprop_ninja.verify.child import _call
-from backprop_ninja.verify.parent import _judge
+from backprop_ninja.verify.parent import _child_env, _judge
 
 pytestmark = pytest.mark.slow  # child processes: about a minute in all
 
@@ -255,6 +258,26 @@ def test_garbage_output_is_reported(course):
     code = "import os\nwith open('results.pt', 'wb') as f:\n    f.write(b'garbage')\nos._exit(0)\n"
     verdict = course(NB3, {"batchnorm_backward": code})["test_dhprebn"]
     assert (verdict.ok, verdict.problem) == (False, "bad_output")
+
+
+def test_the_untrusted_child_loads_nothing_of_the_trusted_side(tmp_path):
+    """The child's own command line, as the parent starts it, on an empty job: the modules
+    it imported (``-X importtime`` lists them) are the child's, never the parent's, the
+    integrity scan's, the fork server's, the sandbox's or the pipeline's."""
+    workdir = tmp_path / "child"
+    workdir.mkdir()
+    limits = {"memory_bytes": 2**31, "cpu_seconds": 60, "file_bytes": 2**26}
+    (workdir / "job.json").write_text(json.dumps({"cells": [], "limits": limits}), encoding="utf-8")
+    torch.save([], workdir / "inputs.pt")
+    argv = [sys.executable, "-s", "-X", "importtime", "-m", "backprop_ninja.verify", "--child", str(workdir)]
+    run = subprocess.run(argv, cwd=workdir, env=_child_env(str(workdir)), capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert torch.load(workdir / "results.pt", weights_only=True) == {"calls": [], "cell_errors": {}}
+    imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines() if "|" in line}
+    ours = {name for name in imported if name.startswith("backprop_ninja")}
+    assert "backprop_ninja.verify.child" in ours
+    trusted = ("verify.parent", "integrity", "forkserver", "grading", "classroom")
+    assert {name for name in ours if name.removeprefix("backprop_ninja.").startswith(trusted)} == set()
 
 
 def test_invalid_json_is_reported_for_every_test(course, tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..cells import grade_id as _grade_id
 from ..cells import nbgrader_meta
 from ..course import SOLUTIONS_DIR
-from ..text import printable
+from ..text import one_line
 from .rules import (
     _HELP,
     _LINE_MAGIC,
@@ -254,8 +254,3 @@ def _parse_error(code: str) -> str | None:
     except (ValueError, RecursionError, MemoryError) as error:  # null bytes, absurd nesting
         return one_line(f"{type(error).__name__}: {error}", 100)
     return None
-
-
-def one_line(text: str, limit: int = 200) -> str:
-    text = " ".join(printable(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
