@@ -15,7 +15,9 @@ def main(argv: list[str] | None = None) -> int:
 
     (``--child DIR`` is how the verifier starts its child; not for people.)
     """
-    parser = argparse.ArgumentParser(description="Verify a submission's answers on fresh inputs.")
+    parser = argparse.ArgumentParser(
+        prog="python -m backprop_ninja.verify", description="Verify a submission's answers on fresh inputs."
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("submitted", type=Path, nargs="?")
     parser.add_argument("notebook", nargs="?", help="e.g. 1_atomic_backprop (default: the file's name)")
