@@ -15,8 +15,8 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from backprop_ninja.course import DEPENDENT_TESTS
 from backprop_ninja.exercises import GRADED_TESTS
-from backprop_ninja.integrity import DEPENDENT_TESTS
 
 SETUP = """\
 import math

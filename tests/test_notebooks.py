@@ -23,7 +23,7 @@ import pytest
 from nbgrader.validator import Validator
 
 from backprop_ninja.cells import answer_cells, grade_id, is_test
-from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS
+from backprop_ninja.course import ASSIGNMENT, DEPENDENT_TESTS, NOTEBOOKS
 from backprop_ninja.exercises import GRADED_TESTS
 from backprop_ninja.notebooks import CI_STEPS, RELEASE, REPO_ROOT, SOLUTIONS, STEPS_VARIABLE
 
@@ -158,7 +158,7 @@ def test_student_notebook_is_clean_and_holds_no_solution(name):
     for cell in answer_cells(student):
         assert "raise NotImplementedError()" in cell.source, grade_id(cell)
     tests = {grade_id(cell): cell.metadata["nbgrader"]["points"] for cell in student.cells if is_test(cell)}
-    expected = set(GRADED_TESTS[name]) | ({"test_training"} if name == "4_full_training" else set())
+    expected = set(GRADED_TESTS[name]) | set(DEPENDENT_TESTS.get(name, {}))
     assert set(tests) == expected
 
 

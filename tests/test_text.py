@@ -1,8 +1,7 @@
 """What a student's code can put into a message the grader shows: printable, one line."""
 
 from backprop_ninja.classroom.status import FAILED, GRADED, NotebookResult
-from backprop_ninja.integrity import one_line
-from backprop_ninja.text import printable
+from backprop_ninja.text import one_line, printable
 
 
 def test_escape_sequences_and_control_characters_are_removed():

@@ -8,7 +8,10 @@ one per answer function.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -20,12 +23,13 @@ from submission_notebooks import (
     submission,
 )
 
+from backprop_ninja.classroom.trust import answers_key
 from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS, REPO_ROOT
 from backprop_ninja.exercises import GRADED_TESTS
-from backprop_ninja.integrity import graded_test_ids, scan_notebook
+from backprop_ninja.integrity import graded_test_ids, read_submission, scan_notebook
 from backprop_ninja.verify import PROBLEMS, Verdict, build_plan, secret_seeds, verify_notebook
 from backprop_ninja.verify.child import _call
-from backprop_ninja.verify.parent import _judge
+from backprop_ninja.verify.parent import _child_env, _judge
 
 pytestmark = pytest.mark.slow  # child processes: about a minute in all
 
@@ -255,6 +259,66 @@ def test_garbage_output_is_reported(course):
     code = "import os\nwith open('results.pt', 'wb') as f:\n    f.write(b'garbage')\nos._exit(0)\n"
     verdict = course(NB3, {"batchnorm_backward": code})["test_dhprebn"]
     assert (verdict.ok, verdict.problem) == (False, "bad_output")
+
+
+def test_the_untrusted_child_loads_nothing_of_the_trusted_side(tmp_path):
+    """The child's own command line, as the parent starts it, on an empty job: the modules
+    it imported (``-X importtime`` lists them) are the child's, never the parent's, the
+    integrity scan's, the fork server's, the sandbox's or the pipeline's."""
+    workdir = tmp_path / "child"
+    workdir.mkdir()
+    limits = {"memory_bytes": 2**31, "cpu_seconds": 60, "file_bytes": 2**26}
+    (workdir / "job.json").write_text(json.dumps({"cells": [], "limits": limits}), encoding="utf-8")
+    torch.save([], workdir / "inputs.pt")
+    argv = [sys.executable, "-s", "-X", "importtime", "-m", "backprop_ninja.verify", "--child", str(workdir)]
+    run = subprocess.run(argv, cwd=workdir, env=_child_env(str(workdir)), capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert torch.load(workdir / "results.pt", weights_only=True) == {"calls": [], "cell_errors": {}}
+    imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines() if "|" in line}
+    ours = {name for name in imported if name.startswith("backprop_ninja")}
+    assert "backprop_ninja.verify.child" in ours
+    trusted = ("verify.parent", "integrity", "forkserver", "grading", "classroom")
+    assert {name for name in ours if name.removeprefix("backprop_ninja.").startswith(trusted)} == set()
+
+
+# Counts the opens of the submitted file (an audit hook, in a process of its own since a
+# hook cannot be removed) while the grading job's checks run on it.
+READ_ONCE = """
+import json, sys
+from pathlib import Path
+path, source, notebook = sys.argv[1:4]
+opens = []
+sys.addaudithook(lambda event, args: opens.append(args[1]) if event == "open" and str(args[0]) == path else None)
+from backprop_ninja.classroom.trust import untrusted_tests
+outcome = untrusted_tests(Path(path), notebook, source=Path(source), verify_seed=5)
+print(json.dumps({"opens": opens, "reasons": outcome.reasons, "key": outcome.key}))
+"""
+
+
+def test_a_submission_is_read_once_for_the_scan_the_verifier_and_the_key(course, tmp_path):
+    """The grading job's checks (``trust.untrusted_tests``) open the submitted file once,
+    for reading, and each check still sees it: the scan flags autograd in grad_probs, the
+    verifier fails the wrong grad_counts, the key is the digest of the answer cells."""
+    autograd = (
+        "def grad_probs(probs, dlogprobs):\n    p = probs.detach().requires_grad_()\n"
+        "    (p.log() * dlogprobs).sum().backward()\n    return p.grad\n"
+    )
+    answers = {**reference_answers(NB1), "grad_probs": autograd, "grad_counts": MIXED["grad_counts"]}
+    path = submission(tmp_path, NB1, answers)
+    source = course.sources[NB1]
+    run = subprocess.run(
+        [sys.executable, "-c", READ_ONCE, str(path), str(source), NB1], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    seen = json.loads(run.stdout.splitlines()[-1])
+    (mode,) = seen["opens"]  # one reading, never for writing
+    assert not set(mode) & set("wax+"), mode
+    assert set(seen["reasons"]) == {"test_dprobs", "test_dcounts"}
+    assert seen["reasons"]["test_dprobs"].startswith("integrity: ⚑ autograd")
+    assert seen["reasons"]["test_dcounts"].startswith("verifier: ")
+    assert seen["key"] == answers_key(read_submission(path, source, NB1))
+    changed = submission(tmp_path, NB1, {**answers, "grad_counts": ANSWERS["grad_counts"]}, name="changed")
+    assert answers_key(read_submission(changed, source, NB1)) != seen["key"]
 
 
 def test_invalid_json_is_reported_for_every_test(course, tmp_path):

@@ -16,6 +16,11 @@ NOTEBOOKS = ("1_atomic_backprop", "2_fused_cross_entropy", "3_fused_batchnorm", 
 SOLUTIONS_DIR = REPO_ROOT / "solutions" / ASSIGNMENT
 RELEASE_DIR = REPO_ROOT / "notebooks" / ASSIGNMENT
 
+# Graded tests that are not gradient checks but run an answer function (notebook 4 trains
+# with manual_backward): notebook → {test grade_id: the function it runs}. A finding or a
+# verifier failure on that function voids the test too.
+DEPENDENT_TESTS: dict[str, dict[str, str]] = {"4_full_training": {"test_training": "manual_backward"}}
+
 # A test's verdict in a notebook's outputs (display_data, beside the "text/plain" line the
 # student reads): {"test", "passed", "problem", "message"}. The class report reads it.
 VERDICT_MIME = "application/vnd.backprop-ninja.verdict+json"

@@ -12,3 +12,9 @@ def printable(text: str) -> str:
     """``text`` without terminal escape sequences and control or bidi-override characters:
     what a student's code can put in a message must not drive a TA's terminal or a CSV."""
     return _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", str(text)))
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """``text`` printable, on one line, at most ``limit`` characters (cut with "…")."""
+    text = " ".join(printable(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -7,7 +7,7 @@
     executors.py where jobs run: a local pool of worker processes, or a Dask cluster
     gradebook.py the one module that writes the gradebook, the autograded copies, status and logs
     kernels.py   the kernel manager nbgrader grades with: sandboxed kernels (../grading/sandbox.py),
-                 or, with --no-sandbox, kernels forked by ../forkserver.py
+                 or, with --no-sandbox, kernels forked by ../forkserver/
     collect.py   safe zip extraction and the LMS collector plugin for nbgrader's zip_collect
     outputs.py   LimitOutputBytes: outputs capped in bytes before nbgrader saves a notebook
     trust.py     the integrity scan and the trusted verifier: which points cannot be trusted

@@ -31,7 +31,7 @@ CONFIG_FILE = REPO_ROOT / "grader" / "nbgrader_config.py"
 # so when grading it trains for a few steps (STEPS_VARIABLE).
 GRADING_STEPS = 100
 
-# What the grading fork server (../forkserver.py) serves: ``python -m`` module → its function,
+# What the grading fork server (../forkserver/) serves: ``python -m`` module → its function,
 # and what it imports once so that those start in milliseconds (kernels: torch, matplotlib and
 # the package; grading jobs: nbgrader; verifier children: torch and the package).
 FORK_ENTRY_POINTS = {
@@ -215,7 +215,7 @@ class Course:
         config.ZipCollectApp.downloaded_directory = self._nbgrader_path(self.downloaded)
         if self.cell_timeout is not None:
             config.Execute.timeout = self.cell_timeout
-        # Kernels from the fork server, when the pipeline runs one (forkserver.py).
+        # Kernels from the fork server, when the pipeline runs one (../forkserver/).
         config.Execute.kernel_manager_class = "backprop_ninja.classroom.kernels.ForkedKernelManager"
         return config
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..course import ASSIGNMENT, NOTEBOOKS, SANDBOX_VARIABLE
 from ..grading import sandbox
-from ..integrity import one_line
+from ..text import one_line
 from . import kernels
 from .course import Course, prepare_environment, quiet_known_warnings, sqlite_url
 from .reasons import failure_reason, success_notes

@@ -16,6 +16,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..course import DEPENDENT_TESTS
 from ..exercises import GRADED_TESTS
 
 VERIFY_TIMEOUT = 60  # seconds for the verifier's child process, per notebook
@@ -23,8 +24,6 @@ VERIFY_TIMEOUT = 60  # seconds for the verifier's child process, per notebook
 
 def answer_cell_of(notebook: str, test_id: str) -> str:
     """The grade_id of the answer cell whose function a test checks (= the function's name)."""
-    from ..integrity import DEPENDENT_TESTS
-
     exercise = GRADED_TESTS[notebook].get(test_id)
     return exercise.function if exercise is not None else DEPENDENT_TESTS[notebook][test_id]
 
@@ -100,6 +99,4 @@ def answers_key(submission) -> str:
 
 def checked_tests(notebook: str) -> list[str]:
     """Every test of the notebook whose points the checks vouch for."""
-    from ..integrity import DEPENDENT_TESTS
-
     return [*GRADED_TESTS[notebook], *DEPENDENT_TESTS.get(notebook, {})]

@@ -11,7 +11,10 @@ from .server import serve
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="The grading fork server (started by the pipeline).")
+    parser = argparse.ArgumentParser(
+        prog="python -m backprop_ninja.forkserver",
+        description="The grading fork server (started by the pipeline).",
+    )
     parser.add_argument("socket", type=Path)
     parser.add_argument("parent", type=int, help="serve until this process is gone")
     parser.add_argument("served", type=json.loads, help='{"entry_points": {...}, "preload": [...]}')

@@ -50,8 +50,10 @@ outputs that carry an autograd graph, and compares results where student code ne
 
 from __future__ import annotations
 
+from ..course import DEPENDENT_TESTS
+from ..text import one_line
 from .allowlist import known_answer_attributes
-from .findings import DEPENDENT_TESTS, KINDS, Finding
+from .findings import KINDS, Finding
 from .impact import affected_tests, graded_test_ids, summary, top_level_definitions
 from .scan import scan_cells, scan_notebook, scan_submission, unreadable
 from .submission import (
@@ -61,7 +63,6 @@ from .submission import (
     classify_cells,
     default_source_path,
     load_submission,
-    one_line,
     read_notebook_json,
     read_submission,
 )

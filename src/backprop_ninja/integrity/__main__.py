@@ -13,7 +13,10 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m backprop_ninja.integrity SUBMITTED.ipynb [SOURCE.ipynb]``: print the findings."""
     import argparse
 
-    parser = argparse.ArgumentParser(description="Static integrity scan of a submitted notebook.")
+    parser = argparse.ArgumentParser(
+        prog="python -m backprop_ninja.integrity",
+        description="Static integrity scan of a submitted notebook.",
+    )
     parser.add_argument("submitted", type=Path)
     parser.add_argument("source", type=Path, nargs="?")
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")

@@ -1,15 +1,10 @@
-"""What the scan reports: a ``Finding``, its kinds, and the tests that depend on an answer."""
+"""What the scan reports: a ``Finding`` and its kinds."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 KINDS = ("autograd", "monkeypatch", "dynamic", "unknown", "forbidden_import", "syntax")
-
-
-# Tests that are not gradient checks but depend on an answer function (notebook 4 trains
-# with manual_backward): test grade_id → the function it runs.
-DEPENDENT_TESTS: dict[str, dict[str, str]] = {"4_full_training": {"test_training": "manual_backward"}}
 
 
 @dataclass(frozen=True)

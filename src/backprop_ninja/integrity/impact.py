@@ -5,8 +5,9 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterable
 
+from ..course import DEPENDENT_TESTS
 from ..exercises import GRADED_TESTS
-from .findings import DEPENDENT_TESTS, Finding
+from .findings import Finding
 from .scope import _imports
 
 

@@ -6,11 +6,12 @@ import ast
 import re
 from pathlib import Path
 
+from ..text import one_line
 from .findings import Finding
 from .impact import _callers_closure, top_level_definitions
 from .scanner import _CellScanner
 from .scope import _attach_parents, _context, _module_level_names
-from .submission import CodeCell, Submission, SubmissionError, one_line, read_submission
+from .submission import CodeCell, Submission, SubmissionError, read_submission
 
 _DEF_LINE = re.compile(r"^(?:async\s+)?def\s+(\w+)|^(\w+)\s*=\s*lambda\b", re.MULTILINE)
 

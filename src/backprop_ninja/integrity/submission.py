@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ..cells import grade_id as _grade_id
 from ..cells import nbgrader_meta
-from ..course import ASSIGNMENT, REPO_ROOT
-from ..text import printable
+from ..course import SOLUTIONS_DIR
+from ..text import one_line
 from .rules import (
     _HELP,
     _LINE_MAGIC,
@@ -49,7 +49,8 @@ class CodeCell:
 
 
 def default_source_path(notebook_name: str) -> Path:
-    return REPO_ROOT / "solutions" / ASSIGNMENT / f"{notebook_name}.ipynb"
+    """The instructor's notebook of that name, in the repository's solutions."""
+    return SOLUTIONS_DIR / f"{notebook_name}.ipynb"
 
 
 def read_notebook_json(path: Path) -> dict:
@@ -253,8 +254,3 @@ def _parse_error(code: str) -> str | None:
     except (ValueError, RecursionError, MemoryError) as error:  # null bytes, absurd nesting
         return one_line(f"{type(error).__name__}: {error}", 100)
     return None
-
-
-def one_line(text: str, limit: int = 200) -> str:
-    text = " ".join(printable(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

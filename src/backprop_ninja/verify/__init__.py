@@ -55,7 +55,24 @@ so the call fails with NameError (and says so).
 
 from __future__ import annotations
 
-from .parent import verify_notebook, verify_submission
+from typing import TYPE_CHECKING, Any
+
 from .plan import PROBLEMS, Verdict, build_plan, secret_seeds
 
+if TYPE_CHECKING:
+    from .parent import verify_notebook, verify_submission
+
 __all__ = ["PROBLEMS", "Verdict", "build_plan", "secret_seeds", "verify_notebook", "verify_submission"]
+
+_PARENT_NAMES = ("verify_notebook", "verify_submission")
+
+
+def __getattr__(name: str) -> Any:
+    """The parent's functions, imported on first use: the untrusted child's process
+    (``python -m backprop_ninja.verify --child``) imports this package, and must not load the
+    trusted side (the parent, the integrity scan, the fork server, the sandbox)."""
+    if name in _PARENT_NAMES:
+        from . import parent
+
+        return getattr(parent, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

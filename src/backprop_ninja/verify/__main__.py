@@ -7,8 +7,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from .child import _child_main
-from .parent import verify_notebook
 from .plan import DEFAULT_TIMEOUT
 
 
@@ -17,18 +15,24 @@ def main(argv: list[str] | None = None) -> int:
 
     (``--child DIR`` is how the verifier starts its child; not for people.)
     """
-    parser = argparse.ArgumentParser(description="Verify a submission's answers on fresh inputs.")
+    parser = argparse.ArgumentParser(
+        prog="python -m backprop_ninja.verify", description="Verify a submission's answers on fresh inputs."
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("submitted", type=Path, nargs="?")
     parser.add_argument("notebook", nargs="?", help="e.g. 1_atomic_backprop (default: the file's name)")
     parser.add_argument("--source", type=Path)
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
     args = parser.parse_args(argv)
-    if args.child is not None:
+    if args.child is not None:  # the untrusted child imports the child's module only
+        from .child import _child_main
+
         _child_main(args.child)
         return 0
     if args.submitted is None:
         parser.error("give the submitted notebook")
+    from .parent import verify_notebook
+
     verdicts = verify_notebook(
         args.submitted, args.notebook or args.submitted.stem, source_path=args.source, timeout=args.timeout
     )

@@ -1,5 +1,9 @@
 """The untrusted child: loads the answer cells and calls them on the plan's inputs, with
-autograd disabled and limits set on itself; it only saves what came back."""
+autograd disabled and limits set on itself; it only saves what came back.
+
+Kept minimal on purpose: the process it runs in (``python -m backprop_ninja.verify --child``)
+imports this module, the plan's constants, torch and the course's exercises, and nothing of
+the trusted side (the parent, the integrity scan, the fork server, the sandbox)."""
 
 from __future__ import annotations
 
@@ -15,8 +19,8 @@ import torch
 
 from ..cells import ANSWER_PRELUDE
 from ..exercises import private_copy
-from ..integrity.submission import one_line
 from ..model import PARAM_NAMES
+from ..text import one_line
 from .plan import MAX_RESULT_ELEMENTS
 
 

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import torch
 
-from ..course import FORKSERVER_VARIABLE
+from ..course import DEPENDENT_TESTS, FORKSERVER_VARIABLE
 from ..exercises import GRADED_TESTS
 from ..forkserver import spawn
 from ..grading import sandbox
 from ..integrity import (
-    DEPENDENT_TESTS,
     CodeCell,
     Submission,
     SubmissionError,
