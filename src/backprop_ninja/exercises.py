@@ -5,19 +5,29 @@ answer is computed. A *case* is one set of inputs: the notebook's own batch, or 
 (another seed, batch size, hidden size, dtype; arbitrary upstream gradients; large logits).
 The same cases serve the notebooks' tests (in the student's kernel) and the out-of-kernel
 verifier, which compares in a process the student's code never touches.
+
+A visible test and a hidden one run the same *kinds* of fresh inputs (``FRESH_SHAPES``):
+the visible with the public ``PUBLIC_SEEDS``, the hidden with secret seeds. So a ✅ in the
+notebook predicts the grade, and a wrong answer that happens to fit the notebook's batch (a
+hard-coded size, a missing ε that float32 cannot see) fails where the student sees it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from . import chain
+from .calling import ResultError, call_student, modified_arguments, pick_result, private_copy
+from .diagnosis import Candidate
+from .mistakes import atomic_candidates, batchnorm_variants, cross_entropy_variants
 from .model import BN_EPS, PARAM_NAMES, consumers, forward_fused, init_params
 from .reference import Reference, local_gradient, reference_gradients
+
+__all__ = ["ResultError", "call_student", "modified_arguments", "pick_result", "private_copy"]
 
 
 # ----------------------------------------------------------------------------- the cases
@@ -40,6 +50,9 @@ class CaseSpec:
             f"seed {self.seed}",
             f"n={self.batch_size}",
             f"n_hidden={self.n_hidden}",
+            f"n_embd={self.n_embd}",
+            f"vocabulary {self.vocab_size}",
+            f"block {self.block_size}",
             str(self.dtype).removeprefix("torch."),
         ]
         if self.random_upstream:
@@ -49,19 +62,46 @@ class CaseSpec:
         return ", ".join(parts)
 
 
-# The hidden tests' shapes; their seeds are chosen in the hidden test cells and, afresh on
-# every run, by the verifier. Batch sizes differ from 32 and from each other, so that an
-# answer that hard-codes n or a shape fails.
-HIDDEN_SHAPES: tuple[dict[str, Any], ...] = (
-    dict(batch_size=7, n_hidden=13),
-    dict(batch_size=50, n_hidden=40, random_upstream=True),
-    dict(batch_size=3, n_hidden=5, dtype=torch.float32, random_upstream=True),
+# The fresh inputs of every test, visible and hidden: other batch sizes (a tiny one too),
+# hidden sizes, n_embd, vocabulary and block sizes — none of them the lecture's (32, 64/200,
+# 10, 27, 3), so a hard-coded size fails and is named — float64 and float32, and arbitrary
+# upstream gradients. The visible tests draw them from PUBLIC_SEEDS, the hidden tests from the
+# seeds in their cells and the verifier from secret ones: only the seeds differ.
+FRESH_SHAPES: tuple[dict[str, Any], ...] = (
+    dict(batch_size=7, n_hidden=13, n_embd=4, vocab_size=11, block_size=2),
+    dict(batch_size=50, n_hidden=40, n_embd=6, vocab_size=19, block_size=4, random_upstream=True),
+    dict(
+        batch_size=4,
+        n_hidden=5,
+        n_embd=2,
+        vocab_size=7,
+        block_size=6,
+        dtype=torch.float32,
+        random_upstream=True,
+    ),
 )
+FRESH_SHAPES_FOR: dict[str, tuple[dict[str, Any], ...]] = {
+    "cross_entropy_backward": (
+        FRESH_SHAPES[0],
+        {**FRESH_SHAPES[1], "random_upstream": False, "logit_scale": 40.0},
+        # Logits in the hundreds: exp overflows float32 (past e^88) unless the softmax
+        # subtracts each row's maximum first. (×150 stayed below that for every seed.)
+        {**FRESH_SHAPES[2], "random_upstream": False, "logit_scale": 1000.0},
+    ),
+}
+PUBLIC_SEEDS = (101, 102, 103)
+HIDDEN_SHAPES = FRESH_SHAPES  # the name the verifier's documentation uses
+
+
+def fresh_specs(function: str, seeds) -> list[CaseSpec]:
+    """One case per fresh shape of the exercise that calls ``function``, the i-th with the i-th seed."""
+    shapes = FRESH_SHAPES_FOR.get(function, FRESH_SHAPES)
+    return [CaseSpec(seed=seed, **shape) for seed, shape in zip(seeds, shapes, strict=True)]
 
 
 def hidden_specs(seeds) -> list[CaseSpec]:
-    """One case per hidden shape, the i-th with the i-th seed."""
-    return [CaseSpec(seed=seed, **shape) for seed, shape in zip(seeds, HIDDEN_SHAPES, strict=True)]
+    """One case per default fresh shape, the i-th with the i-th seed."""
+    return fresh_specs("", seeds)
 
 
 @dataclass(frozen=True)
@@ -79,6 +119,13 @@ class Case:
     @property
     def batch_size(self) -> int:
         return self.Xb.shape[0]
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """n, H, V, D, B of the case: named in the diagnosis of a hard-coded size."""
+        C, W1 = self.params["C"], self.params["W1"]
+        n, block = self.Xb.shape
+        return {"n": n, "H": W1.shape[1], "V": C.shape[0], "D": C.shape[1], "B": block}
 
     @property
     def gradient_scale(self) -> float:
@@ -129,9 +176,12 @@ class Trial:
     expected: torch.Tensor
     batch_size: int
     description: str
-    alternatives: dict[str, torch.Tensor] = field(default_factory=dict)
+    alternatives: dict[str, Candidate] = field(default_factory=dict)  # advice → a wrong answer
     pick: str | None = None  # the key to take from a dict result (manual_backward)
     scale: float | None = None  # the case's largest true gradient (see check's ``scale``)
+    sizes: dict[str, int] = field(default_factory=dict)  # n, H, V, D, B (see check's ``sizes``)
+    arg_names: tuple[str, ...] = ()  # the arguments' names, for messages
+    siblings: dict[str, torch.Tensor] = field(default_factory=dict)  # every key's answer (pick)
 
 
 @dataclass(frozen=True)
@@ -154,7 +204,7 @@ class AtomicExercise:
         upstream = {arg: case.upstream(arg) for arg in self.args if arg.startswith("d")}
         args = tuple(upstream[a] if a in upstream else values[a] for a in self.args)
         truth = local_gradient(self.target, values, upstream)
-        alternatives = {}
+        alternatives: dict[str, Candidate] = {}
         if len(truth.branches) > 1:
             for consumer, branch in truth.branches.items():
                 others = " and ".join(c for c in truth.branches if c != consumer)
@@ -162,6 +212,7 @@ class AtomicExercise:
                     f"matches only the branch through {consumer}: {self.target} is also used by "
                     f"{others}, so its gradient is the sum of both branches (+=)"
                 ] = branch
+        alternatives.update(atomic_candidates(self.target, values, upstream))
         return Trial(
             f"d{self.target}",
             self.function,
@@ -171,6 +222,8 @@ class AtomicExercise:
             case.description,
             alternatives,
             scale=case.gradient_scale,
+            sizes=case.sizes,
+            arg_names=self.args,
         )
 
 
@@ -229,7 +282,10 @@ class CrossEntropyExercise:
             expected,
             case.batch_size,
             case.description,
+            dict(cross_entropy_variants(values["logits"], case.Yb)),
             scale=case.gradient_scale,
+            sizes=case.sizes,
+            arg_names=("logits", "Yb"),
         )
 
 
@@ -244,11 +300,6 @@ class BatchnormExercise:
         values = case.reference.values
         dhpreact = case.upstream("dhpreact")
         expected = _batchnorm_vjp(values["hprebn"], values["bngain"], dhpreact, unbiased=True)
-        biased = _batchnorm_vjp(values["hprebn"], values["bngain"], dhpreact, unbiased=False)
-        advice = (
-            "matches the gradient of a batchnorm that divides the variance by n: the "
-            "forward pass uses Bessel's correction, 1/(n − 1)"
-        )
         args = (dhpreact, values["bngain"], values["bnraw"], values["bnvar_inv"])
         return Trial(
             "dhprebn",
@@ -257,8 +308,10 @@ class BatchnormExercise:
             expected,
             case.batch_size,
             case.description,
-            {advice: biased},
+            dict(batchnorm_variants(*args)),
             scale=case.gradient_scale,
+            sizes=case.sizes,
+            arg_names=("dhpreact", "bngain", "bnraw", "bnvar_inv"),
         )
 
 
@@ -291,6 +344,15 @@ class ManualBackwardExercise:
     def trial(self, case: Case) -> Trial:
         params = {k: v.detach() for k, v in case.params.items()}
         _, cache = forward_fused(params, case.Xb, case.Yb)
+        alternatives: dict[str, Candidate] = {
+            advice: grads[self.parameter]
+            for advice, grads in chain.variants(params, cache, case.Xb, case.Yb).items()
+        }
+        # The parameter's own step, as in notebook 1, from the true upstream gradients.
+        upstream = {
+            a: case.reference.grad(a) for a in ATOMIC_BY_TARGET[self.parameter].args if a.startswith("d")
+        }
+        alternatives.update(atomic_candidates(self.parameter, case.reference.values, upstream))
         return Trial(
             f"d{self.parameter}",
             self.function,
@@ -298,37 +360,16 @@ class ManualBackwardExercise:
             case.reference.grad(self.parameter),
             case.batch_size,
             case.description,
+            alternatives,
             pick=self.parameter,
             scale=case.gradient_scale,
+            sizes=case.sizes,
+            arg_names=("params", "cache", "Xb", "Yb"),
+            siblings={p: case.reference.grad(p) for p in PARAM_NAMES},
         )
 
 
 MANUAL_BACKWARD_EXERCISES = tuple(ManualBackwardExercise(p) for p in PARAM_NAMES)
-
-
-# --------------------------------------------------------------------------- running them
-def call_student(function: Callable, trial: Trial):
-    """Call ``function`` on private copies of the inputs, without autograd."""
-    args = tuple(private_copy(arg) for arg in trial.args)
-    with torch.no_grad():
-        result = function(*args)
-    if trial.pick is not None:
-        if not isinstance(result, dict):
-            raise TypeError(
-                f"{trial.function} must return a dict of gradients keyed by parameter name, "
-                f"got {type(result).__name__}"
-            )
-        return result.get(trial.pick)
-    return result
-
-
-def private_copy(value):
-    """A copy the student's function may modify freely, with no autograd history."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if isinstance(value, dict):
-        return {k: private_copy(v) for k, v in value.items()}
-    return value
 
 
 # --------------------------------------------------------------------- the course's layout

@@ -1411,9 +1411,52 @@ def scan_cells(cells: list[CodeCell], restored: list[CodeCell]) -> list[Finding]
             if kind in ("monkeypatch", "dynamic"):
                 emit(cell, line, kind, message, whole=True)
                 continue
+            if kind == "autograd" and owner is None and _comparison_only(tree, line):
+                emit(cell, line, kind, COMPARISON_MESSAGE.format(where=where, line=line))
+                continue
             direct = {owner} if owner else cell_defs.get(cell.index, set())
             emit(cell, line, kind, message, _callers_closure(direct, references))
     return findings
+
+
+# ---------------------------------------------- issue 13: autograd comparisons in answer cells
+# The lecture compares each manual gradient with autograd's. Done at the top level of an
+# answer cell, the comparison is not part of the function: the verifier runs answer cells
+# without autograd, statement by statement, so it cannot help the function. Such a finding
+# voids nothing (functions=()) and says where the comparison belongs; the notebook's test
+# shows it. It still voids the functions when they read a name the comparison assigns.
+COMPARISON_MESSAGE = (
+    "{where} compares with autograd at line {line} — move that comparison into a cell of its own "
+    "(insert a cell below the answer cell): answer cells are graded without autograd"
+)
+
+
+def _comparison_only(tree: ast.Module, line: int) -> bool:
+    """Whether the top-level statement at ``line`` is a comparison no function of the cell uses."""
+    stmt = next((s for s in tree.body if s.lineno <= line <= (s.end_lineno or s.lineno)), None)
+    if stmt is None or any(
+        isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda, ast.Global))
+        for n in ast.walk(stmt)
+    ):
+        return False
+    stored = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    for node in ast.walk(stmt):  # x[...] = ..., x.attr = ...: x is changed too
+        for target in getattr(node, "targets", []) + [getattr(node, "target", None)]:
+            if isinstance(target, (ast.Subscript, ast.Attribute)) and _root_name(target):
+                stored.add(str(_root_name(target)))
+    functions = [
+        n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+    ]
+    for function in functions:
+        reads = {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        if (reads - _local_names(function)) & stored:
+            return False
+    return bool(functions)
+
+
+def scan_answer_source(source: str, label: str) -> list[Finding]:
+    """The scan of one answer cell's text: the notebooks' tests show its findings in the kernel."""
+    return scan_cells([_prepare(0, "answer", label, source)], [])
 
 
 def scan_notebook(submitted_path: Path, source_path: Path | None = None) -> list[Finding]:

@@ -1,14 +1,21 @@
 """What the notebooks' test cells call: run a student function, check it, explain a failure.
 
-A visible test runs the student's function on the notebook's own batch; the hidden tests
-(nbgrader strips them from the student version) run it on fresh inputs. A failure raises
-``GradeFailure`` whose notebook display is one readable line, not a traceback.
+A visible test runs the student's function on the notebook's own batch and then on the same
+kinds of fresh inputs as the hidden tests, from public seeds; the hidden tests (nbgrader
+strips them from the student version) run it on fresh inputs from their own seeds. So the
+notebook's ✅ or ❌ is the grade. A failure raises ``GradeFailure`` whose notebook display is
+one readable line, not a traceback; a right answer that changes its arguments in place, or
+whose cell also compares with autograd, passes with a warning.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+import linecache
 import math
+import re
 import signal
 import sys
 import threading
@@ -19,18 +26,27 @@ from typing import Any
 
 import torch
 
+from . import chain
 from .check import CheckResult, check
 from .data import load_splits
+from .errors import explain_exception, install_name_error_handler
 from .exercises import (
     ATOMIC_BY_TARGET,
-    HIDDEN_SHAPES,
+    FRESH_SHAPES_FOR,
+    GRADED_TESTS,
     MANUAL_BACKWARD_EXERCISES,
+    PUBLIC_SEEDS,
     BatchnormExercise,
     Case,
     CaseSpec,
     CrossEntropyExercise,
+    ResultError,
     Trial,
     call_student,
+    fresh_specs,
+    modified_arguments,
+    pick_result,
+    private_copy,
 )
 from .model import LECTURE_SEED, calibrate_batchnorm, init_params, split_loss
 from .training import train
@@ -39,7 +55,7 @@ from .training import train
 # cell that reassigns these names in torch or in this package does not reach the tests.
 _check = check
 _call_student = call_student
-_fresh_case = Case.fresh
+_fresh_case = functools.lru_cache(maxsize=32)(Case.fresh)  # the same public cases for every test
 _train = train
 _load_splits = load_splits
 
@@ -48,21 +64,10 @@ CROSS_ENTROPY = CrossEntropyExercise()
 BATCHNORM = BatchnormExercise()
 MANUAL_BACKWARD = {exercise.parameter: exercise for exercise in MANUAL_BACKWARD_EXERCISES}
 
-# Fresh-input shapes per exercise; the seeds come from the hidden test cells.
-HIDDEN_SHAPES_FOR: dict[str, tuple[dict[str, Any], ...]] = {
-    "cross_entropy_backward": (
-        dict(batch_size=7, n_hidden=13),
-        dict(batch_size=50, n_hidden=40, logit_scale=40.0),
-        # Logits in the hundreds: exp overflows float32 (past e^88) unless the softmax
-        # subtracts each row's maximum first. (×150 stayed below that for every seed.)
-        dict(batch_size=3, n_hidden=5, dtype=torch.float32, logit_scale=1000.0),
-    ),
-    "manual_backward": (
-        dict(batch_size=7, n_hidden=13),
-        dict(batch_size=50, n_hidden=40),
-        dict(batch_size=3, n_hidden=5, dtype=torch.float32),
-    ),
-}
+# Fresh-input shapes per exercise (exercises.FRESH_SHAPES); the seeds come from the test cells.
+HIDDEN_SHAPES_FOR: dict[str, tuple[dict[str, Any], ...]] = FRESH_SHAPES_FOR
+ANSWER_FUNCTIONS = {e.function for tests in GRADED_TESTS.values() for e in tests.values()}
+install_name_error_handler(ANSWER_FUNCTIONS)  # a test cell run out of order says which cell to run
 
 
 # A test gives the student's function this long per call. In JupyterLab nothing else would
@@ -136,10 +141,18 @@ def _printed(result: CheckResult) -> PrintedResult:
 
 
 def run_trial(function: Callable, trial: Trial) -> CheckResult:
-    """The student's answer to one trial, checked. Errors become a failed result, not a crash."""
+    """The student's answer to one trial, checked. Errors become a failed result, not a crash.
+
+    A right answer that changes its arguments in place, or whose answer cell also compares
+    with autograd, passes with a note; an answer that uses autograd fails, as it will when graded.
+    """
+    findings, notes = _integrity(function)
+    args = tuple(private_copy(arg) for arg in trial.args)
+    raw = None
     try:
         with time_limit(STUDENT_CALL_SECONDS), warnings_to_stdout():
-            got = _call_student(function, trial)
+            raw = _call_student(function, dataclasses.replace(trial, pick=None), args)
+        got = pick_result(raw, trial) if trial.pick is not None else raw
     except StudentTimeout:
         return _failed(
             trial,
@@ -148,9 +161,22 @@ def run_trial(function: Callable, trial: Trial) -> CheckResult:
         )
     except NotImplementedError:
         return _failed(trial, "not_implemented", f"{trial.function} is not implemented yet")
+    except ResultError as error:
+        return _failed(trial, "keys", str(error))
     except Exception as error:  # the student's code raised: report it as the answer's problem
-        return _failed(trial, "error", f"{trial.function} raised {type(error).__name__}: {error}")
-    return _check(
+        problem = "autograd" if findings else "error"
+        message = findings[0] if findings else explain_exception(error, function, trial.sizes, trial.function)
+        return _failed(trial, problem, message)
+    if findings:
+        return _failed(trial, "autograd", findings[0])
+    changed = modified_arguments(trial.args, args, trial.arg_names)
+    if changed:
+        notes = [
+            *notes,
+            f"⚠ {trial.function} changes {', '.join(changed)} in place — compute new tensors "
+            "(or work on a .clone()): a backward pass must not change the tensors it is given",
+        ]
+    result = _check(
         trial.target,
         got,
         trial.expected,
@@ -158,35 +184,98 @@ def run_trial(function: Callable, trial: Trial) -> CheckResult:
         alternatives=trial.alternatives,
         scale=trial.scale,
         same_dtype=True,
+        sizes=trial.sizes,
     )
+    if not result.ok and trial.pick is not None and isinstance(raw, dict):
+        result = dataclasses.replace(result, message=f"{_stage(raw, trial)} — {result.message}")
+    return dataclasses.replace(result, notes=tuple(notes)) if notes else result
+
+
+def _stage(grads: dict, trial: Trial) -> str:
+    """Notebook 4: which of the seven gradients are right, and so where to look."""
+    right = {
+        p: _check(p, grads.get(p), expected, scale=trial.scale, same_dtype=True).ok
+        for p, expected in trial.siblings.items()
+    }
+    return chain.stage_message(right, str(trial.pick))
+
+
+_IPYTHON_CELL = re.compile(r"(ipykernel_\d+[/\\]\d+\.py|<ipython-input-[\d-]+>)$")
+
+
+def _integrity(function: Callable) -> tuple[list[str], list[str]]:
+    """The integrity scan of the student's answer cell, as grading runs it: (the findings that
+    void this function's test, notes that void nothing). Only for cells run in IPython."""
+    filename = getattr(getattr(function, "__code__", None), "co_filename", "")
+    name = getattr(function, "__name__", "")
+    if not _IPYTHON_CELL.search(filename):
+        return [], []
+    return _scan_cell("".join(linecache.getlines(filename)), name)
+
+
+@functools.lru_cache(maxsize=64)
+def _scan_cell(source: str, name: str) -> tuple[list[str], list[str]]:
+    from .integrity import scan_answer_source
+
+    try:
+        findings = scan_answer_source(source, name)
+    except Exception:  # the grader's scan decides; here it only explains
+        return [], []
+    voiding = [f.message for f in findings if f.whole_notebook or name in f.functions]
+    notes = [f"⚠ {f.message}" for f in findings if not f.functions and not f.whole_notebook]
+    return voiding, notes
 
 
 def _failed(trial: Trial, problem: str, message: str) -> CheckResult:
     return CheckResult(trial.target, False, False, False, float("nan"), problem, message, "")
 
 
-def expect_correct(exercise, function: Callable, case: Case) -> CheckResult:
-    """Check ``function`` on ``case``; print the verdict, raise ``GradeFailure`` if wrong."""
+def expect_correct(exercise, function: Callable, case: Case, *, quiet: bool = False) -> CheckResult:
+    """Check ``function`` on ``case``; print the verdict (unless ``quiet``), raise ``GradeFailure`` if wrong."""
     trial = exercise.trial(case)
     result = run_trial(function, trial)
     if not result.ok:
-        raise GradeFailure(f"{result.name} on {case.description}: {result.message}", result)
-    print(result)
+        where = (
+            case.description if case.description.startswith("this") else f"fresh inputs ({case.description})"
+        )
+        notes = "".join(f" ({note})" for note in result.notes)
+        raise GradeFailure(f"{result.name} on {where}: {result.message}{notes}", result)
+    if not quiet:
+        print(result)
     return result
 
 
 def test_on(exercise, function: Callable, case: Case) -> PrintedResult:
-    """The visible test: the notebook's own batch."""
-    return _printed(expect_correct(exercise, function, case))
+    """The visible test: the notebook's own batch, then the same kinds of fresh inputs as the
+    hidden tests (other sizes, dtypes, upstream gradients, large logits) from public seeds."""
+    result = expect_correct(exercise, function, case)
+    specs = hidden_specs_for(exercise, PUBLIC_SEEDS)
+    for spec in specs:
+        expect_correct(exercise, function, _fresh_case(spec), quiet=True)
+    print(f"✅ {result.name} is right on {len(specs)} fresh inputs too ({fresh_summary(specs)})")
+    return _printed(result)
+
+
+def fresh_summary(specs: list[CaseSpec]) -> str:
+    """What the fresh inputs vary, in a few words."""
+    parts = [
+        "n = " + ", ".join(str(s.batch_size) for s in specs),
+        " and ".join(sorted({str(s.dtype).removeprefix("torch.") for s in specs}, reverse=True)),
+        "other hidden, vocabulary, block and embedding sizes",
+    ]
+    if any(s.random_upstream for s in specs):
+        parts.append("arbitrary upstream gradients")
+    if any(s.logit_scale > 1 for s in specs):
+        parts.append("large logits")
+    return "; ".join(parts)
 
 
 def hidden_specs_for(exercise, seeds: Iterable[int]) -> list[CaseSpec]:
-    shapes = HIDDEN_SHAPES_FOR.get(exercise.function, HIDDEN_SHAPES)
-    return [CaseSpec(seed=seed, **shape) for seed, shape in zip(seeds, shapes, strict=True)]
+    return fresh_specs(exercise.function, list(seeds))
 
 
 def test_hidden(exercise, function: Callable, seeds: Iterable[int]) -> PrintedResults:
-    """The hidden tests: fresh seeds, batch sizes, hidden sizes and dtypes."""
+    """The hidden tests: the visible test's kinds of fresh inputs, from other seeds."""
     return PrintedResults(
         expect_correct(exercise, function, _fresh_case(spec)) for spec in hidden_specs_for(exercise, seeds)
     )
