@@ -48,16 +48,22 @@ def untrusted_tests(
     students submit a notebook untouched, or the same code). ``verify_seed``: the verifier's
     fresh inputs from this seed instead of secret ones (reproducible runs, tests).
     """
-    from ..integrity import affected_tests, scan_notebook
-
-    reasons: dict[str, str] = {}
-    for test_id, findings in affected_tests(scan_notebook(submitted, source), notebook).items():
-        reasons[test_id] = f"integrity: {findings[0]}"
+    reasons = integrity_reasons(submitted, notebook, source=source)
     verdicts = _verdicts(submitted, notebook, source, verify_timeout, verify_seed, cache_dir)
     for test_id, (ok, message) in verdicts.items():
         if not ok:
             reasons.setdefault(test_id, f"verifier: {message}")
     return reasons
+
+
+def integrity_reasons(submitted: Path, notebook: str, *, source: Path) -> dict[str, str]:
+    """Test grade_id → the integrity scan's first finding against it (static: nothing runs)."""
+    from ..integrity import affected_tests, scan_notebook
+
+    return {
+        test_id: f"integrity: {findings[0]}"
+        for test_id, findings in affected_tests(scan_notebook(submitted, source), notebook).items()
+    }
 
 
 def _verdicts(
@@ -121,7 +127,11 @@ def withdraw_points(
         except MissingEntry:
             continue
         if not grade.auto_score:
-            continue  # it earned nothing: nothing to take away
+            # It earned nothing: nothing to take away, but an integrity finding is still
+            # shown (issue 13), so that a failed test says "no autograd", not only its error.
+            if reason.startswith("integrity:"):
+                comments.setdefault(answer_cell_of(notebook, test_id), []).append(f"{test_id}: {reason}")
+            continue
         grade.manual_score = 0.0
         grade.needs_manual_grade = needs_review  # True: the formgrader lists it for a TA
         withdrawn[test_id] = reason

@@ -30,7 +30,7 @@ from ..integrity import one_line
 from .course import Course, prepare_environment
 from .reasons import failure_reason, success_notes
 from .status import FAILED, GRADED, MISSING, NotebookResult
-from .trust import VERIFY_TIMEOUT, checked_tests, untrusted_tests, withdraw_points
+from .trust import VERIFY_TIMEOUT, checked_tests, integrity_reasons, untrusted_tests, withdraw_points
 
 UNSANDBOXED_NOTE = (
     "graded WITHOUT a sandbox (autograde --no-sandbox): the student's code ran with the grader's permissions"
@@ -180,8 +180,19 @@ def _check_trust(
     """Withdraw the points the integrity scan or the verifier does not trust."""
     with course.gradebook() as gb:
         earned = any(g.auto_score for g in gb.find_submission_notebook(notebook, ASSIGNMENT, student).grades)
-    if not earned:
-        return  # nothing to take away
+    if not earned:  # nothing to take away; the scan's findings are still shown (issue 13)
+        try:
+            findings = integrity_reasons(
+                course.submitted_notebook(student, notebook),
+                notebook,
+                source=course.source_notebook(notebook),
+            )
+        except Exception:  # only comments depend on it: nothing to fail closed for
+            findings = {}
+        if findings:
+            with course.gradebook() as gb:
+                withdraw_points(gb, student, notebook, findings)
+        return
     try:
         reasons = untrusted_tests(
             course.submitted_notebook(student, notebook),
