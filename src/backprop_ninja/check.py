@@ -9,7 +9,7 @@ wrong formula of the exercise (``mistakes.py``).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 import torch
@@ -106,7 +106,7 @@ def check(
     expected: torch.Tensor,
     *,
     batch_size: int | None = None,
-    alternatives: Mapping[str, Candidate] | None = None,
+    alternatives: Mapping[str, Candidate] | Callable[[], Mapping[str, Candidate]] | None = None,
     tolerance: Tolerance | None = None,
     scale: float | None = None,
     same_dtype: bool = False,

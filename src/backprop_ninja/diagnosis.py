@@ -122,13 +122,16 @@ def diagnose(
     allowed: Callable[[torch.Tensor], torch.Tensor],
     *,
     batch_size: int | None = None,
-    alternatives: Mapping[str, Candidate] | None = None,
+    alternatives: Mapping[str, Candidate] | Callable[[], Mapping[str, Candidate]] | None = None,
     sizes: Sizes | None = None,
 ) -> tuple[str, str]:
     """Name the mistake behind a wrong gradient of the right shape (float64 tensors).
 
-    ``allowed(reference)`` is the tolerance around a reference tensor.
+    ``allowed(reference)`` is the tolerance around a reference tensor; ``alternatives`` may be
+    a function that makes them (they can be costly, and only a wrong answer needs them).
     """
+    if callable(alternatives):
+        alternatives = alternatives()
     sizes = dict(sizes or {})
     if batch_size and "n" not in sizes:
         sizes["n"] = batch_size

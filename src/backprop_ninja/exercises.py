@@ -14,6 +14,8 @@ hard-coded size, a missing ε that float32 cannot see) fails where the student s
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,7 +178,8 @@ class Trial:
     expected: torch.Tensor
     batch_size: int
     description: str
-    alternatives: dict[str, Candidate] = field(default_factory=dict)  # advice → a wrong answer
+    # advice → a wrong answer; or a function that makes that dict, called only for a wrong answer
+    alternatives: dict[str, Candidate] | Callable[[], dict[str, Candidate]] = field(default_factory=dict)
     pick: str | None = None  # the key to take from a dict result (manual_backward)
     scale: float | None = None  # the case's largest true gradient (see check's ``scale``)
     sizes: dict[str, int] = field(default_factory=dict)  # n, H, V, D, B (see check's ``sizes``)
@@ -344,15 +347,8 @@ class ManualBackwardExercise:
     def trial(self, case: Case) -> Trial:
         params = {k: v.detach() for k, v in case.params.items()}
         _, cache = forward_fused(params, case.Xb, case.Yb)
-        alternatives: dict[str, Candidate] = {
-            advice: grads[self.parameter]
-            for advice, grads in chain.variants(params, cache, case.Xb, case.Yb).items()
-        }
-        # The parameter's own step, as in notebook 1, from the true upstream gradients.
-        upstream = {
-            a: case.reference.grad(a) for a in ATOMIC_BY_TARGET[self.parameter].args if a.startswith("d")
-        }
-        alternatives.update(atomic_candidates(self.parameter, case.reference.values, upstream))
+        # Computed only when an answer is wrong: ~25 backward passes per case.
+        alternatives = functools.partial(_manual_alternatives, self.parameter, params, cache, case)
         return Trial(
             f"d{self.parameter}",
             self.function,
@@ -367,6 +363,17 @@ class ManualBackwardExercise:
             arg_names=("params", "cache", "Xb", "Yb"),
             siblings={p: case.reference.grad(p) for p in PARAM_NAMES},
         )
+
+
+def _manual_alternatives(parameter: str, params, cache, case: Case) -> dict[str, Candidate]:
+    """advice → the parameter's gradient from a backward pass with one known wrong step, and
+    the parameter's own step's wrong formulas (as in notebook 1, from the true upstream)."""
+    found: dict[str, Candidate] = {
+        advice: grads[parameter] for advice, grads in chain.variants(params, cache, case.Xb, case.Yb).items()
+    }
+    upstream = {a: case.reference.grad(a) for a in ATOMIC_BY_TARGET[parameter].args if a.startswith("d")}
+    found.update(atomic_candidates(parameter, case.reference.values, upstream))
+    return found
 
 
 MANUAL_BACKWARD_EXERCISES = tuple(ManualBackwardExercise(p) for p in PARAM_NAMES)
