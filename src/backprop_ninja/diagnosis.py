@@ -230,10 +230,13 @@ def _factors(sizes: Sizes) -> list[tuple[float, str]]:
                 factors.append(
                     (1 / sizes[key], f"{sizes[key]} times too small — a mean over the {name} ({key})?")
                 )
-    for value, words in ((2.0, "twice"), (0.5, "half"), (3.0, "3 times"), (1 / 3, "a third of")):
-        factors.append(
-            (value, f"{words} the right size — check the constant of the power rule (d/dx xᵖ = p·xᵖ⁻¹)")
-        )
+    for value, words in (
+        (2.0, "twice too large"),
+        (0.5, "half the right size"),
+        (3.0, "3 times too large"),
+        (1 / 3, "a third of the right size"),
+    ):
+        factors.append((value, f"{words} — check the constant of the power rule (d/dx xᵖ = p·xᵖ⁻¹)"))
     factors += [(1.5, "1.5 times too large — check the power rule's constant")]
     factors += [(2 / 3, "two thirds of the right size — check the power rule's constant")]
     return factors
