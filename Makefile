@@ -117,3 +117,8 @@ bench: setup data ## Time training, the fused backward passes and grading agains
 clean: ## Remove the environment, the data and every generated grading artefact
 	rm -rf $(VENV) $(NAMES) grader/gradebook.db grader/class grader/work .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# ---- the mistake catalogue (tests/mistakes/) through the notebooks' tests
+.PHONY: diagnose
+diagnose: setup data ## Run the mistake catalogue through the visible tests; print the share whose message names the cause
+	$(PYTHON) -m backprop_ninja.catalogue

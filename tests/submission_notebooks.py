@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from backprop_ninja.testing import (test_on, test_hidden, test_training, stage_report, ATOMIC,
                                     MANUAL_BACKWARD)
-from backprop_ninja.exercises import Case
+from backprop_ninja.cases import Case
 case = None  # the notebook's batch, built here in the real notebooks
 """
 

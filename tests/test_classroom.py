@@ -363,7 +363,7 @@ def test_withdrawn_points_are_zeroed_and_explained_on_the_answer_cell(registered
         nb4,
         {
             "test_dC": "verifier: dC is wrong on fresh inputs",
-            "test_dW1": "integrity: autograd",  # earned nothing: nothing to withdraw
+            "test_dW1": "integrity: autograd",  # earned nothing: shown, nothing to withdraw
             "test_training": "verifier: needs every gradient right",
             "test_unknown": "not a cell of this notebook",
         },
@@ -385,8 +385,10 @@ def test_withdrawn_points_are_zeroed_and_explained_on_the_answer_cell(registered
         comment = gb.find_comment("manual_backward", NB4, ASSIGNMENT, "ann").manual_comment
     assert comment.splitlines() == [
         "test_dC: 1 point(s) withdrawn — verifier: dC is wrong on fresh inputs",
+        "test_dW1: integrity: autograd",
         "test_training: 3 point(s) withdrawn — verifier: needs every gradient right",
     ]
+    assert nb4.tests[1].finding == "integrity: autograd" and not nb4.tests[1].withdrawn
     status = read_status(registered_course.status, "ann")
     assert status is not None and status.result(NB4).withdrawn == nb4.withdrawn()
 

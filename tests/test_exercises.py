@@ -5,14 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from backprop_ninja import testing
+from backprop_ninja.cases import Case, CaseSpec
 from backprop_ninja.course import NOTEBOOKS
-from backprop_ninja.exercises import (
-    ATOMIC_BY_TARGET,
-    ATOMIC_EXERCISES,
-    GRADED_TESTS,
-    Case,
-    CaseSpec,
-)
+from backprop_ninja.exercises import ATOMIC_BY_TARGET, ATOMIC_EXERCISES, GRADED_TESTS
 from backprop_ninja.model import PARAM_NAMES, consumers
 from backprop_ninja.testing import GradeFailure, expect_correct, run_trial
 
@@ -126,13 +121,13 @@ def test_a_failure_renders_as_one_line_in_the_notebook():
     with pytest.raises(GradeFailure) as info:
         expect_correct(ATOMIC_BY_TARGET["b2"], lambda dlogits: dlogits, CASE)
     (line,) = info.value._render_traceback_()
-    assert line.startswith("❌ db2 on seed 3, n=9") and "sum its gradient over dim 0" in line
+    assert line.startswith("❌ db2 on fresh inputs (seed 3, n=9") and "sum its gradient over dim 0" in line
     assert isinstance(info.value, AssertionError)
 
 
 def test_manual_backward_must_return_a_dict():
     result = result_of(testing.MANUAL_BACKWARD["W1"], lambda params, cache, Xb, Yb: [1, 2])
-    assert result.problem == "error" and "dict" in result.message
+    assert result.problem == "keys" and "dict" in result.message
 
 
 def test_stage_report_prints_the_lecture_table_and_missing_functions(capsys):

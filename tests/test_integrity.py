@@ -391,12 +391,21 @@ def test_a_helper_passes_its_finding_to_the_functions_that_call_it(course):
     assert set(affected_tests(findings, NB1)) == {"test_dW2"}
 
 
-def test_module_level_autograd_voids_every_function_of_its_cell(course):
+def test_module_level_autograd_voids_no_function_that_does_not_read_it(course):
+    """Issue 13: a comparison with autograd beside the function says to move it, voids nothing."""
     answers = {
         "grad_b2": (
             "w = torch.ones(1, requires_grad=True)\n\n" + ANSWERS["grad_b2"] + "\n" + ANSWERS["grad_b1"]
         )
     }
+    findings = course(answers)
+    assert findings and affected_tests(findings, NB1) == {}
+    assert "move that comparison into a cell of its own" in findings[0].message
+
+
+def test_module_level_autograd_voids_every_function_of_its_cell_when_one_reads_it(course):
+    reader = "def grad_b1(dhprebn):\n    return dhprebn.sum(0) * w.detach()\n"
+    answers = {"grad_b2": "w = torch.ones(1, requires_grad=True)\n\n" + ANSWERS["grad_b2"] + "\n" + reader}
     findings = course(answers)
     assert set(affected_tests(findings, NB1)) == {"test_db2", "test_db1"}
 

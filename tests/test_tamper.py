@@ -39,12 +39,12 @@ from nbformat.v4 import new_code_cell
 from submission_notebooks import HONEST_ROUNDS
 
 from backprop_ninja import data, model
+from backprop_ninja.cases import Case
 from backprop_ninja.classroom import Course, autograde_class, export_class
 from backprop_ninja.classroom.report import class_rows
 from backprop_ninja.classroom.status import GRADED, MISSING, read_status
 from backprop_ninja.classroom.trust import answer_cell_of
 from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS
-from backprop_ninja.exercises import Case
 from backprop_ninja.integrity import scan_notebook
 from backprop_ninja.testing import CROSS_ENTROPY
 

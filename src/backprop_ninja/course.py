@@ -40,6 +40,8 @@ STEPS_VARIABLE = "BACKPROP_NINJA_STEPS"
 QUICK_TIMING_VARIABLE = "BACKPROP_NINJA_QUICK_TIMING"
 # "1": the grading worker runs kernels and verifier children in a bubblewrap sandbox.
 SANDBOX_VARIABLE = "BACKPROP_NINJA_SANDBOX"
+# Set by nbgrader itself in the kernel: "validate" (the student's Validate button) or "autograde".
+NBGRADER_EXECUTION_VARIABLE = "NBGRADER_EXECUTION"
 # The grading fork server's socket (grading's own processes only).
 FORKSERVER_VARIABLE = "BACKPROP_NINJA_FORKSERVER"
 

@@ -30,6 +30,9 @@ SHARED_NAMES_PATH = REPO_ROOT.parent / "shared" / "data" / "names.txt"
 class DataError(RuntimeError):
     """names.txt is missing or is not the file the course was built on."""
 
+    def _render_traceback_(self):  # in a notebook: the one line that says what to do
+        return [f"❌ {self}"]
+
 
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -80,7 +83,9 @@ def read_names(path: Path = DEFAULT_NAMES_PATH) -> list[str]:
     """The names in ``path``, one per line, in file order."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path} does not exist: run `make data` first.")
+        raise DataError(
+            f"{path} does not exist: run `make data` in the course's folder, then run this cell again"
+        )
     return path.read_text(encoding="utf-8").splitlines()
 
 
@@ -160,7 +165,9 @@ def load_splits(path: Path = DEFAULT_NAMES_PATH, block_size: int = 3) -> Splits:
     """
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path} does not exist: run `make data` first.")
+        raise DataError(
+            f"{path} does not exist: run `make data` in the course's folder, then run this cell again"
+        )
     cache = path.parent / ".cache" / f"{path.stem}-{sha256_of(path)[:16]}-block{block_size}.pt"
     try:
         saved = torch.load(cache, weights_only=True)

@@ -1,14 +1,15 @@
-"""What each graded exercise asks for, and the test cases that check it.
+"""What each graded exercise asks for, and how its trial on a case is judged.
 
 An exercise names the student's function, the tensors it is called with and how the true
-answer is computed. A *case* is one set of inputs: the notebook's own batch, or a fresh one
-(another seed, batch size, hidden size, dtype; arbitrary upstream gradients; large logits).
-The same cases serve the notebooks' tests (in the student's kernel) and the out-of-kernel
-verifier, which compares in a process the student's code never touches.
+answer is computed; a *case* (``cases``) is one set of inputs. The same trials serve the
+notebooks' tests (in the student's kernel) and the out-of-kernel verifier, which compares
+in a process the student's code never touches. A wrong answer is tried against the
+exercise's known wrong formulas (``mistakes``), so its message can name the cause.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,107 +17,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .check import CheckResult, check
-from .model import BN_EPS, PARAM_NAMES, consumers, forward_fused, init_params
-from .reference import Reference, local_gradient, reference_gradients
-
-
-# ----------------------------------------------------------------------------- the cases
-@dataclass(frozen=True)
-class CaseSpec:
-    """Fresh inputs: a model drawn from ``seed`` and a random batch, in ``dtype``."""
-
-    seed: int
-    batch_size: int = 32
-    n_hidden: int = 64
-    dtype: torch.dtype = torch.float64
-    random_upstream: bool = False  # feed arbitrary upstream gradients, not the loss's
-    logit_scale: float = 1.0  # > 1 makes large logits (numerical stability)
-    n_embd: int = 10
-    vocab_size: int = 27
-    block_size: int = 3
-
-    def describe(self) -> str:
-        parts = [
-            f"seed {self.seed}",
-            f"n={self.batch_size}",
-            f"n_hidden={self.n_hidden}",
-            str(self.dtype).removeprefix("torch."),
-        ]
-        if self.random_upstream:
-            parts.append("arbitrary upstream gradients")
-        if self.logit_scale != 1.0:
-            parts.append(f"logits ×{self.logit_scale:g}")
-        return ", ".join(parts)
-
-
-# The hidden tests' shapes; their seeds are chosen in the hidden test cells and, afresh on
-# every run, by the verifier. Batch sizes differ from 32 and from each other, so that an
-# answer that hard-codes n or a shape fails.
-HIDDEN_SHAPES: tuple[dict[str, Any], ...] = (
-    dict(batch_size=7, n_hidden=13),
-    dict(batch_size=50, n_hidden=40, random_upstream=True),
-    dict(batch_size=3, n_hidden=5, dtype=torch.float32, random_upstream=True),
+from . import chain
+from .cases import (
+    Case,
 )
-
-
-def hidden_specs(seeds) -> list[CaseSpec]:
-    """One case per hidden shape, the i-th with the i-th seed."""
-    return [CaseSpec(seed=seed, **shape) for seed, shape in zip(seeds, HIDDEN_SHAPES, strict=True)]
-
-
-@dataclass(frozen=True)
-class Case:
-    """Concrete inputs and the autograd reference for them."""
-
-    description: str
-    params: dict[str, torch.Tensor]
-    Xb: torch.Tensor
-    Yb: torch.Tensor
-    reference: Reference
-    random_upstream: bool = False
-    seed: int = 0
-
-    @property
-    def batch_size(self) -> int:
-        return self.Xb.shape[0]
-
-    @property
-    def gradient_scale(self) -> float:
-        """The largest true gradient of the case: sets the tolerance's rounding-noise floor."""
-        return max(float(g.abs().max()) for g in self.reference.grads.values())
-
-    @classmethod
-    def from_batch(cls, params, Xb, Yb, description="this notebook's batch") -> Case:
-        """The notebook's own batch, in its own dtype, with the loss's true gradients."""
-        dtype = params["W1"].dtype
-        return cls(description, params, Xb, Yb, reference_gradients(params, Xb, Yb, dtype))
-
-    @classmethod
-    def fresh(cls, spec: CaseSpec) -> Case:
-        g = torch.Generator().manual_seed(spec.seed)
-        params = init_params(
-            spec.vocab_size,
-            n_embd=spec.n_embd,
-            n_hidden=spec.n_hidden,
-            block_size=spec.block_size,
-            generator=g,
-            dtype=spec.dtype,
-        )
-        params["W2"] = params["W2"] * spec.logit_scale
-        Xb = torch.randint(0, spec.vocab_size, (spec.batch_size, spec.block_size), generator=g)
-        Yb = torch.randint(0, spec.vocab_size, (spec.batch_size,), generator=g)
-        reference = reference_gradients(params, Xb, Yb, spec.dtype)
-        return cls(spec.describe(), params, Xb, Yb, reference, spec.random_upstream, spec.seed)
-
-    def upstream(self, name: str) -> torch.Tensor:
-        """The gradient fed in for ``name``: the loss's, or an arbitrary one of the same size."""
-        true = self.reference.grad(name)
-        if not self.random_upstream:
-            return true
-        g = torch.Generator().manual_seed(self.seed * 1009 + sum(map(ord, name)))
-        scale = true.abs().max().clamp_min(1e-3)
-        return torch.randn(true.shape, generator=g, dtype=true.dtype) * scale
+from .check import CheckResult, check
+from .diagnosis import Candidate
+from .mistakes import atomic_candidates, batchnorm_variants, cross_entropy_variants
+from .model import BN_EPS, PARAM_NAMES, consumers, forward_fused
+from .reference import local_gradient
 
 
 # ------------------------------------------------------------------------ the exercises
@@ -130,9 +39,13 @@ class Trial:
     expected: torch.Tensor
     batch_size: int
     description: str
-    alternatives: dict[str, torch.Tensor] = field(default_factory=dict)
+    # advice → a wrong answer; or a function that makes that dict, called only for a wrong answer
+    alternatives: dict[str, Candidate] | Callable[[], dict[str, Candidate]] = field(default_factory=dict)
     pick: str | None = None  # the key to take from a dict result (manual_backward)
     scale: float | None = None  # the case's largest true gradient (see check's ``scale``)
+    sizes: dict[str, int] = field(default_factory=dict)  # n, H, V, D, B (see check's ``sizes``)
+    arg_names: tuple[str, ...] = ()  # the arguments' names, for messages
+    siblings: dict[str, torch.Tensor] = field(default_factory=dict)  # every key's answer (pick)
 
     def judge(self, got) -> CheckResult:
         """``check`` what came back for this trial: its shape, its dtype and its values."""
@@ -144,6 +57,7 @@ class Trial:
             alternatives=self.alternatives,
             scale=self.scale,
             same_dtype=True,
+            sizes=self.sizes,
         )
 
 
@@ -167,7 +81,7 @@ class AtomicExercise:
         upstream = {arg: case.upstream(arg) for arg in self.args if arg.startswith("d")}
         args = tuple(upstream[a] if a in upstream else values[a] for a in self.args)
         truth = local_gradient(self.target, values, upstream)
-        alternatives = {}
+        alternatives: dict[str, Candidate] = {}
         if len(truth.branches) > 1:
             for consumer, branch in truth.branches.items():
                 others = " and ".join(c for c in truth.branches if c != consumer)
@@ -175,6 +89,7 @@ class AtomicExercise:
                     f"matches only the branch through {consumer}: {self.target} is also used by "
                     f"{others}, so its gradient is the sum of both branches (+=)"
                 ] = branch
+        alternatives.update(atomic_candidates(self.target, values, upstream))
         return Trial(
             f"d{self.target}",
             self.function,
@@ -184,6 +99,8 @@ class AtomicExercise:
             case.description,
             alternatives,
             scale=case.gradient_scale,
+            sizes=case.sizes,
+            arg_names=self.args,
         )
 
 
@@ -242,7 +159,10 @@ class CrossEntropyExercise:
             expected,
             case.batch_size,
             case.description,
+            dict(cross_entropy_variants(values["logits"], case.Yb)),
             scale=case.gradient_scale,
+            sizes=case.sizes,
+            arg_names=("logits", "Yb"),
         )
 
 
@@ -257,11 +177,6 @@ class BatchnormExercise:
         values = case.reference.values
         dhpreact = case.upstream("dhpreact")
         expected = _batchnorm_vjp(values["hprebn"], values["bngain"], dhpreact, unbiased=True)
-        biased = _batchnorm_vjp(values["hprebn"], values["bngain"], dhpreact, unbiased=False)
-        advice = (
-            "matches the gradient of a batchnorm that divides the variance by n: the "
-            "forward pass uses Bessel's correction, 1/(n − 1)"
-        )
         args = (dhpreact, values["bngain"], values["bnraw"], values["bnvar_inv"])
         return Trial(
             "dhprebn",
@@ -270,8 +185,10 @@ class BatchnormExercise:
             expected,
             case.batch_size,
             case.description,
-            {advice: biased},
+            dict(batchnorm_variants(*args)),
             scale=case.gradient_scale,
+            sizes=case.sizes,
+            arg_names=("dhpreact", "bngain", "bnraw", "bnvar_inv"),
         )
 
 
@@ -304,6 +221,8 @@ class ManualBackwardExercise:
     def trial(self, case: Case) -> Trial:
         params = {k: v.detach() for k, v in case.params.items()}
         _, cache = forward_fused(params, case.Xb, case.Yb)
+        # Computed only when an answer is wrong: ~25 backward passes per case.
+        alternatives = functools.partial(_manual_alternatives, self.parameter, params, cache, case)
         return Trial(
             f"d{self.parameter}",
             self.function,
@@ -311,37 +230,27 @@ class ManualBackwardExercise:
             case.reference.grad(self.parameter),
             case.batch_size,
             case.description,
+            alternatives,
             pick=self.parameter,
             scale=case.gradient_scale,
+            sizes=case.sizes,
+            arg_names=("params", "cache", "Xb", "Yb"),
+            siblings={p: case.reference.grad(p) for p in PARAM_NAMES},
         )
 
 
+def _manual_alternatives(parameter: str, params, cache, case: Case) -> dict[str, Candidate]:
+    """advice → the parameter's gradient from a backward pass with one known wrong step, and
+    the parameter's own step's wrong formulas (as in notebook 1, from the true upstream)."""
+    found: dict[str, Candidate] = {
+        advice: grads[parameter] for advice, grads in chain.variants(params, cache, case.Xb, case.Yb).items()
+    }
+    upstream = {a: case.reference.grad(a) for a in ATOMIC_BY_TARGET[parameter].args if a.startswith("d")}
+    found.update(atomic_candidates(parameter, case.reference.values, upstream))
+    return found
+
+
 MANUAL_BACKWARD_EXERCISES = tuple(ManualBackwardExercise(p) for p in PARAM_NAMES)
-
-
-# --------------------------------------------------------------------------- running them
-def call_student(function: Callable, trial: Trial):
-    """Call ``function`` on private copies of the inputs, without autograd."""
-    args = tuple(private_copy(arg) for arg in trial.args)
-    with torch.no_grad():
-        result = function(*args)
-    if trial.pick is not None:
-        if not isinstance(result, dict):
-            raise TypeError(
-                f"{trial.function} must return a dict of gradients keyed by parameter name, "
-                f"got {type(result).__name__}"
-            )
-        return result.get(trial.pick)
-    return result
-
-
-def private_copy(value):
-    """A copy the student's function may modify freely, with no autograd history."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if isinstance(value, dict):
-        return {k: private_copy(v) for k, v in value.items()}
-    return value
 
 
 # --------------------------------------------------------------------- the course's layout

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .course import NBGRADER_EXECUTION_VARIABLE
 from .course import QUICK_TIMING_VARIABLE as QUICK_VARIABLE
 from .model import FORWARD_STEPS, PARAM_NAMES, forward_fused
 
@@ -23,7 +24,8 @@ from .model import FORWARD_STEPS, PARAM_NAMES, forward_fused
 
 
 def quick() -> bool:
-    return os.environ.get(QUICK_VARIABLE) == "1"
+    """One short round: grading, CI, and nbgrader's Validate (which must take seconds)."""
+    return os.environ.get(QUICK_VARIABLE) == "1" or bool(os.environ.get(NBGRADER_EXECUTION_VARIABLE))
 
 
 def seconds_per_call(

@@ -141,6 +141,10 @@ def _record_notebook(gb, student: str, notebook: NotebookGrade) -> None:
             withdrawn.setdefault(answer_cell_of(notebook.notebook, test.test), []).append(
                 f"{test.test}: {test.auto_points:g} point(s) withdrawn — {test.withdrawn}"
             )
+        elif test.finding:
+            withdrawn.setdefault(answer_cell_of(notebook.notebook, test.test), []).append(
+                f"{test.test}: {test.finding}"
+            )
     for comment in submitted.comments:
         comment.auto_comment = notebook.comments.get(comment.name)
         if comment.name in withdrawn:

@@ -40,7 +40,7 @@ from .results import (
     NotebookGrade,
 )
 from .status import FAILED, GRADED, MISSING, STOPPED
-from .trust import checked_tests, untrusted_tests
+from .trust import checked_tests, integrity_reasons, untrusted_tests
 
 UNSANDBOXED_NOTE = (
     "graded WITHOUT a sandbox (autograde --no-sandbox): the student's code ran with the grader's permissions"
@@ -167,9 +167,10 @@ def _read_grades(course: Course, student: str, result: NotebookGrade) -> None:
 
 def _check_trust(course: Course, job: GradingJob, result: NotebookGrade) -> None:
     """Withdraw the points the integrity scan or the verifier does not trust."""
-    if not any(t.auto_points for t in result.tests):
-        return  # nothing to take away
     notebook = result.notebook
+    if not any(t.auto_points for t in result.tests):
+        _note_findings(course, job, result)  # nothing to take away, but say why
+        return
     try:
         outcome = untrusted_tests(
             course.submitted_notebook(job.student, notebook),
@@ -190,13 +191,32 @@ def _check_trust(course: Course, job: GradingJob, result: NotebookGrade) -> None
     withdraw(result, outcome.reasons, None)
 
 
+def _note_findings(course: Course, job: GradingJob, result: NotebookGrade) -> None:
+    """The static scan's findings on a notebook that earned nothing: a failed test that
+    used autograd then says so, not only its error. Only comments depend on it."""
+    try:
+        reasons = integrity_reasons(
+            course.submitted_notebook(job.student, result.notebook),
+            result.notebook,
+            source=course.source_notebook(result.notebook),
+        )
+    except Exception:  # no points ride on it: nothing to fail closed for
+        return
+    withdraw(result, reasons, None)
+
+
 def withdraw(
     result: NotebookGrade, reasons: dict[str, str], source: str | None, *, needs_review=False
 ) -> None:
-    """Withdraw the points of every listed test that earned some; record the decision."""
+    """Withdraw the points of every listed test that earned some; record the decision.
+    A failed test keeps an integrity finding as a note for the student."""
     for test in result.tests:
         reason = reasons.get(test.test)
-        if reason is None or not test.auto_points:
+        if reason is None:
+            continue
+        if not test.auto_points:
+            if reason.startswith("integrity:"):
+                test.finding = reason
             continue
         where = source or (INTEGRITY if reason.startswith("integrity:") else VERIFIER)
         test.decisions.append(Decision(where, "withdrawn", reason))

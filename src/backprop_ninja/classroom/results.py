@@ -63,6 +63,7 @@ class GradedTest:
     auto_points: float | None  # what nbgrader's run gave (None: not run)
     decisions: list[Decision] = field(default_factory=list)
     withdrawn: str = ""  # why the points were withdrawn (empty: kept)
+    finding: str = ""  # an integrity finding on a test that earned nothing (shown, no effect)
     needs_review: bool = False  # a TA must look (the checks could not run)
 
     @property

@@ -55,7 +55,7 @@ from ..text import one_line
 from .allowlist import known_answer_attributes
 from .findings import KINDS, Finding
 from .impact import affected_tests, graded_test_ids, summary, top_level_definitions
-from .scan import scan_cells, scan_notebook, scan_submission, unreadable
+from .scan import scan_answer_source, scan_cells, scan_notebook, scan_submission, unreadable
 from .submission import (
     CodeCell,
     Submission,
@@ -79,6 +79,7 @@ __all__ = [
     "read_notebook_json",
     "default_source_path",
     "known_answer_attributes",
+    "scan_answer_source",
     "scan_cells",
     "scan_notebook",
     "scan_submission",

@@ -7,11 +7,12 @@ import re
 from pathlib import Path
 
 from ..text import one_line
+from .comparison import COMPARISON_MESSAGE, comparison_only
 from .findings import Finding
 from .impact import _callers_closure, top_level_definitions
 from .scanner import _CellScanner
 from .scope import _attach_parents, _context, _module_level_names
-from .submission import CodeCell, Submission, SubmissionError, read_submission
+from .submission import CodeCell, Submission, SubmissionError, _prepare, read_submission
 
 _DEF_LINE = re.compile(r"^(?:async\s+)?def\s+(\w+)|^(\w+)\s*=\s*lambda\b", re.MULTILINE)
 
@@ -81,6 +82,9 @@ def scan_cells(cells: list[CodeCell], restored: list[CodeCell]) -> list[Finding]
             if kind in ("monkeypatch", "dynamic"):
                 emit(cell, line, kind, message, whole=True)
                 continue
+            if kind == "autograd" and owner is None and comparison_only(tree, line):
+                emit(cell, line, kind, COMPARISON_MESSAGE.format(where=where, line=line))
+                continue
             direct = {owner} if owner else cell_defs.get(cell.index, set())
             emit(cell, line, kind, message, _callers_closure(direct, references))
     return findings
@@ -108,3 +112,8 @@ def scan_submission(submission: Submission) -> list[Finding]:
 def unreadable(error: SubmissionError) -> Finding:
     """An unreadable submission: one ``syntax`` finding that voids the whole notebook."""
     return Finding("notebook", 0, "syntax", str(error), (), True)
+
+
+def scan_answer_source(source: str, label: str) -> list[Finding]:
+    """The scan of one answer cell's text: the notebooks' tests show its findings in the kernel."""
+    return scan_cells([_prepare(0, "answer", label, source)], [])

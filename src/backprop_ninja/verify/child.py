@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
+from ..calling import private_copy
 from ..cells import ANSWER_PRELUDE
-from ..exercises import private_copy
 from ..model import PARAM_NAMES
 from ..text import one_line
 from .plan import MAX_RESULT_ELEMENTS

@@ -73,7 +73,7 @@ def secret_seeds(seed: int | None, count: int = 3) -> list[int]:
 
 def build_plan(notebook_name: str, seed: int | None = None) -> _Plan:
     """The calls to make and the checks to run on their results, for fresh secret cases."""
-    from ..exercises import Case
+    from ..cases import Case
     from ..testing import hidden_specs_for
 
     seeds = secret_seeds(seed)

@@ -1,0 +1,269 @@
+"""Why a gradient is wrong: the shape, a constant factor, a hard-coded size, a known wrong formula.
+
+``check`` calls ``diagnose`` once it knows a gradient of the right shape is wrong, and
+``explain_shape`` when the shape differs. Both name the *class* of the mistake, so that they
+also explain mistakes nobody listed:
+
+* **shapes** — which dim to sum over, keepdim, a transpose, the wrong dim summed, and a
+  dimension that is the lecture's size where this case has another (a hard-coded size);
+* **constant factors** — ``got = r · expected`` for r = −1, n, 1/n, n/V, (n − 1)/n, n/32, 3 …,
+  each with its cause (a mean over the wrong size, Bessel's correction, the power rule …);
+* **candidates** — the exercise's known wrong formulas (``mistakes.py``) evaluated on the
+  same inputs: advice → the tensor that formula gives, or a predicate on the answer;
+* **structure** — an all-zero answer where the gradient is not zero, or one that is right
+  except at a few entries.
+
+``sizes`` maps n (batch), H (hidden), V (vocabulary), D (n_embd) and B (block size) to this
+case's values; the fresh cases never use the lecture's sizes, so a hard-coded one shows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+import torch
+
+# What each size is called, how to get it in an answer, and the lecture's value(s).
+SIZE_NAMES = {
+    "n": ("batch size", "x.shape[0]"),
+    "H": ("hidden size", "h.shape[1] or W1.shape[1]"),
+    "V": ("vocabulary size", "logits.shape[1] or C.shape[0]"),
+    "D": ("n_embd", "C.shape[1] or emb.shape[2]"),
+    "B": ("block size", "Xb.shape[1] or emb.shape[1]"),
+}
+LECTURE_SIZES = {"n": (32,), "H": (64, 200), "V": (27,), "D": (10,), "B": (3,)}
+
+Sizes = Mapping[str, int]
+Candidate = torch.Tensor | Callable[[torch.Tensor, torch.Tensor], bool]
+
+
+def hard_coded(value: int, sizes: Sizes | None) -> str | None:
+    """If ``value`` is the lecture's size of something that has another size here: the advice."""
+    if not sizes:
+        return None
+    for key, lecture in LECTURE_SIZES.items():
+        if value in lecture and key in sizes and sizes[key] != value:
+            name, how = SIZE_NAMES[key]
+            return f"a hard-coded {name} {value} (here it is {sizes[key]}) — use {how}"
+    if value == 30 and sizes.get("B", 3) * sizes.get("D", 10) != 30:
+        return f"a hard-coded block size × n_embd = 30 (here {sizes['B'] * sizes['D']}) — use emb.shape"
+    return None
+
+
+# ------------------------------------------------------------------------------- shapes
+def explain_shape(got: tuple[int, ...], want: tuple[int, ...], sizes: Sizes | None = None) -> str:
+    """Why a gradient has the wrong shape, in terms of the fix (which dim to sum over)."""
+    head = f"shape {got}, expected {want}"
+    for g in got:
+        if g not in want:
+            advice = hard_coded(g, sizes)
+            if advice:
+                return f"{head}: {advice}"
+    if len(got) == len(want) == 2 and got == want[::-1]:
+        return f"{head}: transposed — swap the operands of the matrix product or add .T"
+    if len(got) == len(want):
+        summed = [d for d, (g, w) in enumerate(zip(got, want)) if w == 1 and g > 1]
+        broadcast = [d for d, (g, w) in enumerate(zip(got, want)) if g == 1 and w > 1]
+        others_equal = lambda skip: all(g == w for d, (g, w) in enumerate(zip(got, want)) if d not in skip)  # noqa: E731
+        if summed and broadcast:
+            return (
+                f"{head}: summed over the wrong dim — sum over {_dims(summed)} (keepdim=True), "
+                f"not {_dims(broadcast)}"
+            )
+        if summed and others_equal(summed):
+            dims = _dims(summed)
+            return (
+                f"{head}: this tensor was broadcast along {dims} in the forward pass, "
+                f"so sum its gradient over {dims} with keepdim=True"
+            )
+        if broadcast and others_equal(broadcast):
+            return (
+                f"{head}: the gradient must have the tensor's full shape — do not sum over "
+                f"{_dims(broadcast)}, or expand along {_dims(broadcast)} (e.g. multiply by torch.ones_like(...))"
+            )
+    if len(got) == len(want) + 1:
+        for d in range(len(got)):
+            if got[:d] + got[d + 1 :] == want:
+                return (
+                    f"{head}: this tensor was broadcast along dim {d} in the forward pass, "
+                    f"so sum its gradient over dim {d} (without keepdim)"
+                )
+    if len(got) + 1 == len(want) and want.count(1) and tuple(w for w in want if w != 1) == got:
+        return f"{head}: keep the summed dimension with keepdim=True"
+    if len(got) + 1 == len(want) and want.count(1):
+        kept = tuple(w for w in want if w != 1)
+        if len(kept) == len(got) and sorted(kept) != sorted(got):
+            return f"{head}: summed over the wrong dim — sum over dim {want.index(1)} with keepdim=True"
+    if len(got) == len(want) - 1 and any(got == want[:d] + want[d + 1 :] for d in range(len(want))):
+        return f"{head}: summed over a dim the tensor has — its gradient keeps every dimension"
+    if sizes and len(got) == len(want) and any(g != w and g in sizes.values() for g, w in zip(got, want)):
+        return (
+            f"{head}: summed over the wrong dim (or the wrong operand order) — the gradient has "
+            "its tensor's shape; sum over the dim the tensor does not have"
+        )
+    if len(got) == len(want) == 1 or (len(got) == len(want) and sorted(got) != sorted(want)):
+        wrong = [d for d, (g, w) in enumerate(zip(got, want)) if g != w]
+        if len(got) == len(want) and wrong and all(got[d] in want for d in wrong):
+            return f"{head}: summed over the wrong dim, or the wrong operand order — compare the shapes"
+    if math.prod(got) == math.prod(want):
+        return f"{head}: same number of elements in another arrangement — reshape with .view{want}"
+    return head
+
+
+def _dims(dims: list[int]) -> str:
+    return "dim " + ", ".join(map(str, dims)) if len(dims) == 1 else "dims " + ", ".join(map(str, dims))
+
+
+# ------------------------------------------------------------------------------ values
+def diagnose(
+    got: torch.Tensor,
+    expected: torch.Tensor,
+    allowed: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    batch_size: int | None = None,
+    alternatives: Mapping[str, Candidate] | Callable[[], Mapping[str, Candidate]] | None = None,
+    sizes: Sizes | None = None,
+) -> tuple[str, str]:
+    """Name the mistake behind a wrong gradient of the right shape (float64 tensors).
+
+    ``allowed(reference)`` is the tolerance around a reference tensor; ``alternatives`` may be
+    a function that makes them (they can be costly, and only a wrong answer needs them).
+    """
+    if callable(alternatives):
+        alternatives = alternatives()
+    sizes = dict(sizes or {})
+    if batch_size and "n" not in sizes:
+        sizes["n"] = batch_size
+    for advice, alternative in (alternatives or {}).items():
+        if _matches(got, expected, alternative, allowed):
+            return "alternative", advice
+    if (
+        got.dim() == 2
+        and got.shape[0] == got.shape[1]
+        and bool(((got.T - expected).abs() <= allowed(expected)).all())
+    ):
+        return (
+            "transposed",
+            "this is the transpose of the right answer — swap the operands of the matrix product",
+        )
+    if got.numel() and float(got.abs().max()) == 0.0:
+        return "zero", (
+            "your answer is all zeros, but this gradient is not: it may be (nearly) zero for this "
+            "loss's own upstream gradient, but the tests also use arbitrary upstream gradients — "
+            "compute it from the upstream gradient"
+        )
+    ratio = constant_ratio(got, expected)
+    if ratio is not None:
+        return explain_ratio(ratio, sizes)
+    wrong = (got - expected).abs() > allowed(expected)
+    rows = _wrong_rows_beyond(wrong, sizes)
+    if rows:
+        return "hard_coded", rows
+    first = tuple(int(i) for i in wrong.nonzero()[0])
+    return "mismatch", (
+        f"{int(wrong.sum())} of {got.numel()} entries are off (e.g. at {first}: "
+        f"got {got[first].item():.4g}, expected {expected[first].item():.4g})"
+    )
+
+
+def _matches(got, expected, alternative: Candidate, allowed) -> bool:
+    if callable(alternative):
+        try:
+            return bool(alternative(got, expected))
+        except Exception:  # a predicate that does not apply to this answer
+            return False
+    alternative = alternative.detach().to(torch.float64)
+    if alternative.shape != got.shape or not bool(torch.isfinite(alternative).all()):
+        return False
+    if bool(((alternative - expected).abs() <= allowed(expected)).all()):
+        return False  # the candidate is right on these inputs: it cannot explain a wrong answer
+    return bool(((got - alternative).abs() <= allowed(alternative)).all())
+
+
+def _wrong_rows_beyond(wrong: torch.Tensor, sizes: Sizes) -> str | None:
+    """Right in the first 32 (the lecture's batch) rows, wrong after: a hard-coded n."""
+    n = sizes.get("n")
+    if wrong.dim() == 0 or n is None or n <= 32 or wrong.shape[0] != n:
+        return None
+    if wrong[:32].any() or not wrong[32:].any():
+        return None
+    return f"right in the first 32 rows only: {hard_coded(32, sizes)}"
+
+
+def constant_ratio(got: torch.Tensor, expected: torch.Tensor, rel_residual: float = 1e-4) -> float | None:
+    """r if ``got ≈ r · expected`` for a single number r (least squares), else None."""
+    e, g = expected.flatten(), got.flatten()
+    ee = float(e @ e)
+    if ee == 0.0 or float(g @ g) == 0.0:
+        return None
+    r = float(g @ e) / ee
+    residual = float((g - r * e).norm()) / max(float(g.norm()), 1e-300)
+    return r if residual < rel_residual else None
+
+
+def _factors(sizes: Sizes) -> list[tuple[float, str]]:
+    """Known wrong constant factors (got / expected) and their causes, most specific first."""
+    n = sizes.get("n")
+    factors: list[tuple[float, str]] = []
+    if n:
+        factors += [
+            (n, f"{n} = n times too large — the loss is a mean over the batch, so divide by n"),
+            (1 / n, f"n = {n} times too small — divide by n only once (a mean where a sum belongs?)"),
+            (
+                (n - 1) / n,
+                f"divided by n where the forward pass divides by n − 1 (Bessel's correction, n = {n})",
+            ),
+            (n / (n - 1), f"divided by n − 1 where the forward pass divides by n (n = {n})"),
+            (n - 1, f"{n - 1} = n − 1 times too large — divide by n − 1 (Bessel's correction)"),
+        ]
+        advice = hard_coded(32, sizes)
+        if advice:
+            factors.append((n / 32, f"divided by 32: {advice}"))
+            factors.append(((n - 1) / 31, f"divided by 31 = 32 − 1: {advice}"))
+        for key in ("V", "H", "D"):
+            if key in sizes and sizes[key] != n:
+                name = SIZE_NAMES[key][0]
+                factors.append(
+                    (n / sizes[key], f"divided by {key} = {sizes[key]} (the {name}) instead of n = {n}")
+                )
+                factors.append(
+                    (1 / sizes[key], f"{sizes[key]} times too small — a mean over the {name} ({key})?")
+                )
+    for value, words in (
+        (2.0, "twice too large"),
+        (0.5, "half the right size"),
+        (3.0, "3 times too large"),
+        (1 / 3, "a third of the right size"),
+    ):
+        factors.append((value, f"{words} — check the constant of the power rule (d/dx xᵖ = p·xᵖ⁻¹)"))
+    factors += [(1.5, "1.5 times too large — check the power rule's constant")]
+    factors += [(2 / 3, "two thirds of the right size — check the power rule's constant")]
+    return factors
+
+
+def explain_ratio(ratio: float, sizes: Sizes | None) -> tuple[str, str]:
+    """The cause of ``got = ratio · expected``."""
+    sign = ratio < 0
+    magnitude = abs(ratio)
+    if sign and abs(magnitude - 1.0) <= 1e-3:
+        return "sign", "the sign is flipped (got −1 × the right answer)"
+    for value, advice in _factors(sizes or {}):
+        if abs(magnitude - value) <= 1e-3 * value:
+            return "factor", ("sign flipped and " if sign else "") + advice
+    return "factor", f"off by a constant factor: got {ratio:.4g} × the right answer"
+
+
+def non_finite(got: torch.Tensor, expected: torch.Tensor) -> tuple[str, str] | None:
+    """NaN or ±inf where the right answer is finite, with the usual causes."""
+    for kind, test in (("nan", torch.isnan), ("inf", torch.isinf)):
+        wrong = test(got) & ~test(expected)
+        if wrong.any():
+            first = tuple(int(i) for i in wrong.nonzero()[0])
+            what = "NaN" if kind == "nan" else "±inf"
+            return kind, (
+                f"{int(wrong.sum())} of {got.numel()} entries are {what} (first at {first}) — "
+                "an exp that overflows on large logits (subtract each row's max before exp, or use "
+                "F.softmax), a division by zero or the log of 0?"
+            )
+    return None
