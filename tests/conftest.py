@@ -36,3 +36,20 @@ def demo_class_module():
         sys.modules["make_demo_class"] = module  # dataclasses look their module up
         spec.loader.exec_module(module)
     return sys.modules["make_demo_class"]
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """The course's wheel, built once from this checkout as `make wheel` builds it."""
+    import subprocess
+    import sys
+
+    dist = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation"]
+        + ["--wheel-dir", str(dist), str(REPO_ROOT)],
+        check=True,
+        cwd=dist,
+    )
+    (built,) = dist.glob("backprop_ninja-*.whl")
+    return built
