@@ -118,6 +118,7 @@ def test_student_config_hides_every_instructor_tool_without_an_exchange():
         "@jupyter/nbgrader:create-assignment",
         "@jupyter/nbgrader:menu",
         "@jupyter/nbgrader:assignment-list",
+        "@jupyterlab/apputils-extension:announcements",
     }
     assert "@jupyter/nbgrader:validate-assignment" not in disabled
     assert "nbgrader_config.json" not in files

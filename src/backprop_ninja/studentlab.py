@@ -26,6 +26,8 @@ INSTRUCTOR_LAB_PLUGINS = ("formgrader", "course-list", "create-assignment", "men
 # Only where nbgrader's exchange is configured: fetching and submitting assignments.
 EXCHANGE_SERVER_EXTENSION = "assignment_list"
 EXCHANGE_LAB_PLUGIN = "assignment-list"
+# JupyterLab's pop-up asking to fetch Jupyter's news: not the course's business.
+NEWS_PLUGIN = "@jupyterlab/apputils-extension:announcements"
 # nbgrader's own default exchange folder (a JupyterHub course sets it up).
 DEFAULT_EXCHANGE = Path("/srv/nbgrader/exchange")
 
@@ -48,8 +50,13 @@ def student_config(exchange: Path | None) -> dict[str, dict]:
     disabled = {LAB_PLUGIN.format(name): True for name in INSTRUCTOR_LAB_PLUGINS}
     if not with_exchange:
         disabled[LAB_PLUGIN.format(EXCHANGE_LAB_PLUGIN)] = True
+    disabled[NEWS_PLUGIN] = True
     files: dict[str, dict] = {
-        "jupyter_server_config.json": {"ServerApp": {"jpserver_extensions": server}},
+        "jupyter_server_config.json": {
+            "ServerApp": {"jpserver_extensions": server},
+            # No pop-up asking to fetch Jupyter's news, no update checks: nothing to do with the course.
+            "LabApp": {"news_url": None, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate"},
+        },
         "labconfig/page_config.json": {"disabledExtensions": disabled},
     }
     if with_exchange:
