@@ -231,3 +231,9 @@ def test_no_module_of_the_students_command_imports_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_make_lab_is_the_student_lab_and_setup_installs_chromium():
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert "\t$(VENV)/bin/backprop-ninja lab notebooks/$(ASSIGNMENT)\n" in makefile
+    assert "SYSTEM_PACKAGES := bwrap:bubblewrap chromium:chromium" in makefile
