@@ -19,18 +19,19 @@ SANDBOX_OPTION := $(if $(filter no,$(SANDBOX)),--no-sandbox)
 DASK       ?=
 DASK_OPTION := $(if $(DASK),--dask-scheduler $(DASK))
 
-.PHONY: help setup data lab test test-fast lint release grade collect autograde feedback export train bench clean
+.PHONY: help setup data lab wheel test test-fast lint release grade collect autograde feedback export train bench clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: $(STAMP) ## Create .venv and install the pinned environment (a second run does nothing)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt setup.py
 	@$(MAKE) --no-print-directory system-packages
 	python3.11 -m venv $(VENV) 2>/dev/null || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	@# Ranges in pyproject.toml, the course's exact pins in constraints.txt (torch 2.13.0 CPU).
+	$(PYTHON) -m pip install --quiet -c constraints.txt -e '.[lab,grade,dev]'
 	touch $@
 
 # Debian packages the course runs, as command:package (the command tells whether it is there):
@@ -50,8 +51,8 @@ system-packages: ## Install the Debian packages grading and the tests need (bubb
 data: setup ## Put data/names.txt in place (copied from ../shared or downloaded, sha256-checked)
 	@$(PYTHON) -m backprop_ninja.data --dest $(NAMES) --local-copy $(SHARED_NAMES)
 
-lab: setup data ## Open the student notebooks in JupyterLab
-	$(VENV)/bin/jupyter lab notebooks/$(ASSIGNMENT)
+lab: setup data ## Open the student notebooks in the student Lab (Validate, no instructor tools)
+	$(VENV)/bin/backprop-ninja lab notebooks/$(ASSIGNMENT)
 
 test: setup data lint ## Set up, lint, then run every test (unit, notebooks, grading pipeline)
 	$(PYTHON) -m pytest
@@ -59,7 +60,7 @@ test: setup data lint ## Set up, lint, then run every test (unit, notebooks, gra
 test-fast: setup data ## Unit tests only (under a minute): no notebooks, no grading pipeline
 	$(PYTHON) -m pytest -m "not slow"
 
-LINTED := src tests bench grader
+LINTED := src tests bench grader setup.py
 lint: setup ## The gates: ruff check, ruff format --check, mypy (also run by make test)
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
@@ -114,8 +115,15 @@ train: setup data ## Run notebook 4's solution with the lecture's 200,000 steps 
 bench: setup data ## Time training, the fused backward passes and grading against their baselines; one table (bench/results.json)
 	$(PYTHON) -m bench
 
+# ---- students anywhere: the wheel students pip-install (notebooks + names.txt inside)
+.PHONY: wheel
+wheel: setup data ## Build dist/backprop_ninja-*.whl (install it with: pip install dist/*.whl -c constraints.txt)
+	rm -rf dist build/lib
+	$(PYTHON) -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
+	@ls dist/*.whl
+
 clean: ## Remove the environment, the data and every generated grading artefact
-	rm -rf $(VENV) $(NAMES) grader/gradebook.db grader/class grader/work .pytest_cache
+	rm -rf $(VENV) $(NAMES) dist grader/gradebook.db grader/class grader/work .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # ---- the mistake catalogue (tests/mistakes/) through the notebooks' tests

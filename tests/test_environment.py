@@ -1,35 +1,71 @@
-"""The conda environment and the pip environment must install the same pinned packages."""
+"""The package declares ranges (pyproject.toml); the course pins them exactly
+(constraints.txt), and every installer of the course uses those pins."""
 
 from pathlib import Path
 
 import tomllib
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def pyproject_pins() -> set[str]:
+def requirements() -> list[Requirement]:
+    """Every dependency the package declares: the core ones and every extra's."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    return set(project["dependencies"])
+    lines = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        lines += extra
+    return [Requirement(line) for line in lines]
 
 
-def conda_pip_section() -> list[str]:
-    env = yaml.safe_load((REPO / "environment.yml").read_text())
-    (pip_section,) = [d["pip"] for d in env["dependencies"] if isinstance(d, dict)]
-    return pip_section
+def pins() -> dict[str, Version]:
+    """constraints.txt: package → its exact version."""
+    pinned = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt pins exactly: {line!r}"
+            pinned[canonicalize_name(name)] = Version(version)
+    return pinned
 
 
-def test_every_dependency_is_pinned_exactly():
-    assert all("==" in pin for pin in pyproject_pins())
-    assert "torch==2.13.0" in pyproject_pins()
+def test_every_dependency_is_pinned_and_every_pin_is_a_dependency():
+    declared = {canonicalize_name(r.name) for r in requirements()}
+    assert declared == set(pins())
 
 
-def test_environment_yml_lists_the_same_pins_as_pyproject():
-    conda_pins = {line for line in conda_pip_section() if "==" in line}
-    assert conda_pins == pyproject_pins()
+def test_every_pin_lies_in_the_declared_range():
+    pinned = pins()
+    outside = [
+        f"{r.name}=={pinned[canonicalize_name(r.name)]} is outside {r}"
+        for r in requirements()
+        if not r.specifier.contains(pinned[canonicalize_name(r.name)], prereleases=True)
+    ]
+    assert outside == []
 
 
-def test_environment_yml_installs_the_project_with_python_311():
+def test_the_package_declares_ranges_that_admit_colabs_torch_and_python_310():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert all("==" not in str(r.specifier) for r in requirements())
+    (torch,) = [r for r in requirements() if r.name == "torch"]
+    assert torch.specifier.contains("2.1.0") and torch.specifier.contains("2.13.0")
+    assert not torch.specifier.contains("2.0.1")
+    assert project["requires-python"] == ">=3.10"
+    assert pins()["torch"] == Version("2.13.0")  # the only torch this machine installs locally
+
+
+def test_make_setup_installs_with_the_constraints():
+    makefile = (REPO / "Makefile").read_text()
+    assert "pip install --quiet -c constraints.txt -e '.[lab,grade,dev]'" in makefile
+    assert "$(STAMP): pyproject.toml constraints.txt" in makefile
+
+
+def test_environment_yml_installs_the_project_with_the_constraints_and_python_311():
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     assert "python=3.11" in env["dependencies"]
-    assert "--editable ." in conda_pip_section()
+    (pip_section,) = [d["pip"] for d in env["dependencies"] if isinstance(d, dict)]
+    assert pip_section == ["-c constraints.txt", "--editable .[lab,grade,dev]"]

@@ -64,3 +64,28 @@ def gradebook_url(url: str) -> str:
     if separator and scheme.lower() in POSTGRES_SCHEMES:
         return f"{POSTGRES_DRIVER_SCHEME}://{rest}"
     return url
+
+
+# ---------------------------------------------------------------- students anywhere
+# Where the course is published. The README's "Open in Colab" badges and the notebooks' Colab
+# install cell point here (the cell cannot import this module: a test keeps its copy in step).
+GITHUB_REPOSITORY = "backprop-ninja/backprop-ninja"
+# The ONE place the Colab install cell pip-installs the package from.
+PACKAGE_SOURCE = f"backprop-ninja @ git+https://github.com/{GITHUB_REPOSITORY}.git"
+# Overrides PACKAGE_SOURCE in the Colab install cell (a wheel's path or URL, a mirror).
+INSTALL_SOURCE_VARIABLE = "BACKPROP_NINJA_INSTALL_FROM"
+# The console command the package installs, and its folder in the user's cache and config.
+COMMAND = "backprop-ninja"
+# The install cell's grade_id: the first code cell of every student notebook.
+INSTALL_CELL_ID = "colab_install"
+# names.txt, makemore's 32,033 names (MIT): where it comes from and what it must hash to.
+NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt"
+NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
+
+
+def colab_url(notebook: str) -> str:
+    """Where Colab opens a student notebook straight from the course's repository."""
+    return (
+        f"https://colab.research.google.com/github/{GITHUB_REPOSITORY}/blob/main/"
+        f"notebooks/{ASSIGNMENT}/{notebook}.ipynb"
+    )

@@ -7,35 +7,24 @@ character that follows (Y). ``.`` (index 0) pads the start of a name and marks i
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import random
-import shutil
 import sys
-import urllib.request
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 
-from .course import REPO_ROOT
+from .course import NAMES_SHA256, NAMES_URL, REPO_ROOT
+from .resources import DataError, default_names_path, sha256_of, splits_cache_dir
+from .resources import fetch_names as _fetch_names
 
-NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt"
-NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
-DEFAULT_NAMES_PATH = REPO_ROOT / "data" / "names.txt"
+__all__ = ["NAMES_SHA256", "NAMES_URL", "DataError", "sha256_of"]
+
+# The wheel's names.txt when installed, else the checkout's data/names.txt.
+DEFAULT_NAMES_PATH = default_names_path()
 # Where the course's machines keep a copy, so that no download is needed.
 SHARED_NAMES_PATH = REPO_ROOT.parent / "shared" / "data" / "names.txt"
-
-
-class DataError(RuntimeError):
-    """names.txt is missing or is not the file the course was built on."""
-
-    def _render_traceback_(self):  # in a notebook: the one line that says what to do
-        return [f"❌ {self}"]
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def fetch_names(
@@ -50,33 +39,7 @@ def fetch_names(
     Either way the file's sha256 must match, or nothing is left at ``dest`` and a
     ``DataError`` says what to do. An already verified ``dest`` is kept as it is.
     """
-    dest = Path(dest)
-    if dest.exists() and sha256_of(dest) == sha256:
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_suffix(".part")
-    if local_copy is not None and Path(local_copy).exists():
-        source = str(local_copy)
-        shutil.copyfile(local_copy, partial)
-    else:
-        source = url
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
-                shutil.copyfileobj(response, out)
-        except OSError as error:
-            partial.unlink(missing_ok=True)
-            raise DataError(
-                f"could not download {url}: {error}. Download it by hand and save it as {dest}."
-            ) from error
-    actual = sha256_of(partial)
-    if actual != sha256:
-        partial.unlink(missing_ok=True)
-        raise DataError(
-            f"{source} has sha256 {actual}, expected {sha256}: it is not makemore's names.txt. "
-            f"Delete it and run `make data` again, or save the right file as {dest}."
-        )
-    partial.replace(dest)
-    return dest
+    return _fetch_names(dest, local_copy=local_copy, url=url, sha256=sha256)
 
 
 def read_names(path: Path = DEFAULT_NAMES_PATH) -> list[str]:
@@ -168,7 +131,7 @@ def load_splits(path: Path = DEFAULT_NAMES_PATH, block_size: int = 3) -> Splits:
         raise DataError(
             f"{path} does not exist: run `make data` in the course's folder, then run this cell again"
         )
-    cache = path.parent / ".cache" / f"{path.stem}-{sha256_of(path)[:16]}-block{block_size}.pt"
+    cache = splits_cache_dir(path) / f"{path.stem}-{sha256_of(path)[:16]}-block{block_size}.pt"
     try:
         saved = torch.load(cache, weights_only=True)
         return Splits(Vocabulary(tuple(saved.pop("itos"))), **saved)

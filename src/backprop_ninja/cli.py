@@ -1,0 +1,109 @@
+"""``backprop-ninja``: the student's command (installed with the package).
+
+    backprop-ninja notebooks DIR        copy the four student notebooks into DIR
+    backprop-ninja check NOTEBOOK...    run their visible tests headless: one line per test
+    backprop-ninja lab [DIR]            the student JupyterLab (Validate, no instructor tools)
+
+Every problem is reported as one line that says what to do; the exit status is 0 on success.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .course import COMMAND, NOTEBOOKS
+from .resources import DataError, copy_notebooks
+
+
+def cmd_notebooks(folder: Path) -> int:
+    try:
+        copied = copy_notebooks(folder)
+    except (DataError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for path, new in copied:
+        print(
+            f"{'copied' if new else 'kept your'} {path}{'' if new else ' (already there, not overwritten)'}"
+        )
+    print(f"next: {COMMAND} lab {folder}   (or open them in Jupyter; {COMMAND} check {folder}/*.ipynb)")
+    return 0
+
+
+def cmd_check(paths: list[Path]) -> int:
+    from .selfcheck import run
+
+    return run(paths)
+
+
+def cmd_lab(folder: Path, extra: list[str]) -> int:
+    from . import studentlab
+
+    folder = Path(folder)
+    if not any((folder / f"{name}.ipynb").exists() for name in NOTEBOOKS):
+        print(f"no course notebooks in {folder}: copying them there first")
+        status = cmd_notebooks(folder)
+        if status:
+            return status
+    try:
+        import jupyterlab  # noqa: F401
+        import nbgrader  # noqa: F401
+    except ImportError:
+        print(
+            f"error: JupyterLab is not installed: pip install '{COMMAND}[lab]' (or open the notebooks "
+            "in any Jupyter and use `backprop-ninja check`)",
+            file=sys.stderr,
+        )
+        return 1
+    server = studentlab.server_covering(folder, studentlab.running_servers())
+    if server is not None:
+        print(f"a Jupyter server already runs on {folder}: open {studentlab.server_url(server, folder)}")
+        return 0
+    exchange = studentlab.exchange_root()
+    config = studentlab.write_config(studentlab.config_dir(), exchange)
+    as_root = os.geteuid() == 0 if hasattr(os, "geteuid") else False
+    if as_root:
+        print("running as root (a container or a cloud VM?): starting JupyterLab with --allow-root")
+    print(
+        f"student Lab on {folder}: Validate on every notebook's toolbar; "
+        + (f"Assignment List submits to {exchange}" if exchange else "hand in through your course's LMS")
+        + f" (Jupyter config: {config})"
+    )
+    command = studentlab.lab_command(folder, extra, as_root=as_root)
+    try:
+        return subprocess.call(command, env=studentlab.lab_environment(config))
+    except KeyboardInterrupt:
+        return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog=COMMAND, description="Backprop Ninja: the student's command.")
+    commands = top.add_subparsers(dest="command", required=True)
+    notebooks = commands.add_parser("notebooks", help="copy the four student notebooks into DIR")
+    notebooks.add_argument("dir", type=Path, metavar="DIR")
+    check = commands.add_parser("check", help="run notebooks' visible tests headless (exit 0: all pass)")
+    check.add_argument("notebooks", type=Path, nargs="+", metavar="NOTEBOOK")
+    lab = commands.add_parser(
+        "lab",
+        help="open DIR (default: here) in the student JupyterLab; further options go to JupyterLab",
+    )
+    lab.add_argument("dir", type=Path, nargs="?", default=Path("."), metavar="DIR")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = parser().parse_known_args(argv)
+    if extra and args.command != "lab":
+        parser().error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "notebooks":
+        return cmd_notebooks(args.dir)
+    if args.command == "check":
+        return cmd_check(args.notebooks)
+    return cmd_lab(args.dir, extra)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Students anywhere (fast part): the course's files wherever the package runs, the
+`backprop-ninja` command, the student Lab's configuration, the Colab install cell, and the
+self-check's reading of a notebook."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import nbformat
+import pytest
+
+from backprop_ninja import cli, resources, selfcheck, studentlab
+from backprop_ninja.cells import grade_id, read_notebook
+from backprop_ninja.course import (
+    INSTALL_CELL_ID,
+    INSTALL_SOURCE_VARIABLE,
+    NAMES_SHA256,
+    NOTEBOOKS,
+    PACKAGE_SOURCE,
+    RELEASE_DIR,
+    REPO_ROOT,
+    SOLUTIONS_DIR,
+    colab_url,
+)
+
+
+# ---------------------------------------------------------------- files and `notebooks DIR`
+def test_bundle_into_writes_the_four_notebooks_and_a_verified_names_txt(tmp_path):
+    written = resources.bundle_into(tmp_path / "bundled")
+    assert sorted(p.name for p in written) == sorted([f"{n}.ipynb" for n in NOTEBOOKS] + ["names.txt"])
+    assert resources.sha256_of(tmp_path / "bundled" / "names.txt") == NAMES_SHA256
+    for name in NOTEBOOKS:
+        assert (tmp_path / "bundled" / f"{name}.ipynb").read_bytes() == (
+            RELEASE_DIR / f"{name}.ipynb"
+        ).read_bytes()
+
+
+def test_bundle_into_refuses_a_names_txt_with_the_wrong_sha256(tmp_path):
+    root = tmp_path / "checkout"
+    root.mkdir()
+    (root / "notebooks").symlink_to(REPO_ROOT / "notebooks", target_is_directory=True)
+    (root / "data").mkdir()
+    (root / "data" / "names.txt").write_text("emma\nolivia\n")
+    with pytest.raises(resources.DataError, match="sha256"):
+        resources.bundle_into(tmp_path / "bundled", root)
+    assert not (tmp_path / "bundled" / "names.txt").exists()
+
+
+def test_a_checkout_reads_its_own_data_and_notebooks():
+    assert not resources.BUNDLED_DIR.exists()  # never built into the source tree
+    assert resources.default_names_path() == REPO_ROOT / "data" / "names.txt"
+    assert resources.student_notebooks() == [RELEASE_DIR / f"{n}.ipynb" for n in NOTEBOOKS]
+    assert resources.splits_cache_dir(REPO_ROOT / "data" / "names.txt") == REPO_ROOT / "data" / ".cache"
+
+
+def test_notebooks_command_copies_and_never_overwrites_a_students_work(tmp_path, capsys):
+    assert cli.main(["notebooks", str(tmp_path / "work")]) == 0
+    mine = tmp_path / "work" / f"{NOTEBOOKS[0]}.ipynb"
+    mine.write_text("my answers")
+    assert cli.main(["notebooks", str(tmp_path / "work")]) == 0
+    assert mine.read_text() == "my answers"
+    out = capsys.readouterr().out
+    assert f"kept your {mine} (already there, not overwritten)" in out
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == sorted(f"{n}.ipynb" for n in NOTEBOOKS)
+
+
+def test_unknown_options_are_refused_except_for_lab(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["notebooks", "x", "--bogus"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the Colab install cell
+def install_cell(notebook_path):
+    code = [c for c in read_notebook(notebook_path).cells if c.cell_type == "code"]
+    return code[0]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_every_student_notebook_opens_with_the_locked_colab_install_cell(name):
+    cell = install_cell(RELEASE_DIR / f"{name}.ipynb")
+    meta = cell.metadata["nbgrader"]
+    assert grade_id(cell) == INSTALL_CELL_ID
+    assert meta["locked"] and not meta["solution"] and not meta["grade"]
+    assert cell.metadata["editable"] is False and cell.metadata["deletable"] is False
+    # The ONE configured location, overridable by the environment variable.
+    assert f'os.environ.get("{INSTALL_SOURCE_VARIABLE}", "{PACKAGE_SOURCE}")' in cell.source
+    assert 'find_spec("google.colab")' in cell.source
+    assert cell.source == install_cell(SOLUTIONS_DIR / f"{name}.ipynb").source
+    assert len(cell.source.splitlines()) <= 15  # short
+
+
+def test_readme_has_an_open_in_colab_badge_per_notebook():
+    readme = (REPO_ROOT / "README.md").read_text()
+    for name in NOTEBOOKS:
+        badge = (
+            f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(name)})"
+        )
+        assert badge in readme, name
+
+
+# ---------------------------------------------------------------- the student Lab
+def test_student_config_hides_every_instructor_tool_without_an_exchange():
+    files = studentlab.student_config(None)
+    server = files["jupyter_server_config.json"]["ServerApp"]["jpserver_extensions"]
+    assert server == {
+        "nbgrader.server_extensions.formgrader": False,
+        "nbgrader.server_extensions.course_list": False,
+        "nbgrader.server_extensions.assignment_list": False,
+        "nbgrader.server_extensions.validate_assignment": True,
+    }
+    disabled = files["labconfig/page_config.json"]["disabledExtensions"]
+    assert set(disabled) == {
+        "@jupyter/nbgrader:formgrader",
+        "@jupyter/nbgrader:course-list",
+        "@jupyter/nbgrader:create-assignment",
+        "@jupyter/nbgrader:menu",
+        "@jupyter/nbgrader:assignment-list",
+        "@jupyterlab/apputils-extension:announcements",
+    }
+    assert "@jupyter/nbgrader:validate-assignment" not in disabled
+    assert "nbgrader_config.json" not in files
+
+
+def test_an_exchange_brings_the_assignment_list_back(tmp_path):
+    assert studentlab.exchange_root({"BACKPROP_NINJA_EXCHANGE": str(tmp_path)}) == tmp_path
+    files = studentlab.student_config(tmp_path)
+    assert files["jupyter_server_config.json"]["ServerApp"]["jpserver_extensions"][
+        "nbgrader.server_extensions.assignment_list"
+    ]
+    assert (
+        "@jupyter/nbgrader:assignment-list" not in files["labconfig/page_config.json"]["disabledExtensions"]
+    )
+    assert files["nbgrader_config.json"] == {"Exchange": {"root": str(tmp_path)}}
+
+
+def test_the_config_folder_jupyter_reads_is_written(tmp_path):
+    folder = studentlab.write_config(studentlab.config_dir({"XDG_CONFIG_HOME": str(tmp_path)}), None)
+    assert folder == tmp_path / "backprop-ninja" / "jupyter"
+    assert '"@jupyter/nbgrader:formgrader": true' in (folder / "labconfig" / "page_config.json").read_text()
+
+
+def test_a_server_on_the_folder_or_above_it_is_reused(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    other = {"root_dir": str(tmp_path / "elsewhere"), "url": "http://localhost:8889/", "token": "b"}
+    above = {"root_dir": str(tmp_path), "url": "http://localhost:8888/", "token": "a"}
+    assert studentlab.server_covering(work, [other]) is None
+    assert studentlab.server_covering(work, [other, above]) is above
+    assert studentlab.server_url(above, work) == "http://localhost:8888/lab/tree/work?token=a"
+    assert studentlab.server_url({**above, "token": ""}, tmp_path) == "http://localhost:8888/lab/tree/"
+
+
+def test_the_lab_runs_as_root_only_when_it_must(tmp_path):
+    assert "--allow-root" in studentlab.lab_command(tmp_path, [], as_root=True)
+    command = studentlab.lab_command(tmp_path, ["--port=9999"], as_root=False)
+    assert "--allow-root" not in command and command[-1] == "--port=9999"
+    assert f"--ServerApp.root_dir={tmp_path.resolve()}" in command
+
+
+# ---------------------------------------------------------------- reading a checked notebook
+def executed_notebook(*cells):
+    nb = nbformat.v4.new_notebook()
+    for gid, points, error in cells:
+        cell = nbformat.v4.new_code_cell("...")
+        cell.metadata["nbgrader"] = {"grade_id": gid, "grade": points is not None, "solution": False}
+        if points is not None:
+            cell.metadata["nbgrader"]["points"] = points
+        if error:
+            cell.outputs = [nbformat.v4.new_output("error", ename=error[0], evalue=error[1], traceback=[])]
+        nb.cells.append(cell)
+    return nb
+
+
+def test_outcomes_are_read_from_the_test_cells_only():
+    nb = executed_notebook(
+        ("setup", None, None),
+        ("test_dlogprobs", 1, None),
+        ("test_dprobs", 1, ("GradeFailure", "dprobs on this batch: wrong sign\n(flip it)")),
+        ("test_dW1", 2, ("NameError", "name 'grad_W1' is not defined")),
+    )
+    outcomes = selfcheck.outcomes_of(nb)
+    lines = [o.line() for o in outcomes]
+    assert lines == [
+        "✅ test_dlogprobs (1/1)",
+        "❌ test_dprobs (0/1): dprobs on this batch: wrong sign (flip it)",
+        "❌ test_dW1 (0/2): name 'grad_W1' is not defined — run the cell that defines it (did it raise an error?)",
+    ]
+    check = selfcheck.NotebookCheck(REPO_ROOT / "x.ipynb", outcomes)
+    assert not check.passed
+    assert check.lines()[-1] == "x.ipynb: 1/4 points — 2 test(s) failing"
+    assert selfcheck.setup_problem(nb) == ""
+
+
+def test_a_failed_setup_cell_is_the_one_reason_given():
+    nb = executed_notebook(("setup", None, ("ModuleNotFoundError", "No module named 'backprop_ninja'")))
+    assert selfcheck.setup_problem(nb) == (
+        "the setup cell failed with ModuleNotFoundError: No module named 'backprop_ninja'"
+    )
+
+
+def test_check_refuses_what_is_not_a_course_notebook(tmp_path, capsys):
+    (tmp_path / "notes.ipynb").write_text(nbformat.writes(nbformat.v4.new_notebook()))
+    (tmp_path / "broken.ipynb").write_text("{")
+    status = cli.main(
+        [
+            "check",
+            str(tmp_path / "absent.ipynb"),
+            str(tmp_path / "notes.ipynb"),
+            str(tmp_path / "broken.ipynb"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "❌ absent.ipynb: no such file" in out
+    assert "❌ notes.ipynb: has no graded tests" in out
+    assert re.search(r"❌ broken.ipynb: cannot be read as a notebook", out)
+    assert "Traceback" not in out
+
+
+def test_no_module_of_the_students_command_imports_torch():
+    # `backprop-ninja notebooks`/`lab` start fast and the wheel's build step imports resources.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import backprop_ninja.cli, backprop_ninja.resources, backprop_ninja.studentlab, "
+        "backprop_ninja.selfcheck; print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_make_lab_is_the_student_lab_and_setup_installs_chromium():
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert "\t$(VENV)/bin/backprop-ninja lab notebooks/$(ASSIGNMENT)\n" in makefile
+    (packages,) = [line for line in makefile.splitlines() if line.startswith("SYSTEM_PACKAGES :=")]
+    assert "chromium:chromium" in packages.split()
