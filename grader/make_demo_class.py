@@ -219,11 +219,10 @@ DEMO: tuple[DemoStudent, ...] = (
                 ),
             ),
             NB2: Change(
-                "dlogits by autograd: the notebook's test passes, the integrity checks "
-                "withdraw the points (−5)",
+                "dlogits by autograd: the notebook's test says ❌ and why, and grading flags it (−5)",
                 0,
                 set_answer("cross_entropy_backward", AUTOGRAD_ANSWER),
-                notes=("test_dlogits: points withdrawn", "autograd"),
+                notes=("test_dlogits: no points — integrity", "autograd"),
             ),
         },
     ),

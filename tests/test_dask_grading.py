@@ -65,7 +65,7 @@ def test_demo_students_graded_on_dask_match_the_local_pool(cluster, graded_demo,
 def without_seconds(statuses: dict) -> dict:
     """Every state, reason, note and withdrawal; not how long grading took."""
     return {
-        student: [(r.notebook, r.state, r.reason, r.notes, r.withdrawn) for r in status.notebooks]
+        student: [(r.notebook, r.state, r.reason, r.notes, r.withdrawn, r.findings) for r in status.notebooks]
         for student, status in statuses.items()
     }
 

@@ -109,16 +109,16 @@ def test_feedback_exists_for_everyone_and_hides_the_hidden_tests(graded, demo):
         text = page_text(page)
         leaked = [line for line in hidden if line in text]
         assert not leaked and "HIDDEN TESTS" not in text, (page, leaked[:2])
-    # The withdrawn points are explained where the student reads them.
-    withdrawn = page_text(course.feedback_page("slips_dc_autograd", NB2))
-    assert "test_dlogits: 5 point(s) withdrawn — integrity:" in withdrawn and "uses autograd" in withdrawn
+    # An answer by autograd: the notebook's own test failed it, and the page says why.
+    flagged = page_text(course.feedback_page("slips_dc_autograd", NB2))
+    assert "dlogits 0/5 — cross_entropy_backward uses autograd" in flagged
     failed = page_text(course.feedback_page("broken_kernel_metadata", NB3))
     assert "not graded automatically" in failed and "kernel died" in failed
 
 
 def test_a_regrade_gives_the_same_grades_and_keeps_nothing_stale(tmp_path, demo):
     """The student re-submits one notebook, damaged this time. Its old points must not survive;
-    the student's other notebooks (a wrong answer, points withdrawn by the integrity checks,
+    the student's other notebooks (a wrong answer, an answer by autograd the checks flag,
     full marks) must get exactly the same grades again. (A class of its own: the shared demo
     class stays as graded.)"""
     student = demo.DEMO_BY_NAME["slips_dc_autograd"]
@@ -135,7 +135,7 @@ def test_a_regrade_gives_the_same_grades_and_keeps_nothing_stale(tmp_path, demo)
     assert {k: v for k, v in after.items() if k[0] != NB3} == {k: v for k, v in before.items() if k[0] != NB3}
     assert status.result(NB3).state == FAILED and "invalid JSON" in status.result(NB3).reason
     assert [status.result(nb).state for nb in (NB1, NB2, NB4)] == [GRADED] * 3
-    assert list(status.result(NB2).withdrawn) == ["test_dlogits"]  # withdrawn again, not left over
+    assert list(status.result(NB2).findings) == ["test_dlogits"]  # flagged again, not left over
     assert not course.autograded_notebook(student.name, NB3).exists()
 
 

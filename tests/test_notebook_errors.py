@@ -66,7 +66,11 @@ def error_line(outputs) -> str:
 
 
 def text(outputs) -> str:
-    return "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    """What the cell printed and displayed (a verdict is a display_data whose text is its line)."""
+    return "".join(
+        o.get("text", "") if o.output_type == "stream" else o.get("data", {}).get("text/plain", "")
+        for o in outputs
+    )
 
 
 def test_a_test_cell_before_the_setup_cell_says_run_the_setup_cell(outputs):

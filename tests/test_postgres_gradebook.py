@@ -19,12 +19,12 @@ NB1, NB2, NB3, NB4 = NOTEBOOKS
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")]
 
 
-# Full marks, points withdrawn by the integrity checks, notebooks nbgrader cannot grade.
+# Full marks, an answer by autograd the integrity checks flag, notebooks nbgrader cannot grade.
 STUDENTS = ("full_marks", "slips_dc_autograd", "broken_kernel_metadata")
 
 
 def without_seconds(status):
-    return [(r.notebook, r.state, r.reason, r.notes, r.withdrawn) for r in status.notebooks]
+    return [(r.notebook, r.state, r.reason, r.notes, r.withdrawn, r.findings) for r in status.notebooks]
 
 
 def test_the_whole_cycle_on_postgresql_gives_the_sqlite_grades(

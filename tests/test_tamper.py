@@ -22,6 +22,7 @@ the exact mechanism as the reason, so that it turns red once the hole is closed.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import resource
 import tempfile
@@ -344,9 +345,11 @@ class Student:
         return {test: 0.0 if test in lost else points for test, points in TEST_POINTS[self.notebook].items()}
 
 
-MONKEYPATCH = "points withdrawn — integrity: ⚑ monkeypatch"
-DYNAMIC = "points withdrawn — integrity: ⚑ dynamic"
-AUTOGRAD = "points withdrawn — integrity: ⚑ autograd"
+# A flag's reason: "points withdrawn — <reason>" when the notebook's test passed, or
+# "no points — <reason>" when the test itself already failed (it runs the same scan).
+MONKEYPATCH = "integrity: ⚑ monkeypatch"
+DYNAMIC = "integrity: ⚑ dynamic"
+AUTOGRAD = "integrity: ⚑ autograd"
 VERIFIER = "points withdrawn — verifier:"
 
 ATTACKS = (
@@ -470,11 +473,13 @@ ATTACKS = (
         "added_cell_redefines",
         NB3,
         "an added cell after the (wrong, Bessel) answer "
-        "redefines batchnorm_backward by autograd: the kernel tests the added one",
+        "redefines batchnorm_backward by autograd: the notebook's test scans the cell that "
+        "defined the function it calls and fails it for autograd, so nothing is earned (the "
+        "verifier, which runs the answer cells only, would fail the Bessel slip anyway)",
         chain(WRONG_BATCHNORM, add_cell_after("batchnorm_backward", AUTOGRAD_IN_ADDED_CELL)),
         0,
         ALL,
-        (VERIFIER, "Bessel"),
+        (),
     ),
     # --- nbgrader's own defences
     Student(
@@ -526,7 +531,7 @@ ATTACKS = (
         replace_cell("cross_entropy_backward", FORWARD_AD),
         0,
         ALL,
-        ("points withdrawn",),
+        (DYNAMIC, "`getattr`"),
     ),
     Student(
         "autograd_engine",
@@ -536,7 +541,7 @@ ATTACKS = (
         replace_cell("batchnorm_backward", AUTOGRAD_ENGINE),
         0,
         ALL,
-        ("points withdrawn",),
+        (DYNAMIC, "`getattr`"),
     ),
 )
 
@@ -731,12 +736,20 @@ def test_a_notebook_cannot_write_outside_its_folder(graded):
 def test_autograd_in_an_added_cell_is_allowed_but_never_graded(graded):
     """The integrity module's decision on added cells: they may call autograd (the lecture
     compares with loss.backward()), because the verifier runs answer cells only. So the scan
-    finds nothing in either submission; the honest one keeps its points, and the one whose
-    added cell redefines the graded function by autograd loses them to the verifier."""
+    finds nothing in either submission; the honest one keeps its points. The one whose added
+    cell redefines the graded function by autograd earns none: the notebook's own test scans
+    the cell that defined the function it calls, and its ❌ names autograd."""
     course = graded["course"]
     for name in ("honest_autograd_check", "added_cell_redefines"):
         student = BY_NAME[name]
         submitted = course.submitted_notebook(name, student.notebook)
         assert scan_notebook(submitted, course.source_notebook(student.notebook)) == [], name
-    withdrawn = read_status(course.status, "added_cell_redefines").result(NB3).withdrawn
-    assert list(withdrawn) == ["test_dhprebn"] and withdrawn["test_dhprebn"].startswith("verifier:")
+    assert read_status(course.status, "added_cell_redefines").result(NB3).withdrawn == {}
+    with course.gradebook() as gb:
+        assert gb.find_grade("test_dhprebn", NB3, ASSIGNMENT, "added_cell_redefines").auto_score == 0
+    autograded = json.loads(course.autograded_notebook("added_cell_redefines", NB3).read_text())
+    (test_cell,) = [
+        c for c in autograded["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "test_dhprebn"
+    ]
+    shown = json.dumps(test_cell["outputs"], ensure_ascii=False)
+    assert "autograd" in shown and "❌" in shown

@@ -89,9 +89,12 @@ class ClassReport:
         return [r.seconds for _, r in self.results() if r.notebook == notebook and r.state == GRADED]
 
     def flags(self) -> list[tuple[str, str, str]]:
-        """(student, notebook, line): points withdrawn by the integrity checks."""
+        """(student, notebook, line): points withdrawn by the integrity checks, and their
+        findings on tests that earned nothing."""
         return [
-            (s, r.notebook, f"{test}: {why}") for s, r in self.results() for test, why in r.withdrawn.items()
+            (s, r.notebook, f"{test}: {why}")
+            for s, r in self.results()
+            for test, why in [*r.withdrawn.items(), *r.findings.items()]
         ]
 
     def not_graded(self) -> list[tuple[str, str, str]]:
@@ -293,7 +296,7 @@ def summary_lines(report: ClassReport) -> list[str]:
         else "most frequent diagnosis: —"
     )
     line4 = (
-        f"integrity: points withdrawn from {len(report.flags())} test(s); not graded: "
+        f"integrity: {len(report.flags())} test(s) flagged; not graded: "
         f"{states[FAILED] + states[STOPPED]} notebooks; not submitted: {states[MISSING]}"
     )
     medians = [
@@ -357,7 +360,7 @@ def render(report: ClassReport, title: str) -> str:
                 f"<tr><td colspan='4'>{sum(len(d.students) for d in rest)} more, other diagnoses</td></tr>"
             )
         parts.append("</table>")
-    parts.append("<h2>Integrity findings (points withdrawn)</h2>")
+    parts.append("<h2>Integrity findings (points withdrawn, or flagged on a failed test)</h2>")
     parts.append(_table(("student", "notebook", "test: why"), report.flags()))
     parts.append("<h2>Notebooks not graded</h2>")
     parts.append(_table(("student", "notebook", "why"), report.not_graded()))

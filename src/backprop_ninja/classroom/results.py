@@ -97,6 +97,7 @@ class NotebookGrade:
             reason=self.reason,
             notes=list(self.notes),
             withdrawn=self.withdrawn(),
+            findings={t.test: t.finding for t in self.tests if t.finding},
             seconds=self.seconds,
         )
 

@@ -24,6 +24,7 @@ class NotebookResult:
     reason: str = ""  # why it was not graded (failed, stopped, missing)
     notes: list[str] = field(default_factory=list)  # what a TA should know about a graded one
     withdrawn: dict[str, str] = field(default_factory=dict)  # test → why its points were withdrawn
+    findings: dict[str, str] = field(default_factory=dict)  # test that earned nothing → integrity finding
     seconds: float = 0.0
 
     @property
@@ -38,13 +39,19 @@ class NotebookResult:
         elif self.state in (FAILED, STOPPED):
             lines = [f"NOT GRADED (0 points): {self.reason}"]
         else:
-            lines = self.notes + [f"{test}: points withdrawn — {why}" for test, why in self.withdrawn.items()]
+            lines = [
+                *self.notes,
+                *(f"{test}: points withdrawn — {why}" for test, why in self.withdrawn.items()),
+                *(f"{test}: no points — {why}" for test, why in self.findings.items()),
+            ]
         return [printable(line) for line in lines]
 
     @classmethod
     def from_dict(cls, data: dict) -> NotebookResult:
         known = {
-            k: data[k] for k in ("notebook", "state", "reason", "notes", "withdrawn", "seconds") if k in data
+            k: data[k]
+            for k in ("notebook", "state", "reason", "notes", "withdrawn", "findings", "seconds")
+            if k in data
         }
         return cls(**known)
 
