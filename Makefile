@@ -93,7 +93,7 @@ grade: setup data ## See it work: autograde a generated demo class, print the ta
 	$(CLASSROOM) grade --class-dir $(DEMO_CLASS) --workers $(WORKERS) $(SANDBOX_OPTION) $(DASK_OPTION)
 	$(PYTHON) grader/make_demo_class.py --check --class-dir $(DEMO_CLASS)
 
-# ---- the instructor's view (issue 16): the class report and the Formgrader. Both take CLASS;
+# ---- the instructor's view: the class report and the Formgrader. Both take CLASS;
 # on a clone with no real class yet (no $(CLASS)/submitted) they use make grade's demo class.
 # make export's CANVAS_COLUMN='Backprop Ninja (1234)' names grades_canvas.csv's points column.
 VIEWED_CLASS    = $(if $(wildcard $(CLASS)/submitted),$(CLASS),$(DEMO_CLASS))
