@@ -176,6 +176,28 @@ def test_no_process_outlives_its_sandbox(staging):
     assert not any(folder.exists() for folder in process.cgroup.folders)
 
 
+def test_an_empty_cgroup_left_behind_is_removed_later_and_a_busy_one_never():
+    left = sandbox.Cgroup()  # made and never removed: what a job killed outright leaves
+    busy = sandbox.Cgroup()
+    sleeper = subprocess.Popen(busy.wrap(["sleep", "60"]))
+    try:
+        assert left.usable and busy.usable
+        for _ in range(100):  # the shell joins the cgroup, then becomes sleep
+            if all((folder / "cgroup.procs").read_text().strip() for folder in busy.folders):
+                break
+            time.sleep(0.05)
+        sandbox.remove_stale_cgroups()  # both younger than a minute: a sandbox may be joining
+        assert all(folder.exists() for folder in [*left.folders, *busy.folders])
+        removed = sandbox.remove_stale_cgroups(now=time.time() + 2 * sandbox.STALE_CGROUP_SECONDS)
+        assert removed >= len(left.folders)
+        assert not any(folder.exists() for folder in left.folders)
+        assert all(folder.exists() for folder in busy.folders) and sleeper.poll() is None
+    finally:
+        busy.remove()
+        sleeper.wait()
+    assert not any(folder.exists() for folder in busy.folders)
+
+
 def test_no_network_and_no_foreign_socket(staging, tmp_path):
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]

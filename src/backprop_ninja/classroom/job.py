@@ -56,6 +56,8 @@ def run_job(job: GradingJob) -> GradingResult:
     if job.sandboxed and (why := sandbox.problem()):  # e.g. a cluster worker without bubblewrap
         notebooks = [_cannot_sandbox(job, nb, why) for nb in NOTEBOOKS]
         return GradingResult(job.student, notebooks, log=sandbox.unavailable_message() or why)
+    if job.sandboxed:
+        sandbox.remove_stale_cgroups()  # left by a job on this machine that was killed outright
     with tempfile.TemporaryDirectory(prefix="grading-job-") as staging:
         course = _stage(Path(staging), job)
         api = course.api()

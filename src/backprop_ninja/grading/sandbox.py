@@ -232,6 +232,31 @@ class Cgroup:
                     time.sleep(0.05)
 
 
+# A new cgroup is empty until its sandbox's shell joins it: younger than this, it stays.
+STALE_CGROUP_SECONDS = 60.0
+
+
+def remove_stale_cgroups(*, older_than: float = STALE_CGROUP_SECONDS, now: float | None = None) -> int:
+    """Remove the empty sandbox cgroups that a grading process killed outright (SIGKILL, the
+    OOM killer) could not remove itself; returns how many. A cgroup with processes in it is
+    never touched (the kernel refuses to remove one), nor one younger than ``older_than``
+    seconds, whose sandbox may not have joined it yet."""
+    now = time.time() if now is None else now
+    removed = 0
+    for root in (*CGROUP_ROOTS.values(), CGROUP_V2_ROOT):
+        for folder in sorted((root / CGROUP_PARENT).glob("sandbox-*")):
+            try:
+                if now - folder.stat().st_mtime < older_than:
+                    continue
+                if (folder / "cgroup.procs").read_text().strip():
+                    continue
+                folder.rmdir()
+                removed += 1
+            except OSError:  # gone meanwhile, joined meanwhile, or not ours to remove
+                continue
+    return removed
+
+
 def enabled(env: Mapping[str, str] | None = None) -> bool:
     """Whether this grading process must sandbox the student's code."""
     return (os.environ if env is None else env).get(SANDBOX_VARIABLE) == "1"
