@@ -74,13 +74,9 @@ def untrusted_tests(
 def integrity_reasons(submitted: Path, notebook: str, *, source: Path) -> dict[str, str]:
     """Test grade_id → the static scan's first finding against it (nothing runs): shown on
     failed tests too, so that a failed test says "no autograd", not only its error."""
-    from ..integrity import SubmissionError, read_submission, scan_submission, unreadable
+    from ..integrity import scan_notebook
 
-    try:
-        submission = read_submission(submitted, source, notebook)
-    except SubmissionError as error:
-        return _from_findings([unreadable(error)], notebook)
-    return _from_findings(scan_submission(submission), notebook)
+    return _from_findings(scan_notebook(submitted, source), notebook)
 
 
 def _from_findings(findings, notebook: str) -> dict[str, str]:
