@@ -191,7 +191,8 @@ def test_only_this_pythons_modules_are_asked_of_the_server():
         "http.server",
         [],
     )  # the server refuses it
-    assert forkserver.python_module([python, "-c", "print(1)"]) is None
+    assert forkserver.python_module([python, "-c", "print(1)", "x"]) == ("-c", ["print(1)", "x"])
+    assert forkserver.python_module([python, "-c"]) is None  # no code: not a request at all
     assert forkserver.python_module(["/bin/sh", "-m", "backprop_ninja.verify"]) is None
 
 
@@ -199,6 +200,10 @@ def test_a_request_for_another_module_is_refused_and_spawn_falls_back(server, tm
     with pytest.raises(OSError, match="cannot run"):
         forkserver._request(
             server, {"op": "spawn", "module": "os", "args": [], "cwd": "/", "env": {}}, [0, 1, 2]
+        )
+    with pytest.raises(OSError, match="cannot run"):  # code only where the server was told to run it
+        forkserver._request(
+            server, {"op": "spawn", "module": "-c", "args": ["1"], "cwd": "/", "env": {}}, [0, 1, 2]
         )
 
 

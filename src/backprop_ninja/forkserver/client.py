@@ -31,6 +31,8 @@ def python_module(command: list[str]) -> tuple[str, list[str]] | None:
     rest = list(command[1:])
     while rest and rest[0] == "-s":  # no user site-packages: the server has none either
         rest.pop(0)
+    if len(rest) >= 2 and rest[0] == "-c":  # served as "-c" where the caller asked for it
+        return "-c", rest[1:]
     if len(rest) < 2 or rest[0] != "-m":
         return None
     return rest[1], rest[2:]
@@ -188,12 +190,18 @@ def spawn(
     stdout=None,
     stderr=None,
     server_path: str | None = None,
+    sandbox: dict | None = None,
     **popen_options,
 ):
     """``subprocess.Popen(command, …, start_new_session=True)``, through the fork server
-    listening on ``server_path`` when there is one and it serves ``command``'s module."""
+    listening on ``server_path`` when there is one and it serves ``command``'s module.
+
+    ``sandbox``: the child confines itself per this spec (``confine.enter``) before it runs;
+    such a child comes from the server or not at all (``OSError``), never from a plain Popen."""
     path = server_path
     target = python_module(command)
+    if sandbox is not None and (path is None or target is None):
+        raise OSError("a confined child needs a fork server that serves its command")
     if (
         path
         and target is not None
@@ -216,13 +224,19 @@ def spawn(
                 "cwd": str(cwd if cwd is not None else os.getcwd()),
                 "env": dict(os.environ if env is None else env),
             }
+            if sandbox is not None:
+                request["sandbox"] = sandbox
             answer = _request(path, request, [fd_in, fd_out, fd_err])
             return ForkedProcess(path, answer["number"], answer["pid"], command)
         except OSError:
-            pass  # no server after all: an ordinary process below
+            if sandbox is not None:
+                raise
+            # no server after all: an ordinary process below
         finally:
             for fd in opened:
                 os.close(fd)
+    if sandbox is not None:
+        raise OSError("a confined child's streams are files or descriptors, not pipes")
     return subprocess.Popen(
         command,
         cwd=cwd,

@@ -16,6 +16,8 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import confine
+
 ENTRY_POINTS: dict[str, str] = {}
 
 
@@ -23,6 +25,13 @@ def _entry_point(module: str):
     """The function behind a served module (imported by the server before it forks)."""
     where, _, name = ENTRY_POINTS[module].partition(":")
     return getattr(importlib.import_module(where), name)
+
+
+def run_code(args: list[str]) -> None:
+    """``python -c CODE ARGS`` (served as the module "-c" when the caller asks for it)."""
+    code, *rest = args
+    sys.argv = ["-c", *rest]
+    exec(compile(code, "<string>", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
 
 
 # ------------------------------------------------------------------------------ the server
@@ -102,6 +111,8 @@ class Server:
     ) -> tuple[int, int]:
         if request["module"] not in ENTRY_POINTS or len(fds) != 3:
             raise ValueError(f"cannot run {request['module']!r}")
+        if "sandbox" in request and not confine.supported():
+            raise ValueError("cannot confine a child on this system")
         # A handle on the requesting process itself (not its pid, which could be reused).
         watched = os.pidfd_open(requester)
         sys.stdout.flush()
@@ -130,15 +141,24 @@ def _become(request: dict, fds: list[int], watched: int) -> None:
     code = 1
     try:
         os.setsid()
-        import threading
-
-        threading.Thread(target=_die_with, args=(watched,), daemon=True, name="die-with-requester").start()
         for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
+        # Nothing of the server's may reach the child (its epoll, whatever a preloaded module
+        # opened; in a sandbox, a descriptor of a host folder would be a way out of it).
+        os.closerange(3, watched)
+        os.closerange(max(3, watched + 1), 1 << 20)
+        if "sandbox" in request:  # while this process has one thread (unshare needs that)
+            confine.enter(request["sandbox"], watched)  # returns inside the sandbox only
+        else:
+            import threading
+
+            threading.Thread(
+                target=_die_with, args=(watched,), daemon=True, name="die-with-requester"
+            ).start()
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])

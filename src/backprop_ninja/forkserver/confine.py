@@ -1,0 +1,252 @@
+"""Entering a sandbox after a fork: what bubblewrap does, done by a forked child of the server.
+
+A fork server that preloads torch cannot hand its children to ``bwrap`` (that would start a
+new interpreter, the cost the server exists to avoid). So a child asked to run confined does
+bubblewrap's work itself, with the same system calls, before any of the requested code runs:
+
+1. join the cgroups the caller made for it (memory and process limits for all it starts);
+2. ``unshare`` new user, mount, PID, network, IPC, UTS and cgroup namespaces, and map the
+   sandbox's uid and gid to the server's own;
+3. fork the new PID namespace's first process (``init``), which dies with this child
+   (``PR_SET_PDEATHSIG``) — and every process of the namespace dies with ``init``;
+4. ``init`` builds a new root on a tmpfs from the ``mounts`` in the spec (read-only binds of
+   the system, writable binds, private tmpfs folders, a fresh /proc and a minimal /dev),
+   switches to it with ``pivot_root`` and detaches the old root entirely, remounts the new
+   root read-only, and drops every capability (with ``no_new_privs``);
+5. ``init`` forks the process that runs the code (a session of its own, the spec's rlimits)
+   and reaps whatever is left until that process ends; its exit code is the child's.
+
+The spec is plain JSON, made by the caller (``backprop_ninja.grading.sandbox`` makes it from
+the same list of mounts as its bubblewrap command line). Standard library only, Linux only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import resource
+import select
+import signal
+import sys
+from pathlib import Path
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS = 0x00020000, 0x02000000, 0x04000000
+CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x08000000, 0x10000000, 0x20000000, 0x40000000
+NAMESPACES = (
+    CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP
+)
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE, MS_SLAVE = 0x20, 0x1000, 0x4000, 1 << 18, 1 << 19
+MNT_DETACH = 2
+PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
+AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = -100, 0x8000, 0x1
+SYSCALLS = {
+    "x86_64": {"pivot_root": 155, "mount_setattr": 442},
+    "aarch64": {"pivot_root": 41, "mount_setattr": 442},
+}
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus")  # as bubblewrap covers them
+INIT_FAILED = 125  # init's exit code when the sandbox could not be built (nothing ran)
+
+
+class ConfineError(OSError):
+    """A step of building the sandbox failed: the code must not run."""
+
+
+def supported() -> bool:
+    return sys.platform == "linux" and platform.machine() in SYSCALLS
+
+
+# ----------------------------------------------------------------------------- system calls
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        error = ctypes.get_errno()
+        raise ConfineError(error, f"{what}: {os.strerror(error)}")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    encode = lambda text: None if text is None else text.encode()  # noqa: E731
+    result = _libc.mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data))
+    _check(result, f"mount {target}")
+
+
+def _syscall(name: str, *args) -> int:
+    return _libc.syscall(SYSCALLS[platform.machine()][name], *args)
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64)]
+    _fields_ += [("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def _read_only_tree(path: str, *, recursive: bool = True) -> None:
+    """Make the mount at ``path`` (and every mount below it) read-only (``mount_setattr``)."""
+    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+    flags = AT_RECURSIVE if recursive else 0
+    result = _syscall(
+        "mount_setattr", AT_FDCWD, path.encode(), flags, ctypes.byref(attr), ctypes.sizeof(attr)
+    )
+    _check(result, f"read-only {path}")
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def _drop_capabilities() -> None:
+    """No capability left, none to gain back (also not through a set-uid program)."""
+    for capability in range(64):
+        _libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0)  # past the last one: EINVAL, harmless
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    header, data = _CapHeader(0x20080522, 0), (_CapData * 2)()  # _LINUX_CAPABILITY_VERSION_3
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+# ----------------------------------------------------------------------------- the steps
+def enter(spec: dict, requester: int) -> None:
+    """Confine this (freshly forked, single-threaded) process per ``spec``; returns only in
+    the process that is to run the code, inside the sandbox. Every other process this makes
+    exits here with the code's exit code. ``requester``: a pidfd of the process that asked;
+    when it ends, the sandbox ends."""
+    for procs in spec.get("cgroups", []):
+        Path(procs).write_text(str(os.getpid()))
+    outer_uid, outer_gid = os.geteuid(), os.getegid()
+    _check(_libc.unshare(NAMESPACES), "unshare")
+    Path("/proc/self/setgroups").write_text("deny")
+    Path("/proc/self/uid_map").write_text(f"{spec['uid']} {outer_uid} 1")
+    Path("/proc/self/gid_map").write_text(f"{spec['gid']} {outer_gid} 1")
+    alive, held = os.pipe()  # EOF on ``alive`` once the supervisor has ended
+    init = os.fork()  # PID 1 of the new namespace
+    if init:
+        os.close(alive)
+        os._exit(_supervise(init, requester))
+    os.close(requester)
+    os.close(held)
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # PID 1 ignores what it does not handle
+    if select.select([alive], [], [], 0)[0]:  # the supervisor died before the line above
+        os._exit(INIT_FAILED)
+    os.close(alive)
+    try:
+        _build_root(spec)
+        _drop_capabilities()
+    except BaseException as error:
+        os.write(2, f"sandbox: {error}\n".encode(errors="replace"))
+        os._exit(INIT_FAILED)
+    code = os.fork()
+    if code:
+        os._exit(_reap_until(code))
+    os.setsid()  # as bubblewrap's --new-session: no way back to the caller's terminal
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.chdir(spec["cwd"])
+    for name, value in spec.get("rlimits", {}).items():
+        limit = getattr(resource, f"RLIMIT_{name}")
+        resource.setrlimit(limit, (value, value))
+
+
+def _supervise(init: int, requester: int) -> int:
+    """Outside the sandbox: wait for its init; end it when the requester ends first."""
+    watched = os.pidfd_open(init)
+    while True:
+        ready, _, _ = select.select([watched, requester], [], [])
+        if watched in ready:
+            _, status = os.waitpid(init, 0)
+            return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+        os.kill(init, signal.SIGKILL)  # the requester is gone: so is everything in the sandbox
+
+
+def _reap_until(code: int) -> int:
+    """PID 1's work: reap every process of the namespace; return once ``code`` has ended."""
+    while True:
+        pid, status = os.waitpid(-1, 0)
+        if pid == code:
+            return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def _build_root(spec: dict) -> None:
+    """A new root on a tmpfs with ``spec['mounts']``; the old root detached, so unreachable."""
+    _mount(None, "/", None, MS_SLAVE | MS_REC)  # nothing we do here reaches the host
+    # Sources resolved while the host is still the root: a link such as /etc/localtime
+    # points into the host's tree, which is at /oldroot once the building starts.
+    resolved = [
+        [kind, os.path.realpath(where[0]), *where[1:]] if kind.endswith("bind") else [kind, *where]
+        for kind, *where in spec["mounts"]
+    ]
+    base = "/tmp"  # like bubblewrap: the new root is built on a tmpfs over /tmp, …
+    _mount("tmpfs", base, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+    os.chdir(base)
+    os.mkdir("newroot")
+    os.mkdir("oldroot")
+    _mount("newroot", "newroot", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+    _check(_syscall("pivot_root", base.encode(), b"oldroot"), "pivot_root")  # … the host at /oldroot
+    for mount in resolved:
+        _apply(mount)
+    _mount(None, "/oldroot", None, MS_REC | MS_PRIVATE)
+    _check(_libc.umount2(b"/oldroot", MNT_DETACH), "detach the old root")
+    os.chdir("/newroot")
+    _check(_syscall("pivot_root", b".", b"."), "pivot_root")
+    _check(_libc.umount2(b".", MNT_DETACH), "detach the build root")
+    os.chdir("/")
+    if spec.get("read_only_root", True):
+        _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    _check(_libc.sethostname(b"sandbox", 7), "sethostname")
+
+
+def _target(path: str, *, directory: bool = True) -> str:
+    """``path`` inside the new root, made (with its parents) if missing."""
+    target = "/newroot" + path
+    os.makedirs(target if directory else os.path.dirname(target), exist_ok=True)
+    if not directory and not os.path.lexists(target):
+        Path(target).touch()
+    return target
+
+
+def _apply(mount: list) -> None:
+    kind, *args = mount
+    if kind in ("ro-bind", "bind"):
+        source, dest = "/oldroot" + args[0], args[1]
+        target = _target(dest, directory=os.path.isdir(source))
+        _mount(source, target, None, MS_BIND | MS_REC)
+        if kind == "ro-bind":
+            _read_only_tree(target)
+    elif kind == "symlink":
+        os.symlink(args[0], _target(os.path.dirname(args[1])) + "/" + os.path.basename(args[1]))
+    elif kind == "tmpfs":
+        path, size, mode = args
+        _mount("tmpfs", _target(path), "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode={mode:o}")
+    elif kind == "proc":
+        target = _target(args[0])
+        _mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        for name in PROC_READ_ONLY:
+            if os.path.exists(f"{target}/{name}"):
+                _mount(f"{target}/{name}", f"{target}/{name}", None, MS_BIND | MS_REC)
+                _read_only_tree(f"{target}/{name}")
+    elif kind == "dev":
+        _make_dev(_target(args[0]))
+    else:
+        raise ConfineError(0, f"unknown mount {kind!r}")
+
+
+def _make_dev(target: str) -> None:
+    """A minimal /dev, as bubblewrap's ``--dev``: the harmless devices, a private /dev/shm."""
+    _mount("tmpfs", target, "tmpfs", MS_NOSUID, "mode=0755")
+    for name in DEVICES:
+        Path(target, name).touch()
+        _mount(f"/oldroot/dev/{name}", f"{target}/{name}", None, MS_BIND)
+    for name, link in (("stdin", "0"), ("stdout", "1"), ("stderr", "2")):
+        os.symlink(f"/proc/self/fd/{link}", f"{target}/{name}")
+    os.symlink("/proc/self/fd", f"{target}/fd")
+    os.mkdir(f"{target}/shm")
+    _mount("tmpfs", f"{target}/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
+    _read_only_tree(target, recursive=False)  # no new files in /dev; the devices still work
