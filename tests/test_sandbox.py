@@ -5,6 +5,9 @@ The classes of attack are those of issue 12: reading what is not the student's (
 the gradebook, a classmate, the grader's $TMPDIR and environment), writing outside the
 staging folder by any route, outliving the sandbox, reaching other processes over the
 network or a socket, and exhausting memory, processes, disk or output.
+
+Every attack runs against both ways of building the sandbox (``way``): a bubblewrap process,
+and a child of the sandbox fork server that confines itself (forkserver/confine.py).
 """
 
 from __future__ import annotations
@@ -21,15 +24,38 @@ from pathlib import Path
 
 import pytest
 
-from backprop_ninja.course import REPO_ROOT, SANDBOX_ENVIRONMENT
-from backprop_ninja.grading import sandbox
+from backprop_ninja.course import REPO_ROOT, SANDBOX_ENVIRONMENT, SANDBOX_FORKSERVER_VARIABLE
+from backprop_ninja.grading import cgroups, sandbox
 
 SECRET = "postgresql://grader:s3cret-password@db.example.org/gradebook"
 
 
+@pytest.fixture(scope="module")
+def fork_server():
+    """A sandbox fork server, started as the pipeline starts it — while the grader's
+    environment holds a secret, which its children must never see."""
+    from backprop_ninja.classroom.course import SANDBOX_ENTRY_POINTS, SANDBOX_PRELOAD
+
+    env = {**os.environ, "BACKPROP_NINJA_DB_URL": SECRET}
+    server = sandbox.start_fork_server(SANDBOX_ENTRY_POINTS, SANDBOX_PRELOAD, env)
+    assert server is not None, "the sandbox fork server did not start, or its children cannot confine"
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["bwrap", "forked"])
+def way(request, monkeypatch) -> str:
+    """How sandboxes are built in this test: by bubblewrap, or forked from the fork server."""
+    if request.param == "forked":
+        monkeypatch.setenv(SANDBOX_FORKSERVER_VARIABLE, str(request.getfixturevalue("fork_server").path))
+    else:
+        monkeypatch.delenv(SANDBOX_FORKSERVER_VARIABLE, raising=False)
+    return request.param
+
+
 def run(script: str, *, staging: Path, limits=sandbox.DEFAULT_LIMITS, env=None, timeout=120):
     """Run ``script`` with the venv's Python in a sandbox whose only writable folder is
-    ``staging``; returns the finished process (stdout, stderr as text)."""
+    ``staging``, built the test's ``way``; returns the finished process (stdout, stderr as text)."""
     with (
         open(staging / "stdout.txt", "w+b") as out,
         open(staging / "stderr.txt", "w+b") as err,
@@ -43,6 +69,7 @@ def run(script: str, *, staging: Path, limits=sandbox.DEFAULT_LIMITS, env=None, 
             stdout=out,
             stderr=err,
         )
+        assert process.forked == bool(os.environ.get(SANDBOX_FORKSERVER_VARIABLE))
         try:
             process.wait(timeout=timeout)
         finally:
@@ -54,7 +81,7 @@ def run(script: str, *, staging: Path, limits=sandbox.DEFAULT_LIMITS, env=None, 
 
 
 @pytest.fixture
-def staging(tmp_path: Path) -> Path:
+def staging(tmp_path: Path, way: str) -> Path:
     folder = tmp_path / "staging"
     folder.mkdir()
     return folder
@@ -99,12 +126,19 @@ def test_nothing_of_the_grader_can_be_read(staging, tmp_path, monkeypatch):
                 readable.append(path)
             except OSError:
                 pass
-        print(json.dumps({{"readable": readable, "environment": dict(os.environ)}}))
+        images = []  # the environment each process image started with, PID 1's too
+        for path in ("/proc/self/environ", "/proc/1/environ"):
+            try:
+                images.append(open(path, "rb").read().decode(errors="replace"))
+            except OSError:
+                pass
+        print(json.dumps({{"readable": readable, "environment": dict(os.environ), "images": images}}))
         """,
         staging=staging,
     )
     report = json.loads(process.out)
     assert report["readable"] == []
+    assert report["images"]  # read: and they hold no secret either
     assert SECRET not in process.out and "ghp_secret_token" not in process.out
     assert "BACKPROP_NINJA_DB_URL" not in report["environment"]
     assert solution.read_text()  # the files are there: it is the sandbox that hides them
@@ -177,8 +211,8 @@ def test_no_process_outlives_its_sandbox(staging):
 
 
 def test_an_empty_cgroup_left_behind_is_removed_later_and_a_busy_one_never():
-    left = sandbox.Cgroup()  # made and never removed: what a job killed outright leaves
-    busy = sandbox.Cgroup()
+    left = cgroups.Cgroup()  # made and never removed: what a job killed outright leaves
+    busy = cgroups.Cgroup()
     sleeper = subprocess.Popen(busy.wrap(["sleep", "60"]))
     try:
         assert left.usable and busy.usable
@@ -186,9 +220,9 @@ def test_an_empty_cgroup_left_behind_is_removed_later_and_a_busy_one_never():
             if all((folder / "cgroup.procs").read_text().strip() for folder in busy.folders):
                 break
             time.sleep(0.05)
-        sandbox.remove_stale_cgroups()  # both younger than a minute: a sandbox may be joining
+        cgroups.remove_stale_cgroups()  # both younger than a minute: a sandbox may be joining
         assert all(folder.exists() for folder in [*left.folders, *busy.folders])
-        removed = sandbox.remove_stale_cgroups(now=time.time() + 2 * sandbox.STALE_CGROUP_SECONDS)
+        removed = cgroups.remove_stale_cgroups(now=time.time() + 2 * cgroups.STALE_CGROUP_SECONDS)
         assert removed >= len(left.folders)
         assert not any(folder.exists() for folder in left.folders)
         assert all(folder.exists() for folder in busy.folders) and sleeper.poll() is None
@@ -198,7 +232,8 @@ def test_an_empty_cgroup_left_behind_is_removed_later_and_a_busy_one_never():
     assert not any(folder.exists() for folder in busy.folders)
 
 
-def test_no_network_and_no_foreign_socket(staging, tmp_path):
+def test_no_network_and_no_foreign_socket(staging, tmp_path, fork_server):
+    server_socket = str(fork_server.path)  # the sandbox fork server's: not for its children
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
     unix_path = tmp_path / "forkserver.sock"
@@ -210,7 +245,8 @@ def test_no_network_and_no_foreign_socket(staging, tmp_path):
             f"""
             import socket
             for family, address in [(socket.AF_INET, ("127.0.0.1", {port})),
-                                    (socket.AF_UNIX, {str(unix_path)!r})]:
+                                    (socket.AF_UNIX, {str(unix_path)!r}),
+                                    (socket.AF_UNIX, {server_socket!r})]:
                 try:
                     socket.socket(family).connect(address)
                     print("CONNECTED to", address)
@@ -301,7 +337,98 @@ def test_the_environment_is_an_allowlist(staging, monkeypatch):
     assert names <= {*sandbox.sandbox_environment({}), *SANDBOX_ENVIRONMENT, "PWD"}
 
 
-def test_a_sandboxed_kernel_talks_over_private_unix_sockets(monkeypatch):
+def test_the_sandbox_cannot_be_undone_from_inside(staging, tmp_path):
+    """No capability is left to unmount the private folders that hide the machine, and a new
+    user namespace (which a student may make) gets them only as locked mounts."""
+    (tmp_path / "grader-secret.txt").write_text("hidden")
+    process = run(
+        f"""
+        import ctypes, os, subprocess
+        libc = ctypes.CDLL(None, use_errno=True)
+        status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+        print("capabilities", status["CapEff"].strip(), status["CapBnd"].strip())
+        for target in ("/tmp", "/home/student", "/proc", "/"):
+            if libc.umount2(target.encode(), 2) == 0:
+                print("UNMOUNTED", target)
+        if libc.mount(b"none", b"/usr", b"tmpfs", 0, None) == 0:
+            print("MOUNTED over /usr")
+        nested = subprocess.run(
+            ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+             "umount -l /tmp; umount -l /; ls {tmp_path}"],
+            capture_output=True, text=True,
+        )
+        print("nested:", nested.stdout)
+        """,
+        staging=staging,
+    )
+    assert "capabilities 0000000000000000 0000000000000000" in process.out, process.out + process.err
+    assert "UNMOUNTED" not in process.out and "MOUNTED" not in process.out
+    assert "grader-secret.txt" not in process.out
+
+
+def test_no_descriptor_of_the_grader_reaches_the_sandbox(staging, tmp_path):
+    """Only stdin, stdout and stderr are open: an inherited descriptor of a host folder (or the
+    fork server's own) would lead out of the sandbox, whatever its mounts hide."""
+    with open(tmp_path / "grader-file.txt", "w") as held:  # open in the grader as it starts the sandbox
+        held.write("hidden")
+        held.flush()
+        process = run(
+            """
+            import os
+            found = {}
+            for name in os.listdir("/proc/self/fd"):
+                try:
+                    found[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+                except FileNotFoundError:  # the one listdir opened, closed since
+                    pass
+            print(sorted(found), found)
+            """,
+            staging=staging,
+        )
+    assert process.out.startswith("[0, 1, 2] "), process.out + process.err
+    assert "grader-file" not in process.out
+
+
+def test_the_sandbox_ends_when_the_process_that_started_it_is_killed(staging, tmp_path):
+    """A grading job killed outright (SIGKILL: no cleanup runs) takes its sandboxes along."""
+    heartbeat = staging / "heartbeat"
+    starter = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys, time
+                from pathlib import Path
+                from backprop_ninja.grading import cgroups, sandbox
+                beat = "import time\\nwhile True:\\n    open({str(heartbeat)!r}, 'a').write('.')\\n    time.sleep(0.05)"
+                process = sandbox.SandboxedProcess([sys.executable, "-c", beat], writable=[Path({str(staging)!r})])
+                print(process.forked, flush=True)
+                time.sleep(600)
+                """
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert starter.stdout is not None
+    forked = starter.stdout.readline().strip()
+    assert forked == str(bool(os.environ.get(SANDBOX_FORKSERVER_VARIABLE)))
+    for _ in range(200):  # until the sandbox has started beating
+        if heartbeat.exists() and heartbeat.stat().st_size:
+            break
+        time.sleep(0.05)
+    starter.kill()
+    starter.wait()
+    time.sleep(1)
+    size = heartbeat.stat().st_size
+    assert size > 0
+    time.sleep(0.5)
+    assert heartbeat.stat().st_size == size  # nothing beats once its starter is gone
+    cgroups.remove_stale_cgroups(now=time.time() + 2 * cgroups.STALE_CGROUP_SECONDS)
+
+
+def test_a_sandboxed_kernel_talks_over_private_unix_sockets(monkeypatch, way):
     """A grading kernel: ipc transport, its connection file in its own folder (not $TMPDIR),
     interrupted by a message, and everything it started gone after shutdown."""
     import nbformat

@@ -44,6 +44,8 @@ SANDBOX_VARIABLE = "BACKPROP_NINJA_SANDBOX"
 NBGRADER_EXECUTION_VARIABLE = "NBGRADER_EXECUTION"
 # The grading fork server's socket (grading's own processes only).
 FORKSERVER_VARIABLE = "BACKPROP_NINJA_FORKSERVER"
+# The sandbox fork server's socket: its children confine themselves before they run.
+SANDBOX_FORKSERVER_VARIABLE = "BACKPROP_NINJA_SANDBOX_FORKSERVER"
 
 # What of the grader's environment a student's sandboxed code may see: the course's switches
 # and the thread caps. Nothing else — not the database URL, tokens, or the grader's sockets.
@@ -52,7 +54,6 @@ SANDBOX_ENVIRONMENT = (
     QUICK_TIMING_VARIABLE,
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
-    "PYDEVD_DISABLE_FILE_VALIDATION",
 )
 
 

@@ -9,29 +9,37 @@ network, IPC, UTS and cgroup namespaces (no network at all, not even loopback to
 kernel), a cleared environment with an allowlist, no capabilities, and it dies with the
 process that started it: the PID namespace ends every process it made, however detached.
 
-Limits: memory and process count through a cgroup made for the sandbox (v1 or v2, whichever
-the machine mounts writable); where no cgroup can be made, memory falls back to RLIMIT_AS.
-File size and CPU time are rlimits (``prlimit``), set inside before the student's code runs.
+Limits: memory and process count through a cgroup made for the sandbox (``cgroups.py``);
+where no cgroup can be made, memory falls back to RLIMIT_AS. File size and CPU time are
+rlimits, set inside before the student's code runs.
 
-Use ``command(argv, writable=[...])`` for a sandboxed command line and ``Cgroup`` to account
-it; ``problem()`` says why sandboxing is unavailable on this machine (None when it works).
+Two ways to build the same sandbox from the same list of mounts (``mounts``): a ``bwrap``
+command line (``command``), or — when the pipeline runs a *sandbox fork server*, a fork server
+started with a clean environment that has torch, matplotlib and ipykernel imported — a child
+forked from that server that does bubblewrap's work itself before it runs anything
+(``confinement`` is its spec; ``forkserver/confine.py`` the steps). The second starts in
+milliseconds instead of seconds. ``SandboxedProcess`` takes the fork server when there is one
+and it serves the command, else bubblewrap; ``problem()`` says why sandboxing is unavailable
+on this machine (None when it works).
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import shutil
 import subprocess
 import sys
-import time
-import uuid
+import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from ..course import SANDBOX_ENVIRONMENT, SANDBOX_VARIABLE
+from .. import forkserver
+from ..course import SANDBOX_ENVIRONMENT, SANDBOX_FORKSERVER_VARIABLE, SANDBOX_VARIABLE
 from ..data import DEFAULT_NAMES_PATH
+from .cgroups import Cgroup, remove_stale_cgroups
+from .limits import DEFAULT_LIMITS, Limits
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # What the sandboxed process is called inside (an unprivileged uid: ``nobody``).
@@ -39,9 +47,6 @@ SANDBOX_UID = 65534
 SANDBOX_HOME = "/home/student"
 # System files a Python process with torch and matplotlib needs; everything else of /etc stays out.
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "fonts", "ssl/openssl.cnf")
-CGROUP_ROOTS = {"memory": Path("/sys/fs/cgroup/memory"), "pids": Path("/sys/fs/cgroup/pids")}
-CGROUP_V2_ROOT = Path("/sys/fs/cgroup")
-CGROUP_PARENT = "backprop_ninja"
 
 INSTALL_HELP = (
     "Grading runs every student's code in a bubblewrap sandbox, and the sandbox cannot start on "
@@ -55,18 +60,7 @@ INSTALL_HELP = (
 )
 
 
-@dataclass(frozen=True)
-class Limits:
-    """What one sandbox may use. Memory covers every process in it together (cgroup)."""
-
-    memory_bytes: int = 4 * 2**30
-    processes: int = 128  # threads count too: torch and ZeroMQ start a few dozen
-    file_bytes: int = 64 * 2**20  # the largest single file it may write
-    cpu_seconds: int = 900  # CPU time of each process (the pipeline's wall-clock limits come first)
-    tmp_bytes: int = 256 * 2**20  # its private /tmp and $HOME, each
-
-
-DEFAULT_LIMITS = Limits()
+__all__ = ["DEFAULT_LIMITS", "Cgroup", "Limits", "SandboxedProcess", "remove_stale_cgroups"]
 
 
 def bwrap_path() -> str | None:
@@ -106,6 +100,7 @@ def sandbox_environment(env: Mapping[str, str], extra: Mapping[str, str] | None 
         LANG="C.UTF-8",
         MPLCONFIGDIR="/tmp/matplotlib",
         PYTHONDONTWRITEBYTECODE="1",
+        PYDEVD_DISABLE_FILE_VALIDATION="1",  # no debugger warning on every kernel's stderr
     )
     kept.update(extra or {})
     return kept
@@ -119,6 +114,32 @@ def _readonly_paths() -> list[Path]:
     return paths
 
 
+def mounts(writable: Sequence[Path] = (), limits: Limits = DEFAULT_LIMITS) -> list[list]:
+    """What the sandbox sees, in order: ["ro-bind", source, dest], ["bind", source, dest],
+    ["symlink", target, path], ["tmpfs", path, bytes, mode], ["proc", path], ["dev", path].
+    ``writable`` folders appear at their own path, read-write."""
+    view: list[list] = [["ro-bind", "/usr", "/usr"], ["proc", "/proc"], ["dev", "/dev"]]
+    for link in ("bin", "lib", "lib64", "sbin"):
+        target = Path("/", link)
+        if target.is_symlink():
+            view.append(["symlink", os.readlink(target), str(target)])
+        elif target.exists():
+            view.append(["ro-bind", str(target), str(target)])
+    view += [["ro-bind", f"/etc/{name}", f"/etc/{name}"] for name in ETC_FILES if Path("/etc", name).exists()]
+    view += [["ro-bind", str(path), str(path)] for path in _readonly_paths()]
+    view += [["tmpfs", folder, limits.tmp_bytes, 0o700] for folder in ("/tmp", SANDBOX_HOME)]
+    view += [["bind", str(path), str(path)] for path in writable]  # after /tmp, which would hide them
+    return view
+
+
+def rlimits(limits: Limits = DEFAULT_LIMITS, *, rlimit_memory: bool = False) -> dict[str, int]:
+    """Per-process limits (RLIMIT_ name → value); ``rlimit_memory`` where no cgroup caps memory."""
+    kept = {"FSIZE": limits.file_bytes, "CPU": limits.cpu_seconds, "CORE": 0}
+    if rlimit_memory:
+        kept["AS"] = limits.memory_bytes + 4 * 2**30  # torch reserves ~1 GiB it never uses
+    return kept
+
+
 def command(
     argv: Sequence[str],
     *,
@@ -130,131 +151,76 @@ def command(
     rlimit_memory: bool = False,
     bwrap: str | None = None,
 ) -> list[str]:
-    """The command line that runs ``argv`` sandboxed. ``writable`` folders appear at their own
-    path, read-write; ``env`` (default: this process's) is filtered through the allowlist,
-    ``extra_env`` is set as given; ``rlimit_memory``: cap memory per process (when no cgroup could be made)."""
+    """The bubblewrap command line that runs ``argv`` sandboxed. ``env`` (default: this
+    process's) is filtered through the allowlist, ``extra_env`` is set as given."""
     args = [bwrap or bwrap_path() or "bwrap", "--unshare-all", "--die-with-parent", "--new-session"]
     args += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--cap-drop", "ALL"]
-    args += ["--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev"]
-    for link in ("bin", "lib", "lib64", "sbin"):
-        target = Path("/", link)
-        if target.is_symlink():
-            args += ["--symlink", os.readlink(target), str(target)]
-        elif target.exists():
-            args += ["--ro-bind", str(target), str(target)]
-    for name in ETC_FILES:
-        if Path("/etc", name).exists():
-            args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
-    for path in _readonly_paths():
-        args += ["--ro-bind", str(path), str(path)]
-    for folder in ("/tmp", SANDBOX_HOME):
-        args += ["--size", str(limits.tmp_bytes), "--perms", "0700", "--tmpfs", folder]
-    for path in writable:  # after the tmpfs mounts, which would hide a folder under /tmp
-        args += ["--bind", str(path), str(path)]
+    for kind, *where in mounts(writable, limits):
+        if kind == "tmpfs":
+            path, size, mode = where
+            args += ["--size", str(size), "--perms", f"{mode:04o}", "--tmpfs", path]
+        else:
+            args += [f"--{kind}", *where]
     args += ["--remount-ro", "/", "--chdir", cwd, "--clearenv"]
     for key, value in sandbox_environment(os.environ if env is None else env, extra_env).items():
         args += ["--setenv", key, value]
-    rlimits = [f"--fsize={limits.file_bytes}", f"--cpu={limits.cpu_seconds}", "--core=0"]
-    if rlimit_memory:
-        rlimits.append(f"--as={limits.memory_bytes + 4 * 2**30}")  # torch reserves ~1 GiB it never uses
-    return [*args, "--", "/usr/bin/prlimit", *rlimits, "--", *argv]
+    limited = [
+        f"--{name.lower()}={value}" for name, value in rlimits(limits, rlimit_memory=rlimit_memory).items()
+    ]
+    return [*args, "--", "/usr/bin/prlimit", *limited, "--", *argv]
 
 
-class Cgroup:
-    """A cgroup of its own for one sandbox: memory and process-count limits for everything in
-    it together, and a way to end every process in it. ``usable`` is False where the machine
-    gives no writable cgroup (then ``command(..., rlimit_memory=True)``)."""
+def confinement(
+    *, writable: Sequence[Path] = (), cwd: str = SANDBOX_HOME, limits: Limits = DEFAULT_LIMITS, cgroup: Cgroup
+) -> dict:
+    """The same sandbox as ``command``'s, as the spec a fork server's child confines itself
+    by (``forkserver.confine.enter``); it joins ``cgroup`` first."""
+    return {
+        "uid": SANDBOX_UID,
+        "gid": SANDBOX_UID,
+        "mounts": mounts(writable, limits),
+        "cwd": cwd,
+        "rlimits": rlimits(limits, rlimit_memory=not cgroup.usable),
+        "cgroups": [str(folder / "cgroup.procs") for folder in cgroup.folders],
+    }
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS):
-        self.name = f"sandbox-{uuid.uuid4().hex[:12]}"
-        self.folders: list[Path] = []
+
+def start_fork_server(entry_points: Mapping[str, str], preload: Sequence[str], env: Mapping[str, str]):
+    """A sandbox fork server: it imports ``preload`` with a clean environment (its children
+    inherit its memory and its process's initial environment, so the grader's secrets must
+    never be in either) and serves ``entry_points`` and ``-c``; every child confines itself.
+    None if it cannot start, or if its first child cannot confine itself on this machine:
+    then bubblewrap starts every sandbox, only slower."""
+    private = tempfile.mkdtemp(prefix="sandbox-forkserver-")  # its matplotlib cache and $HOME
+    atexit.register(shutil.rmtree, private, True)
+    clean = {**sandbox_environment(env), "HOME": private, "MPLCONFIGDIR": private}
+    clean.update({key: env[key] for key in ("MPLBACKEND",) if key in env})
+    served = {**entry_points, "-c": f"{forkserver.__name__}.server:run_code"}
+    server = forkserver.start(served, preload, clean)
+    if server is not None and not _confines(str(server.path)):
+        server.stop()
+        return None
+    return server
+
+
+def _confines(server: str) -> bool:
+    """Whether a child of ``server`` builds its sandbox here (a trial with a trivial command)."""
+    with tempfile.TemporaryDirectory(prefix="sandbox-trial-") as folder:
+        trial = SandboxedProcess(
+            [sys.executable, "-c", "pass"],
+            writable=[Path(folder)],
+            cwd=folder,
+            fork_server=server,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
-            self._create(limits)
-        except OSError:
-            self.remove()
-            self.folders = []
-
-    @property
-    def usable(self) -> bool:
-        return bool(self.folders)
-
-    def _create(self, limits: Limits) -> None:
-        if all(root.is_dir() for root in CGROUP_ROOTS.values()):  # cgroup v1
-            memory = self._make(CGROUP_ROOTS["memory"])
-            (memory / "memory.limit_in_bytes").write_text(str(limits.memory_bytes))
-            self._make(CGROUP_ROOTS["pids"]).joinpath("pids.max").write_text(str(limits.processes))
-        elif (CGROUP_V2_ROOT / "cgroup.controllers").exists():  # cgroup v2
-            folder = self._make(CGROUP_V2_ROOT)
-            (folder / "memory.max").write_text(str(limits.memory_bytes))
-            (folder / "memory.swap.max").write_text("0")
-            (folder / "pids.max").write_text(str(limits.processes))
-
-    def _make(self, root: Path) -> Path:
-        parent = root / CGROUP_PARENT
-        parent.mkdir(exist_ok=True)
-        if root == CGROUP_V2_ROOT:
-            (parent / "cgroup.subtree_control").write_text("+memory +pids")
-        folder = parent / self.name
-        folder.mkdir()
-        self.folders.append(folder)
-        return folder
-
-    def wrap(self, argv: Sequence[str]) -> list[str]:
-        """``argv`` started inside this cgroup (a shell joins it, then becomes ``argv``)."""
-        if not self.usable:
-            return list(argv)
-        joins = " && ".join(f'echo $$ > "{folder}/cgroup.procs"' for folder in self.folders)
-        return ["/bin/sh", "-c", f'{joins} && exec "$@"', "sandbox", *argv]
-
-    def kill(self) -> None:
-        """End every process still in the cgroup (the sandbox's own PID 1 ends the rest)."""
-        for folder in self.folders:
-            try:
-                pids = (folder / "cgroup.procs").read_text().split()
-            except OSError:
-                continue
-            for pid in pids:
-                try:
-                    os.kill(int(pid), 9)
-                except (ProcessLookupError, ValueError, PermissionError):
-                    pass
-
-    def remove(self) -> None:
-        self.kill()
-        for folder in self.folders:
-            for _ in range(50):
-                try:
-                    folder.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:  # processes still exiting
-                    time.sleep(0.05)
-
-
-# A new cgroup is empty until its sandbox's shell joins it: younger than this, it stays.
-STALE_CGROUP_SECONDS = 60.0
-
-
-def remove_stale_cgroups(*, older_than: float = STALE_CGROUP_SECONDS, now: float | None = None) -> int:
-    """Remove the empty sandbox cgroups that a grading process killed outright (SIGKILL, the
-    OOM killer) could not remove itself; returns how many. A cgroup with processes in it is
-    never touched (the kernel refuses to remove one), nor one younger than ``older_than``
-    seconds, whose sandbox may not have joined it yet."""
-    now = time.time() if now is None else now
-    removed = 0
-    for root in (*CGROUP_ROOTS.values(), CGROUP_V2_ROOT):
-        for folder in sorted((root / CGROUP_PARENT).glob("sandbox-*")):
-            try:
-                if now - folder.stat().st_mtime < older_than:
-                    continue
-                if (folder / "cgroup.procs").read_text().strip():
-                    continue
-                folder.rmdir()
-                removed += 1
-            except OSError:  # gone meanwhile, joined meanwhile, or not ours to remove
-                continue
-    return removed
+            return trial.forked and trial.wait(timeout=60) == 0
+        except subprocess.TimeoutExpired:
+            return False
+        finally:
+            trial.close()
 
 
 def enabled(env: Mapping[str, str] | None = None) -> bool:
@@ -262,11 +228,16 @@ def enabled(env: Mapping[str, str] | None = None) -> bool:
     return (os.environ if env is None else env).get(SANDBOX_VARIABLE) == "1"
 
 
-class SandboxedProcess(subprocess.Popen):
-    """``subprocess.Popen`` of ``argv`` in a sandbox with a cgroup of its own.
+class SandboxedProcess:
+    """``argv`` running in a sandbox with a cgroup of its own: a child of the sandbox fork
+    server when one runs and serves ``argv`` (``python -m`` a served module, or ``-c``), else
+    a new ``bwrap`` process. The part of ``subprocess.Popen``'s interface the grader uses
+    (pid, returncode, poll, wait, send_signal, terminate, kill), and ``forked``.
 
     Call ``close()`` once it is done: it ends whatever is left in the sandbox and removes the
-    cgroup. Popen's own arguments (stdout, stderr, stdin…) pass through; ``cwd`` is inside.
+    cgroup. The standard streams (stdin, stdout, stderr) are files, descriptors or DEVNULL;
+    ``cwd`` is inside; ``fork_server``: the sandbox fork server's socket (default: the
+    environment's ``SANDBOX_FORKSERVER_VARIABLE``).
     """
 
     def __init__(
@@ -278,29 +249,85 @@ class SandboxedProcess(subprocess.Popen):
         env: Mapping[str, str] | None = None,
         extra_env: Mapping[str, str] | None = None,
         limits: Limits = DEFAULT_LIMITS,
-        **popen_kwargs,
+        fork_server: str | None = None,
+        **streams,
     ):
+        self.args = list(argv)
+        self.fork_server = fork_server or os.environ.get(SANDBOX_FORKSERVER_VARIABLE)
         self.cgroup = Cgroup(limits)
-        inner = command(
-            argv,
-            writable=writable,
-            env=env,
-            extra_env=extra_env,
-            cwd=cwd,
-            limits=limits,
-            rlimit_memory=not self.cgroup.usable,
-        )
-        popen_kwargs.setdefault("start_new_session", True)
         try:
-            super().__init__(self.cgroup.wrap(inner), env={"PATH": "/usr/bin:/bin"}, **popen_kwargs)
+            self.process = self._forked(writable, cwd, env, extra_env, limits, streams)
+            self.forked = self.process is not None
+            if self.process is None:
+                inner = command(
+                    argv,
+                    writable=writable,
+                    env=env,
+                    extra_env=extra_env,
+                    cwd=cwd,
+                    limits=limits,
+                    rlimit_memory=not self.cgroup.usable,
+                )
+                self.process = subprocess.Popen(
+                    self.cgroup.wrap(inner), env={"PATH": "/usr/bin:/bin"}, start_new_session=True, **streams
+                )
         except BaseException:
             self.cgroup.remove()
             raise
 
+    def _forked(self, writable, cwd, env, extra_env, limits, streams):
+        """A confined child of the sandbox fork server; None where there is none to ask."""
+        server = self.fork_server
+        if not server or forkserver.python_module(self.args) is None:
+            return None
+        spec = confinement(writable=writable, cwd=cwd, limits=limits, cgroup=self.cgroup)
+        environment = sandbox_environment(os.environ if env is None else env, extra_env)
+        try:
+            return forkserver.spawn(
+                self.args, cwd=cwd, env=environment, server_path=server, sandbox=spec, **streams
+            )
+        except OSError:  # the server is gone or does not serve this command: bubblewrap does
+            return None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode
+
+    @property
+    def stdin(self):
+        return self.process.stdin
+
+    @property
+    def stdout(self):
+        return self.process.stdout
+
+    @property
+    def stderr(self):
+        return self.process.stderr
+
+    def poll(self) -> int | None:
+        return self.process.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def send_signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def terminate(self) -> None:
+        self.process.terminate()
+
+    def kill(self) -> None:
+        self.process.kill()
+
     def close(self) -> None:
         try:
-            os.killpg(self.pid, 9)  # bwrap itself; its PID namespace ends with it
-        except (ProcessLookupError, PermissionError):
+            os.killpg(self.pid, 9)  # bwrap, or the fork's supervisor, and the sandbox's init:
+        except (ProcessLookupError, PermissionError):  # its PID namespace ends with it
             pass
         self.cgroup.kill()
         if self.returncode is None:

@@ -1,0 +1,19 @@
+"""What one sandbox may use (``grading.sandbox``, ``grading.cgroups``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one sandbox may use. Memory covers every process in it together (cgroup)."""
+
+    memory_bytes: int = 4 * 2**30
+    processes: int = 128  # threads count too: torch and ZeroMQ start a few dozen
+    file_bytes: int = 64 * 2**20  # the largest single file it may write
+    cpu_seconds: int = 900  # CPU time of each process (the pipeline's wall-clock limits come first)
+    tmp_bytes: int = 256 * 2**20  # its private /tmp and $HOME, each
+
+
+DEFAULT_LIMITS = Limits()
