@@ -42,11 +42,15 @@ FORK_ENTRY_POINTS = {
 FORK_PRELOAD = (
     "torch",
     "torch.nn.functional",
+    # Imported by torch on the first ``autograd.grad(..., grad_outputs=...)`` (with sympy:
+    # ~0.6 s), which every notebook's tests or timing cell make.
+    "torch.fx.experimental.symbolic_shapes",
     "matplotlib",
     "matplotlib.pyplot",
     "matplotlib_inline.backend_inline",
     "ipykernel.kernelapp",
     "ipykernel.ipkernel",
+    "ipykernel.debugger",  # imported by every kernel as it starts (with debugpy: ~0.1 s)
     "backprop_ninja.data",
     "backprop_ninja.model",
     "backprop_ninja.plots",
@@ -61,6 +65,12 @@ FORK_PRELOAD = (
     "nbgrader.preprocessors",
     "nbformat",
 )
+# The sandbox fork server (grading/sandbox.py): what runs student code, confined — kernels
+# and verifier children, never a grading job — with what those import.
+SANDBOX_ENTRY_POINTS = {
+    module: FORK_ENTRY_POINTS[module] for module in ("ipykernel_launcher", "backprop_ninja.verify")
+}
+SANDBOX_PRELOAD = tuple(module for module in FORK_PRELOAD if not module.startswith(("nbgrader", "nbformat")))
 
 
 class GradingError(RuntimeError):

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from .. import forkserver
-from ..course import FORKSERVER_VARIABLE, NOTEBOOKS
+from ..course import FORKSERVER_VARIABLE, NOTEBOOKS, SANDBOX_FORKSERVER_VARIABLE
 from .course import GradingError
 from .results import GradingJob, GradingResult, NotebookGrade
 from .status import FAILED, MISSING, STOPPED
@@ -161,12 +161,10 @@ class DaskExecutor:
     def run(self, students: list[str], make_job: MakeJob, on_result: OnResult) -> None:
         from distributed import as_completed as dask_completed
 
-        from .job import run_job
-
         jobs = {student: make_job(student) for student in students}
         futures = {
             self.client.submit(
-                run_job, job, key=f"grade-{student}-{os.urandom(4).hex()}", pure=False
+                run_job_on_worker, job, key=f"grade-{student}-{os.urandom(4).hex()}", pure=False
             ): student
             for student, job in jobs.items()
         }
@@ -183,6 +181,17 @@ class DaskExecutor:
 
     def close(self) -> None:
         self.client.close()
+
+
+def run_job_on_worker(job: GradingJob) -> GradingResult:
+    """``run_job`` on a Dask worker, whose sandboxes are forked from a sandbox fork server of
+    the worker's own (started by its first sandboxed job, reused by the next ones)."""
+    from .forkservers import forkserver_for
+    from .job import run_job
+
+    if job.sandboxed and (server := forkserver_for(job.threads, sandboxed=True)) is not None:
+        os.environ[SANDBOX_FORKSERVER_VARIABLE] = str(server.path)
+    return run_job(job)
 
 
 def _dask_reason(error: Exception) -> str:

@@ -116,7 +116,7 @@ class SandboxedKernelProvisioner(LocalProvisioner):
         # No JPY_PARENT_PID: the grader's pid means nothing inside the kernel's PID namespace
         # (the kernel would think it was orphaned); --die-with-parent does that job.
         env = dict(kwargs.get("env") or os.environ)
-        self.process = self.sandboxed = sandbox.SandboxedProcess(
+        self.sandboxed = sandbox.SandboxedProcess(
             cmd,
             writable=[pathlib.Path(self.runtime_dir)],
             env=env,
@@ -124,7 +124,8 @@ class SandboxedKernelProvisioner(LocalProvisioner):
             stdout=kwargs.get("stdout"),
             stderr=kwargs.get("stderr"),
         )
-        self.pid = self.pgid = self.process.pid
+        self.process = self.sandboxed  # type: ignore[assignment]  # Popen's interface, as used here
+        self.pid = self.pgid = self.sandboxed.pid
         self.cwd = sandbox.SANDBOX_HOME
         _LIVE.add(self)
         return self.connection_info

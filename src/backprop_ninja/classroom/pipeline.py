@@ -8,7 +8,6 @@ progress bar. Jobs never write the gradebook or the class's files; only this pro
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import html
 import os
@@ -20,22 +19,20 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from .. import forkserver
-from ..course import ASSIGNMENT, FORKSERVER_VARIABLE, NOTEBOOKS
+from ..course import ASSIGNMENT, FORKSERVER_VARIABLE, NOTEBOOKS, SANDBOX_FORKSERVER_VARIABLE
 from ..data import load_splits
 from ..grading import sandbox
 from ..text import printable
 from . import gradebook
 from .collect import vet_exchange_inbound
 from .course import (
-    FORK_ENTRY_POINTS,
-    FORK_PRELOAD,
     Course,
     GradingError,
     grading_environment,
     prepare_environment,
 )
 from .executors import DaskExecutor, LocalExecutor
+from .forkservers import forkserver_for
 from .gradebook import register_assignment
 from .job import UNSANDBOXED_NOTE
 from .results import GradingJob, GradingResult
@@ -148,36 +145,15 @@ def autograde_class(
         else:
             began = time.monotonic()
             env = grading_environment()
-            server = _forkserver(threads) if use_forkserver else None
-            fixed_seconds["forkserver"] = time.monotonic() - began
+            server = forkserver_for(threads) if use_forkserver else None
             if server is not None:
                 env[FORKSERVER_VARIABLE] = str(server.path)
+            confining = forkserver_for(threads, sandboxed=True) if use_forkserver and sandboxed else None
+            if confining is not None:
+                env[SANDBOX_FORKSERVER_VARIABLE] = str(confining.path)
+            fixed_seconds["forkserver"] = time.monotonic() - began
             LocalExecutor(workers, env).run(students, make_job, on_result)
     return {student: statuses[student] for student in students}
-
-
-# One fork server per torch thread setting, kept for the process's later runs (the tests and
-# the bench grade many times) and stopped when the process exits (or dies: it watches us).
-_FORKSERVERS: dict[int | None, forkserver.ForkServer] = {}
-
-
-def _forkserver(threads: int | None) -> forkserver.ForkServer | None:
-    server = _FORKSERVERS.get(threads)
-    if server is not None and server.process.poll() is None:
-        return server
-    # What ipykernel would set before a kernel imports matplotlib: plots inline.
-    env = {**grading_environment(threads=threads), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
-    server = forkserver.start(FORK_ENTRY_POINTS, FORK_PRELOAD, env)
-    if server is not None:
-        if not _FORKSERVERS:
-            atexit.register(_stop_forkservers)
-        _FORKSERVERS[threads] = server
-    return server
-
-
-def _stop_forkservers() -> None:
-    for server in _FORKSERVERS.values():
-        server.stop()
 
 
 def _students_to_grade(course: Course, students: list[str] | None, shard) -> list[str]:

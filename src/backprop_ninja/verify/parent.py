@@ -210,7 +210,7 @@ def _child_env(workdir: str) -> dict[str, str]:
     }
 
 
-def _start_child(workdir: str, out, err) -> subprocess.Popen:
+def _start_child(workdir: str, out, err) -> subprocess.Popen | sandbox.SandboxedProcess:
     """The child, in a session of its own with a clean environment: in a sandbox that sees
     only ``workdir`` writable when grading sandboxes; else a fork of the grading fork server
     when one runs (torch already imported), or a new interpreter."""
@@ -273,7 +273,7 @@ def _run_child(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _kill_group(process: subprocess.Popen) -> None:
+def _kill_group(process: subprocess.Popen | sandbox.SandboxedProcess) -> None:
     try:
         os.killpg(process.pid, signal.SIGKILL)  # the child leads its own group (new session)
     except (ProcessLookupError, PermissionError):
