@@ -261,6 +261,26 @@ def test_no_network_and_no_foreign_socket(staging, tmp_path, fork_server):
     assert process.returncode == 0 and "CONNECTED" not in process.out, process.out
 
 
+def test_the_sandbox_fork_server_starts_nothing_unconfined(fork_server, tmp_path):
+    """The server runs outside every sandbox, as the grader: a request without a sandbox spec
+    (whoever could reach its socket) is refused, not run with the grader's permissions."""
+    from backprop_ninja import forkserver
+
+    marker = tmp_path / "ran-unconfined"
+    request = {
+        "op": "spawn",
+        "module": "-c",
+        "args": [f"open({str(marker)!r}, 'w').close()"],
+        "cwd": str(tmp_path),
+        "env": {},
+    }
+    with open(os.devnull, "rb") as null:
+        with pytest.raises(OSError, match="confined children only"):
+            forkserver._request(str(fork_server.path), request, [null.fileno()] * 3)
+    time.sleep(0.5)  # a child, had one been forked, would have written by now
+    assert not marker.exists()
+
+
 def test_a_memory_bomb_is_killed_and_costs_only_itself(staging):
     limits = sandbox.Limits(memory_bytes=512 * 2**20)
     process = run(

@@ -13,6 +13,13 @@ separate processes are: a fork copies the server's memory, and nothing a child d
 the server or the other children. The server never runs a tensor operation, so no thread
 pool exists when it forks.
 
+A server started with ``-c`` among its entry points also runs ``python -c CODE``. A request
+may carry a ``sandbox`` spec: the child then confines itself before it runs anything
+(``confine.py``: cgroups, new namespaces, a read-only root, no capabilities), and a request
+that asks for a sandbox is never run without one — neither by a server that cannot confine
+on this system nor by the ``Popen`` fallback. A child starts with no descriptor of the
+server's open beyond its three standard streams.
+
 A child also watches the process that asked for it (a kernel its worker, a worker the
 pipeline): when that process ends, however it ends, the child kills its own process group.
 So stopping a worker still stops its kernel, although the kernel is not the worker's child.

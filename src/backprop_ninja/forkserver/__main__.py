@@ -17,9 +17,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("socket", type=Path)
     parser.add_argument("parent", type=int, help="serve until this process is gone")
-    parser.add_argument("served", type=json.loads, help='{"entry_points": {...}, "preload": [...]}')
+    parser.add_argument(
+        "served", type=json.loads, help='{"entry_points": {...}, "preload": [...], "confined_only": false}'
+    )
     args = parser.parse_args(argv)
-    serve(args.socket, args.parent, args.served["entry_points"], args.served["preload"])
+    served = args.served
+    serve(
+        args.socket,
+        args.parent,
+        served["entry_points"],
+        served["preload"],
+        confined_only=served.get("confined_only", False),
+    )
     return 0
 
 

@@ -70,11 +70,16 @@ class ForkServer:
 
 
 def start(
-    entry_points: dict[str, str], preload: Sequence[str] = (), env: dict | None = None
+    entry_points: dict[str, str],
+    preload: Sequence[str] = (),
+    env: dict | None = None,
+    *,
+    confined_only: bool = False,
 ) -> ForkServer | None:
     """Start a fork server with ``env``: it imports ``preload`` and serves ``python -m M``
     for every module M of ``entry_points`` (M -> "package.module:function", called with the
-    arguments). None if it cannot start: then ``spawn`` runs ordinary subprocesses, only slower."""
+    arguments); with ``confined_only``, only to requests that carry a sandbox. None if it
+    cannot start: then ``spawn`` runs ordinary subprocesses, only slower."""
     directory = tempfile.mkdtemp(prefix="forkserver-")  # mode 0700: ours alone
     command = [
         sys.executable,
@@ -83,7 +88,7 @@ def start(
         __package__,  # python -m backprop_ninja.forkserver: the server (__main__.py)
         str(Path(directory, "socket")),
         str(os.getpid()),
-        json.dumps({"entry_points": entry_points, "preload": list(preload)}),
+        json.dumps({"entry_points": entry_points, "preload": list(preload), "confined_only": confined_only}),
     ]
     process = subprocess.Popen(
         command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env, start_new_session=True

@@ -38,8 +38,9 @@ def run_code(args: list[str]) -> None:
 class Server:
     """Listens on ``path``; forks children on request and keeps their exit codes."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, confined_only: bool = False):
         self.path = Path(path)
+        self.confined_only = confined_only  # every child in a sandbox, or none is started
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(str(self.path))
         self.listener.listen(64)
@@ -113,6 +114,8 @@ class Server:
             raise ValueError(f"cannot run {request['module']!r}")
         if "sandbox" in request and not confine.supported():
             raise ValueError("cannot confine a child on this system")
+        if self.confined_only and "sandbox" not in request:
+            raise ValueError("this server starts confined children only")
         # A handle on the requesting process itself (not its pid, which could be reused).
         watched = os.pidfd_open(requester)
         sys.stdout.flush()
@@ -198,13 +201,20 @@ def _reopen_standard_streams() -> None:
     )
 
 
-def serve(path: Path, parent: int, entry_points: dict[str, str], preload: Sequence[str]) -> None:
+def serve(
+    path: Path,
+    parent: int,
+    entry_points: dict[str, str],
+    preload: Sequence[str],
+    *,
+    confined_only: bool = False,
+) -> None:
     """Import what the children need, then listen (the entry point of ``start``)."""
     ENTRY_POINTS.update(entry_points)
     for module in [*preload, *(target.partition(":")[0] for target in entry_points.values())]:
         with contextlib.suppress(Exception):  # a missing extra costs time, not correctness
             __import__(module)
-    server = Server(path)
+    server = Server(path, confined_only=confined_only)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print("ready", flush=True)
     # Nobody reads that pipe any more: whatever else is printed must not fill it and block.

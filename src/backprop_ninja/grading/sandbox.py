@@ -196,7 +196,7 @@ def start_fork_server(entry_points: Mapping[str, str], preload: Sequence[str], e
     clean = {**sandbox_environment(env), "HOME": private, "MPLCONFIGDIR": private}
     clean.update({key: env[key] for key in ("MPLBACKEND",) if key in env})
     served = {**entry_points, "-c": f"{forkserver.__name__}.server:run_code"}
-    server = forkserver.start(served, preload, clean)
+    server = forkserver.start(served, preload, clean, confined_only=True)
     if server is not None and not _confines(str(server.path)):
         server.stop()
         return None
