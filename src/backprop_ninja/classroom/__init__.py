@@ -8,6 +8,8 @@
     gradebook.py the one module that writes the gradebook, the autograded copies, status and logs
     kernels.py   the kernel manager nbgrader grades with: sandboxed kernels (../grading/sandbox.py),
                  or, with --no-sandbox, kernels forked by ../forkserver/
+    forkservers.py  the run's two fork servers: grading jobs (and unsandboxed children), and
+                 the sandbox server whose children confine themselves
     collect.py   safe zip extraction and the LMS collector plugin for nbgrader's zip_collect
     outputs.py   LimitOutputBytes: outputs capped in bytes before nbgrader saves a notebook
     trust.py     the integrity scan and the trusted verifier: which points cannot be trusted
