@@ -15,7 +15,7 @@ from pathlib import Path
 from backprop_ninja.course import NOTEBOOKS
 from backprop_ninja.data import load_splits
 
-from . import autograde, figures
+from . import autograde, figures, sandbox_start
 from .report import Row, header, load_average, table, write_json
 from .solutions import SOLUTIONS_DIR, load_solution
 
@@ -33,6 +33,7 @@ class Settings:
     autograde_students: int  # figure 5: the bench class's size …
     autograde_notebooks: tuple[str, ...]  # … what each submits …
     autograde_repeats: int  # … and how many times it is graded with 1 and with 2 workers
+    sandbox_repeats: int  # figure 5b: sandboxes started each way
 
 
 FULL = Settings(
@@ -45,6 +46,7 @@ FULL = Settings(
     autograde_students=2,
     autograde_notebooks=NOTEBOOKS,
     autograde_repeats=3,
+    sandbox_repeats=5,
 )
 # Notebook 2 alone is the quickest to grade; two students so that two workers have work.
 QUICK = Settings(
@@ -57,6 +59,7 @@ QUICK = Settings(
     autograde_students=2,
     autograde_notebooks=NOTEBOOKS[1:2],
     autograde_repeats=1,
+    sandbox_repeats=1,
 )
 
 
@@ -82,6 +85,7 @@ def run(settings: Settings, *, solutions: Path, progress: bool) -> list[Row]:
         notebooks=settings.autograde_notebooks,
         repeats=settings.autograde_repeats,
     )
+    rows += sandbox_start.sandbox_start(repeats=settings.sandbox_repeats)
     if settings is QUICK:  # too small for any target to mean anything
         for row in rows:
             row.target_applies = False

@@ -21,7 +21,7 @@ from bench.report import Row, Target, table  # noqa: E402
 from bench.solutions import load_solution  # noqa: E402
 from bench.timing import interleaved_seconds  # noqa: E402
 
-FIGURES = ["1", "1'", "1''", "2", "1a", "1b", "1c", "3", "4", "5", "5s", "5'", "5d"]
+FIGURES = ["1", "1'", "1''", "2", "1a", "1b", "1c", "3", "4", "5", "5s", "5'", "5d", "5b"]
 
 
 @pytest.fixture(scope="module")
