@@ -409,6 +409,26 @@ def test_no_descriptor_of_the_grader_reaches_the_sandbox(staging, tmp_path):
     assert "grader-file" not in process.out
 
 
+def test_every_mount_is_nosuid_and_the_machine_is_read_only(staging):
+    """What the sandbox sees of the machine (system, Python, venv, package, data) is read-only;
+    no mount honours set-uid bits, and only the staging folder is writable on the host."""
+    process = run(
+        """
+        for line in open("/proc/self/mountinfo"):
+            fields = line.split()
+            print(fields[4], fields[5], fields[fields.index("-") + 1])
+        """,
+        staging=staging,
+    )
+    mounts = [line.split() for line in process.out.splitlines()]
+    assert mounts and mounts[0][:2] == ["/", "ro,nosuid,nodev,relatime"], process.out + process.err
+    for point, options, fstype in mounts:
+        assert "nosuid" in options.split(","), (point, options)
+        if fstype not in ("tmpfs", "proc", "devtmpfs", "devpts") and point != str(staging):
+            assert options.startswith("ro,"), (point, options)  # a folder of the host's
+    assert [point for point, options, _ in mounts if point == str(staging) and options.startswith("rw,")]
+
+
 def test_the_sandbox_ends_when_the_process_that_started_it_is_killed(staging, tmp_path):
     """A grading job killed outright (SIGKILL: no cleanup runs) takes its sandboxes along."""
     heartbeat = staging / "heartbeat"

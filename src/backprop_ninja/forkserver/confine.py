@@ -42,7 +42,8 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE, MS_SLAVE = 0x20, 0x1000, 0x4000, 1 << 18, 1 << 19
 MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
-AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = -100, 0x8000, 0x1
+AT_FDCWD, AT_RECURSIVE = -100, 0x8000
+MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 0x1, 0x2, 0x4
 SYSCALLS = {
     "x86_64": {"pivot_root": 155, "mount_setattr": 442},
     "aarch64": {"pivot_root": 41, "mount_setattr": 442},
@@ -82,14 +83,20 @@ class _MountAttr(ctypes.Structure):
     _fields_ += [("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
 
 
-def _read_only_tree(path: str, *, recursive: bool = True) -> None:
-    """Make the mount at ``path`` (and every mount below it) read-only (``mount_setattr``)."""
-    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+def _set_attributes(path: str, attributes: int, *, recursive: bool = True) -> None:
+    """Set ``attributes`` (MOUNT_ATTR_*) on the mount at ``path`` and, ``recursive``, on
+    every mount below it (``mount_setattr``: a bind's submounts included, which a remount
+    would miss)."""
+    attr = _MountAttr(attributes, 0, 0, 0)
     flags = AT_RECURSIVE if recursive else 0
     result = _syscall(
         "mount_setattr", AT_FDCWD, path.encode(), flags, ctypes.byref(attr), ctypes.sizeof(attr)
     )
-    _check(result, f"read-only {path}")
+    _check(result, f"mount attributes of {path}")
+
+
+def _read_only_tree(path: str, *, recursive: bool = True) -> None:
+    _set_attributes(path, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, recursive=recursive)
 
 
 class _CapHeader(ctypes.Structure):
@@ -218,8 +225,10 @@ def _apply(mount: list) -> None:
         source, dest = "/oldroot" + args[0], args[1]
         target = _target(dest, directory=os.path.isdir(source))
         _mount(source, target, None, MS_BIND | MS_REC)
-        if kind == "ro-bind":
+        if kind == "ro-bind":  # as bubblewrap's binds: no set-uid programs, no device files
             _read_only_tree(target)
+        else:
+            _set_attributes(target, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
     elif kind == "symlink":
         os.symlink(args[0], _target(os.path.dirname(args[1])) + "/" + os.path.basename(args[1]))
     elif kind == "tmpfs":
@@ -244,9 +253,11 @@ def _make_dev(target: str) -> None:
     for name in DEVICES:
         Path(target, name).touch()
         _mount(f"/oldroot/dev/{name}", f"{target}/{name}", None, MS_BIND)
+        _set_attributes(f"{target}/{name}", MOUNT_ATTR_NOSUID, recursive=False)
     for name, link in (("stdin", "0"), ("stdout", "1"), ("stderr", "2")):
         os.symlink(f"/proc/self/fd/{link}", f"{target}/{name}")
     os.symlink("/proc/self/fd", f"{target}/fd")
     os.mkdir(f"{target}/shm")
     _mount("tmpfs", f"{target}/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
-    _read_only_tree(target, recursive=False)  # no new files in /dev; the devices still work
+    # No new files in /dev; the devices bound in still work (nodev would stop them).
+    _set_attributes(target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, recursive=False)
