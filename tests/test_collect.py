@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import stat
 import zipfile
@@ -12,7 +13,7 @@ import pytest
 
 from backprop_ninja.classroom import Course
 from backprop_ninja.classroom.collect import MAX_MEMBER_BYTES, extract_safely
-from backprop_ninja.classroom.pipeline import collect_exchange, collect_zip
+from backprop_ninja.classroom.pipeline import collect_exchange, collect_zip, read_submission
 from backprop_ninja.course import NOTEBOOKS, REPO_ROOT
 
 NB1, NB2 = NOTEBOOKS[:2]
@@ -98,7 +99,10 @@ def test_the_exchange_is_collected_without_links_or_foreign_folders(course_root,
     exchange = course_root.parent / "exchange"
     inbound = exchange / "backprop_ninja" / "inbound"
     inbound_folder(inbound, "nobody", "nobody's own", owner="nobody")
-    inbound_folder(inbound, "daemon", "daemon's own", owner="daemon")
+    daemons = inbound_folder(inbound, "daemon", "daemon's own", owner="daemon")
+    with open(daemons / "huge.bin", "wb") as huge:
+        huge.truncate(MAX_MEMBER_BYTES + 1)  # sparse: no disk spent here, a copy would spend it
+    os.mkfifo(daemons / "pipe")  # a reader that opened it blocking would wait forever
     inbound_folder(inbound, "mallory", "planted by daemon", owner="daemon")  # not mallory's folder
     linked = inbound_folder(inbound, "root", "", owner="root") / f"{NB1}.ipynb"
     linked.unlink()
@@ -113,3 +117,19 @@ def test_the_exchange_is_collected_without_links_or_foreign_folders(course_root,
     err = capfd.readouterr().err
     assert "refused mallory+backprop_ninja" in err and "owned by daemon, not by mallory" in err
     assert "a link or special file" in err
+    assert f"refused {daemons.name}/huge.bin: over {MAX_MEMBER_BYTES} bytes" in err
+    assert f"refused {daemons.name}/pipe: a link or special file" in err
+    assert not list(course.submitted.rglob("huge.bin")) and not list(course.submitted.rglob("pipe"))
+
+
+def test_an_oversized_notebook_is_refused_at_grading_without_being_read(course_root):
+    course = Course.load(root=course_root)
+    oversized = course.submitted_notebook("hoarder", NB1)
+    oversized.parent.mkdir(parents=True)
+    with open(oversized, "wb") as handle:
+        handle.truncate(MAX_MEMBER_BYTES + 1)
+    course.submitted_notebook("hoarder", NB2).write_text("{}")
+    files, refused = read_submission(course, "hoarder")
+    assert files == {NB2: b"{}"}
+    assert list(refused) == [NB1]
+    assert "over 32 MiB" in refused[NB1] and "clear its outputs" in refused[NB1]

@@ -25,6 +25,10 @@ DEPENDENT_TESTS: dict[str, dict[str, str]] = {"4_full_training": {"test_training
 # student reads): {"test", "passed", "problem", "message"}. The class report reads it.
 VERDICT_MIME = "application/vnd.backprop-ninja.verdict+json"
 
+# The largest notebook file a submission may hold (one with its outputs is a few MiB): a
+# larger one is refused, with a note, when collected and when graded, and never read whole.
+MAX_NOTEBOOK_BYTES = 32 * 2**20
+
 # ---------------------------------------------------------------- environment variables
 # The gradebook's database URL (default: SQLite at grader/gradebook.db). May hold a password.
 DB_URL_VARIABLE = "BACKPROP_NINJA_DB_URL"

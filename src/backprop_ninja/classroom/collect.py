@@ -23,9 +23,10 @@ from pathlib import Path, PurePosixPath
 from nbgrader.plugins import ExtractorPlugin, FileNameCollectorPlugin
 from traitlets import Unicode
 
+from ..course import MAX_NOTEBOOK_BYTES
 from .lms import record_id
 
-MAX_MEMBER_BYTES = 32 * 2**20  # a notebook with its outputs is a few MiB at most
+MAX_MEMBER_BYTES = MAX_NOTEBOOK_BYTES  # a notebook with its outputs is a few MiB at most
 MAX_TOTAL_BYTES = 2 * 2**30  # a whole class's download, inflated
 MAX_RATIO = 200  # notebooks compress ~5-20×; a zip bomb compresses thousands of times
 MAX_DEPTH = 2  # a zip inside a zip inside the download
@@ -107,8 +108,8 @@ class SafeExtractorPlugin(ExtractorPlugin):
                             extract_safely(archive, extract_to / path.stem, self.log.warning)
                     except zipfile.BadZipFile:
                         self.log.warning("refused %s: not a readable zip", path)
-                else:
-                    shutil.copy(path, extract_to / file_name)
+                elif refusal := copy_regular_file(path, extract_to / file_name):
+                    self.log.warning("refused %s: %s", path, refusal)
 
 
 class LmsCollectorPlugin(FileNameCollectorPlugin):
@@ -153,6 +154,26 @@ def _owner_name(uid: int) -> str | None:
         return None
 
 
+def copy_regular_file(source: Path, target: Path) -> str | None:
+    """Copy ``source`` to ``target`` if it is a regular file of at most ``MAX_MEMBER_BYTES``;
+    otherwise copy nothing and say why. The file is opened without following a link and
+    checked through that descriptor, so a link swapped in after a check is never followed."""
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return "a link or special file"
+    with os.fdopen(fd, "rb") as handle:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            return "a link or special file"
+        if status.st_size > MAX_MEMBER_BYTES:
+            return f"over {MAX_MEMBER_BYTES} bytes"
+        with open(target, "wb") as copy:
+            shutil.copyfileobj(handle, copy)
+    os.utime(target, ns=(status.st_atime_ns, status.st_mtime_ns))  # the times, as the exchange had them
+    return None
+
+
 def vet_exchange_inbound(inbound: Path, vetted: Path, warn) -> list[str]:
     """Copy into ``vetted`` the submission folders of nbgrader's exchange ``inbound`` that are
     safe to collect: no links (a link is never followed, and is reported), only regular files,
@@ -177,9 +198,8 @@ def vet_exchange_inbound(inbound: Path, vetted: Path, warn) -> list[str]:
             target_folder.mkdir(parents=True, exist_ok=True)
             for name in files:
                 source = Path(source_folder, name)
-                if stat.S_ISREG(source.lstat().st_mode):
-                    shutil.copy2(source, target_folder / name)
-                else:
-                    warn(f"refused {source.relative_to(inbound)}: a link or special file")
+                refusal = copy_regular_file(source, target_folder / name)
+                if refusal:
+                    warn(f"refused {source.relative_to(inbound)}: {refusal}")
         copied.append(folder.name)
     return copied

@@ -19,7 +19,13 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from ..course import ASSIGNMENT, FORKSERVER_VARIABLE, NOTEBOOKS, SANDBOX_FORKSERVER_VARIABLE
+from ..course import (
+    ASSIGNMENT,
+    FORKSERVER_VARIABLE,
+    MAX_NOTEBOOK_BYTES,
+    NOTEBOOKS,
+    SANDBOX_FORKSERVER_VARIABLE,
+)
 from ..data import load_splits
 from ..grading import sandbox
 from ..text import printable
@@ -192,18 +198,29 @@ def read_submission(course: Course, student: str) -> tuple[dict[str, bytes], dic
         if not path.exists() and not path.is_symlink():
             continue
         reason = not_a_regular_submission(course, student, notebook)
+        data = b"" if reason else _read_regular(path, MAX_NOTEBOOK_BYTES + 1)
+        if not reason and len(data) > MAX_NOTEBOOK_BYTES:
+            reason = too_large(path.lstat().st_size)
         if reason:
             refused[notebook] = reason
         else:
-            files[notebook] = _read_regular(path)
+            files[notebook] = data
     return files, refused
 
 
-def _read_regular(path: Path) -> bytes:
-    """The bytes of a regular file, opened without following a link (O_NOFOLLOW)."""
+def too_large(size: int) -> str:
+    """Why a notebook file of ``size`` bytes is not graded."""
+    return (
+        f"the notebook is {size / 2**20:.0f} MiB, over {MAX_NOTEBOOK_BYTES // 2**20} MiB: "
+        "clear its outputs (Edit → Clear Outputs of All Cells), save and submit again"
+    )
+
+
+def _read_regular(path: Path, limit: int) -> bytes:
+    """At most ``limit`` bytes of a regular file, opened without following a link (O_NOFOLLOW)."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     with os.fdopen(fd, "rb") as handle:
-        return handle.read()
+        return handle.read(limit)
 
 
 def not_a_regular_submission(course: Course, student: str, notebook: str) -> str | None:
