@@ -46,15 +46,14 @@ c.Execute.shutdown_kernel = "immediate"
 # A test cell the student deleted is put back from the gradebook (nbgrader's default: 0 points).
 c.OverwriteCells.add_missing_cells = True
 
-# nbgrader caps an output's lines, not its bytes: one huge line would fill the autograded
-# notebook, the feedback and the disk. LimitOutputBytes caps bytes right after LimitOutput.
+# nbgrader caps an output's lines once a notebook has run, not its bytes as they arrive: a
+# kernel's flood would first fill the grader's memory, then the notebook, the feedback and the
+# disk. CappedExecute is nbgrader's Execute with byte caps on every output as it arrives.
 from nbgrader.converters.autograde import Autograde  # noqa: E402
-from nbgrader.preprocessors import LimitOutput  # noqa: E402
+from nbgrader.preprocessors import Execute  # noqa: E402
 
 _autograde_steps = list(Autograde.class_traits()["autograde_preprocessors"].default())
-_autograde_steps.insert(
-    _autograde_steps.index(LimitOutput) + 1, "backprop_ninja.classroom.outputs.LimitOutputBytes"
-)
+_autograde_steps[_autograde_steps.index(Execute)] = "backprop_ninja.classroom.outputs.CappedExecute"
 c.Autograde.autograde_preprocessors = _autograde_steps
 
 # Feedback HTML is made from the autograded notebooks, which still contain the hidden tests

@@ -7,6 +7,7 @@ import csv
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from backprop_ninja.classroom import Course, autograde_class, export_class, feedback_class
 from backprop_ninja.classroom.job import UNSANDBOXED_NOTE
+from backprop_ninja.classroom.kernels import CONSOLE_TAIL_BYTES
 from backprop_ninja.classroom.report import class_rows, format_table
 from backprop_ninja.course import NOTEBOOKS
 
@@ -47,7 +49,17 @@ try:
 except OSError:
     print("write blocked")
 """,
-        'print("x" * 30_000_000)  # one line of 30 MB: nbgrader caps lines, the course caps bytes',
+        'print("x" * 10_000_000)  # one line of 10 MB: nbgrader caps lines, the course caps bytes',
+        """
+import os, sys
+console = sys.stderr._original_stdstream_copy  # the kernel's own stderr, not the notebook's
+written = 0
+try:
+    while written < 2**31:
+        written += os.write(console, b"z" * 2**20)
+except OSError as error:
+    print("console stopped:", error.strerror)
+""",
         f"""
 import subprocess
 subprocess.Popen(["sh", "-c", "sleep 3; echo late > {late_canary}", "{marker}"], start_new_session=True)
@@ -85,11 +97,80 @@ def test_a_hostile_notebook_reads_writes_and_leaves_nothing(course_root, monkeyp
         assert "[output removed by the grader: " in outputs
         assert course.autograded_notebook("mallory", NB2).stat().st_size < 3 * 2**20
         assert canary.read_text() == "original"
+        assert "console stopped: File too large" in outputs
+        log = (course.logs / "mallory.log").read_text(encoding="utf-8")
+        assert 0 < log.count("z" * 1000) <= CONSOLE_TAIL_BYTES // 1000  # a tail, not the flood
         time.sleep(4)  # the detached process would have written by now
         assert not late_canary.exists()
         assert subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout == b""
     finally:
         shutil.rmtree(canary.parent, ignore_errors=True)
+
+
+def flooded_notebook(course: Course, flood: str) -> nbformat.NotebookNode:
+    """The released notebook 2 (its answer left undone: test_dlogits fails) with ``flood``
+    run before its first cell."""
+    notebook = nbformat.read(course.release_notebook(NB2), as_version=4)
+    notebook.cells.insert(0, nbformat.v4.new_code_cell(flood))
+    return notebook
+
+
+def test_a_flood_of_output_never_hides_a_failing_test(course_root):
+    """Past the notebook's 2 MiB of outputs, the rest give way to a notice — but never the
+    error of a failing test: nbgrader would read its absence as a pass."""
+    course = Course.load(root=course_root)
+    flood = """
+from IPython.display import display
+print("x" * 2**20)  # one output of 1 MiB: its head is kept
+for _ in range(60):  # 60 outputs of 60 KB each: 2 MiB are kept
+    display({"text/plain": "y" * 60_000}, raw=True)
+"""
+    submit(course, "flooder", [], flooded_notebook(course, flood))
+    autograde_class(course, workers=1, verify_seed=1, progress=False)
+    autograded = nbformat.read(course.autograded_notebook("flooder", NB2), as_version=4)
+    test_cell = next(
+        c for c in autograded.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_dlogits"
+    )
+    assert [o.output_type for o in test_cell.outputs if o.output_type == "error"] == ["error"]
+    with course.gradebook() as gb:
+        assert gb.find_grade("test_dlogits", NB2, "backprop_ninja", "flooder").auto_score == 0
+    texts = [o.get("text", "") for c in autograded.cells if c.cell_type == "code" for o in c.outputs]
+    assert "[output removed by the grader: this notebook's outputs are over 2 MiB]\n" in texts
+    assert course.autograded_notebook("flooder", NB2).stat().st_size < 3 * 2**20
+
+
+# The grading job run by hand, in a process of its own, reporting its peak memory.
+JOB_DRIVER = """
+import resource, sys
+from pathlib import Path
+from backprop_ninja.classroom import Course, gradebook
+from backprop_ninja.classroom.job import run_job
+from backprop_ninja.classroom.pipeline import read_submission
+from backprop_ninja.classroom.results import GradingJob
+
+course = Course.load(root=Path(sys.argv[1]))
+gradebook.register_assignment(course)
+files, refused = read_submission(course, sys.argv[2])
+result = run_job(GradingJob(sys.argv[2], gradebook.release(course), files, refused, verify_seed=1))
+print(result.notebook(sys.argv[3]).reason)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+def test_a_flood_of_a_gigabyte_costs_the_grader_no_memory(course_root):
+    """A kernel that prints a gigabyte as fast as it can: the grading process holds a few
+    messages of it at a time (ZeroMQ's queue and message size capped), not the gigabyte."""
+    course = Course.load(root=course_root)
+    submit(course, "flooder", [], flooded_notebook(course, "for _ in range(1024):\n    print('z' * 2**20)"))
+    job = subprocess.run(
+        [sys.executable, "-c", JOB_DRIVER, str(course_root), "flooder", NB2],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    reason, peak_bytes = job.stdout.strip().splitlines()[-2:]
+    assert int(peak_bytes) < 2**30, f"the grading process peaked at {int(peak_bytes) // 2**20} MiB"
+    assert "more output than the grader accepts" in reason
 
 
 def test_grading_without_the_sandbox_says_so_everywhere(course_root):

@@ -28,6 +28,9 @@ VERDICT_MIME = "application/vnd.backprop-ninja.verdict+json"
 # The largest notebook file a submission may hold (one with its outputs is a few MiB): a
 # larger one is refused, with a note, when collected and when graded, and never read whole.
 MAX_NOTEBOOK_BYTES = 32 * 2**20
+# The largest message the grader accepts from a kernel: a notebook keeps 2 MiB of outputs at
+# most, and a figure is ~100 KB (classroom/kernels.py).
+MAX_MESSAGE_BYTES = 16 * 2**20
 
 # ---------------------------------------------------------------- environment variables
 # The gradebook's database URL (default: SQLite at grader/gradebook.db). May hold a password.

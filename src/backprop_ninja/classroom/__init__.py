@@ -11,7 +11,7 @@
     forkservers.py  the run's two fork servers: grading jobs (and unsandboxed children), and
                  the sandbox server whose children confine themselves
     collect.py   safe zip extraction and the LMS collector plugin for nbgrader's zip_collect
-    outputs.py   LimitOutputBytes: outputs capped in bytes before nbgrader saves a notebook
+    outputs.py   CappedExecute: outputs capped in bytes as they arrive from a kernel
     trust.py     the integrity scan and the trusted verifier: which points cannot be trusted
     reasons.py   one-line reasons for failed notebooks and notes for graded ones, from nbgrader's log
     status.py    what happened to each notebook (graded / failed / stopped / missing)

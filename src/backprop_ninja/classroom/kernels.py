@@ -22,20 +22,32 @@ import pathlib
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
+from typing import IO
 
+import zmq
+import zmq.asyncio
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
+from traitlets import Type, default
 
-from ..course import FORKSERVER_VARIABLE
+from ..course import FORKSERVER_VARIABLE, MAX_MESSAGE_BYTES
 from ..forkserver import python_module, spawn
 from ..grading import sandbox
+from ..text import printable
 
 # The kernels this process runs now: a notebook over its time limit has its kernel killed.
 _LIVE: set[LocalProvisioner] = set()
+# How many messages a grading client's sockets queue before the kernel's side drops them
+# (ZeroMQ's RCVHWM; its default, 1,000, is gigabytes of a kernel's flood in the grader's memory).
+RECEIVE_QUEUE_MESSAGES = 16
+# How much of what a sandboxed kernel printed to its own stdout and stderr reaches the log.
+CONSOLE_TAIL_BYTES = 4000
 
 
 class Watchdog:
@@ -110,19 +122,25 @@ class SandboxedKernelProvisioner(LocalProvisioner):
 
     runtime_dir: str | None = None
     sandboxed: sandbox.SandboxedProcess | None = None  # kept: LocalProvisioner forgets its process
+    console: IO[bytes] | None = None  # the kernel's own stdout and stderr
 
     async def launch_kernel(self, cmd: list[str], **kwargs):
         assert self.runtime_dir is not None, "the kernel manager sets the runtime folder first"
         # No JPY_PARENT_PID: the grader's pid means nothing inside the kernel's PID namespace
         # (the kernel would think it was orphaned); --die-with-parent does that job.
         env = dict(kwargs.get("env") or os.environ)
+        # The kernel's own descriptors 1 and 2 (not its cells' outputs, which travel over
+        # ZeroMQ and are capped in bytes) go to a file of the grader's, deleted with the
+        # kernel, never to the worker's streams (a pipe or a cluster's log): a kernel writing
+        # to them in a loop fills at most the sandbox's file size limit, and costs only itself.
+        self.console = tempfile.TemporaryFile(prefix="kernel-console-")
         self.sandboxed = sandbox.SandboxedProcess(
             cmd,
             writable=[pathlib.Path(self.runtime_dir)],
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=kwargs.get("stdout"),
-            stderr=kwargs.get("stderr"),
+            stdout=kwargs.get("stdout") or self.console,
+            stderr=kwargs.get("stderr") or self.console,
         )
         self.process = self.sandboxed  # type: ignore[assignment]  # Popen's interface, as used here
         self.pid = self.pgid = self.sandboxed.pid
@@ -134,9 +152,22 @@ class SandboxedKernelProvisioner(LocalProvisioner):
         _LIVE.discard(self)
         if self.sandboxed is not None:
             self.sandboxed.close()
+        if self.console is not None:
+            _echo_tail(self.console)
+            self.console.close()
+            self.console = None
         if self.runtime_dir is not None and not restart:
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
         await super().cleanup(restart)
+
+
+def _echo_tail(console: IO[bytes], limit: int = CONSOLE_TAIL_BYTES) -> None:
+    """The last ``limit`` bytes a kernel wrote to its own stdout and stderr, on this process's
+    stderr (the student's grading log): enough to see why a kernel died."""
+    console.seek(max(0, console.seek(0, os.SEEK_END) - limit))
+    tail = console.read().decode("utf-8", "replace")
+    if tail.strip():
+        print(printable(tail), file=sys.stderr)
 
 
 def run_kernel(argv: list[str]) -> None:
@@ -150,9 +181,25 @@ def run_kernel(argv: list[str]) -> None:
     app.start()
 
 
+class CappedKernelClient(AsyncKernelClient):
+    """jupyter_client's client whose sockets refuse any message over ``MAX_MESSAGE_BYTES``:
+    ZeroMQ drops the connection instead of handing the grader a message of gigabytes (the
+    notebook then fails to run to its end, which costs only that notebook)."""
+
+    @default("context")
+    def _context_default(self) -> zmq.asyncio.Context:
+        self._created_context = True  # so that the client terminates it
+        context = zmq.asyncio.Context()
+        context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)  # for every socket it makes
+        context.setsockopt(zmq.RCVHWM, RECEIVE_QUEUE_MESSAGES)
+        return context
+
+
 class ForkedKernelManager(AsyncKernelManager):
     """``AsyncKernelManager`` for the kernelspec's own argv: sandboxed when grading sandboxes,
-    else through ``ForkedKernelProvisioner``."""
+    else through ``ForkedKernelProvisioner``. Its clients cap messages (``CappedKernelClient``)."""
+
+    client_factory = Type(CappedKernelClient, klass=AsyncKernelClient)
 
     async def _async_pre_start_kernel(self, **kw):
         if self.provisioner is None:

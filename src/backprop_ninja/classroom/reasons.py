@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..course import MAX_MESSAGE_BYTES
+
 # (pattern in nbgrader's log, the reason shown), first match wins: the specific causes come
 # before the generic symptoms they also produce.
 FAILURE_PATTERNS: tuple[tuple[re.Pattern, str], ...] = (
@@ -37,6 +39,14 @@ FAILURE_PATTERNS: tuple[tuple[re.Pattern, str], ...] = (
         re.compile(r"Kernel died|DeadKernelError"),
         "the Python kernel died while running the notebook (os._exit, exit(), a crash or "
         "running out of memory)",
+    ),
+    (
+        # A message over the grader's size limit, or a full queue of them (classroom/kernels.py):
+        # the kernel's messages were lost, among them the one saying that a cell had finished.
+        re.compile(r"Timeout waiting for IOPub output"),
+        f"the notebook sent more output than the grader accepts (one output over "
+        f"{MAX_MESSAGE_BYTES // 2**20} MiB, or a flood of prints or displays), so some was lost: "
+        "print less, then submit again",
     ),
     (
         re.compile(r"UnresponsiveKernelError|the kernel became\s+unresponsive"),
