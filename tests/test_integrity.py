@@ -272,6 +272,23 @@ def test_an_added_cell_that_does_not_parse_is_reported_but_voids_nothing(course)
     assert affected_tests(findings, NB1) == {}
 
 
+def test_a_cell_of_megabytes_is_refused_unread_and_voids_everything(course):
+    """Parsing it would cost the trusted grader ~500 times its size in memory."""
+    data_dump = "table = [" + "0," * 2_000_000 + "]\n"  # 4 MB of valid Python
+    findings = course(added=[data_dump])
+    assert [(f.kind, f.cell, f.whole_notebook) for f in findings] == [("unknown", "added cell #1", True)]
+    assert "the cell is over 64 KiB of code: too large to check" in findings[0].message
+    assert set(affected_tests(findings, NB1)) == ALL_NB1
+
+
+def test_many_cells_under_the_cell_limit_are_refused_past_the_notebook_limit(course):
+    cells = ["rows = [" + "0," * 30_000 + "]\n"] * 10  # 60 KB each, 600 KB in all
+    findings = course(added=cells)
+    assert findings and all(f.whole_notebook for f in findings)
+    assert "the notebook's own code is over 512 KiB" in findings[0].message
+    assert findings[0].cell == "added cell #9"  # the first past 512 KiB; the others were read
+
+
 def test_an_unreadable_notebook_is_one_finding_that_voids_everything(course, tmp_path):
     path = tmp_path / f"{NB1}.ipynb"
     path.write_text("{not json", encoding="utf-8")

@@ -54,6 +54,16 @@ def scan_cells(cells: list[CodeCell], restored: list[CodeCell]) -> list[Finding]
                 "IPython magics other than %time/%timeit are not allowed in graded notebooks",
                 whole=True,
             )
+        if cell.too_large:
+            emit(
+                cell,
+                0,
+                "unknown",
+                f"{where}: {cell.syntax_error} — every test of this notebook waits for a TA; "
+                "move data out of the notebook's code",
+                whole=True,
+            )
+            continue
         if cell.python is None:
             meant = {m.group(1) or m.group(2) for m in _DEF_LINE.finditer(cell.source)} | (
                 {cell.label} if cell.role == "answer" else set()

@@ -46,6 +46,14 @@ class CodeCell:
     python: str | None
     magic_findings: tuple[tuple[int, str], ...] = ()  # (line, what) for disallowed magics
     syntax_error: str | None = None
+    too_large: bool = False  # over the code the scan reads (then ``python`` is None)
+
+
+# The code of one notebook's answer and added cells that the scan parses, per cell and in all.
+# A parsed tree takes ~500 times its source in memory, and the grading process is trusted and
+# shared: a cell of megabytes is refused unread, and the whole notebook then waits for a TA.
+MAX_CHECKED_CELL_BYTES = 64 * 1024
+MAX_CHECKED_NOTEBOOK_BYTES = 512 * 1024
 
 
 def default_source_path(notebook_name: str) -> Path:
@@ -109,7 +117,7 @@ def classify_cells(submitted: dict, source: dict) -> list[CodeCell]:
             answers.add(gid)
         elif cell.get("cell_type") == "code" and isinstance(_source_text(cell), str):
             course_code.add((_source_text(cell) or "").strip())
-    result, added, unnamed = [], 0, 0
+    result, added, unnamed, checked_bytes = [], 0, 0, 0
     for index, cell in enumerate(submitted["cells"]):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
@@ -135,8 +143,26 @@ def classify_cells(submitted: dict, source: dict) -> list[CodeCell]:
         else:
             added += 1
             role, label = "added", f"added cell #{added}"
-        result.append(_prepare(index, role, label, _source_text(cell)))
+        size = len((text or "").encode("utf-8", "replace"))
+        checked = role in ("answer", "added")
+        if checked and size > MAX_CHECKED_CELL_BYTES:
+            result.append(_too_large(index, role, label, text or "", notebook_over=False))
+        elif checked and checked_bytes + size > MAX_CHECKED_NOTEBOOK_BYTES:
+            result.append(_too_large(index, role, label, text or "", notebook_over=True))
+        else:
+            checked_bytes += size if checked else 0
+            result.append(_prepare(index, role, label, text))
     return result
+
+
+def _too_large(index: int, role: str, label: str, source: str, notebook_over: bool) -> CodeCell:
+    """A cell the scan refuses to parse: too much code to check (see MAX_CHECKED_*_BYTES)."""
+    why = (
+        f"the notebook's own code is over {MAX_CHECKED_NOTEBOOK_BYTES // 1024} KiB"
+        if notebook_over
+        else f"the cell is over {MAX_CHECKED_CELL_BYTES // 1024} KiB of code"
+    )
+    return CodeCell(index, role, label, source, None, (), f"{why}: too large to check", too_large=True)
 
 
 def load_submission(
