@@ -66,6 +66,7 @@ c.GenerateFeedback.preprocessors = [
     "backprop_ninja.classroom.feedback.TestIndex",
     "backprop_ninja.classroom.hidden.ClearHiddenTestOutput",
     "nbgrader.preprocessors.ClearHiddenTests",
+    "backprop_ninja.classroom.feedback.LimitSources",  # megabytes of code take hours to highlight
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 

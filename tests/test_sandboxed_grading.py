@@ -139,6 +139,23 @@ for _ in range(60):  # 60 outputs of 60 KB each: 2 MiB are kept
     assert course.autograded_notebook("flooder", NB2).stat().st_size < 3 * 2**20
 
 
+def test_a_notebook_of_megabytes_of_code_is_graded_by_a_ta_and_its_feedback_is_short(course_root):
+    """300 KB of code in one cell: the scan refuses to parse it (the notebook waits for a TA)
+    and the feedback page shows its head (highlighting it all would take nbconvert ~25 s)."""
+    course = Course.load(root=course_root)
+    dump = "table = [" + "0," * 150_000 + "]\n"
+    notebook = nbformat.read(course.release_notebook(NB2), as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell(dump))
+    submit(course, "dumper", [], notebook)
+    result = autograde_class(course, workers=1, verify_seed=1, progress=False)["dumper"].result(NB2)
+    assert result is not None and result.state == "graded"
+    assert "too large to check" in " ".join([*result.findings.values(), *result.withdrawn.values()])
+    feedback_class(course, workers=1)
+    page = course.feedback_page("dumper", NB2).read_text(encoding="utf-8")
+    assert "KiB more of this cell not shown in feedback" in page
+    assert len(page.encode()) < 2**20
+
+
 # The grading job run by hand, in a process of its own, reporting its peak memory.
 JOB_DRIVER = """
 import resource, sys

@@ -9,7 +9,9 @@ lists every test as "Test cell". Here, in the pages ``pipeline.student_feedback`
   and, when it lost points, why — from the verdict the test cell displayed (``VERDICT_MIME``)
   or the comment of withdrawn points — e.g. "dlogprobs 0/1 — off by a factor of n";
 * the top of the page gives the notebook's points, the student's total over the assignment,
-  and the tests that lost points (``templates/backprop_feedback/page.html.j2``).
+  and the tests that lost points (``templates/backprop_feedback/page.html.j2``);
+* ``LimitSources`` caps the code a page shows, so that no submission holds up the class's
+  feedback.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import re
 from pathlib import Path
 
 from nbconvert.preprocessors import Preprocessor
-from traitlets import Bool
+from traitlets import Bool, Int
 
 from ..cells import is_test
 from ..course import VERDICT_MIME
@@ -117,6 +119,31 @@ class TestIndex(Preprocessor):
                 except MissingEntry:
                     pass
         resources["backprop_ninja"] = summary
+        return nb, resources
+
+
+class LimitSources(Preprocessor):
+    """Cell sources shown in a feedback page, capped: highlighting code costs nbconvert ~80 µs
+    a byte, so one cell of megabytes would hold ``make feedback`` for hours. A cell shows its
+    first ``max_cell_bytes``; once the page has shown ``max_notebook_bytes`` of sources, a
+    cell shows only a line saying so. (A course notebook is 7-33 KiB of sources.)"""
+
+    enabled = Bool(True, help="nbconvert preprocessors are off unless enabled").tag(config=True)
+    max_cell_bytes = Int(16 * 1024, help="bytes of one cell's source a page shows").tag(config=True)
+    max_notebook_bytes = Int(128 * 1024, help="bytes of sources a page shows").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        shown = 0
+        for cell in nb.cells:
+            source = cell.get("source", "")
+            size = len(source.encode())
+            comment = "# " if cell.get("cell_type") == "code" else ""
+            if shown + min(size, self.max_cell_bytes) > self.max_notebook_bytes:
+                cell.source = f"{comment}[not shown in feedback: the notebook's cells are over {self.max_notebook_bytes // 1024} KiB]"
+            elif size > self.max_cell_bytes:
+                head = source.encode()[: self.max_cell_bytes].decode("utf-8", "ignore")
+                cell.source = f"{head}\n{comment}[{(size - len(head.encode())) // 1024} KiB more of this cell not shown in feedback]"
+            shown += len(cell.source.encode())
         return nb, resources
 
 
