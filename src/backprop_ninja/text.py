@@ -18,3 +18,11 @@ def one_line(text: str, limit: int = 200) -> str:
     """``text`` printable, on one line, at most ``limit`` characters (cut with "…")."""
     text = " ".join(printable(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def spreadsheet_cell(text: str) -> str:
+    """``text`` printable, and never read as a formula when the CSV it goes to is opened in a
+    spreadsheet (a cell starting with =, +, - or @ runs as one: "CSV injection"): such a cell
+    starts with an apostrophe, as spreadsheets themselves write text."""
+    text = printable(text)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text

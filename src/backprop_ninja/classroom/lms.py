@@ -16,6 +16,8 @@ import csv
 import json
 from pathlib import Path
 
+from ..text import spreadsheet_cell
+
 CANVAS_FIELDS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
 POINTS_POSSIBLE = "    Points Possible"  # Canvas's own export names its second row so
 
@@ -49,10 +51,10 @@ def canvas_rows(
         known = ids.get(student, {})
         rows.append(
             {
-                "Student": student,
-                "ID": known.get("user_id", ""),
+                "Student": spreadsheet_cell(student),
+                "ID": spreadsheet_cell(known.get("user_id", "")),
                 "SIS User ID": "",
-                "SIS Login ID": "" if known else student,
+                "SIS Login ID": "" if known else spreadsheet_cell(student),
                 "Section": "",
                 column: f"{totals[student]:g}",
             }

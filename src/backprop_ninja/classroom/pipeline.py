@@ -334,11 +334,12 @@ def export_class(course: Course, *, canvas_column: str = ASSIGNMENT) -> tuple[Pa
     from nbgrader.plugins import CsvExportPlugin
 
     from .lms import read_ids, write_canvas_csv
-    from .report import class_rows, write_notebook_csv
+    from .report import class_rows, neutralise_formulas, write_notebook_csv
 
     course.class_dir.mkdir(parents=True, exist_ok=True)
     with course.gradebook() as gb:
         CsvExportPlugin(to=str(course.grades_csv), assignment=[ASSIGNMENT]).export(gb)
+    neutralise_formulas(course.grades_csv)
     rows = class_rows(course)
     write_notebook_csv(rows, course.notebook_grades_csv)
     totals = {row.student: row.total for row in rows}

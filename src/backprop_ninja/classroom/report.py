@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..course import ASSIGNMENT, NOTEBOOKS
+from ..text import spreadsheet_cell
 from .status import GRADED, NotebookResult, StudentStatus, read_status
 
 NOT_AUTOGRADED = "not autograded yet (run `make autograde`)"
@@ -130,12 +131,12 @@ def write_notebook_csv(rows: list[Row], path: Path) -> Path:
             for nb in NOTEBOOKS:
                 writer.writerow(
                     [
-                        row.student,
+                        spreadsheet_cell(row.student),
                         nb,
                         _points(row.points[nb]) if row.points[nb] is not None else "",
                         f"{row.max_points[nb]:g}",
                         row.states[nb],
-                        "; ".join(row.notes[nb]),
+                        spreadsheet_cell("; ".join(row.notes[nb])),
                     ]
                 )
     return path
@@ -159,3 +160,14 @@ def summary_line(rows: list[Row]) -> str:
         parts.append(f"{missing} not submitted")
     text = ", ".join(parts)
     return text + (f"; {noted} students have notes (*)" if noted else "")
+
+
+def neutralise_formulas(path: Path) -> Path:
+    """Rewrite a CSV written by another tool (nbgrader's grades.csv) so that no cell is read
+    as a formula (``spreadsheet_cell``): its student ids are the students' own text."""
+    path = Path(path)
+    with open(path, newline="", encoding="utf-8") as handle:
+        lines = list(csv.reader(handle))
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([[spreadsheet_cell(cell) for cell in line] for line in lines])
+    return path
