@@ -39,8 +39,9 @@ def decides_grade(output) -> bool:
     return kind in ("error", "execute_result") or (kind == "stream" and output.get("name") == "stderr")
 
 
-def notice(why: str, name: str = "stdout") -> NotebookNode:
-    return new_output("stream", name=name, text=NOTICE.format(why=why))
+def notice(why: str) -> NotebookNode:
+    """The line that stands for outputs the grader did not keep."""
+    return new_output("stream", name="stdout", text=NOTICE.format(why=why))
 
 
 def capped(output: NotebookNode, limit: int) -> NotebookNode:
@@ -108,7 +109,7 @@ class CappedExecute(Execute):
     max_output_bytes = Int(64 * 1024, help="bytes one output may keep").tag(config=True)
     max_notebook_bytes = Int(2 * 2**20, help="bytes all outputs of a notebook may keep").tag(config=True)
 
-    _received = 0  # bytes of outputs this notebook has kept so far
+    _received = 0  # bytes of outputs this notebook has sent so far (after capping each)
 
     def preprocess(self, nb, resources=None, km=None):
         self._received = 0
