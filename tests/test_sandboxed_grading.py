@@ -156,6 +156,15 @@ def test_a_notebook_of_megabytes_of_code_is_graded_by_a_ta_and_its_feedback_is_s
     assert len(page.encode()) < 2**20
 
 
+def test_a_notebook_of_thousands_of_cells_is_refused_before_anything_runs(course_root):
+    course = Course.load(root=course_root)
+    submit(course, "cellular", ["x = 1"] * 5000)
+    result = autograde_class(course, workers=1, verify_seed=1, progress=False)["cellular"].result(NB2)
+    assert result is not None and result.state == "failed"
+    assert "cells, over 1,000" in result.reason
+    assert not course.autograded_notebook("cellular", NB2).exists()
+
+
 # The grading job run by hand, in a process of its own, reporting its peak memory.
 JOB_DRIVER = """
 import resource, sys

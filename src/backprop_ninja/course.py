@@ -28,6 +28,10 @@ VERDICT_MIME = "application/vnd.backprop-ninja.verdict+json"
 # The largest notebook file a submission may hold (one with its outputs is a few MiB): a
 # larger one is refused, with a note, when collected and when graded, and never read whole.
 MAX_NOTEBOOK_BYTES = 32 * 2**20
+# The most cells a submitted notebook may have (the course's have 12-106): every cell costs
+# the grader a round trip to the kernel and the feedback page a rendering, so a notebook of
+# tens of thousands of tiny cells is refused, with a note, before anything of it runs.
+MAX_NOTEBOOK_CELLS = 1000
 # The largest message the grader accepts from a kernel: a notebook keeps 2 MiB of outputs at
 # most, and a figure is ~100 KB (classroom/kernels.py).
 MAX_MESSAGE_BYTES = 16 * 2**20

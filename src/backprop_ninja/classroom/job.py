@@ -15,6 +15,7 @@ executor, or called as ``run_job`` by a Dask worker.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import sys
@@ -22,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..course import ASSIGNMENT, NOTEBOOKS, SANDBOX_VARIABLE
+from ..course import ASSIGNMENT, MAX_NOTEBOOK_CELLS, NOTEBOOKS, SANDBOX_VARIABLE
 from ..grading import sandbox
 from ..text import one_line
 from . import kernels
@@ -99,12 +100,29 @@ def _grade_notebook(course: Course, api, job: GradingJob, notebook: str, log: li
         result = NotebookGrade(notebook, FAILED, reason=job.refused[notebook])
     elif notebook not in job.files:
         result = NotebookGrade(notebook, MISSING, reason="not submitted")
+    elif reason := too_many_cells(job.files[notebook]):
+        result = NotebookGrade(notebook, FAILED, reason=reason)
     else:
         result = _autograde(course, api, job, notebook, log)
     result.seconds = round(time.monotonic() - start, 1)
     log.append(f"----- {notebook}: {result.state} in {result.seconds:.1f} s")
     log.extend(f"  {line}" for line in result.status().messages())
     return result
+
+
+def too_many_cells(notebook: bytes) -> str | None:
+    """Why a notebook has too many cells to grade (``MAX_NOTEBOOK_CELLS``), if it has; a file
+    that is not a notebook is left to nbgrader, which says so in its own words."""
+    try:
+        cells = json.loads(notebook).get("cells")
+    except (ValueError, RecursionError, AttributeError):
+        return None
+    if not isinstance(cells, list) or len(cells) <= MAX_NOTEBOOK_CELLS:
+        return None
+    return (
+        f"the notebook has {len(cells):,} cells, over {MAX_NOTEBOOK_CELLS:,}: "
+        "submit the released notebook with your answers, without the extra cells"
+    )
 
 
 def _autograde(course: Course, api, job: GradingJob, notebook: str, log: list[str]) -> NotebookGrade:
