@@ -30,7 +30,7 @@ NOTICE = "[output removed by the grader: {why}]\n"
 
 def weight(content) -> int:
     """About the bytes an output (or a message's content) holds."""
-    return len(json.dumps(content, ensure_ascii=False, default=str))
+    return len(json.dumps(content, ensure_ascii=False, default=str).encode())
 
 
 def decides_grade(output) -> bool:
