@@ -20,6 +20,11 @@ def one_line(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def utf8_head(text: str, limit: int) -> str:
+    """The longest start of ``text`` that is at most ``limit`` bytes in UTF-8."""
+    return text.encode()[:limit].decode("utf-8", "ignore")
+
+
 def spreadsheet_cell(text: str) -> str:
     """``text`` printable, and never read as a formula when the CSV it goes to is opened in a
     spreadsheet (a cell starting with =, +, - or @ runs as one: "CSV injection"): such a cell

@@ -25,7 +25,7 @@ from traitlets import Bool, Int
 
 from ..cells import is_test
 from ..course import VERDICT_MIME
-from ..text import printable
+from ..text import printable, utf8_head
 
 TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE = "backprop_feedback"
@@ -141,7 +141,7 @@ class LimitSources(Preprocessor):
             if shown + min(size, self.max_cell_bytes) > self.max_notebook_bytes:
                 cell.source = f"{comment}[not shown in feedback: the notebook's cells are over {self.max_notebook_bytes // 1024} KiB]"
             elif size > self.max_cell_bytes:
-                head = source.encode()[: self.max_cell_bytes].decode("utf-8", "ignore")
+                head = utf8_head(source, self.max_cell_bytes)
                 cell.source = f"{head}\n{comment}[{(size - len(head.encode())) // 1024} KiB more of this cell not shown in feedback]"
             shown += len(cell.source.encode())
         return nb, resources

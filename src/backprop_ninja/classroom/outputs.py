@@ -25,6 +25,8 @@ from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
 from traitlets import Int
 
+from ..text import utf8_head
+
 NOTICE = "[output removed by the grader: {why}]\n"
 
 
@@ -53,16 +55,16 @@ def capped(output: NotebookNode, limit: int) -> NotebookNode:
     why = f"over {limit // 1024} KiB"
     kind = output.get("output_type")
     if kind == "stream":
-        text = _head(output.get("text", ""), limit // 2)
+        text = utf8_head(output.get("text", ""), limit // 2)
         return new_output(
             "stream", name=output.get("name", "stdout"), text=text + "\n" + NOTICE.format(why=why)
         )
     if kind == "error":
-        traceback = [_head(line, limit // 8) for line in output.get("traceback", [])[-4:]]
+        traceback = [utf8_head(line, limit // 8) for line in output.get("traceback", [])[-4:]]
         return new_output(
             "error",
-            ename=_head(str(output.get("ename", "")), 200),
-            evalue=_head(str(output.get("evalue", "")), limit // 4),
+            ename=utf8_head(str(output.get("ename", "")), 200),
+            evalue=utf8_head(str(output.get("evalue", "")), limit // 4),
             traceback=[*traceback, NOTICE.format(why=why)],
         )
     if kind == "execute_result":  # nbgrader reads its number as partial credit: too big to read
@@ -73,10 +75,6 @@ def capped(output: NotebookNode, limit: int) -> NotebookNode:
             traceback=[NOTICE.format(why=why)],
         )
     return notice(f"an output {why}")
-
-
-def _head(text: str, limit: int) -> str:
-    return text.encode()[:limit].decode("utf-8", "ignore")
 
 
 def keep(output, kept: list, received: int, max_output: int, max_notebook: int) -> int:
