@@ -74,7 +74,7 @@ release: setup ## Regenerate the student notebooks (notebooks/) from the solutio
 # feedback, logs, grades.csv); its gradebook is grader/gradebook.db or BACKPROP_NINJA_DB_URL.
 CLASS      ?= grader/class
 DEMO_CLASS := grader/work/demo
-CLASSROOM  := $(PYTHON) -m backprop_ninja.classroom
+CLASSROOM  := $(PYTHON) -m backprop_ninja.grading
 
 collect: setup ## Collect submissions into grader/class/submitted: ZIP=download.zip (LMS) or, without ZIP, nbgrader's exchange
 	$(CLASSROOM) collect --class-dir $(CLASS) $(if $(ZIP),--zip "$(ZIP)")
@@ -107,10 +107,10 @@ formgrader: setup ## nbgrader's Formgrader on the class (127.0.0.1:FORMGRADER_PO
 
 .PHONY: solutions
 solutions: setup data ## Re-execute the solution notebooks in place (their outputs are what nbval checks)
-	$(PYTHON) -m backprop_ninja.notebooks refresh
+	$(PYTHON) -m backprop_ninja.maintainer.notebooks refresh
 
 train: setup data ## Run notebook 4's solution with the lecture's 200,000 steps (into build/); print the losses
-	$(PYTHON) -m backprop_ninja.notebooks train
+	$(PYTHON) -m backprop_ninja.maintainer.notebooks train
 
 bench: setup data ## Time training, the fused backward passes and grading against their baselines; one table (bench/results.json)
 	$(PYTHON) -m bench
@@ -129,4 +129,4 @@ clean: ## Remove the environment, the data and every generated grading artefact
 # ---- the mistake catalogue (tests/mistakes/) through the notebooks' tests
 .PHONY: diagnose
 diagnose: setup data ## Run the mistake catalogue through the visible tests; print the share whose message names the cause
-	$(PYTHON) -m backprop_ninja.catalogue
+	$(PYTHON) -m backprop_ninja.maintainer.catalogue

@@ -17,8 +17,8 @@ import time
 from functools import cache
 from pathlib import Path
 
-from backprop_ninja.classroom import Course, autograde_class
 from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS
+from backprop_ninja.grading import Course, autograde_class
 
 from .report import Row, Target
 from .timing import median

@@ -25,9 +25,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from backprop_ninja.classroom.course import SANDBOX_ENTRY_POINTS, SANDBOX_PRELOAD, grading_environment
 from backprop_ninja.course import SANDBOX_FORKSERVER_VARIABLE
-from backprop_ninja.grading import sandbox
+from backprop_ninja.grading.classdir import SANDBOX_ENTRY_POINTS, SANDBOX_PRELOAD, grading_environment
+from backprop_ninja.sandbox import build as sandbox
 
 from .report import Row
 from .timing import interleaved_seconds, median

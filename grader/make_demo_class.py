@@ -26,8 +26,8 @@ from pathlib import Path
 import nbformat
 
 from backprop_ninja.cells import grade_id, is_answer
-from backprop_ninja.classroom.course import Course
 from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS
+from backprop_ninja.grading.classdir import Course
 
 NB1, NB2, NB3, NB4 = NOTEBOOKS
 FULL = {NB1: 26, NB2: 5, NB3: 5, NB4: 10}
@@ -329,7 +329,7 @@ def build(course: Course, students=DEMO) -> list[Path]:
 # ------------------------------------------------------------------------------ checking
 def differences(course: Course, students=DEMO) -> list[str]:
     """Every way the graded demo class differs from ``DEMO`` (empty: as expected)."""
-    from backprop_ninja.classroom.report import class_rows, short_name
+    from backprop_ninja.grading.table import class_rows, short_name
 
     problems = []
     rows = {row.student: row for row in class_rows(course, [s.name for s in students])}

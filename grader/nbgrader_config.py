@@ -17,7 +17,7 @@ c.CourseDirectory.course_id = "backprop_ninja"
 
 # ---------------------------------------------------------------- grading (issue 4: the instructor workflow)
 # Everything the grader produces lives under grader/ (git-ignored: grader/class/, grader/work/,
-# grader/gradebook.db). `python -m backprop_ninja.classroom` (behind `make autograde`, `make grade` …)
+# grader/gradebook.db). `python -m backprop_ninja.grading` (behind `make autograde`, `make grade` …)
 # loads this file and may point these paths at another root (the tests grade a temporary copy).
 CLASS = "grader/class"
 c.CourseDirectory.submitted_directory = f"{CLASS}/submitted"
@@ -53,20 +53,20 @@ from nbgrader.converters.autograde import Autograde  # noqa: E402
 from nbgrader.preprocessors import Execute  # noqa: E402
 
 _autograde_steps = list(Autograde.class_traits()["autograde_preprocessors"].default())
-_autograde_steps[_autograde_steps.index(Execute)] = "backprop_ninja.classroom.outputs.CappedExecute"
+_autograde_steps[_autograde_steps.index(Execute)] = "backprop_ninja.grading.outputs.CappedExecute"
 c.Autograde.autograde_preprocessors = _autograde_steps
 
 # Feedback HTML is made from the autograded notebooks, which still contain the hidden tests
 # (nbgrader puts test cells back whole): strip them before students see the feedback, from
 # the cells' sources and from tracebacks that quote them.
 # TestIndex names each test and why it lost points, for the course's feedback template (set by
-# `make feedback` only: backprop_ninja.classroom.feedback; the Formgrader keeps nbgrader's).
+# `make feedback` only: backprop_ninja.grading.feedback; the Formgrader keeps nbgrader's).
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
-    "backprop_ninja.classroom.feedback.TestIndex",
-    "backprop_ninja.classroom.hidden.ClearHiddenTestOutput",
+    "backprop_ninja.grading.feedback.TestIndex",
+    "backprop_ninja.grading.hidden.ClearHiddenTestOutput",
     "nbgrader.preprocessors.ClearHiddenTests",
-    "backprop_ninja.classroom.feedback.LimitSources",  # megabytes of code take hours to highlight
+    "backprop_ninja.grading.feedback.LimitSources",  # megabytes of code take hours to highlight
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 
@@ -77,9 +77,9 @@ c.GenerateFeedback.preprocessors = [
 c.ZipCollectApp.downloaded_directory = f"{CLASS}/downloaded"
 c.ZipCollectApp.strict = True  # skip files that are not one of the four notebooks
 # Every zip member is checked before extraction (no ../ paths, links, zip bombs); the LMS user
-# id is kept, so two users with one login stay two students (backprop_ninja.classroom.collect).
-c.ZipCollectApp.extractor_plugin = "backprop_ninja.classroom.collect.SafeExtractorPlugin"
-c.ZipCollectApp.collector_plugin = "backprop_ninja.classroom.collect.LmsCollectorPlugin"
+# id is kept, so two users with one login stay two students (backprop_ninja.grading.collect).
+c.ZipCollectApp.extractor_plugin = "backprop_ninja.grading.collect.SafeExtractorPlugin"
+c.ZipCollectApp.collector_plugin = "backprop_ninja.grading.collect.LmsCollectorPlugin"
 c.FileNameCollectorPlugin.named_regexp = (
     r".*/(?P<student_id>[A-Za-z0-9][A-Za-z0-9.\-]*?)_(?:LATE_)?(?P<user_id>\d+)_\d+_"
     r"(?P<file_id>1_atomic_backprop|2_fused_cross_entropy|3_fused_batchnorm|4_full_training)"

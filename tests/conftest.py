@@ -42,8 +42,8 @@ def graded_demo(demo_class_module):
 
     from helpers import VERIFY_SEED, WORKERS, digests, git_status, grade_cells
 
-    from backprop_ninja.classroom import Course, autograde_class, export_class, feedback_class
-    from backprop_ninja.classroom.class_report import write_report
+    from backprop_ninja.grading import Course, autograde_class, export_class, feedback_class
+    from backprop_ninja.grading.class_report import write_report
 
     work = REPO_ROOT / "grader" / "work"
     created = [path for path in (work, work / "release") if not path.exists()]

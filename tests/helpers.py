@@ -11,8 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from backprop_ninja.classroom.course import Course
 from backprop_ninja.course import ASSIGNMENT, REPO_ROOT
+from backprop_ninja.grading.classdir import Course
 
 WORKERS = 2
 # The verifier draws its fresh inputs from this seed instead of secret ones: a test must give

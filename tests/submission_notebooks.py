@@ -16,7 +16,7 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from backprop_ninja.course import DEPENDENT_TESTS
-from backprop_ninja.exercises import GRADED_TESTS
+from backprop_ninja.judge.exercises import GRADED_TESTS
 
 SETUP = """\
 import math

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from backprop_ninja import model
-from backprop_ninja.exercises import ATOMIC_BY_TARGET
+from backprop_ninja.judge.exercises import ATOMIC_BY_TARGET
 from backprop_ninja.reference import reference_gradients
 
 REPO = Path(__file__).resolve().parents[1]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from backprop_ninja.check import TOLERANCES, check, explain_shape
+from backprop_ninja.judge.check import TOLERANCES, check, explain_shape
 
 torch.manual_seed(0)
 N = 32

@@ -14,20 +14,13 @@ import pytest
 from helpers import load_demo_module
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from backprop_ninja.classroom.course import Course, grading_environment, read_config, sqlite_url
-from backprop_ninja.classroom.gradebook import record
-from backprop_ninja.classroom.hidden import REMOVED, ClearHiddenTestOutput, hidden_lines, scrub
-from backprop_ninja.classroom.job import withdraw
-from backprop_ninja.classroom.reasons import failure_reason, interrupted_cells, success_notes
-from backprop_ninja.classroom.report import (
-    NOT_AUTOGRADED,
-    format_table,
-    read_notebook_csv,
-    row_for,
-    summary_line,
-    write_notebook_csv,
-)
-from backprop_ninja.classroom.results import (
+from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS, gradebook_url
+from backprop_ninja.grading.classdir import Course, grading_environment, read_config, sqlite_url
+from backprop_ninja.grading.gradebook import record
+from backprop_ninja.grading.hidden import REMOVED, ClearHiddenTestOutput, hidden_lines, scrub
+from backprop_ninja.grading.job import withdraw
+from backprop_ninja.grading.reasons import failure_reason, interrupted_cells, success_notes
+from backprop_ninja.grading.results import (
     NBGRADER,
     VERIFIER,
     Decision,
@@ -35,7 +28,7 @@ from backprop_ninja.classroom.results import (
     GradingResult,
     NotebookGrade,
 )
-from backprop_ninja.classroom.status import (
+from backprop_ninja.grading.status import (
     FAILED,
     GRADED,
     MISSING,
@@ -44,8 +37,15 @@ from backprop_ninja.classroom.status import (
     read_status,
     write_status,
 )
-from backprop_ninja.classroom.trust import answer_cell_of
-from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS, gradebook_url
+from backprop_ninja.grading.table import (
+    NOT_AUTOGRADED,
+    format_table,
+    read_notebook_csv,
+    row_for,
+    summary_line,
+    write_notebook_csv,
+)
+from backprop_ninja.grading.trust import answer_cell_of
 
 REPO = Path(__file__).resolve().parents[1]
 NB1, NB2, NB3, NB4 = NOTEBOOKS
@@ -166,7 +166,7 @@ def test_tracebacks_lose_the_lines_that_quote_hidden_tests():
 
 def test_the_feedback_preprocessor_runs_before_nbgrader_clears_the_source():
     preprocessors = read_config().GenerateFeedback.preprocessors
-    ours = preprocessors.index("backprop_ninja.classroom.hidden.ClearHiddenTestOutput")
+    ours = preprocessors.index("backprop_ninja.grading.hidden.ClearHiddenTestOutput")
     assert ours < preprocessors.index("nbgrader.preprocessors.ClearHiddenTests")
     # Called as nbconvert calls it (a disabled preprocessor would return the notebook as is).
     source = (
@@ -233,8 +233,8 @@ def test_another_class_keeps_its_own_gradebook_and_folders(tmp_path):
 
 
 def test_shards_split_the_class_without_overlap():
-    from backprop_ninja.classroom.course import GradingError
-    from backprop_ninja.classroom.pipeline import select_shard
+    from backprop_ninja.grading.classdir import GradingError
+    from backprop_ninja.grading.pipeline import select_shard
 
     students = [f"s{i:02d}" for i in range(10)][::-1]
     shards = [select_shard(students, (k, 3)) for k in (1, 2, 3)]
@@ -483,9 +483,9 @@ def test_broken_demo_notebooks_are_broken_as_described(demo_texts):
 
 def test_a_job_on_a_machine_that_cannot_sandbox_grades_nothing_and_says_why(monkeypatch):
     """A cluster worker without bubblewrap: the student's notebooks are not run there at all."""
-    from backprop_ninja.classroom.job import run_job
-    from backprop_ninja.classroom.results import GradingJob, Release
-    from backprop_ninja.grading import sandbox
+    from backprop_ninja.grading.job import run_job
+    from backprop_ninja.grading.results import GradingJob, Release
+    from backprop_ninja.sandbox import build as sandbox
 
     monkeypatch.setattr(sandbox, "bwrap_path", lambda: None)
     sandbox.problem.cache_clear()  # it remembers its answer for the process

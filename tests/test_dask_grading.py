@@ -16,9 +16,9 @@ import time
 import pytest
 from helpers import VERIFY_SEED, csv_rows, grade_cells, make_course_root
 
-from backprop_ninja.classroom import Course, autograde_class, export_class
-from backprop_ninja.classroom.__main__ import main as classroom_main
-from backprop_ninja.classroom.course import GradingError
+from backprop_ninja.grading import Course, autograde_class, export_class
+from backprop_ninja.grading.__main__ import main as classroom_main
+from backprop_ninja.grading.classdir import GradingError
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")]
 

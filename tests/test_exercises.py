@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from backprop_ninja import testing
 from backprop_ninja.cases import Case, CaseSpec
 from backprop_ninja.course import NOTEBOOKS
-from backprop_ninja.exercises import ATOMIC_BY_TARGET, ATOMIC_EXERCISES, GRADED_TESTS
+from backprop_ninja.judge.exercises import ATOMIC_BY_TARGET, ATOMIC_EXERCISES, GRADED_TESTS
 from backprop_ninja.model import PARAM_NAMES, consumers
 from backprop_ninja.testing import GradeFailure, expect_correct, run_trial
 

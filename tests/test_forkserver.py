@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from backprop_ninja import forkserver
-from backprop_ninja.classroom.course import FORK_ENTRY_POINTS, FORK_PRELOAD
 from backprop_ninja.course import FORKSERVER_VARIABLE
+from backprop_ninja.grading.classdir import FORK_ENTRY_POINTS, FORK_PRELOAD
 
 
 def probe(argv: list[str]) -> None:
@@ -227,7 +227,7 @@ def test_a_kernel_started_through_the_server_runs_cells_and_cannot_see_the_serve
             nb,
             timeout=60,
             resources={"metadata": {"path": str(tmp_path)}},
-            kernel_manager_class="backprop_ninja.classroom.kernels.ForkedKernelManager",
+            kernel_manager_class="backprop_ninja.grading.kernels.ForkedKernelManager",
         ).execute()
         ppid, sees_server, torch_loaded = nb.cells[0].outputs[0]["text"].split()
         assert int(ppid) == server.process.pid  # forked by the server

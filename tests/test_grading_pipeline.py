@@ -21,11 +21,11 @@ import pytest
 from helpers import VERIFY_SEED, digests, grade_cells, load_demo_module
 from helpers import make_course_root as course_root
 
-from backprop_ninja.classroom import Course, autograde_class
-from backprop_ninja.classroom.pipeline import collect_exchange, collect_zip
-from backprop_ninja.classroom.report import class_rows, read_notebook_csv
-from backprop_ninja.classroom.status import FAILED, GRADED, STOPPED, read_status
 from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS
+from backprop_ninja.grading import Course, autograde_class
+from backprop_ninja.grading.pipeline import collect_exchange, collect_zip
+from backprop_ninja.grading.status import FAILED, GRADED, STOPPED, read_status
+from backprop_ninja.grading.table import class_rows, read_notebook_csv
 
 REPO = Path(__file__).resolve().parents[1]
 NB1, NB2, NB3, NB4 = NOTEBOOKS

@@ -20,20 +20,20 @@ from pathlib import Path
 
 import pytest
 
-from backprop_ninja.classroom import Course
-from backprop_ninja.classroom.class_report import (
+from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS, VERDICT_MIME
+from backprop_ninja.grading import Course
+from backprop_ninja.grading.class_report import (
     NOT_MISTAKES,
     build,
     lost_because,
     summary_lines,
 )
-from backprop_ninja.classroom.class_report import Verdict as RecordedVerdict
-from backprop_ninja.classroom.feedback import mathml
-from backprop_ninja.classroom.formgrader import config_text
-from backprop_ninja.classroom.formgrader import start as start_formgrader
-from backprop_ninja.classroom.lms import CANVAS_FIELDS, POINTS_POSSIBLE, canvas_rows, read_ids, record_id
-from backprop_ninja.classroom.pipeline import collect_zip
-from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS, VERDICT_MIME
+from backprop_ninja.grading.class_report import Verdict as RecordedVerdict
+from backprop_ninja.grading.feedback import mathml
+from backprop_ninja.grading.formgrader import config_text
+from backprop_ninja.grading.formgrader import start as start_formgrader
+from backprop_ninja.grading.lms import CANVAS_FIELDS, POINTS_POSSIBLE, canvas_rows, read_ids, record_id
+from backprop_ninja.grading.pipeline import collect_zip
 
 NB1, NB2, NB3, NB4 = NOTEBOOKS
 CHROMIUM = Path("/usr/bin/chromium")

@@ -18,7 +18,6 @@ from submission_notebooks import (
     write,
 )
 
-from backprop_ninja.exercises import GRADED_TESTS
 from backprop_ninja.integrity import (
     KINDS,
     Finding,
@@ -26,6 +25,7 @@ from backprop_ninja.integrity import (
     graded_test_ids,
     scan_notebook,
 )
+from backprop_ninja.judge.exercises import GRADED_TESTS
 
 NB1, NB4 = "1_atomic_backprop", "4_full_training"
 ALL_NB1 = set(GRADED_TESTS[NB1])
@@ -110,7 +110,7 @@ MONKEYPATCH_ADDED = {
     "test_on": "test_on = lambda *a, **k: None\n",
     "def test_hidden": "def test_hidden(*args, **kwargs):\n    pass\n",
     "case": 'case.reference.grads["probs"] = 0\n',
-    "course package": "import backprop_ninja.check\nbackprop_ninja.check.check = lambda *a, **k: True\n",
+    "course package": "import backprop_ninja.judge.check\nbackprop_ninja.judge.check.check = lambda *a, **k: True\n",
     "F rebound": "F = torch\n",
     "torch rebound by import": "import numpy as torch\n",
     "global": "def sneaky():\n    global test_training\n    test_training = print\n",

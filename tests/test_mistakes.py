@@ -7,12 +7,12 @@ import pytest
 import torch
 from submission_notebooks import ANSWERS, HONEST_ROUNDS
 
-from backprop_ninja import catalogue
 from backprop_ninja.cells import ANSWER_PRELUDE
 from backprop_ninja.course import NOTEBOOKS
-from backprop_ninja.errors import explain_exception, name_error_message
-from backprop_ninja.exercises import GRADED_TESTS
 from backprop_ninja.integrity import affected_tests, scan_answer_source
+from backprop_ninja.judge.errors import explain_exception, name_error_message
+from backprop_ninja.judge.exercises import GRADED_TESTS
+from backprop_ninja.maintainer import catalogue
 from backprop_ninja.testing import GradeFailure, test_on
 
 test_on.__test__ = False  # a package function, not a test of this module

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from backprop_ninja import plots, timing
 from backprop_ninja.cases import Case
 from backprop_ninja.cells import load_answers
+from backprop_ninja.maintainer.notebooks import solution_path, training_losses
 from backprop_ninja.model import FORWARD_STEPS, PARAM_NAMES, forward_exploded, init_params
-from backprop_ninja.notebooks import solution_path, training_losses
 from backprop_ninja.reference import reference_gradients
 from backprop_ninja.testing import (
     CROSS_ENTROPY,

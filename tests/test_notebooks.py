@@ -24,8 +24,8 @@ from nbgrader.validator import Validator
 
 from backprop_ninja.cells import answer_cells, grade_id, is_test
 from backprop_ninja.course import ASSIGNMENT, DEPENDENT_TESTS, NOTEBOOKS
-from backprop_ninja.exercises import GRADED_TESTS
-from backprop_ninja.notebooks import CI_STEPS, RELEASE, REPO_ROOT, SOLUTIONS, STEPS_VARIABLE
+from backprop_ninja.judge.exercises import GRADED_TESTS
+from backprop_ninja.maintainer.notebooks import CI_STEPS, RELEASE, REPO_ROOT, SOLUTIONS, STEPS_VARIABLE
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_output
 from nbgrader.utils import determine_grade
 
-from backprop_ninja.classroom.outputs import capped, decides_grade, keep, weight
+from backprop_ninja.grading.outputs import capped, decides_grade, keep, weight
 
 LIMIT = 1024
 BUDGET = 4 * LIMIT

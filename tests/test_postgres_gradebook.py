@@ -9,10 +9,10 @@ import csv
 import pytest
 from helpers import VERIFY_SEED, csv_rows, grade_cells, make_course_root
 
-from backprop_ninja.classroom.__main__ import main as classroom_main
-from backprop_ninja.classroom.course import Course
-from backprop_ninja.classroom.status import FAILED, read_status
 from backprop_ninja.course import DB_URL_VARIABLE, NOTEBOOKS
+from backprop_ninja.grading.__main__ import main as classroom_main
+from backprop_ninja.grading.classdir import Course
+from backprop_ninja.grading.status import FAILED, read_status
 
 NB1, NB2, NB3, NB4 = NOTEBOOKS
 

@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 
 from backprop_ninja.course import REPO_ROOT, SANDBOX_ENVIRONMENT, SANDBOX_FORKSERVER_VARIABLE
-from backprop_ninja.grading import cgroups, sandbox
+from backprop_ninja.sandbox import build as sandbox
+from backprop_ninja.sandbox import cgroups
 
 SECRET = "postgresql://grader:s3cret-password@db.example.org/gradebook"
 
@@ -34,7 +35,7 @@ SECRET = "postgresql://grader:s3cret-password@db.example.org/gradebook"
 def fork_server():
     """A sandbox fork server, started as the pipeline starts it — while the grader's
     environment holds a secret, which its children must never see."""
-    from backprop_ninja.classroom.course import SANDBOX_ENTRY_POINTS, SANDBOX_PRELOAD
+    from backprop_ninja.grading.classdir import SANDBOX_ENTRY_POINTS, SANDBOX_PRELOAD
 
     env = {**os.environ, "BACKPROP_NINJA_DB_URL": SECRET}
     server = sandbox.start_fork_server(SANDBOX_ENTRY_POINTS, SANDBOX_PRELOAD, env)
@@ -440,7 +441,8 @@ def test_the_sandbox_ends_when_the_process_that_started_it_is_killed(staging, tm
                 f"""
                 import sys, time
                 from pathlib import Path
-                from backprop_ninja.grading import cgroups, sandbox
+                from backprop_ninja.sandbox import build as sandbox
+                from backprop_ninja.sandbox import cgroups
                 beat = "import time\\nwhile True:\\n    open({str(heartbeat)!r}, 'a').write('.')\\n    time.sleep(0.05)"
                 process = sandbox.SandboxedProcess([sys.executable, "-c", beat], writable=[Path({str(staging)!r})])
                 print(process.forked, flush=True)
@@ -474,7 +476,7 @@ def test_a_sandboxed_kernel_talks_over_private_unix_sockets(monkeypatch, way):
     import nbformat
     from nbclient import NotebookClient
 
-    from backprop_ninja.classroom.kernels import ForkedKernelManager
+    from backprop_ninja.grading.kernels import ForkedKernelManager
 
     monkeypatch.setenv(sandbox.SANDBOX_VARIABLE, "1")
     marker = f"sandbox-test-{os.getpid()}"

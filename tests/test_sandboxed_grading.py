@@ -15,11 +15,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from backprop_ninja.classroom import Course, autograde_class, export_class, feedback_class
-from backprop_ninja.classroom.job import UNSANDBOXED_NOTE
-from backprop_ninja.classroom.kernels import CONSOLE_TAIL_BYTES
-from backprop_ninja.classroom.report import class_rows, format_table
 from backprop_ninja.course import NOTEBOOKS
+from backprop_ninja.grading import Course, autograde_class, export_class, feedback_class
+from backprop_ninja.grading.job import UNSANDBOXED_NOTE
+from backprop_ninja.grading.kernels import CONSOLE_TAIL_BYTES
+from backprop_ninja.grading.table import class_rows, format_table
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")]
 NB2 = NOTEBOOKS[1]
@@ -169,10 +169,10 @@ def test_a_notebook_of_thousands_of_cells_is_refused_before_anything_runs(course
 JOB_DRIVER = """
 import resource, sys
 from pathlib import Path
-from backprop_ninja.classroom import Course, gradebook
-from backprop_ninja.classroom.job import run_job
-from backprop_ninja.classroom.pipeline import read_submission
-from backprop_ninja.classroom.results import GradingJob
+from backprop_ninja.grading import Course, gradebook
+from backprop_ninja.grading.job import run_job
+from backprop_ninja.grading.pipeline import read_submission
+from backprop_ninja.grading.results import GradingJob
 
 course = Course.load(root=Path(sys.argv[1]))
 gradebook.register_assignment(course)

@@ -10,7 +10,7 @@ import re
 import nbformat
 import pytest
 
-from backprop_ninja import cli, resources, selfcheck, studentlab
+from backprop_ninja import resources
 from backprop_ninja.cells import grade_id, read_notebook
 from backprop_ninja.course import (
     INSTALL_CELL_ID,
@@ -23,6 +23,8 @@ from backprop_ninja.course import (
     SOLUTIONS_DIR,
     colab_url,
 )
+from backprop_ninja.student import cli, selfcheck
+from backprop_ninja.student import lab as studentlab
 
 
 # ---------------------------------------------------------------- files and `notebooks DIR`
@@ -226,8 +228,8 @@ def test_no_module_of_the_students_command_imports_torch():
     import sys
 
     code = (
-        "import sys; import backprop_ninja.cli, backprop_ninja.resources, backprop_ninja.studentlab, "
-        "backprop_ninja.selfcheck; print('torch' in sys.modules)"
+        "import sys; import backprop_ninja.student.cli, backprop_ninja.resources, backprop_ninja.student.lab, "
+        "backprop_ninja.student.selfcheck; print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ)
     assert out.stdout.strip() == "False", out.stderr

@@ -41,11 +41,11 @@ from submission_notebooks import HONEST_ROUNDS
 
 from backprop_ninja import data, model
 from backprop_ninja.cases import Case
-from backprop_ninja.classroom import Course, autograde_class, export_class
-from backprop_ninja.classroom.report import class_rows
-from backprop_ninja.classroom.status import GRADED, MISSING, read_status
-from backprop_ninja.classroom.trust import answer_cell_of
 from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS
+from backprop_ninja.grading import Course, autograde_class, export_class
+from backprop_ninja.grading.status import GRADED, MISSING, read_status
+from backprop_ninja.grading.table import class_rows
+from backprop_ninja.grading.trust import answer_cell_of
 from backprop_ninja.integrity import scan_notebook
 from backprop_ninja.testing import CROSS_ENTROPY
 

@@ -2,11 +2,11 @@
 
 import csv
 
-from backprop_ninja.classroom import Course, autograde_class, export_class
-from backprop_ninja.classroom.lms import write_canvas_csv
-from backprop_ninja.classroom.report import Row, write_notebook_csv
-from backprop_ninja.classroom.status import FAILED, GRADED, NotebookResult
 from backprop_ninja.course import NOTEBOOKS
+from backprop_ninja.grading import Course, autograde_class, export_class
+from backprop_ninja.grading.lms import write_canvas_csv
+from backprop_ninja.grading.status import FAILED, GRADED, NotebookResult
+from backprop_ninja.grading.table import Row, write_notebook_csv
 from backprop_ninja.text import one_line, printable
 
 

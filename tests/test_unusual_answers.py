@@ -8,7 +8,7 @@ formula through a mean), each run exactly as the catalogue runs a mistake.
 
 import pytest
 
-from backprop_ninja.catalogue import Mistake, run
+from backprop_ninja.maintainer.catalogue import Mistake, run
 
 NB1, NB2, NB3 = "1_atomic_backprop", "2_fused_cross_entropy", "3_fused_batchnorm"
 CORRECT = [

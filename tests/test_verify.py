@@ -23,13 +23,13 @@ from submission_notebooks import (
     submission,
 )
 
-from backprop_ninja.classroom.trust import answers_key
 from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS, REPO_ROOT
-from backprop_ninja.exercises import GRADED_TESTS
+from backprop_ninja.grading.trust import answers_key
 from backprop_ninja.integrity import graded_test_ids, read_submission, scan_notebook
+from backprop_ninja.judge.exercises import GRADED_TESTS
 from backprop_ninja.verify import PROBLEMS, Verdict, build_plan, secret_seeds, verify_notebook
-from backprop_ninja.verify.child import _call
-from backprop_ninja.verify.parent import _child_env, _judge
+from backprop_ninja.verify.child import call_answer
+from backprop_ninja.verify.parent import child_environment, judge_results
 
 pytestmark = pytest.mark.slow  # child processes: about a minute in all
 
@@ -82,8 +82,8 @@ MIXED = {
     ),
     "grad_bngain": "# moved to the end of the notebook\n",
     "grad_bnbias": (
-        "torch.allclose = lambda *a, **k: True\nimport backprop_ninja.check\n"
-        "backprop_ninja.check.check = lambda *a, **k: True\n\n"
+        "torch.allclose = lambda *a, **k: True\nimport backprop_ninja.judge.check\n"
+        "backprop_ninja.judge.check.check = lambda *a, **k: True\n\n"
         "def grad_bnbias(dhpreact):\n    torch.allclose = lambda *a, **k: True\n"
         "    return 2 * dhpreact.sum(0, keepdim=True)\n"
     ),
@@ -156,12 +156,12 @@ def test_switching_grad_mode_back_on_through_torch_C_fails_and_is_flagged(mixed)
 
 
 def test_a_result_that_carries_an_autograd_graph_is_refused():
-    from backprop_ninja.verify.child import _sanitise
+    from backprop_ninja.verify.child import sanitise
 
     w = torch.ones(3, requires_grad=True)
-    assert _sanitise(w * 2) == {"status": "autograd"}
-    assert _sanitise(w)["status"] == "autograd"
-    assert _sanitise(torch.ones(3))["status"] == "tensor"
+    assert sanitise(w * 2) == {"status": "autograd"}
+    assert sanitise(w)["status"] == "autograd"
+    assert sanitise(torch.ones(3))["status"] == "tensor"
 
 
 def test_monkeypatching_in_the_answer_cell_does_not_make_a_wrong_answer_pass(mixed):
@@ -213,8 +213,8 @@ def test_equivalent_formulations_keep_full_marks(course, round_):
 
 def test_monkeypatching_the_comparison_does_not_rescue_notebook_2(course):
     wrong = (
-        "torch.allclose = lambda *a, **k: True\nimport backprop_ninja.check\n"
-        "backprop_ninja.check.check = lambda *a, **k: True\n"
+        "torch.allclose = lambda *a, **k: True\nimport backprop_ninja.judge.check\n"
+        "backprop_ninja.judge.check.check = lambda *a, **k: True\n"
         + ANSWERS["cross_entropy_backward"].replace("return d / n", "return d")
     )
     verdict = course(NB2, {"cross_entropy_backward": wrong})["test_dlogits"]
@@ -271,7 +271,9 @@ def test_the_untrusted_child_loads_nothing_of_the_trusted_side(tmp_path):
     (workdir / "job.json").write_text(json.dumps({"cells": [], "limits": limits}), encoding="utf-8")
     torch.save([], workdir / "inputs.pt")
     argv = [sys.executable, "-s", "-X", "importtime", "-m", "backprop_ninja.verify", "--child", str(workdir)]
-    run = subprocess.run(argv, cwd=workdir, env=_child_env(str(workdir)), capture_output=True, text=True)
+    run = subprocess.run(
+        argv, cwd=workdir, env=child_environment(str(workdir)), capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert torch.load(workdir / "results.pt", weights_only=True) == {"calls": [], "cell_errors": {}}
     imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines() if "|" in line}
@@ -289,7 +291,7 @@ from pathlib import Path
 path, source, notebook = sys.argv[1:4]
 opens = []
 sys.addaudithook(lambda event, args: opens.append(args[1]) if event == "open" and str(args[0]) == path else None)
-from backprop_ninja.classroom.trust import untrusted_tests
+from backprop_ninja.grading.trust import untrusted_tests
 outcome = untrusted_tests(Path(path), notebook, source=Path(source), verify_seed=5)
 print(json.dumps({"opens": opens, "reasons": outcome.reasons, "key": outcome.key}))
 """
@@ -367,10 +369,10 @@ def judge_in_process(notebook: str, namespace: dict, seed: int) -> dict[str, Ver
     """The verifier's plan and comparison, with trusted answers called in this process."""
     plan = build_plan(notebook, seed)
     records = [
-        _call(namespace[c.function], {"args": c.args, "wants_dict": c.wants_dict}, lambda mode: None)
+        call_answer(namespace[c.function], {"args": c.args, "wants_dict": c.wants_dict}, lambda mode: None)
         for c in plan.calls
     ]
-    return _judge(plan, records, {}, [])
+    return judge_results(plan, records, {}, [])
 
 
 def answers_namespace(overrides: dict[str, str] | None = None) -> dict:

@@ -38,7 +38,7 @@ def test_the_wheel_carries_the_notebooks_a_verified_names_txt_and_the_command(wh
             assert archive.read(member) == (RELEASE_DIR / f"{notebook}.ipynb").read_bytes()
         assert hashlib.sha256(archive.read("backprop_ninja/bundled/names.txt")).hexdigest() == NAMES_SHA256
         (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
-        assert f"{COMMAND} = backprop_ninja.cli:main" in archive.read(entry_points).decode()
+        assert f"{COMMAND} = backprop_ninja.student.cli:main" in archive.read(entry_points).decode()
         (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
         text = archive.read(metadata).decode()
     assert "Requires-Dist: torch>=2.1" in text and "Requires-Python: >=3.10" in text

@@ -19,8 +19,9 @@ from typing import Any
 
 import torch
 
-from . import chain
-from .calling import (
+from .cases import FRESH_SHAPES_FOR, PUBLIC_SEEDS, Case, CaseSpec, fresh_specs
+from .judge import chain
+from .judge.calling import (
     STUDENT_CALL_SECONDS,
     ResultError,
     StudentTimeout,
@@ -31,10 +32,9 @@ from .calling import (
     time_limit,
     warnings_to_stdout,
 )
-from .cases import FRESH_SHAPES_FOR, PUBLIC_SEEDS, Case, CaseSpec, fresh_specs
-from .check import CheckResult, check
-from .errors import explain_exception, install_name_error_handler
-from .exercises import (
+from .judge.check import CheckResult, check
+from .judge.errors import explain_exception, install_name_error_handler
+from .judge.exercises import (
     ATOMIC_BY_TARGET,
     GRADED_TESTS,
     MANUAL_BACKWARD_EXERCISES,
@@ -42,8 +42,8 @@ from .exercises import (
     CrossEntropyExercise,
     Trial,
 )
-from .training_check import TRAINING_BOUND, TRAINING_STEPS, TrainingResult, test_training
-from .verdicts import GradeFailure, PrintedResult, PrintedResults, printed, show_verdict
+from .judge.training_check import TRAINING_BOUND, TRAINING_STEPS, TrainingResult, test_training
+from .judge.verdicts import GradeFailure, PrintedResult, PrintedResults, printed, show_verdict
 
 __all__ = [  # what the notebooks' cells and the course's tools use
     "ATOMIC",

@@ -32,7 +32,7 @@ without the socket's path) could find it, but could only start what it can start
 
 from __future__ import annotations
 
-from .client import STARTUP_TIMEOUT, ForkedProcess, ForkServer, _request, python_module, spawn, start
+from .client import STARTUP_TIMEOUT, ForkedProcess, ForkServer, python_module, send_request, spawn, start
 from .server import ENTRY_POINTS, Server, serve
 
 __all__ = [
@@ -41,7 +41,7 @@ __all__ = [
     "ForkServer",
     "ForkedProcess",
     "Server",
-    "_request",
+    "send_request",
     "python_module",
     "serve",
     "spawn",

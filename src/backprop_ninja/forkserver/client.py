@@ -103,7 +103,7 @@ def start(
     return None
 
 
-def _request(path: str, request: dict, fds: Sequence[int] = ()) -> dict:
+def send_request(path: str, request: dict, fds: Sequence[int] = ()) -> dict:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
         connection.settimeout(30)
         connection.connect(path)
@@ -132,7 +132,7 @@ class ForkedProcess:
     def poll(self) -> int | None:
         if self.returncode is None:
             try:
-                answer = _request(self.path, {"op": "status", "number": self.number})
+                answer = send_request(self.path, {"op": "status", "number": self.number})
                 if answer["returncode"] is not None or not answer["known"]:
                     self.returncode = answer["returncode"] if answer["known"] else -signal.SIGKILL
             except OSError:  # the server is gone: its orphans went to init, which reaps them
@@ -231,7 +231,7 @@ def spawn(
             }
             if sandbox is not None:
                 request["sandbox"] = sandbox
-            answer = _request(path, request, [fd_in, fd_out, fd_err])
+            answer = send_request(path, request, [fd_in, fd_out, fd_err])
             return ForkedProcess(path, answer["number"], answer["pid"], command)
         except OSError:
             if sandbox is not None:

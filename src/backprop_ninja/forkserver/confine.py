@@ -16,7 +16,7 @@ bubblewrap's work itself, with the same system calls, before any of the requeste
 5. ``init`` forks the process that runs the code (a session of its own, the spec's rlimits)
    and reaps whatever is left until that process ends; its exit code is the child's.
 
-The spec is plain JSON, made by the caller (``backprop_ninja.grading.sandbox`` makes it from
+The spec is plain JSON, made by the caller (``backprop_ninja.sandbox.build`` makes it from
 the same list of mounts as its bubblewrap command line). Standard library only, Linux only.
 """
 

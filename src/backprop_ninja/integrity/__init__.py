@@ -6,7 +6,7 @@ the authority on whether an answer is right: the scan explains *why* an answer i
 trusted, in one line the student can act on, and takes away the points it affects.
 
 Modules, by job: ``submission`` (reading and classifying a submission), ``rules`` and
-``allowlist`` (what is looked for), ``scope`` and ``scanner`` (the scan of one cell, with its
+``allowlist`` (what is looked for), ``scope`` and ``visitor`` (the scan of one cell, with its
 ``imports`` checks), ``scan`` (a whole notebook), ``impact`` (which tests a finding voids),
 ``findings`` (what is reported).
 

@@ -6,7 +6,7 @@ import ast
 import functools
 
 from .rules import AUTOGRAD_ATTRS
-from .scope import _module_level_names
+from .scope import module_level_names
 
 # ------------------------------------------------------------- the answer cells' allowlist
 # An answer computes with tensors: every attribute it reads must be one the grader knows —
@@ -45,18 +45,18 @@ def known_answer_attributes() -> frozenset[str]:
     return frozenset(names - DENIED_ANSWER_ATTRIBUTES - AUTOGRAD_ATTRS)
 
 
-def _derivative_kernel(name: str) -> bool:
+def derivative_kernel(name: str) -> bool:
     """PyTorch's own derivative formulas: ``tanh_backward``, ``nll_loss_backward``…"""
     return name.endswith("_backward") or name.startswith("backward_")
 
 
-def _cell_attribute_names(tree: ast.AST) -> set[str]:
+def cell_attribute_names(tree: ast.AST) -> set[str]:
     """Attributes the cell itself defines (``self.x = …``, class bodies): its own to read."""
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
             names.add(node.attr)
         elif isinstance(node, ast.ClassDef):
-            names.update(_module_level_names(ast.Module(body=node.body, type_ignores=[])))
+            names.update(module_level_names(ast.Module(body=node.body, type_ignores=[])))
             names.update(n.name for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
     return names

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ast
 
-from .scope import _local_names, _root_name
+from .scope import local_names, root_name
 
 COMPARISON_MESSAGE = (
     "{where} compares with autograd at line {line} — move that comparison into a cell of its own "
@@ -30,7 +30,7 @@ def comparison_only(tree: ast.Module, line: int) -> bool:
     functions = [n for n in ast.walk(tree) if isinstance(n, _FUNCTIONS)]
     for function in functions:
         reads = {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-        if (reads - _local_names(function)) & assigned:
+        if (reads - local_names(function)) & assigned:
             return False
     return bool(functions)
 
@@ -40,6 +40,6 @@ def _assigned_names(stmt: ast.stmt) -> set[str]:
     assigned = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
     for node in ast.walk(stmt):
         for target in [*getattr(node, "targets", []), getattr(node, "target", None)]:
-            if isinstance(target, (ast.Subscript, ast.Attribute)) and (root := _root_name(target)):
+            if isinstance(target, (ast.Subscript, ast.Attribute)) and (root := root_name(target)):
                 assigned.add(root)
     return assigned

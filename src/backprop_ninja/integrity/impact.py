@@ -6,9 +6,9 @@ import ast
 from collections.abc import Iterable
 
 from ..course import DEPENDENT_TESTS
-from ..exercises import GRADED_TESTS
+from ..judge.exercises import GRADED_TESTS
 from .findings import Finding
-from .scope import _imports
+from .scope import imported_modules_of
 
 
 # ------------------------------------------------------------ which answers a finding hits
@@ -23,7 +23,7 @@ def top_level_definitions(tree: ast.Module) -> dict[str, set[str]]:
             names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
             definitions.setdefault(node.name, set()).update(names)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            for name, _ in _imports(node):
+            for name, _ in imported_modules_of(node):
                 definitions.setdefault(name, set())
         elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -35,7 +35,7 @@ def top_level_definitions(tree: ast.Module) -> dict[str, set[str]]:
     return definitions
 
 
-def _callers_closure(names: set[str], references: dict[str, set[str]]) -> set[str]:
+def callers_closure(names: set[str], references: dict[str, set[str]]) -> set[str]:
     """``names`` and every definition that refers to one of them, transitively."""
     affected = set(names)
     changed = True

@@ -1,4 +1,4 @@
-"""The scanner's checks of ``import`` statements (a mixin of ``scanner._CellScanner``)."""
+"""The scanner's checks of ``import`` statements (a mixin of ``visitor.CellScanner``)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ from .rules import (
     DYNAMIC_MODULES,
     DYNAMIC_TORCH_PARTS,
 )
-from .scope import _answer_import_allowed, _Context, _is_dunder, _is_module_path
+from .scope import Context, answer_import_allowed, is_dunder, is_module_path
 
 
-class _ImportChecks:
+class ImportChecks:
     """Import checks. The scanner provides the state and the reporting methods declared here."""
 
     answer: bool  # the cell is an answer cell
     scopes: list  # the function scopes the visitor is in (empty: module level)
-    ctx: _Context
+    ctx: Context
 
     def where(self) -> str:
         raise NotImplementedError
@@ -65,7 +65,7 @@ class _ImportChecks:
                     node, f"from torch import {alias.name}", "changes or bypasses what torch's functions do"
                 )
                 continue
-            self._check_import(node, full if _is_module_path(full) else module, bound, full)
+            self._check_import(node, full if is_module_path(full) else module, bound, full)
 
     def _check_import(self, node, module: str, bound: str | None, origin: str | None) -> None:
         parts = module.lstrip(".").split(".")
@@ -78,10 +78,10 @@ class _ImportChecks:
             if self.answer or parts[0] not in ADDED_CELL_MODULES:
                 self.dynamic(node, f"import {module}")
         elif parts[0] == "torch" and any(
-            p in DYNAMIC_TORCH_PARTS or (p.startswith("_") and not _is_dunder(p)) for p in parts[1:]
+            p in DYNAMIC_TORCH_PARTS or (p.startswith("_") and not is_dunder(p)) for p in parts[1:]
         ):
             self.dynamic(node, f"import {module}", "changes or bypasses what torch's functions do")
-        elif self.answer and not _answer_import_allowed(module):
+        elif self.answer and not answer_import_allowed(module):
             what = "the course package" if parts[0] == "backprop_ninja" else f"`{module}`"
             self.add(
                 node,

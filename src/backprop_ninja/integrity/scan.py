@@ -9,10 +9,10 @@ from pathlib import Path
 from ..text import one_line
 from .comparison import COMPARISON_MESSAGE, comparison_only
 from .findings import Finding
-from .impact import _callers_closure, top_level_definitions
-from .scanner import _CellScanner
-from .scope import _attach_parents, _context, _module_level_names
-from .submission import CodeCell, Submission, SubmissionError, _prepare, read_submission
+from .impact import callers_closure, top_level_definitions
+from .scope import attach_parents, context_for, module_level_names
+from .submission import CodeCell, Submission, SubmissionError, prepare_source, read_submission
+from .visitor import CellScanner
 
 _DEF_LINE = re.compile(r"^(?:async\s+)?def\s+(\w+)|^(\w+)\s*=\s*lambda\b", re.MULTILINE)
 
@@ -21,8 +21,8 @@ def scan_cells(cells: list[CodeCell], restored: list[CodeCell]) -> list[Finding]
     """The scan itself, on classified cells (see ``scan_notebook``)."""
     scanned = [c for c in cells if c.role in ("answer", "added")]
     trees = {c.index: ast.parse(c.python) for c in scanned if c.python is not None}
-    ctx = _context(restored, trees.values())
-    ctx.defined = {name for tree in trees.values() for name in _module_level_names(tree)}
+    ctx = context_for(restored, trees.values())
+    ctx.defined = {name for tree in trees.values() for name in module_level_names(tree)}
     references: dict[str, set[str]] = {}
     cell_defs: dict[int, set[str]] = {}
     for cell in scanned:
@@ -85,8 +85,8 @@ def scan_cells(cells: list[CodeCell], restored: list[CodeCell]) -> list[Finding]
                 )
             continue
         tree = trees[cell.index]
-        _attach_parents(tree)
-        scanner = _CellScanner(cell, ctx)
+        attach_parents(tree)
+        scanner = CellScanner(cell, ctx)
         scanner.visit(tree)
         for line, kind, message, owner in scanner.findings:
             if kind in ("monkeypatch", "dynamic"):
@@ -96,7 +96,7 @@ def scan_cells(cells: list[CodeCell], restored: list[CodeCell]) -> list[Finding]
                 emit(cell, line, kind, COMPARISON_MESSAGE.format(where=where, line=line))
                 continue
             direct = {owner} if owner else cell_defs.get(cell.index, set())
-            emit(cell, line, kind, message, _callers_closure(direct, references))
+            emit(cell, line, kind, message, callers_closure(direct, references))
     return findings
 
 
@@ -126,4 +126,4 @@ def unreadable(error: SubmissionError) -> Finding:
 
 def scan_answer_source(source: str, label: str) -> list[Finding]:
     """The scan of one answer cell's text: the notebooks' tests show its findings in the kernel."""
-    return scan_cells([_prepare(0, "answer", label, source)], [])
+    return scan_cells([prepare_source(0, "answer", label, source)], [])

@@ -25,7 +25,7 @@ from .submission import CodeCell
 
 # ----------------------------------------------------------------------------- the scan
 @dataclass
-class _Context:
+class Context:
     """What the student's cells must not touch, learnt from the restored cells."""
 
     protected_roots: set[str]  # writing an attribute/item of these is monkeypatching
@@ -37,7 +37,7 @@ class _Context:
     defined: set[str] = field(default_factory=set)  # what the student's cells define at top level
 
 
-def _imports(tree: ast.AST) -> Iterator[tuple[str, str]]:
+def imported_modules_of(tree: ast.AST) -> Iterator[tuple[str, str]]:
     """(bound name, what it is bound to as a dotted path) for every import in ``tree``."""
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -54,7 +54,7 @@ def _imports(tree: ast.AST) -> Iterator[tuple[str, str]]:
                     yield alias.asname or alias.name, f"{module}.{alias.name}"
 
 
-def _module_level_names(tree: ast.Module) -> set[str]:
+def module_level_names(tree: ast.Module) -> set[str]:
     names = set()
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -73,8 +73,8 @@ def _guarded(origin: str) -> bool:
     return origin.split(".")[0] in GUARDED_PACKAGES
 
 
-def _context(restored: Iterable[CodeCell], student_trees: Iterable[ast.AST]) -> _Context:
-    ctx = _Context(
+def context_for(restored: Iterable[CodeCell], student_trees: Iterable[ast.AST]) -> Context:
+    ctx = Context(
         set(PRELUDE_BINDINGS) | set(MODULE_NAMES),
         dict(PRELUDE_BINDINGS),
         {},
@@ -85,7 +85,7 @@ def _context(restored: Iterable[CodeCell], student_trees: Iterable[ast.AST]) -> 
         if cell.python is None:
             continue
         tree = ast.parse(cell.python)
-        for name, origin in _imports(tree):
+        for name, origin in imported_modules_of(tree):
             if _guarded(origin):
                 ctx.protected_roots.add(name)
                 ctx.protected_bindings[name] = ctx.origins[name] = origin
@@ -93,7 +93,7 @@ def _context(restored: Iterable[CodeCell], student_trees: Iterable[ast.AST]) -> 
                 ctx.dynamic_bindings[name] = origin
             if origin.startswith("backprop_ninja"):
                 ctx.course_functions.add(name)
-        for name in _module_level_names(tree) & TEST_HELPER_NAMES:
+        for name in module_level_names(tree) & TEST_HELPER_NAMES:
             ctx.protected_roots.add(name)
             ctx.protected_bindings.setdefault(name, "<setup cell>")
     # What the student imports from those packages is guarded too — unless the name is then
@@ -102,7 +102,7 @@ def _context(restored: Iterable[CodeCell], student_trees: Iterable[ast.AST]) -> 
     imported: dict[str, str] = {}
     reassigned: set[str] = set()
     for student_tree in student_trees:
-        for name, origin in _imports(student_tree):
+        for name, origin in imported_modules_of(student_tree):
             if _guarded(origin):
                 imported[name] = origin
             if origin.split(".")[0] in DYNAMIC_MODULES:
@@ -118,7 +118,7 @@ def _context(restored: Iterable[CodeCell], student_trees: Iterable[ast.AST]) -> 
     return ctx
 
 
-def _find_aliases(ctx: _Context, trees: list[ast.AST]) -> None:
+def _find_aliases(ctx: Context, trees: list[ast.AST]) -> None:
     """Names bound (in any scope) to a guarded module or class: ``t = torch``,
     ``m = torch.nn.functional``, ``T = torch.Tensor`` — and aliases of aliases."""
     assignments = []
@@ -143,7 +143,7 @@ def _find_aliases(ctx: _Context, trees: list[ast.AST]) -> None:
                 changed = True
 
 
-def _resolve(node: ast.AST, ctx: _Context) -> str | None:
+def _resolve(node: ast.AST, ctx: Context) -> str | None:
     """``torch.nn.functional`` for ``F`` or ``torch.nn.functional``; None if not guarded."""
     parts = []
     while isinstance(node, ast.Attribute):
@@ -155,14 +155,14 @@ def _resolve(node: ast.AST, ctx: _Context) -> str | None:
     return ".".join([base] + parts[::-1]) if base else None
 
 
-def _attach_parents(tree: ast.AST) -> None:
+def attach_parents(tree: ast.AST) -> None:
     for node in ast.walk(tree):
         for child in ast.iter_child_nodes(node):
-            child._parent = node  # type: ignore[attr-defined]
+            child._bn_parent = node  # type: ignore[attr-defined]
 
 
-def _parent(node: ast.AST) -> ast.AST | None:
-    return getattr(node, "_parent", None)
+def parent_of(node: ast.AST) -> ast.AST | None:
+    return getattr(node, "_bn_parent", None)
 
 
 def _root(node: ast.AST) -> ast.AST:
@@ -172,43 +172,43 @@ def _root(node: ast.AST) -> ast.AST:
     return node
 
 
-def _root_name(node: ast.AST) -> str | None:
+def root_name(node: ast.AST) -> str | None:
     root = _root(node)
     return root.id if isinstance(root, ast.Name) else None
 
 
-def _dotted(node: ast.AST) -> str:
+def dotted_name(node: ast.AST) -> str:
     try:
         return ast.unparse(node)
     except Exception:
         return type(node).__name__
 
 
-def _is_false(node: ast.AST | None) -> bool:
+def is_false(node: ast.AST | None) -> bool:
     return isinstance(node, ast.Constant) and node.value is False
 
 
-def _is_true(node: ast.AST | None) -> bool:
+def is_true(node: ast.AST | None) -> bool:
     return isinstance(node, ast.Constant) and node.value is True
 
 
-def _switches_grad_off(node: ast.Attribute) -> bool:
+def switches_grad_off(node: ast.Attribute) -> bool:
     """``torch.set_grad_enabled(False)``: harmless, unlike every other use of the name."""
-    call = _parent(node)
+    call = parent_of(node)
     return (
         node.attr == "set_grad_enabled"
         and isinstance(call, ast.Call)
         and call.func is node
         and len(call.args) == 1
-        and _is_false(call.args[0])
+        and is_false(call.args[0])
     )
 
 
-def _is_dunder(name: str) -> bool:
+def is_dunder(name: str) -> bool:
     return name.startswith("__") and name.endswith("__")
 
 
-def _local_names(fn: Any) -> set[str]:  # a FunctionDef, AsyncFunctionDef or Lambda
+def local_names(fn: Any) -> set[str]:  # a FunctionDef, AsyncFunctionDef or Lambda
     """Parameters and names a function (or lambda) binds locally, minus its globals."""
     args = fn.args
     names = {a.arg for a in args.posonlyargs + args.args + args.kwonlyargs}
@@ -222,29 +222,29 @@ def _local_names(fn: Any) -> set[str]:  # a FunctionDef, AsyncFunctionDef or Lam
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 names.add(node.name)
             elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                names.update(name for name, _ in _imports(node))
+                names.update(name for name, _ in imported_modules_of(node))
             elif isinstance(node, ast.Global):
                 declared_global.update(node.names)
     return names - declared_global
 
 
-def _outermost_attribute(node: ast.AST) -> ast.AST:
-    while isinstance(parent := _parent(node), ast.Attribute) and parent.value is node:
+def outermost_attribute(node: ast.AST) -> ast.AST:
+    while isinstance(parent := parent_of(node), ast.Attribute) and parent.value is node:
         node = parent
     return node
 
 
-def _harmless_read(path: str, user: ast.AST | None) -> bool:
+def harmless_read(path: str, user: ast.AST | None) -> bool:
     """A read that cannot change anything: ``os.path.join(…)``, ``os.environ["HOME"]``."""
     if path.startswith(HARMLESS_READS) or path + "." in HARMLESS_READS:
         return True
     return path == "os.environ" and isinstance(user, ast.Subscript) and isinstance(user.ctx, ast.Load)
 
 
-def _is_module_path(dotted: str) -> bool:
+def is_module_path(dotted: str) -> bool:
     """Whether ``from a import b`` names a module we know (torch.nn.functional) or not."""
     return dotted in ALLOWED_ANSWER_IMPORTS or dotted.startswith(AUTOGRAD_MODULES)
 
 
-def _answer_import_allowed(module: str) -> bool:
+def answer_import_allowed(module: str) -> bool:
     return module in ALLOWED_ANSWER_IMPORTS or module.startswith(ALLOWED_ANSWER_PACKAGES)

@@ -12,12 +12,12 @@ from ..cells import nbgrader_meta
 from ..course import SOLUTIONS_DIR
 from ..text import one_line
 from .rules import (
-    _HELP,
-    _LINE_MAGIC,
-    _SHELL,
-    _TIMEIT_OPTIONS,
     HARMLESS_LINE_MAGICS,
+    HELP,
+    LINE_MAGIC,
     PYTHON_CELL_MAGICS,
+    SHELL,
+    TIMEIT_OPTIONS,
     TIMING_LINE_MAGICS,
 )
 
@@ -151,7 +151,7 @@ def classify_cells(submitted: dict, source: dict) -> list[CodeCell]:
             result.append(_too_large(index, role, label, text or "", notebook_over=True))
         else:
             checked_bytes += size if checked else 0
-            result.append(_prepare(index, role, label, text))
+            result.append(prepare_source(index, role, label, text))
     return result
 
 
@@ -211,7 +211,7 @@ def read_submission(
 
 
 # ------------------------------------------------------------------ IPython syntax → Python
-def _prepare(index: int, role: str, label: str, source: str | None) -> CodeCell:
+def prepare_source(index: int, role: str, label: str, source: str | None) -> CodeCell:
     if source is None:
         return CodeCell(index, role, label, "", None, (), "the cell's source is not text")
     python, magics = _neutralise_magics(source)
@@ -245,20 +245,20 @@ def _neutralise_magics(source: str) -> tuple[str, tuple[tuple[int, str], ...]]:
         lines[0] = ""
     for i, line in enumerate(lines):
         indent = line[: len(line) - len(line.lstrip())]
-        match = _LINE_MAGIC.match(line)
+        match = LINE_MAGIC.match(line)
         if match:
             name, rest = match.group(2), match.group(3).strip()
             if name in TIMING_LINE_MAGICS:
-                statement = _TIMEIT_OPTIONS.sub("", rest, count=1) if name == "timeit" else rest
+                statement = TIMEIT_OPTIONS.sub("", rest, count=1) if name == "timeit" else rest
                 lines[i] = indent + (statement or "pass")
                 continue
             if name not in HARMLESS_LINE_MAGICS:
                 magics.append((i + 1, line.strip()))
             lines[i] = indent + "pass"
-        elif _SHELL.match(line):
+        elif SHELL.match(line):
             magics.append((i + 1, line.strip()))
             lines[i] = indent + "pass"
-        elif _HELP.match(line):
+        elif HELP.match(line):
             lines[i] = indent + "pass"
     return "\n".join(lines), tuple(magics)
 

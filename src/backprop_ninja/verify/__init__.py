@@ -20,7 +20,7 @@ Public API (stable — the grading pipeline relies on it)::
 
 How it works. This process (the *parent*) draws fresh cases from secret seeds
 (``secrets``, or ``seed`` in tests) with the hidden tests' shapes
-(``testing.hidden_specs_for``), computes the true gradients and keeps them in memory. It
+(``cases.fresh_specs``), computes the true gradients and keeps them in memory. It
 saves only the inputs of each call (function name + arguments) to a private temporary
 directory and starts a *child*, ``python -m backprop_ninja.verify --child DIR``: no stdin,
 a clean environment, that directory as working directory, its own process group, and

@@ -25,9 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
     args = parser.parse_args(argv)
     if args.child is not None:  # the untrusted child imports the child's module only
-        from .child import _child_main
+        from .child import child_main
 
-        _child_main(args.child)
+        child_main(args.child)
         return 0
     if args.submitted is None:
         parser.error("give the submitted notebook")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from ..calling import private_copy
 from ..cells import ANSWER_PRELUDE
+from ..judge.calling import private_copy
 from ..model import PARAM_NAMES
 from ..text import one_line
 from .plan import MAX_RESULT_ELEMENTS
@@ -137,7 +137,7 @@ def _describe_type(value) -> str:
     return kind.__name__
 
 
-def _sanitise(value) -> dict:
+def sanitise(value) -> dict:
     """What the parent may see of a returned value: plain detached tensors and words."""
     if value is None:
         return {"status": "none"}
@@ -152,7 +152,7 @@ def _sanitise(value) -> dict:
     return {"status": "bad_type", "type": _describe_type(value)}
 
 
-def _call(function, call: dict, set_grad_mode) -> dict:
+def call_answer(function, call: dict, set_grad_mode) -> dict:
     args = tuple(private_copy(arg) for arg in call["args"])
     set_grad_mode(False)
     try:
@@ -171,11 +171,11 @@ def _call(function, call: dict, set_grad_mode) -> dict:
     if call["wants_dict"]:
         if not isinstance(result, dict):
             return {"status": "bad_type", "type": type(result).__name__}
-        return {"status": "dict", "items": {name: _sanitise(dict.get(result, name)) for name in PARAM_NAMES}}
-    return _sanitise(result)
+        return {"status": "dict", "items": {name: sanitise(dict.get(result, name)) for name in PARAM_NAMES}}
+    return sanitise(result)
 
 
-def _child_main(workdir: Path) -> None:
+def child_main(workdir: Path) -> None:
     """Run the answers on the saved inputs and save what they return (see the module doc)."""
     import builtins
 
@@ -200,7 +200,9 @@ def _child_main(workdir: Path) -> None:
     records = []
     for call in calls:
         function = namespace.get(call["function"])
-        records.append(_call(function, call, set_grad_mode) if callable(function) else {"status": "missing"})
+        records.append(
+            call_answer(function, call, set_grad_mode) if callable(function) else {"status": "missing"}
+        )
     with open(workdir / "results.pt", "wb") as handle:
         save({"calls": records, "cell_errors": cell_errors}, handle)
     sys.stdout.flush()

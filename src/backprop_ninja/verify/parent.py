@@ -16,9 +16,7 @@ from pathlib import Path
 import torch
 
 from ..course import DEPENDENT_TESTS, FORKSERVER_VARIABLE
-from ..exercises import GRADED_TESTS
 from ..forkserver import spawn
-from ..grading import sandbox
 from ..integrity import (
     CodeCell,
     Submission,
@@ -28,15 +26,17 @@ from ..integrity import (
     read_submission,
     top_level_definitions,
 )
+from ..judge.exercises import GRADED_TESTS
+from ..sandbox import build as sandbox
 from .plan import (
     DEFAULT_MEMORY_MB,
     DEFAULT_TIMEOUT,
     FILE_LIMIT_BYTES,
     PACKAGE_PARENT,
+    Call,
+    Check,
+    Plan,
     Verdict,
-    _Call,
-    _Check,
-    _Plan,
     build_plan,
 )
 
@@ -80,14 +80,14 @@ def verify_submission(
     if isinstance(outcome, Verdict):  # the child failed as a whole
         return {gid: outcome for gid in tests}
     records, cell_errors = outcome
-    verdicts = _judge(plan, records, cell_errors, submission.cells)
+    verdicts = judge_results(plan, records, cell_errors, submission.cells)
     for gid, function in DEPENDENT_TESTS.get(notebook_name, {}).items():
         verdicts[gid] = _dependent_verdict(function, list(verdicts.values()))
     return verdicts
 
 
-def _judge(
-    plan: _Plan, records: list[dict], cell_errors: dict[str, str], cells: list[CodeCell]
+def judge_results(
+    plan: Plan, records: list[dict], cell_errors: dict[str, str], cells: list[CodeCell]
 ) -> dict[str, Verdict]:
     verdicts: dict[str, Verdict] = {}
     for check_ in plan.checks:
@@ -100,7 +100,7 @@ def _judge(
 
 
 def _judge_one(
-    check_: _Check, call: _Call, record: dict, cell_errors: dict[str, str], cells: list[CodeCell]
+    check_: Check, call: Call, record: dict, cell_errors: dict[str, str], cells: list[CodeCell]
 ) -> Verdict:
 
     trial, fn = check_.trial, call.function
@@ -193,7 +193,7 @@ def _dependent_verdict(function: str, gradient_verdicts: list[Verdict]) -> Verdi
     )
 
 
-def _child_env(workdir: str) -> dict[str, str]:
+def child_environment(workdir: str) -> dict[str, str]:
     """Only what Python needs: no secrets, no tokens, nothing inherited."""
     return {
         "PATH": os.defpath,
@@ -217,16 +217,18 @@ def _start_child(workdir: str, out, err) -> subprocess.Popen | sandbox.Sandboxed
     argv = [sys.executable, "-s", "-m", "backprop_ninja.verify", "--child", workdir]
     streams = {"stdin": subprocess.DEVNULL, "stdout": out, "stderr": err}
     if sandbox.enabled():
-        env = {**_child_env(workdir), "HOME": sandbox.SANDBOX_HOME, "TMPDIR": "/tmp"}
+        env = {**child_environment(workdir), "HOME": sandbox.SANDBOX_HOME, "TMPDIR": "/tmp"}
         return sandbox.SandboxedProcess(
             argv, writable=[Path(workdir)], cwd=workdir, env={}, extra_env=env, **streams
         )
     server = os.environ.get(FORKSERVER_VARIABLE)
-    return spawn(argv, cwd=workdir, env=_child_env(workdir), close_fds=True, server_path=server, **streams)
+    return spawn(
+        argv, cwd=workdir, env=child_environment(workdir), close_fds=True, server_path=server, **streams
+    )
 
 
 def _run_child(
-    answers: list[CodeCell], calls: list[_Call], *, timeout: float, memory_mb: int
+    answers: list[CodeCell], calls: list[Call], *, timeout: float, memory_mb: int
 ) -> Verdict | tuple[list[dict], dict[str, str]]:
     """Run the answers in a child process: (records, cell errors), or a failed Verdict."""
     workdir = tempfile.mkdtemp(prefix="bpn-verify-")

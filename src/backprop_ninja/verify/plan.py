@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..exercises import GRADED_TESTS, Trial
+from ..judge.exercises import GRADED_TESTS, Trial
 
 PROBLEMS = ("wrong", "error", "missing", "autograd", "timeout", "crash", "bad_output", "invalid")
 DEFAULT_TIMEOUT = 60.0
@@ -40,14 +40,14 @@ class Verdict:
 
 # ------------------------------------------------------------------------------ the plan
 @dataclass(frozen=True)
-class _Call:
+class Call:
     function: str
     args: tuple
     wants_dict: bool  # manual_backward returns {parameter: gradient}
 
 
 @dataclass(frozen=True)
-class _Check:
+class Check:
     grade_id: str
     trial: Trial  # with the expected answer (never leaves this process)
     description: str  # the fresh case, without its secret seed
@@ -55,9 +55,9 @@ class _Check:
 
 
 @dataclass(frozen=True)
-class _Plan:
-    calls: list[_Call]
-    checks: list[_Check]
+class Plan:
+    calls: list[Call]
+    checks: list[Check]
 
 
 def secret_seeds(seed: int | None, count: int = 3) -> list[int]:
@@ -71,25 +71,24 @@ def secret_seeds(seed: int | None, count: int = 3) -> list[int]:
     return seeds
 
 
-def build_plan(notebook_name: str, seed: int | None = None) -> _Plan:
+def build_plan(notebook_name: str, seed: int | None = None) -> Plan:
     """The calls to make and the checks to run on their results, for fresh secret cases."""
-    from ..cases import Case
-    from ..testing import hidden_specs_for
+    from ..cases import Case, fresh_specs
 
     seeds = secret_seeds(seed)
     cases: dict = {}
-    calls: list[_Call] = []
-    checks: list[_Check] = []
+    calls: list[Call] = []
+    checks: list[Check] = []
     call_index: dict[tuple[str, int], int] = {}
     for grade_id, exercise in GRADED_TESTS[notebook_name].items():
-        for number, spec in enumerate(hidden_specs_for(exercise, seeds)):
+        for number, spec in enumerate(fresh_specs(exercise.function, seeds)):
             if spec not in cases:
                 cases[spec] = Case.fresh(spec)
             trial = exercise.trial(cases[spec])
             key = (trial.function, number)
             if key not in call_index:  # manual_backward: one call serves seven checks
                 call_index[key] = len(calls)
-                calls.append(_Call(trial.function, trial.args, trial.pick is not None))
+                calls.append(Call(trial.function, trial.args, trial.pick is not None))
             description = spec.describe().removeprefix(f"seed {spec.seed}, ")
-            checks.append(_Check(grade_id, trial, description, call_index[key]))
-    return _Plan(calls, checks)
+            checks.append(Check(grade_id, trial, description, call_index[key]))
+    return Plan(calls, checks)

@@ -174,4 +174,4 @@ def configure(config) -> None:
     config.HTMLExporter.template_name = TEMPLATE
     config.HTMLExporter.template_file = "page.html.j2"  # it extends nbgrader's index.html.j2
     config.HTMLExporter.extra_template_basedirs = [str(TEMPLATES), str(nbgrader_templates)]
-    config.HTMLExporter.filters = {"mathml": "backprop_ninja.classroom.feedback.mathml"}
+    config.HTMLExporter.filters = {"mathml": "backprop_ninja.grading.feedback.mathml"}

@@ -25,8 +25,8 @@ from pathlib import Path
 from ..cells import grade_id, is_test, read_notebook
 from ..course import ASSIGNMENT, NOTEBOOKS, VERDICT_MIME
 from ..text import printable
-from .report import Row, class_rows, short_name
 from .status import FAILED, GRADED, MISSING, STOPPED, StudentStatus, read_status
+from .table import Row, class_rows, short_name
 
 TOP_DIAGNOSES = 3  # per test
 EXAMPLES = 3  # distinct example lines per diagnosis

@@ -27,20 +27,20 @@ from ..course import (
     SANDBOX_FORKSERVER_VARIABLE,
 )
 from ..data import load_splits
-from ..grading import sandbox
+from ..sandbox import build as sandbox
 from ..text import printable
 from . import gradebook
-from .collect import vet_exchange_inbound
-from .course import (
+from .classdir import (
     Course,
     GradingError,
     grading_environment,
     prepare_environment,
 )
+from .collect import vet_exchange_inbound
 from .executors import DaskExecutor, LocalExecutor
-from .forkservers import forkserver_for
 from .gradebook import register_assignment
 from .job import UNSANDBOXED_NOTE
+from .preload import forkserver_for
 from .results import GradingJob, GradingResult
 from .status import FAILED, GRADED, STOPPED, StudentStatus, read_status
 from .trust import VERIFY_TIMEOUT
@@ -334,7 +334,7 @@ def export_class(course: Course, *, canvas_column: str = ASSIGNMENT) -> tuple[Pa
     from nbgrader.plugins import CsvExportPlugin
 
     from .lms import read_ids, write_canvas_csv
-    from .report import class_rows, neutralise_formulas, write_notebook_csv
+    from .table import class_rows, neutralise_formulas, write_notebook_csv
 
     course.class_dir.mkdir(parents=True, exist_ok=True)
     with course.gradebook() as gb:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .. import forkserver
 from ..course import FORKSERVER_VARIABLE, NOTEBOOKS, SANDBOX_FORKSERVER_VARIABLE
-from .course import GradingError
+from .classdir import GradingError
 from .results import GradingJob, GradingResult, NotebookGrade
 from .status import FAILED, MISSING, STOPPED
 
@@ -90,7 +90,7 @@ class LocalExecutor:
             output = Path(private, "output.log")
             with open(job_file, "wb") as handle:
                 pickle.dump(job, handle)
-            command = [sys.executable, "-m", "backprop_ninja.classroom.job", str(job_file), str(result_file)]
+            command = [sys.executable, "-m", "backprop_ninja.grading.job", str(job_file), str(result_file)]
             scratch = Path(private, "tmp")  # the job's temporary files: removed with it, however it ends
             scratch.mkdir()
             with open(output, "wb") as log:
@@ -186,8 +186,8 @@ class DaskExecutor:
 def run_job_on_worker(job: GradingJob) -> GradingResult:
     """``run_job`` on a Dask worker, whose sandboxes are forked from a sandbox fork server of
     the worker's own (started by its first sandboxed job, reused by the next ones)."""
-    from .forkservers import forkserver_for
     from .job import run_job
+    from .preload import forkserver_for
 
     if job.sandboxed and (server := forkserver_for(job.threads, sandboxed=True)) is not None:
         os.environ[SANDBOX_FORKSERVER_VARIABLE] = str(server.path)

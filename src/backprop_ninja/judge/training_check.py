@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import torch
 
+from ..data import load_splits
+from ..model import LECTURE_SEED, calibrate_batchnorm, init_params, split_loss
+from ..training import train
 from .calling import warnings_to_stdout
-from .data import load_splits
-from .model import LECTURE_SEED, calibrate_batchnorm, init_params, split_loss
-from .training import train
-from .verdicts import GradeFailure, _AlreadyPrinted, show_verdict
+from .verdicts import AlreadyPrinted, GradeFailure, show_verdict
 
 # Captured when this module is imported, before any student cell runs (see testing.py).
 _train = train
@@ -28,7 +28,7 @@ TRAINING_BOUND = 2.45
 
 
 @dataclass(frozen=True)
-class TrainingResult(_AlreadyPrinted):
+class TrainingResult(AlreadyPrinted):
     """What ``test_training`` measured: calibrated validation losses before and after."""
 
     steps: int

@@ -38,7 +38,7 @@ from traitlets import Type, default
 
 from ..course import FORKSERVER_VARIABLE, MAX_MESSAGE_BYTES
 from ..forkserver import python_module, spawn
-from ..grading import sandbox
+from ..sandbox import build as sandbox
 from ..text import printable
 
 # The kernels this process runs now: a notebook over its time limit has its kernel killed.

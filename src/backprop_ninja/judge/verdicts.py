@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import fields
 
+from ..course import VERDICT_MIME
 from .check import CheckResult
-from .course import VERDICT_MIME
 
 
 def show_verdict(test: str, passed: bool, problem: str | None, message: str, line: str) -> bool:
@@ -49,7 +49,7 @@ class GradeFailure(AssertionError):
         return [line]
 
 
-class _AlreadyPrinted:
+class AlreadyPrinted:
     """For results that the test functions have printed already: when one ends a notebook
     cell, IPython shows nothing more. (A trailing ``;`` would not do: nbval runs cells
     without history, and IPython then ignores it.)"""
@@ -58,11 +58,11 @@ class _AlreadyPrinted:
         pass
 
 
-class PrintedResult(_AlreadyPrinted, CheckResult):
+class PrintedResult(AlreadyPrinted, CheckResult):
     """A ``CheckResult`` that has been printed."""
 
 
-class PrintedResults(_AlreadyPrinted, list):
+class PrintedResults(AlreadyPrinted, list):
     """A list of ``CheckResult`` that have been printed."""
 
 

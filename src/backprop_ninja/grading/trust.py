@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..course import DEPENDENT_TESTS
-from ..exercises import GRADED_TESTS
+from ..judge.exercises import GRADED_TESTS
 
 VERIFY_TIMEOUT = 60  # seconds for the verifier's child process, per notebook
 

@@ -51,7 +51,7 @@ def class_rows(course, students: list[str] | None = None) -> list[Row]:
         try:
             max_points = {nb: float(gb.find_notebook(nb, ASSIGNMENT).max_score) for nb in NOTEBOOKS}
         except MissingEntry:
-            from .course import GradingError
+            from .classdir import GradingError
 
             raise GradingError(
                 f"{ASSIGNMENT} is not in the gradebook {course.db_url} yet: run `make autograde` first"

@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cells import grade_id, is_test, nbgrader_meta, read_notebook
-from .course import QUICK_TIMING_VARIABLE, STEPS_VARIABLE
-from .text import printable
+from ..cells import grade_id, is_test, nbgrader_meta, read_notebook
+from ..course import QUICK_TIMING_VARIABLE, STEPS_VARIABLE
+from ..text import printable
 
 CHECK_STEPS = 2000  # notebook 4's training steps during a check (as in CI)
 CELL_TIMEOUT = 300  # seconds per cell; a longer one is interrupted and the check goes on

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import torch
 
-from .model import PARAM_NAMES
+from ..model import PARAM_NAMES
 
 
 class Trial(Protocol):

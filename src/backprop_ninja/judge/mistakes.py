@@ -16,8 +16,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from ..model import BN_EPS
 from .diagnosis import Candidate
-from .model import BN_EPS
 
 Values = dict[str, torch.Tensor]
 

@@ -1,9 +1,9 @@
 """Running the course's notebooks outside JupyterLab: refreshing the solutions' outputs and
 the full training run of notebook 4.
 
-``python -m backprop_ninja.notebooks refresh`` re-executes the solution notebooks in place, so
+``python -m backprop_ninja.maintainer.notebooks refresh`` re-executes the solution notebooks in place, so
 that their committed outputs are the ones ``pytest --nbval`` compares against (notebook 4 with
-``CI_STEPS`` training steps). ``python -m backprop_ninja.notebooks train`` (``make train``)
+``CI_STEPS`` training steps). ``python -m backprop_ninja.maintainer.notebooks train`` (``make train``)
 executes notebook 4 with the lecture's 200,000 steps into ``build/`` and checks that it
 reproduces the lecture's losses.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from .course import ASSIGNMENT, NOTEBOOKS, REPO_ROOT, STEPS_VARIABLE
+from ..course import ASSIGNMENT, NOTEBOOKS, REPO_ROOT, STEPS_VARIABLE
 
 SOLUTIONS = REPO_ROOT / "solutions" / ASSIGNMENT
 RELEASE = REPO_ROOT / "notebooks" / ASSIGNMENT

@@ -35,9 +35,9 @@ GRADING_STEPS = 100
 # and what it imports once so that those start in milliseconds (kernels: torch, matplotlib and
 # the package; grading jobs: nbgrader; verifier children: torch and the package).
 FORK_ENTRY_POINTS = {
-    "ipykernel_launcher": "backprop_ninja.classroom.kernels:run_kernel",
+    "ipykernel_launcher": "backprop_ninja.grading.kernels:run_kernel",
     "backprop_ninja.verify": "backprop_ninja.verify.__main__:main",
-    "backprop_ninja.classroom.job": "backprop_ninja.classroom.job:main",
+    "backprop_ninja.grading.job": "backprop_ninja.grading.job:main",
 }
 FORK_PRELOAD = (
     "torch",
@@ -56,8 +56,8 @@ FORK_PRELOAD = (
     "backprop_ninja.plots",
     "backprop_ninja.timing",
     "backprop_ninja.testing",
-    "backprop_ninja.exercises",
-    "backprop_ninja.notebooks",
+    "backprop_ninja.judge.exercises",
+    "backprop_ninja.maintainer.notebooks",
     "backprop_ninja.integrity",
     "nbgrader.apps",
     "nbgrader.converters",
@@ -226,7 +226,7 @@ class Course:
         if self.cell_timeout is not None:
             config.Execute.timeout = self.cell_timeout
         # Kernels from the fork server, when the pipeline runs one (../forkserver/).
-        config.Execute.kernel_manager_class = "backprop_ninja.classroom.kernels.ForkedKernelManager"
+        config.Execute.kernel_manager_class = "backprop_ninja.grading.kernels.ForkedKernelManager"
         return config
 
     def _nbgrader_path(self, path: Path) -> str:
@@ -253,7 +253,7 @@ class Course:
         return options
 
     def worker_options(self) -> list[str]:
-        """How to describe this course to ``python -m backprop_ninja.classroom``."""
+        """How to describe this course to ``python -m backprop_ninja.grading``."""
         options = [
             "--root",
             str(self.root),

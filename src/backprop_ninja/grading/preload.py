@@ -7,8 +7,8 @@ from __future__ import annotations
 import atexit
 
 from .. import forkserver
-from ..grading import sandbox
-from .course import (
+from ..sandbox import build as sandbox
+from .classdir import (
     FORK_ENTRY_POINTS,
     FORK_PRELOAD,
     SANDBOX_ENTRY_POINTS,

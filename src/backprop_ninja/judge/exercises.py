@@ -17,15 +17,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import chain
-from .cases import (
+from ..cases import (
     Case,
 )
+from ..model import BN_EPS, PARAM_NAMES, consumers, forward_fused
+from ..reference import local_gradient
+from . import chain
 from .check import CheckResult, check
 from .diagnosis import Candidate
 from .mistakes import atomic_candidates, batchnorm_variants, cross_entropy_variants
-from .model import BN_EPS, PARAM_NAMES, consumers, forward_fused
-from .reference import local_gradient
 
 
 # ------------------------------------------------------------------------ the exercises

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..course import ASSIGNMENT, NOTEBOOKS
 from ..text import printable
-from .course import Course, GradingError, prepare_environment, quiet_known_warnings, sqlite_url
+from .classdir import Course, GradingError, prepare_environment, quiet_known_warnings, sqlite_url
 from .results import GradingResult, NotebookGrade, Release
 from .status import GRADED, MISSING, StudentStatus, write_status
 from .trust import answer_cell_of

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from .course import COMMAND, EXCHANGE_VARIABLE
+from ..course import COMMAND, EXCHANGE_VARIABLE
 
 SERVER_EXTENSION = "nbgrader.server_extensions.{}"
 LAB_PLUGIN = "@jupyter/nbgrader:{}"

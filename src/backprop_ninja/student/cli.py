@@ -15,8 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .course import COMMAND, NOTEBOOKS
-from .resources import DataError, copy_notebooks
+from ..course import COMMAND, NOTEBOOKS
+from ..resources import DataError, copy_notebooks
 
 
 def cmd_notebooks(folder: Path) -> int:
@@ -40,7 +40,7 @@ def cmd_check(paths: list[Path]) -> int:
 
 
 def cmd_lab(folder: Path, extra: list[str]) -> int:
-    from . import studentlab
+    from . import lab
 
     folder = Path(folder)
     if not any((folder / f"{name}.ipynb").exists() for name in NOTEBOOKS):
@@ -58,12 +58,12 @@ def cmd_lab(folder: Path, extra: list[str]) -> int:
             file=sys.stderr,
         )
         return 1
-    server = studentlab.server_covering(folder, studentlab.running_servers())
+    server = lab.server_covering(folder, lab.running_servers())
     if server is not None:
-        print(f"a Jupyter server already runs on {folder}: open {studentlab.server_url(server, folder)}")
+        print(f"a Jupyter server already runs on {folder}: open {lab.server_url(server, folder)}")
         return 0
-    exchange = studentlab.exchange_root()
-    config = studentlab.write_config(studentlab.config_dir(), exchange)
+    exchange = lab.exchange_root()
+    config = lab.write_config(lab.config_dir(), exchange)
     as_root = os.geteuid() == 0 if hasattr(os, "geteuid") else False
     if as_root:
         print("running as root (a container or a cloud VM?): starting JupyterLab with --allow-root")
@@ -72,9 +72,9 @@ def cmd_lab(folder: Path, extra: list[str]) -> int:
         + (f"Assignment List submits to {exchange}" if exchange else "hand in through your course's LMS")
         + f" (Jupyter config: {config})"
     )
-    command = studentlab.lab_command(folder, extra, as_root=as_root)
+    command = lab.lab_command(folder, extra, as_root=as_root)
     try:
-        return subprocess.call(command, env=studentlab.lab_environment(config))
+        return subprocess.call(command, env=lab.lab_environment(config))
     except KeyboardInterrupt:
         return 0
 

@@ -9,7 +9,7 @@ points then go through the integrity scan and the trusted verifier (``trust``), 
 findings withdraw points in the result — never in a gradebook. The staging folder is removed
 at the end; the coordinator (``gradebook.record``) writes what the result says.
 
-Run as ``python -m backprop_ninja.classroom.job JOB RESULT`` (pickle files) by the local
+Run as ``python -m backprop_ninja.grading.job JOB RESULT`` (pickle files) by the local
 executor, or called as ``run_job`` by a Dask worker.
 """
 
@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 from ..course import ASSIGNMENT, MAX_NOTEBOOK_CELLS, NOTEBOOKS, SANDBOX_VARIABLE
-from ..grading import sandbox
+from ..sandbox import build as sandbox
 from ..text import one_line
 from . import kernels
-from .course import Course, prepare_environment, quiet_known_warnings, sqlite_url
+from .classdir import Course, prepare_environment, quiet_known_warnings, sqlite_url
 from .reasons import failure_reason, success_notes
 from .results import (
     GRADER,

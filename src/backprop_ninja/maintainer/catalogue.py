@@ -19,7 +19,7 @@ on it, for long functions such as notebook 4's ``manual_backward``.
 Each mistake runs through the notebook's *visible* test (the notebook's batch and the public
 fresh inputs) and through its hidden test (other seeds): both must fail (the grade agrees with
 the notebook's verdict), and the visible message must name the cause.
-``python -m backprop_ninja.catalogue [FOLDER]`` (``make diagnose``) prints every verdict and
+``python -m backprop_ninja.maintainer.catalogue [FOLDER]`` (``make diagnose``) prints every verdict and
 the share of mistakes whose message names the cause.
 """
 
@@ -35,10 +35,10 @@ from pathlib import Path
 
 import tomllib
 
-from .cases import Case
-from .cells import ANSWER_PRELUDE
-from .course import REPO_ROOT
-from .exercises import GRADED_TESTS
+from ..cases import Case
+from ..cells import ANSWER_PRELUDE
+from ..course import REPO_ROOT
+from ..judge.exercises import GRADED_TESTS
 
 DEFAULT_FOLDER = REPO_ROOT / "tests" / "mistakes"
 HIDDEN_SEEDS = (9001, 9002, 9003)
@@ -108,7 +108,7 @@ def notebook_case(notebook: str) -> Case:
     """The batch of the notebook's setup cell (its model, its minibatch)."""
     import torch
 
-    from . import data, model
+    from .. import data, model
 
     splits = data.load_splits()
     g = torch.Generator().manual_seed(model.LECTURE_SEED)
@@ -120,7 +120,7 @@ def notebook_case(notebook: str) -> Case:
 
 def run(mistake: Mistake) -> Outcome:
     """The mistake through the visible test and the hidden one."""
-    from .testing import GradeFailure, test_hidden, test_on
+    from ..testing import GradeFailure, test_hidden, test_on
 
     exercise = GRADED_TESTS[mistake.notebook][mistake.test]
     namespace: dict = {"__name__": "__catalogue__"}

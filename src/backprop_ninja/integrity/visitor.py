@@ -7,11 +7,11 @@ from typing import Any
 
 from .allowlist import (
     KNOWN_TYPING_HELPERS,
-    _cell_attribute_names,
-    _derivative_kernel,
+    cell_attribute_names,
+    derivative_kernel,
     known_answer_attributes,
 )
-from .imports import _ImportChecks
+from .imports import ImportChecks
 from .rules import (
     ATTRIBUTE_GETTERS,
     AUTOGRAD_ATTRS,
@@ -30,32 +30,32 @@ from .rules import (
     WRITABLE_TORCH_PREFIXES,
 )
 from .scope import (
-    _Context,
-    _dotted,
-    _harmless_read,
-    _is_dunder,
-    _is_false,
-    _is_true,
-    _local_names,
-    _outermost_attribute,
-    _parent,
-    _root_name,
-    _switches_grad_off,
+    Context,
+    dotted_name,
+    harmless_read,
+    is_dunder,
+    is_false,
+    is_true,
+    local_names,
+    outermost_attribute,
+    parent_of,
+    root_name,
+    switches_grad_off,
 )
 from .submission import CodeCell
 
 
-class _CellScanner(_ImportChecks, ast.NodeVisitor):
+class CellScanner(ImportChecks, ast.NodeVisitor):
     """Walks one cell; ``findings`` are (line, kind, message, owner) with owner = the
     top-level definition the code is in, or None at module level."""
 
-    def __init__(self, cell: CodeCell, ctx: _Context):
+    def __init__(self, cell: CodeCell, ctx: Context):
         self.cell, self.ctx = cell, ctx
         self.answer = cell.role == "answer"
         self.findings: list[tuple[int, str, str, str | None]] = []
         self.owner: str | None = None
         self.scopes: list[set[str]] = []  # local names of the enclosing functions
-        self.own_attributes = _cell_attribute_names(ast.parse(cell.python)) if cell.python else set()
+        self.own_attributes = cell_attribute_names(ast.parse(cell.python)) if cell.python else set()
 
     # -- helpers
     def where(self) -> str:
@@ -70,13 +70,13 @@ class _CellScanner(_ImportChecks, ast.NodeVisitor):
         return any(name in scope for scope in self.scopes)
 
     def protected_root(self, node: ast.AST) -> str | None:
-        name = _root_name(node)
+        name = root_name(node)
         if name in self.ctx.aliases or (name in self.ctx.protected_roots and not self.is_local(name)):
             return name
         return None
 
     def torch_rooted(self, node: ast.AST) -> bool:
-        name = _root_name(node)
+        name = root_name(node)
         if name in self.ctx.aliases:
             return self.ctx.aliases[name].startswith("torch")
         return (
@@ -129,7 +129,7 @@ class _CellScanner(_ImportChecks, ast.NodeVisitor):
         self._check_rebinding(node, node.name)
         for base in node.bases:
             if isinstance(base, ast.Attribute) and base.attr == "Tensor" and self.torch_rooted(base):
-                self.dynamic(base, _dotted(base), "can make a tensor lie about its values")
+                self.dynamic(base, dotted_name(base), "can make a tensor lie about its values")
         for item in node.bases + node.keywords + node.decorator_list:
             self.visit(item)
         owner = self.owner
@@ -142,7 +142,7 @@ class _CellScanner(_ImportChecks, ast.NodeVisitor):
         owner = self.owner
         if not keep_owner or owner is None:
             self.owner = owner or getattr(node, "name", None)
-        self.scopes.append(_local_names(node))
+        self.scopes.append(local_names(node))
         for stmt in body:
             self.visit(stmt)
         self.scopes.pop()
@@ -162,7 +162,7 @@ class _CellScanner(_ImportChecks, ast.NodeVisitor):
             return
         if self.is_local(name):
             return
-        parent = _parent(node)
+        parent = parent_of(node)
         if name in ATTRIBUTE_GETTERS and not (isinstance(parent, ast.Call) and parent.func is node):
             self.dynamic(node, name, "hides which attribute it reads when used as a value")
         elif name in PATCHING_BUILTINS:
@@ -173,13 +173,13 @@ class _CellScanner(_ImportChecks, ast.NodeVisitor):
             self.dynamic(node, "open", "reads or writes files" if self.answer else "writes files")
         elif name in self.ctx.dynamic_bindings:
             path = self._dynamic_path(node)
-            if self.answer or not _harmless_read(path, _parent(_outermost_attribute(node))):
+            if self.answer or not harmless_read(path, parent_of(outermost_attribute(node))):
                 self.dynamic(node, path)
         elif name in AUTOGRAD_NAMES:
             self.autograd(node, name)
         elif (
             self.answer
-            and _derivative_kernel(name)
+            and derivative_kernel(name)
             and not self.is_local(name)
             and name not in self.ctx.defined
         ):
@@ -191,7 +191,7 @@ class _CellScanner(_ImportChecks, ast.NodeVisitor):
         (``stage_report(targets, globals(), case)``)."""
         if node.id not in ("globals", "vars", "locals"):
             return False
-        call = _parent(node)
+        call = parent_of(node)
         if not (
             isinstance(call, ast.Call)
             and call.func is node
@@ -201,7 +201,7 @@ class _CellScanner(_ImportChecks, ast.NodeVisitor):
             return False
         if node.id == "vars":  # vars(x) reads x's namespace: torch's is off limits
             return False
-        user = _parent(call)
+        user = parent_of(call)
         if isinstance(user, ast.Subscript) and user.value is call:
             return isinstance(user.ctx, ast.Load)
         if isinstance(user, ast.Attribute) and user.value is call:
@@ -217,7 +217,7 @@ class _CellScanner(_ImportChecks, ast.NodeVisitor):
     @staticmethod
     def _opens_for_reading(node: ast.Name) -> bool:
         """``open(path)`` or ``open(path, "r")``/``"rb"``: added cells may read files."""
-        call = _parent(node)
+        call = parent_of(node)
         if not (isinstance(call, ast.Call) and call.func is node):
             return False
         mode = (
@@ -235,7 +235,7 @@ class _CellScanner(_ImportChecks, ast.NodeVisitor):
         """``os.environ.get`` for the ``os`` in ``os.environ.get(…)``, by its import's origin."""
         attrs: list[str] = []
         top: ast.AST = node
-        while isinstance(parent := _parent(top), ast.Attribute) and parent.value is top:
+        while isinstance(parent := parent_of(top), ast.Attribute) and parent.value is top:
             top = parent
             attrs.append(top.attr)
         return ".".join([self.ctx.dynamic_bindings[node.id]] + attrs)
@@ -257,31 +257,33 @@ class _CellScanner(_ImportChecks, ast.NodeVisitor):
         elif attr in FILE_WRITING_ATTRS:
             self.dynamic(node, f".{attr}", "writes or deletes files")
         elif attr in DYNAMIC_MODULE_ATTRS:
-            self.dynamic(node, _dotted(node))
+            self.dynamic(node, dotted_name(node))
         elif attr in AUTOGRAD_ATTRS or (attr in AUTOGRAD_TORCH_ATTRS and self.torch_rooted(node)):
-            if not _switches_grad_off(node):
+            if not switches_grad_off(node):
                 self.autograd(node, f".{attr}" + ("(" if attr == "backward" else ""))
         elif self.torch_rooted(node) and (
-            attr in DYNAMIC_TORCH_PARTS or (attr.startswith("_") and not _is_dunder(attr))
+            attr in DYNAMIC_TORCH_PARTS or (attr.startswith("_") and not is_dunder(attr))
         ):
-            self.dynamic(node, _dotted(node), "changes or bypasses what torch's functions do")
-        elif attr.startswith("_") and not _is_dunder(attr) and self.protected_root(node.value):
-            self.dynamic(node, _dotted(node), "reaches into a module's private internals")
-        elif self.answer and _derivative_kernel(attr):
-            self.derivative_kernel(node, _dotted(node))
+            self.dynamic(node, dotted_name(node), "changes or bypasses what torch's functions do")
+        elif attr.startswith("_") and not is_dunder(attr) and self.protected_root(node.value):
+            self.dynamic(node, dotted_name(node), "reaches into a module's private internals")
+        elif self.answer and derivative_kernel(attr):
+            self.derivative_kernel(node, dotted_name(node))
         elif self.answer and attr in KNOWN_TYPING_HELPERS:
             self.unknown(node, f".{attr}", "evaluates code hidden in strings")
         elif self.answer and not self._known_attribute(attr) and not self._under_autograd(node):
-            self.unknown(node, _dotted(node), "is not a tensor, torch, F or math attribute the grader knows")
+            self.unknown(
+                node, dotted_name(node), "is not a tensor, torch, F or math attribute the grader knows"
+            )
         self.generic_visit(node)
 
     def _known_attribute(self, attr: str) -> bool:
-        return _is_dunder(attr) or attr in known_answer_attributes() or attr in self.own_attributes
+        return is_dunder(attr) or attr in known_answer_attributes() or attr in self.own_attributes
 
     @staticmethod
     def _under_autograd(node: ast.Attribute) -> bool:
         """``torch.autograd.functional.jacobian``: its autograd finding says it all."""
-        parts = set(_dotted(node).split("."))
+        parts = set(dotted_name(node).split("."))
         return bool(parts & (AUTOGRAD_NAMES | AUTOGRAD_TORCH_ATTRS | AUTOGRAD_ATTRS))
 
     def derivative_kernel(self, node: ast.AST, what: str) -> None:
@@ -320,9 +322,9 @@ class _CellScanner(_ImportChecks, ast.NodeVisitor):
 
     def _check_write(self, target: Any) -> None:  # an Attribute or Subscript being written
         name = self.protected_root(target)
-        if name is not None and not _dotted(target).startswith(WRITABLE_TORCH_PREFIXES):
+        if name is not None and not dotted_name(target).startswith(WRITABLE_TORCH_PREFIXES):
             self.monkeypatch(
-                target, _dotted(target), "deletes" if isinstance(target.ctx, ast.Del) else "replaces"
+                target, dotted_name(target), "deletes" if isinstance(target.ctx, ast.Del) else "replaces"
             )
 
     def visit_Constant(self, node) -> None:
@@ -330,20 +332,20 @@ class _CellScanner(_ImportChecks, ast.NodeVisitor):
         # would reach it; docstrings and messages never equal one of these names.
         if isinstance(node.value, str) and node.value in AUTOGRAD_ATTRS:
             self.autograd(node, repr(node.value))
-        elif self.answer and isinstance(node.value, str) and _derivative_kernel(node.value):
+        elif self.answer and isinstance(node.value, str) and derivative_kernel(node.value):
             self.derivative_kernel(node, repr(node.value))
 
     def visit_Call(self, node) -> None:
         func = node.func
         for keyword in node.keywords:
-            if keyword.arg == "requires_grad" and not _is_false(keyword.value):
+            if keyword.arg == "requires_grad" and not is_false(keyword.value):
                 self.autograd(keyword, "requires_grad=")
-            elif (keyword.arg == "weights_only" and not _is_true(keyword.value)) or (
-                keyword.arg == "allow_pickle" and not _is_false(keyword.value)
+            elif (keyword.arg == "weights_only" and not is_true(keyword.value)) or (
+                keyword.arg == "allow_pickle" and not is_false(keyword.value)
             ):
                 self.dynamic(
                     keyword,
-                    f"{keyword.arg}={_dotted(keyword.value)}",
+                    f"{keyword.arg}={dotted_name(keyword.value)}",
                     "unpickles a file, which can run any code",
                 )
         called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
@@ -351,7 +353,7 @@ class _CellScanner(_ImportChecks, ast.NodeVisitor):
             mode = (
                 node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "mode"), None)
             )
-            if _is_false(mode) or (mode is not None and not isinstance(mode, ast.Constant)):
+            if is_false(mode) or (mode is not None and not isinstance(mode, ast.Constant)):
                 self.autograd(node, "inference_mode(False)")
         if called in ("getattr", "hasattr", "attrgetter", "methodcaller") and not self.is_local(called):
             self._check_attribute_names(node, called)
@@ -364,7 +366,7 @@ class _CellScanner(_ImportChecks, ast.NodeVisitor):
             if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
                 if called != "hasattr":
                     self.dynamic(
-                        node, f"{called}(…, {_dotted(arg)})", "looks up an attribute by a computed name"
+                        node, f"{called}(…, {dotted_name(arg)})", "looks up an attribute by a computed name"
                     )
                 continue
             for attr in arg.value.split("."):
@@ -376,7 +378,7 @@ class _CellScanner(_ImportChecks, ast.NodeVisitor):
                     self.autograd(node, f'{called}(…, "{attr}")')
                 elif (
                     attr.startswith("_")
-                    and not _is_dunder(attr)
+                    and not is_dunder(attr)
                     and target is not None
                     and self.protected_root(target)
                 ):

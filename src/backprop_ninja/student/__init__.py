@@ -1,0 +1,6 @@
+"""The student's tools: the ``backprop-ninja`` command and the student-only JupyterLab.
+
+cli.py        ``backprop-ninja notebooks|check|lab|data``: the installed command
+selfcheck.py  ``backprop-ninja check NOTEBOOK``: the notebook's own tests, headless
+lab.py        ``backprop-ninja lab`` / ``make lab``: JupyterLab with Validate, no instructor tools
+"""
