@@ -110,7 +110,8 @@ def test_student_config_hides_every_instructor_tool_without_an_exchange():
         "nbgrader.server_extensions.formgrader": False,
         "nbgrader.server_extensions.course_list": False,
         "nbgrader.server_extensions.assignment_list": False,
-        "nbgrader.server_extensions.validate_assignment": True,
+        "nbgrader.server_extensions.validate_assignment": False,
+        "backprop_ninja.student.validation": True,  # Validate answered by the self-check
     }
     disabled = files["labconfig/page_config.json"]["disabledExtensions"]
     assert set(disabled) == {
@@ -358,3 +359,30 @@ def test_make_lab_is_the_student_lab_and_setup_installs_chromium():
     assert "\t$(VENV)/bin/backprop-ninja lab notebooks/$(ASSIGNMENT)\n" in makefile
     (packages,) = [line for line in makefile.splitlines() if line.startswith("SYSTEM_PACKAGES :=")]
     assert "chromium:chromium" in packages.split()
+
+
+# ---------------------------------------------------------------- Validate, answered by the self-check
+def test_validate_answers_with_checks_summary_then_one_line_per_failing_test():
+    from backprop_ninja.student import validation
+
+    outcomes = (
+        selfcheck.TestOutcome("test_dprobs", 1, True),
+        selfcheck.TestOutcome("test_db2", 2, False, "db2: sum over dim 0"),
+    )
+    check = selfcheck.NotebookCheck(REPO_ROOT / "1_atomic_backprop.ipynb", outcomes)
+    answer = validation.dialog_answer(validation.summary_lines(check))
+    (failed,) = answer["value"]["failed"]
+    assert failed["source"] == "1_atomic_backprop.ipynb: 1/3 points — 1/2 tests pass"
+    assert failed["raw_error"] == "❌ test_db2 (0/2): db2: sum over dim 0"
+    passing = selfcheck.NotebookCheck(REPO_ROOT / "2.ipynb", outcomes[:1])
+    assert validation.summary_lines(passing) == ["✅ 2.ipynb: 1/1 points — all visible tests pass"]
+
+
+def test_validate_refuses_a_path_outside_the_labs_folder(tmp_path):
+    from backprop_ninja.student import validation
+
+    (tmp_path / "lab").mkdir()
+    answer = validation.validate(tmp_path / "lab", "../secret.ipynb")
+    assert (
+        answer["value"]["failed"][0]["source"] == "❌ ../secret.ipynb: is outside the folder this Lab serves"
+    )
