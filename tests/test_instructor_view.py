@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS, VERDICT_MIME
+from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS, REPO_ROOT, VERDICT_MIME
 from backprop_ninja.grading import Course
 from backprop_ninja.grading.class_report import (
     NOT_MISTAKES,
@@ -47,6 +47,29 @@ def test_math_becomes_mathml_but_code_keeps_its_dollars():
     out = mathml(rendered)
     assert out.count("<math") == 3 and 'display="block"' in out and "<mfrac>" in out
     assert "<code>echo $HOME $PATH</code>" in out and "$n$" not in out
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_every_formula_of_the_notebooks_becomes_mathml_and_the_words_between_keep_their_spaces(name):
+    """Issue 28 point 5: inline math that wraps onto the next line (notebook 2's derivation,
+    the tolerance sentences) was left raw, and the words up to the next formula became math."""
+    import nbformat
+    from nbconvert.filters.markdown import markdown2html_mistune
+
+    nb = nbformat.read(str(REPO_ROOT / "notebooks" / ASSIGNMENT / f"{name}.ipynb"), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        out = mathml(markdown2html_mistune(cell.source))
+        prose = re.sub(
+            r"<math\b.*?</math>", " ", re.sub(r"<(code|pre)\b.*?</\1>", " ", out, flags=re.S), flags=re.S
+        )
+        assert "$" not in prose, re.findall(r".{0,60}\$.{0,60}", prose)
+        assert out.count("<math") == len(re.findall(r"\$\$.+?\$\$|\$[^$]+?\$", cell.source, re.S))
+    if name == NB2:
+        derivation = mathml(markdown2html_mistune(nb.cells[3].source))
+        assert "Differentiate the two terms of" in derivation and "<mi>D</mi>" not in derivation
+    assert mathml("<p>costs $5 and $10</p>") == "<p>costs $5 and $10</p>"
 
 
 def test_a_verdict_outside_a_notebook_is_printed(capsys):

@@ -30,9 +30,13 @@ from ..text import printable, utf8_head
 TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE = "backprop_feedback"
 
-# Math as markdown2html leaves it (HTML-escaped), outside <code> and <pre>.
+# Math as markdown2html leaves it (HTML-escaped), outside <code> and <pre>. Inline math may
+# wrap onto the next line (the notebooks' sentences do); as in TeX's prose, it does not start
+# or end with a space, so a lone dollar ("costs $5 and $10") is left as text. Matching only
+# within one line paired the end of one formula with the start of the next, and the words
+# between became italic math letters with no spaces.
 _CODE = re.compile(r"(<(code|pre)\b.*?</\2>)", re.S)
-_MATH = re.compile(r"\$\$(.+?)\$\$|\$([^$\n]+?)\$", re.S)
+_MATH = re.compile(r"\$\$(.+?)\$\$|\$(?!\s)((?:(?!\n\s*\n)[^$])+?)(?<!\s)\$", re.S)
 
 
 def _to_mathml(latex: str, display: bool) -> str | None:
