@@ -72,6 +72,63 @@ def test_every_formula_of_the_notebooks_becomes_mathml_and_the_words_between_kee
     assert mathml("<p>costs $5 and $10</p>") == "<p>costs $5 and $10</p>"
 
 
+def small_class_report():
+    """Three students, two notebooks submitted: counts of 0-3 students, small enough for
+    matplotlib to put ticks at 0.5 unless told to count in whole numbers."""
+    from backprop_ninja.grading.class_report import ClassReport, GradedTest
+    from backprop_ninja.grading.table import Row
+
+    max_points = {NB1: 26.0, NB2: 5.0, NB3: 5.0, NB4: 10.0}
+    rows = [
+        Row(
+            f"s{i}",
+            {NB1: p1, NB2: p2, NB3: None, NB4: None},
+            max_points,
+            {NB1: "graded", NB2: "graded", NB3: "missing", NB4: "missing"},
+        )
+        for i, (p1, p2) in enumerate([(26.0, 5.0), (25.0, 0.0), (26.0, 5.0)])
+    ]
+    tests = [
+        GradedTest(NB1, "test_dlogprobs", 1, ["s0", "s1", "s2"], 3),
+        GradedTest(NB1, "test_db2", 1, ["s0", "s2"], 3),
+        GradedTest(NB2, "test_dlogits", 5, ["s0", "s2"], 3),
+    ]
+    return ClassReport(rows, {}, tests)
+
+
+def test_the_class_reports_charts_have_legends_and_count_in_whole_students():
+    """Issue 28 point 6, read from the figures themselves (legends, tick values), not pixels."""
+    from backprop_ninja.grading.report_figures import pass_rate_figure, score_histograms_figure
+    from backprop_ninja.grading.table import short_name
+
+    report = small_class_report()
+    bars = pass_rate_figure(report)
+    (axes,) = bars.axes
+    legend = axes.get_legend()
+    assert legend is not None and legend.get_title().get_text() == "notebook"
+    assert [t.get_text() for t in legend.get_texts()] == [short_name(NB1), short_name(NB2)]
+    bar_colours = {tuple(p.get_facecolor()) for p in axes.patches}
+    assert {tuple(h.get_facecolor()) for h in legend.legend_handles} == bar_colours
+    assert "colour: notebook" not in axes.get_title()
+
+    histograms = score_histograms_figure(report)
+    assert len(histograms.axes) == len(NOTEBOOKS) + 1
+    for axes in histograms.axes:
+        axes.figure.canvas.draw()  # ticks are chosen when drawn
+        ticks = [t for t in axes.get_yticks() if axes.get_ylim()[0] <= t <= axes.get_ylim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), (axes.get_title(), ticks)
+        assert all(float(t).is_integer() for t in axes.get_xticks())
+        assert axes.get_legend() is not None
+    legends = [[t.get_text() for t in a.get_legend().get_texts()] for a in histograms.axes]
+    assert legends == [
+        ["3 students submitted"],
+        ["3 students submitted"],
+        ["0 students submitted"],
+        ["0 students submitted"],
+        ["3 students"],
+    ]
+
+
 def test_a_verdict_outside_a_notebook_is_printed(capsys):
     from backprop_ninja.testing import show_verdict
 
