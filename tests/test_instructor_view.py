@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -241,6 +242,7 @@ def test_the_class_report_is_self_contained_and_says_what_went_wrong(section_b):
     page = section_b["report"].read_text(encoding="utf-8")
     assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", page) and "<script" not in page
     assert page.count("data:image/svg+xml;base64,") == 2  # the histograms and the pass-rate chart
+    assert "$" not in re.sub(r"<[^>]+>", " ", page)  # no raw TeX: the report's text has no math
     assert "student's own kernel" in page and "not a grade" in page
     report = build(course)
     tests = {(t.notebook, t.name): t for t in report.tests}
@@ -355,6 +357,82 @@ def test_a_browser_offline_shows_the_feedback_math_and_named_tests(section_b):
             )
             assert len(boxes) >= 20 and all(w > 0 and h > 0 for w, h in boxes)
             assert "$$" not in page.inner_text("body")  # no raw TeX left
+            # Issue 28: notebook 2's derivation and notebook 4's tolerance sentence were raw.
+            for notebook, words in (
+                (NB2, "Differentiate the two terms of"),
+                (NB4, "or rounding noise if larger"),
+            ):
+                page.goto(section_b["course"].feedback_page("slips_db2_bessel", notebook).as_uri())
+                text = page.inner_text("#notebook-container")
+                assert words in text and "\\dfrac" not in text and "\\text{" not in text, notebook
         finally:
             browser.close()
     assert [u for u in requested if not u.startswith(("file:", "data:"))] == []
+
+
+def wait_for_json(url: str, process, log: Path, seconds: float = 120):
+    """The JSON at ``url`` once the server answers (polled, bounded), or fail with its log."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.load(response)
+        except OSError:
+            time.sleep(1)
+    raise AssertionError(log.read_text()[-3000:])
+
+
+@pytest.mark.slow
+def test_the_formgrader_offline_renders_math_and_flags_the_integrity_findings(section_b, tmp_path):
+    """Issue 28 point 5: the Formgrader's grading page shows its math with the network off
+    (no CDN request leaves the machine), and its "Flagged?" column is nbgrader's flag, set
+    for the submission the integrity scan flagged (slips_dc_autograd's notebook 2)."""
+    from playwright import sync_api
+
+    course, port, token = section_b["course"], free_port(), "t0ken-offline"
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        process, _ = start_formgrader(course, port=port, token=token, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        api = f"{base}/formgrader/api/submitted_notebooks/{ASSIGNMENT}/{NB2}?token={token}"
+        submissions = {s["student"]: s for s in wait_for_json(api, process, log)}
+        assert submissions["slips_dc_autograd"]["flagged"] is True
+        assert [s for s, row in submissions.items() if row["flagged"]] == ["slips_dc_autograd"]
+
+        page_url = f"{base}/formgrader/submissions/{submissions['full_marks']['id']}/?token={token}"
+        left: list[str] = []
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+            try:  # the token on every request: the Formgrader's scripts call its API
+                page = browser.new_page(extra_http_headers={"Authorization": f"token {token}"})
+
+                def loopback_only(route):
+                    host = urllib.parse.urlsplit(route.request.url).hostname
+                    if route.request.url.startswith("data:") or host == "127.0.0.1":
+                        route.continue_()
+                    else:
+                        left.append(route.request.url)
+                        route.abort()
+
+                page.route("**/*", loopback_only)
+                page.goto(page_url)
+                page.wait_for_selector("#notebook-container math")
+                boxes = page.eval_on_selector_all(
+                    "#notebook-container math",
+                    "els => els.map(e => [e.getBoundingClientRect().width, e.getBoundingClientRect().height])",
+                )
+                assert len(boxes) >= 10 and all(w > 0 and h > 0 for w, h in boxes)
+                text = page.inner_text("#notebook-container")
+                assert "\\dfrac" not in text and "$$" not in text and "Differentiate the two terms of" in text
+                flagged_page = f"{base}/formgrader/gradebook/{ASSIGNMENT}/{NB2}?token={token}"
+                page.goto(flagged_page)
+                row = page.locator("tr", has_text="slips_dc_autograd")
+                row.locator(".glyphicon-flag").wait_for(timeout=60_000)  # the Flagged? column's mark
+                assert page.locator("tr .glyphicon-flag").count() == 1
+            finally:
+                browser.close()
+        assert left == []  # nothing asked for leaves the machine
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

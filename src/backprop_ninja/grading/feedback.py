@@ -20,6 +20,7 @@ import html
 import re
 from pathlib import Path
 
+from jinja2 import pass_context
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool, Int
 
@@ -66,6 +67,18 @@ def mathml(rendered: str) -> str:
         elif kind == 1:
             out.append(part)
     return "".join(out)
+
+
+@pass_context
+def markdown_mathml(context, source: str) -> str:
+    """nbconvert's ``markdown2html`` filter (the cell's attachments kept), with the math as
+    MathML: the Formgrader's pages use it in place of MathJax from a CDN (``formgrader.py``)."""
+    from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+
+    cell = context.get("cell", {})
+    path = context.get("resources", {}).get("metadata", {}).get("path", "")
+    renderer = IPythonRenderer(escape=False, attachments=cell.get("attachments", {}), path=path)
+    return mathml(MarkdownWithMath(renderer=renderer).render(source))
 
 
 def _points(value) -> str:
