@@ -14,13 +14,14 @@ import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS, VERDICT_MIME
+from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS, REPO_ROOT, VERDICT_MIME
 from backprop_ninja.grading import Course
 from backprop_ninja.grading.class_report import (
     NOT_MISTAKES,
@@ -47,6 +48,86 @@ def test_math_becomes_mathml_but_code_keeps_its_dollars():
     out = mathml(rendered)
     assert out.count("<math") == 3 and 'display="block"' in out and "<mfrac>" in out
     assert "<code>echo $HOME $PATH</code>" in out and "$n$" not in out
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_every_formula_of_the_notebooks_becomes_mathml_and_the_words_between_keep_their_spaces(name):
+    """Issue 28 point 5: inline math that wraps onto the next line (notebook 2's derivation,
+    the tolerance sentences) was left raw, and the words up to the next formula became math."""
+    import nbformat
+    from nbconvert.filters.markdown import markdown2html_mistune
+
+    nb = nbformat.read(str(REPO_ROOT / "notebooks" / ASSIGNMENT / f"{name}.ipynb"), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        out = mathml(markdown2html_mistune(cell.source))
+        prose = re.sub(
+            r"<math\b.*?</math>", " ", re.sub(r"<(code|pre)\b.*?</\1>", " ", out, flags=re.S), flags=re.S
+        )
+        assert "$" not in prose, re.findall(r".{0,60}\$.{0,60}", prose)
+        assert out.count("<math") == len(re.findall(r"\$\$.+?\$\$|\$[^$]+?\$", cell.source, re.S))
+    if name == NB2:
+        derivation = mathml(markdown2html_mistune(nb.cells[3].source))
+        assert "Differentiate the two terms of" in derivation and "<mi>D</mi>" not in derivation
+    assert mathml("<p>costs $5 and $10</p>") == "<p>costs $5 and $10</p>"
+
+
+def small_class_report():
+    """Three students, two notebooks submitted: counts of 0-3 students, small enough for
+    matplotlib to put ticks at 0.5 unless told to count in whole numbers."""
+    from backprop_ninja.grading.class_report import ClassReport, GradedTest
+    from backprop_ninja.grading.table import Row
+
+    max_points = {NB1: 26.0, NB2: 5.0, NB3: 5.0, NB4: 10.0}
+    rows = [
+        Row(
+            f"s{i}",
+            {NB1: p1, NB2: p2, NB3: None, NB4: None},
+            max_points,
+            {NB1: "graded", NB2: "graded", NB3: "missing", NB4: "missing"},
+        )
+        for i, (p1, p2) in enumerate([(26.0, 5.0), (25.0, 0.0), (26.0, 5.0)])
+    ]
+    tests = [
+        GradedTest(NB1, "test_dlogprobs", 1, ["s0", "s1", "s2"], 3),
+        GradedTest(NB1, "test_db2", 1, ["s0", "s2"], 3),
+        GradedTest(NB2, "test_dlogits", 5, ["s0", "s2"], 3),
+    ]
+    return ClassReport(rows, {}, tests)
+
+
+def test_the_class_reports_charts_have_legends_and_count_in_whole_students():
+    """Issue 28 point 6, read from the figures themselves (legends, tick values), not pixels."""
+    from backprop_ninja.grading.report_figures import pass_rate_figure, score_histograms_figure
+    from backprop_ninja.grading.table import short_name
+
+    report = small_class_report()
+    bars = pass_rate_figure(report)
+    (axes,) = bars.axes
+    legend = axes.get_legend()
+    assert legend is not None and legend.get_title().get_text() == "notebook"
+    assert [t.get_text() for t in legend.get_texts()] == [short_name(NB1), short_name(NB2)]
+    bar_colours = {tuple(p.get_facecolor()) for p in axes.patches}
+    assert {tuple(h.get_facecolor()) for h in legend.legend_handles} == bar_colours
+    assert "colour: notebook" not in axes.get_title()
+
+    histograms = score_histograms_figure(report)
+    assert len(histograms.axes) == len(NOTEBOOKS) + 1
+    for axes in histograms.axes:
+        axes.figure.canvas.draw()  # ticks are chosen when drawn
+        ticks = [t for t in axes.get_yticks() if axes.get_ylim()[0] <= t <= axes.get_ylim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), (axes.get_title(), ticks)
+        assert all(float(t).is_integer() for t in axes.get_xticks())
+        assert axes.get_legend() is not None
+    legends = [[t.get_text() for t in a.get_legend().get_texts()] for a in histograms.axes]
+    assert legends == [
+        ["3 students submitted"],
+        ["3 students submitted"],
+        ["0 students submitted"],
+        ["0 students submitted"],
+        ["3 students"],
+    ]
 
 
 def test_a_verdict_outside_a_notebook_is_printed(capsys):
@@ -161,6 +242,7 @@ def test_the_class_report_is_self_contained_and_says_what_went_wrong(section_b):
     page = section_b["report"].read_text(encoding="utf-8")
     assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", page) and "<script" not in page
     assert page.count("data:image/svg+xml;base64,") == 2  # the histograms and the pass-rate chart
+    assert "$" not in re.sub(r"<[^>]+>", " ", page)  # no raw TeX: the report's text has no math
     assert "student's own kernel" in page and "not a grade" in page
     report = build(course)
     tests = {(t.notebook, t.name): t for t in report.tests}
@@ -275,6 +357,82 @@ def test_a_browser_offline_shows_the_feedback_math_and_named_tests(section_b):
             )
             assert len(boxes) >= 20 and all(w > 0 and h > 0 for w, h in boxes)
             assert "$$" not in page.inner_text("body")  # no raw TeX left
+            # Issue 28: notebook 2's derivation and notebook 4's tolerance sentence were raw.
+            for notebook, words in (
+                (NB2, "Differentiate the two terms of"),
+                (NB4, "or rounding noise if larger"),
+            ):
+                page.goto(section_b["course"].feedback_page("slips_db2_bessel", notebook).as_uri())
+                text = page.inner_text("#notebook-container")
+                assert words in text and "\\dfrac" not in text and "\\text{" not in text, notebook
         finally:
             browser.close()
     assert [u for u in requested if not u.startswith(("file:", "data:"))] == []
+
+
+def wait_for_json(url: str, process, log: Path, seconds: float = 120):
+    """The JSON at ``url`` once the server answers (polled, bounded), or fail with its log."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.load(response)
+        except OSError:
+            time.sleep(1)
+    raise AssertionError(log.read_text()[-3000:])
+
+
+@pytest.mark.slow
+def test_the_formgrader_offline_renders_math_and_flags_the_integrity_findings(section_b, tmp_path):
+    """Issue 28 point 5: the Formgrader's grading page shows its math with the network off
+    (no CDN request leaves the machine), and its "Flagged?" column is nbgrader's flag, set
+    for the submission the integrity scan flagged (slips_dc_autograd's notebook 2)."""
+    from playwright import sync_api
+
+    course, port, token = section_b["course"], free_port(), "t0ken-offline"
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        process, _ = start_formgrader(course, port=port, token=token, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        api = f"{base}/formgrader/api/submitted_notebooks/{ASSIGNMENT}/{NB2}?token={token}"
+        submissions = {s["student"]: s for s in wait_for_json(api, process, log)}
+        assert submissions["slips_dc_autograd"]["flagged"] is True
+        assert [s for s, row in submissions.items() if row["flagged"]] == ["slips_dc_autograd"]
+
+        page_url = f"{base}/formgrader/submissions/{submissions['full_marks']['id']}/?token={token}"
+        left: list[str] = []
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+            try:  # the token on every request: the Formgrader's scripts call its API
+                page = browser.new_page(extra_http_headers={"Authorization": f"token {token}"})
+
+                def loopback_only(route):
+                    host = urllib.parse.urlsplit(route.request.url).hostname
+                    if route.request.url.startswith("data:") or host == "127.0.0.1":
+                        route.continue_()
+                    else:
+                        left.append(route.request.url)
+                        route.abort()
+
+                page.route("**/*", loopback_only)
+                page.goto(page_url)
+                page.wait_for_selector("#notebook-container math")
+                boxes = page.eval_on_selector_all(
+                    "#notebook-container math",
+                    "els => els.map(e => [e.getBoundingClientRect().width, e.getBoundingClientRect().height])",
+                )
+                assert len(boxes) >= 10 and all(w > 0 and h > 0 for w, h in boxes)
+                text = page.inner_text("#notebook-container")
+                assert "\\dfrac" not in text and "$$" not in text and "Differentiate the two terms of" in text
+                flagged_page = f"{base}/formgrader/gradebook/{ASSIGNMENT}/{NB2}?token={token}"
+                page.goto(flagged_page)
+                row = page.locator("tr", has_text="slips_dc_autograd")
+                row.locator(".glyphicon-flag").wait_for(timeout=60_000)  # the Flagged? column's mark
+                assert page.locator("tr .glyphicon-flag").count() == 1
+            finally:
+                browser.close()
+        assert left == []  # nothing asked for leaves the machine
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -1,6 +1,7 @@
 """The student Lab in a real browser: Playwright driving Debian's chromium (no browser
 download) through notebook 1 on 127.0.0.1 — the setup cell, a wrong answer and its ❌, the
-fixed answer and its ✅, then Validate. Screenshots go to build/student_lab/ for a human."""
+fixed answer and its ✅, then Validate (its summary: the count of passing tests, the points,
+one line per failing test). Screenshots go to build/student_lab/ for a human."""
 
 from __future__ import annotations
 
@@ -172,7 +173,19 @@ def test_a_student_fixes_an_answer_and_validates_in_chromium(student_lab):
             page.screenshot(path=str(SHOTS / "4_validate.png"))
             result = dialog.inner_text()
             # Validate runs the saved notebook: the fixed answer passes, the 25 others are to do.
-            assert "grad_probs is not implemented yet" in result
+            # It reads like `check`: the count and the points first, then one line per failure.
+            lines = [line.strip() for line in result.splitlines() if line.strip()]
+            assert lines[0] == "Validation Results"
+            assert lines[1] == "1_atomic_backprop.ipynb: 1/26 points — 1/26 tests pass", lines
+            failing = [line for line in lines if line.startswith("❌ ")]
+            assert len(failing) == 25, lines
+            assert (
+                failing[0].startswith("❌ test_dprobs (0/1): ")
+                and "grad_probs is not implemented yet" in failing[0]
+            )
             assert "dlogprobs on this notebook's batch" not in result
+            # Not nbgrader's blocks of each failing test cell's source.
+            assert "The following cell failed" not in result and "Test: dprobs" not in result
+            assert "Traceback" not in result
         finally:
             browser.close()

@@ -5,7 +5,6 @@ self-check's reading of a notebook."""
 from __future__ import annotations
 
 import os
-import re
 
 import nbformat
 import pytest
@@ -111,7 +110,8 @@ def test_student_config_hides_every_instructor_tool_without_an_exchange():
         "nbgrader.server_extensions.formgrader": False,
         "nbgrader.server_extensions.course_list": False,
         "nbgrader.server_extensions.assignment_list": False,
-        "nbgrader.server_extensions.validate_assignment": True,
+        "nbgrader.server_extensions.validate_assignment": False,
+        "backprop_ninja.student.validation": True,  # Validate answered by the self-check
     }
     disabled = files["labconfig/page_config.json"]["disabledExtensions"]
     assert set(disabled) == {
@@ -192,7 +192,7 @@ def test_outcomes_are_read_from_the_test_cells_only():
     ]
     check = selfcheck.NotebookCheck(REPO_ROOT / "x.ipynb", outcomes)
     assert not check.passed
-    assert check.lines()[-1] == "x.ipynb: 1/4 points — 2 test(s) failing"
+    assert check.lines()[-1] == "x.ipynb: 1/4 points — 1/3 tests pass"
     assert selfcheck.setup_problem(nb) == ""
 
 
@@ -203,23 +203,142 @@ def test_a_failed_setup_cell_is_the_one_reason_given():
     )
 
 
-def test_check_refuses_what_is_not_a_course_notebook(tmp_path, capsys):
-    (tmp_path / "notes.ipynb").write_text(nbformat.writes(nbformat.v4.new_notebook()))
-    (tmp_path / "broken.ipynb").write_text("{")
-    status = cli.main(
-        [
-            "check",
-            str(tmp_path / "absent.ipynb"),
-            str(tmp_path / "notes.ipynb"),
-            str(tmp_path / "broken.ipynb"),
-        ]
+def test_the_courses_own_messages_reach_the_student_without_their_class_name():
+    reason = selfcheck.failure_reason("StudentMessage", "`f` is not defined: run the answer cell above first")
+    assert reason == "`f` is not defined: run the answer cell above first"
+    assert (
+        selfcheck.failure_reason("ZeroDivisionError", "division by zero")
+        == "ZeroDivisionError: division by zero"
     )
-    out = capsys.readouterr().out
+
+
+def course_notebook(tmp_path, name="2_fused_cross_entropy.ipynb"):
+    path = tmp_path / name
+    path.write_bytes((RELEASE_DIR / name).read_bytes())
+    return path
+
+
+def another_courses_notebook():
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("assert answer() == 42")
+    cell.metadata["nbgrader"] = {"grade": True, "solution": False, "grade_id": "test_42", "points": 1}
+    nb.cells.append(cell)
+    return nbformat.writes(nb)
+
+
+def make_bad_input(tmp_path, kind: str):
+    """A path to something that is not one of the course's notebooks, of the given kind."""
+    path = tmp_path / "x.ipynb"
+    if kind == "folder":
+        (tmp_path / "work").mkdir()
+        return tmp_path / "work"
+    if kind == "folder named .ipynb":
+        path.mkdir()
+    elif kind == "dangling link":  # unreadable even as root: the file it names is gone
+        path.symlink_to(tmp_path / "gone" / "x.ipynb")
+    elif kind == "non-UTF-8":
+        path.write_bytes(b"\xff\xfe{\x00\x00 cells")
+    elif kind == "cut off":
+        path.write_bytes(course_notebook(tmp_path, "2_fused_cross_entropy.ipynb").read_bytes()[:500])
+    elif kind == "another course":
+        path.write_text(another_courses_notebook())
+    elif kind == "absent":
+        pass
+    else:
+        path.write_text({"empty": "", "blank": "  \n", "1": "1", "[]": "[]", "{}": "{}"}[kind])
+    return path
+
+
+BAD_INPUTS = {
+    "absent": "no such file — give the path of one of the course's notebooks",
+    "folder": "is a folder, not a notebook — give the notebooks in it: backprop-ninja check",
+    "folder named .ipynb": "is a folder, not a notebook",
+    "dangling link": "is a link to ",
+    "empty": "is empty — the save or the download did not finish?",
+    "blank": "is empty",
+    "non-UTF-8": "is not a notebook: it is not UTF-8 text",
+    "cut off": "is not a notebook: its text is not valid JSON (line ",
+    "1": "is JSON but not a Jupyter notebook (it holds a number)",
+    "[]": "is JSON but not a Jupyter notebook (it holds an empty list)",
+    "{}": "is JSON but not a Jupyter notebook (it holds an empty object)",
+    "another course": "is not one of this course's notebooks — give one of the course's notebooks (1_atomic",
+}
+
+
+@pytest.mark.parametrize("kind", BAD_INPUTS)
+def test_every_bad_input_to_check_is_one_plain_line(tmp_path, capsys, kind):
+    path = make_bad_input(tmp_path, kind)
+    status = cli.main(["check", str(path)])
+    out, err = capsys.readouterr()
     assert status == 1
-    assert "❌ absent.ipynb: no such file" in out
-    assert "❌ notes.ipynb: has no graded tests" in out
-    assert re.search(r"❌ broken.ipynb: cannot be read as a notebook", out)
-    assert "Traceback" not in out
+    (line,) = [line for line in out.splitlines() if line.startswith("❌")]
+    assert line.startswith(f"❌ {path.name}: {BAD_INPUTS[kind]}"), line
+    assert " — " in line  # what it is — what to do
+    for internal in ("Traceback", "Error", "object has no", "not iterable", "('", "nbformat"):
+        assert internal not in out + err, (internal, out)
+
+
+def test_a_notebook_whose_tests_were_deleted_is_named_so(tmp_path):
+    path = course_notebook(tmp_path)
+    nb = read_notebook(path)
+    nb.cells = [cell for cell in nb.cells if not cell.metadata.get("nbgrader", {}).get("grade")]
+    path.write_text(nbformat.writes(nb))
+    check = selfcheck.check_notebook(path)
+    assert check.lines() == [
+        f"❌ {path.name}: has no graded tests left (were they deleted?) — "
+        "`backprop-ninja notebooks DIR` copies fresh ones"
+    ]
+
+
+def test_a_bad_timeout_is_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["check", "--timeout", "soon", "x.ipynb"])
+    assert "'soon' is not a number of seconds (e.g. 20)" in capsys.readouterr().err
+
+
+def with_answer_source(path, source: str):
+    nb = read_notebook(path)
+    (answer,) = [cell for cell in nb.cells if grade_id(cell) == "cross_entropy_backward"]
+    answer.source = source
+    path.write_text(nbformat.writes(nb))
+
+
+@pytest.mark.slow
+def test_an_endless_answer_cell_is_named_and_the_test_after_it_not_run(tmp_path):
+    """Issue 28 point 2, through the command in a real kernel: the stuck cell is named."""
+    import subprocess
+    import sys
+
+    path = course_notebook(tmp_path)
+    with_answer_source(
+        path, "def cross_entropy_backward(logits, Yb):\n    return logits\n\nwhile True:\n    pass\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "backprop_ninja.student.cli", "check", "--timeout", "20", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("❌")]
+    assert lines == [
+        "❌ cell 5 (cross_entropy_backward) still running after 20 s — an endless loop?",
+        "❌ test_dlogits (0/5): not run: cell 5 (cross_entropy_backward) did not finish",
+    ]
+    assert f"{path.name}: 0/5 points — 0/1 tests pass" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr and "StudentMessage" not in done.stdout
+
+
+@pytest.mark.slow
+def test_an_answer_that_kills_the_kernel_is_named(tmp_path):
+    path = course_notebook(tmp_path)
+    with_answer_source(path, "import os\nos._exit(1)\n")
+    check = selfcheck.check_notebook(path, timeout=20)
+    assert check.lines()[:2] == [
+        "❌ cell 5 (cross_entropy_backward) stopped the kernel (it crashed or exited) — look for exit(), "
+        "os._exit or a huge tensor",
+        "❌ test_dlogits (0/5): not run: cell 5 (cross_entropy_backward) did not finish",
+    ]
 
 
 def test_no_module_of_the_students_command_imports_torch():
@@ -240,3 +359,30 @@ def test_make_lab_is_the_student_lab_and_setup_installs_chromium():
     assert "\t$(VENV)/bin/backprop-ninja lab notebooks/$(ASSIGNMENT)\n" in makefile
     (packages,) = [line for line in makefile.splitlines() if line.startswith("SYSTEM_PACKAGES :=")]
     assert "chromium:chromium" in packages.split()
+
+
+# ---------------------------------------------------------------- Validate, answered by the self-check
+def test_validate_answers_with_checks_summary_then_one_line_per_failing_test():
+    from backprop_ninja.student import validation
+
+    outcomes = (
+        selfcheck.TestOutcome("test_dprobs", 1, True),
+        selfcheck.TestOutcome("test_db2", 2, False, "db2: sum over dim 0"),
+    )
+    check = selfcheck.NotebookCheck(REPO_ROOT / "1_atomic_backprop.ipynb", outcomes)
+    answer = validation.dialog_answer(validation.summary_lines(check))
+    (failed,) = answer["value"]["failed"]
+    assert failed["source"] == "1_atomic_backprop.ipynb: 1/3 points — 1/2 tests pass"
+    assert failed["raw_error"] == "❌ test_db2 (0/2): db2: sum over dim 0"
+    passing = selfcheck.NotebookCheck(REPO_ROOT / "2.ipynb", outcomes[:1])
+    assert validation.summary_lines(passing) == ["✅ 2.ipynb: 1/1 points — all visible tests pass"]
+
+
+def test_validate_refuses_a_path_outside_the_labs_folder(tmp_path):
+    from backprop_ninja.student import validation
+
+    (tmp_path / "lab").mkdir()
+    answer = validation.validate(tmp_path / "lab", "../secret.ipynb")
+    assert (
+        answer["value"]["failed"][0]["source"] == "❌ ../secret.ipynb: is outside the folder this Lab serves"
+    )

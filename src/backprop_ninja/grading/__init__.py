@@ -17,6 +17,7 @@
     status.py    what happened to each notebook (graded / failed / stopped / missing)
     table.py     the student × notebook table and the per-notebook CSV
     class_report.py  the class report (report.html): what the class got wrong, test by test
+    report_figures.py  its charts, with legends and whole-number count axes
     feedback.py  feedback pages: tests named with why they lost points, totals, math as MathML
     formgrader.py    nbgrader's Formgrader on a class (make formgrader)
     lms.py       LMS user ids kept at collection; grades_canvas.csv

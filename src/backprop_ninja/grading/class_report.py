@@ -14,9 +14,7 @@ Those verdicts come from the student's own kernel: informative, not a grade.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from pathlib import Path
 from ..cells import grade_id, is_test, read_notebook
 from ..course import ASSIGNMENT, NOTEBOOKS, VERDICT_MIME
 from ..text import printable
+from .report_figures import pass_rate_figure, score_histograms_figure, svg_image
 from .status import FAILED, GRADED, MISSING, STOPPED, StudentStatus, read_status
 from .table import Row, class_rows, short_name
 
@@ -221,52 +220,12 @@ def _grouped(diagnoses) -> list[Diagnosis]:
 
 
 # ---------------------------------------------------------------------------- figures
-def _svg(figure) -> str:
-    buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", bbox_inches="tight")
-    data = base64.b64encode(buffer.getvalue().encode()).decode()
-    return f"<img alt='figure' src='data:image/svg+xml;base64,{data}'>"
-
-
 def score_histograms(report: ClassReport) -> str:
-    from matplotlib.figure import Figure
-
-    columns = [*NOTEBOOKS, "total"]
-    figure = Figure(figsize=(3 * len(columns), 2.6))
-    for i, column in enumerate(columns):
-        axes = figure.add_subplot(1, len(columns), i + 1)
-        total = column == "total"
-        values = [
-            r.total if total else (r.points[column] or 0.0)
-            for r in report.rows
-            if total or r.states[column] != MISSING
-        ]
-        top = (report.rows[0].max_total if total else report.rows[0].max_points[column]) if report.rows else 1
-        axes.hist(values, bins=min(20, int(top) + 1), range=(0, top + 1e-9), color="#4c72b0")
-        axes.set_title(short_name(column) if column != "total" else "total", fontsize=10)
-        axes.set_xlabel("points")
-        axes.set_xlim(0, top)
-    figure.axes[0].set_ylabel("students")
-    return _svg(figure)
+    return svg_image(score_histograms_figure(report))
 
 
 def pass_rate_chart(report: ClassReport) -> str:
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(max(6, 0.28 * len(report.tests)), 3.2))
-    axes = figure.add_subplot(1, 1, 1)
-    names = [t.name for t in report.tests]
-    colours = ["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
-    axes.bar(
-        range(len(names)),
-        [100 * t.pass_rate for t in report.tests],
-        color=[colours[NOTEBOOKS.index(t.notebook) % 4] for t in report.tests],
-    )
-    axes.set_xticks(range(len(names)), names, rotation=90, fontsize=8)
-    axes.set_ylim(0, 100)
-    axes.set_ylabel("% of students passing")
-    axes.set_title("pass rate per test, along the backward pass (colour: notebook)", fontsize=10)
-    return _svg(figure)
+    return svg_image(pass_rate_figure(report))
 
 
 # ------------------------------------------------------------------------------- output

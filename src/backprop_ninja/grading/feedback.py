@@ -20,6 +20,7 @@ import html
 import re
 from pathlib import Path
 
+from jinja2 import pass_context
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool, Int
 
@@ -30,9 +31,13 @@ from ..text import printable, utf8_head
 TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE = "backprop_feedback"
 
-# Math as markdown2html leaves it (HTML-escaped), outside <code> and <pre>.
+# Math as markdown2html leaves it (HTML-escaped), outside <code> and <pre>. Inline math may
+# wrap onto the next line (the notebooks' sentences do); as in TeX's prose, it does not start
+# or end with a space, so a lone dollar ("costs $5 and $10") is left as text. Matching only
+# within one line paired the end of one formula with the start of the next, and the words
+# between became italic math letters with no spaces.
 _CODE = re.compile(r"(<(code|pre)\b.*?</\2>)", re.S)
-_MATH = re.compile(r"\$\$(.+?)\$\$|\$([^$\n]+?)\$", re.S)
+_MATH = re.compile(r"\$\$(.+?)\$\$|\$(?!\s)((?:(?!\n\s*\n)[^$])+?)(?<!\s)\$", re.S)
 
 
 def _to_mathml(latex: str, display: bool) -> str | None:
@@ -62,6 +67,18 @@ def mathml(rendered: str) -> str:
         elif kind == 1:
             out.append(part)
     return "".join(out)
+
+
+@pass_context
+def markdown_mathml(context, source: str) -> str:
+    """nbconvert's ``markdown2html`` filter (the cell's attachments kept), with the math as
+    MathML: the Formgrader's pages use it in place of MathJax from a CDN (``formgrader.py``)."""
+    from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+
+    cell = context.get("cell", {})
+    path = context.get("resources", {}).get("metadata", {}).get("path", "")
+    renderer = IPythonRenderer(escape=False, attachments=cell.get("attachments", {}), path=path)
+    return mathml(MarkdownWithMath(renderer=renderer).render(source))
 
 
 def _points(value) -> str:

@@ -6,6 +6,10 @@ So: a generated nbgrader_config.py in grader/work/formgrader/ that loads
 grader/nbgrader_config.py and moves it to this class (its folders and gradebook), a JupyterLab
 server started there with the course root as its root, the venv's bin/ first on PATH
 (nbgrader runs ``alembic``), on 127.0.0.1 with a token; the URL is printed.
+
+Its pages work offline: nbgrader's grading page loads MathJax from a CDN, so the generated
+config gives it the course's page (``templates/backprop_formgrader/formgrade.html.j2``, without
+MathJax) and renders markdown with its math as MathML (``feedback.markdown_mathml``).
 """
 
 from __future__ import annotations
@@ -30,7 +34,20 @@ def config_text(course: Course) -> str:
     ]
     for key in ("root", "submitted_directory", "autograded_directory", "feedback_directory", "db_url"):
         lines.append(f"c.CourseDirectory.{key} = {str(config.CourseDirectory[key])!r}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + offline_pages()) + "\n"
+
+
+def offline_pages() -> list[str]:
+    """Config lines for the Formgrader's pages: no MathJax from a CDN, math as MathML.
+
+    nbgrader's Formgrader re-applies its own template name and folders over any config file,
+    but not ``template_file``: an absolute path to the course's page, which extends nbgrader's.
+    """
+    page = Path(__file__).parent / "templates" / "backprop_formgrader" / "formgrade.html.j2"
+    return [
+        f"c.HTMLExporter.template_file = {str(page)!r}",
+        "c.HTMLExporter.filters = {'markdown2html': 'backprop_ninja.grading.feedback.markdown_mathml'}",
+    ]
 
 
 def config_folder(course: Course) -> Path:

@@ -145,6 +145,7 @@ def _record_notebook(gb, student: str, notebook: NotebookGrade) -> None:
             withdrawn.setdefault(answer_cell_of(notebook.notebook, test.test), []).append(
                 f"{test.test}: {test.finding}"
             )
+    submitted.flagged = bool(withdrawn)  # the Formgrader's "Flagged?" column: an integrity finding
     for comment in submitted.comments:
         comment.auto_comment = notebook.comments.get(comment.name)
         if comment.name in withdrawn:

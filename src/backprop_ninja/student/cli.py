@@ -2,6 +2,7 @@
 
     backprop-ninja notebooks DIR        copy the four student notebooks into DIR
     backprop-ninja check NOTEBOOK...    run their visible tests headless: one line per test
+                                        (--timeout SECONDS: a cell's limit, default 15)
     backprop-ninja lab [DIR]            the student JupyterLab (Validate, no instructor tools)
 
 Every problem is reported as one line that says what to do; the exit status is 0 on success.
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from ..course import COMMAND, NOTEBOOKS
 from ..resources import DataError, copy_notebooks
+from .selfcheck import CELL_TIMEOUT
 
 
 def cmd_notebooks(folder: Path) -> int:
@@ -33,10 +35,21 @@ def cmd_notebooks(folder: Path) -> int:
     return 0
 
 
-def cmd_check(paths: list[Path]) -> int:
+def cmd_check(paths: list[Path], timeout: float) -> int:
     from .selfcheck import run
 
-    return run(paths)
+    return run(paths, timeout=timeout)
+
+
+def seconds(text: str) -> float:
+    """``--timeout``'s value: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if not 0 < value < 1e6:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (e.g. 20)")
+    return value
 
 
 def cmd_lab(folder: Path, extra: list[str]) -> int:
@@ -86,6 +99,14 @@ def parser() -> argparse.ArgumentParser:
     notebooks.add_argument("dir", type=Path, metavar="DIR")
     check = commands.add_parser("check", help="run notebooks' visible tests headless (exit 0: all pass)")
     check.add_argument("notebooks", type=Path, nargs="+", metavar="NOTEBOOK")
+    check.add_argument(
+        "--timeout",
+        type=seconds,
+        default=CELL_TIMEOUT,
+        metavar="SECONDS",
+        help=f"stop a cell that runs longer and name it (default {CELL_TIMEOUT}; the set-up and "
+        "training cells get at least 120)",
+    )
     lab = commands.add_parser(
         "lab",
         help="open DIR (default: here) in the student JupyterLab; further options go to JupyterLab",
@@ -101,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "notebooks":
         return cmd_notebooks(args.dir)
     if args.command == "check":
-        return cmd_check(args.notebooks)
+        return cmd_check(args.notebooks, args.timeout)
     return cmd_lab(args.dir, extra)
 
 

@@ -5,7 +5,10 @@ nbgrader installs four server extensions and six JupyterLab plugins, and enables
 A student needs only Validate; Formgrader, Create Assignment and Course List error out or let
 a student break the notebook's grade ids, and Assignment List works only where an exchange is
 configured. The Lab is started with a Jupyter config folder of its own (``JUPYTER_CONFIG_DIR``)
-that switches off the rest; it also holds JupyterLab's settings, so they persist.
+that switches off the rest; it also holds JupyterLab's settings, so they persist. Validate's
+button stays nbgrader's, but the server answers it with the course's self-check
+(``validation.py``, in place of nbgrader's validate_assignment handler): the count of passing
+tests and the points, then one line per failing test.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ SERVER_EXTENSION = "nbgrader.server_extensions.{}"
 LAB_PLUGIN = "@jupyter/nbgrader:{}"
 # Never in a student's Lab. (The nbgrader menu only opens the instructor's panels.)
 INSTRUCTOR_SERVER_EXTENSIONS = ("formgrader", "course_list")
+# nbgrader's Validate handler, replaced by the course's (the same URLs, check's lines).
+NBGRADER_VALIDATE_EXTENSION = "validate_assignment"
+VALIDATE_EXTENSION = "backprop_ninja.student.validation"
 INSTRUCTOR_LAB_PLUGINS = ("formgrader", "course-list", "create-assignment", "menu")
 # Only where nbgrader's exchange is configured: fetching and submitting assignments.
 EXCHANGE_SERVER_EXTENSION = "assignment_list"
@@ -46,7 +52,8 @@ def student_config(exchange: Path | None) -> dict[str, dict]:
     with_exchange = exchange is not None
     server = {SERVER_EXTENSION.format(name): False for name in INSTRUCTOR_SERVER_EXTENSIONS}
     server[SERVER_EXTENSION.format(EXCHANGE_SERVER_EXTENSION)] = with_exchange
-    server[SERVER_EXTENSION.format("validate_assignment")] = True
+    server[SERVER_EXTENSION.format(NBGRADER_VALIDATE_EXTENSION)] = False
+    server[VALIDATE_EXTENSION] = True
     disabled = {LAB_PLUGIN.format(name): True for name in INSTRUCTOR_LAB_PLUGINS}
     if not with_exchange:
         disabled[LAB_PLUGIN.format(EXCHANGE_LAB_PLUGIN)] = True
