@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from ..cases import (
-    Case,
-)
+from ..cases import Case
 from ..model import BN_EPS, PARAM_NAMES, consumers, forward_fused
 from ..reference import local_gradient
-from . import chain
+from . import chain, messages
+from .calling import Outcome
 from .check import CheckResult, check
 from .diagnosis import Candidate
 from .mistakes import atomic_candidates, batchnorm_variants, cross_entropy_variants
+from .problems import Problem
 
 
 # ------------------------------------------------------------------------ the exercises
@@ -59,6 +59,43 @@ class Trial:
             same_dtype=True,
             sizes=self.sizes,
         )
+
+    def verdict(self, outcome: Outcome) -> CheckResult:
+        """The one check of a call's outcome: what the notebook's test shows and what the
+        verifier grades. A failed call fails with its problem; for ``pick``, the gradient is
+        taken from the dict, and a wrong one is told where the chain goes wrong first."""
+        if outcome.problem is not None:
+            return CheckResult.failed(self.target, outcome.problem, outcome.message)
+        got = outcome.returned
+        if self.pick is not None:
+            if not isinstance(got, dict):
+                return CheckResult.failed(
+                    self.target, Problem.KEYS, messages.not_a_dict(self.function, type(got).__name__)
+                )
+            if self.pick not in got:
+                return CheckResult.failed(self.target, Problem.KEYS, self._key_problem(got))
+            got = got[self.pick]
+        result = self.judge(got)
+        if not result.ok and self.pick is not None:
+            result = replace(result, message=f"{self.stage(outcome.returned)} — {result.message}")
+        if outcome.changed:
+            note = messages.changed_in_place(self.function, outcome.changed)
+            result = replace(result, notes=(*result.notes, note))
+        return result
+
+    def stage(self, grads: dict) -> str:
+        """Notebook 4: which of the seven gradients are right, and so where to look."""
+        right = {
+            p: check(p, grads.get(p), expected, scale=self.scale, same_dtype=True).ok
+            for p, expected in self.siblings.items()
+        }
+        return chain.stage_message(right, str(self.pick))
+
+    def _key_problem(self, grads: dict) -> str:
+        keys = [str(k) for k in grads]
+        pick = str(self.pick)
+        near = [k for k in keys if k.lower().removeprefix("d").removeprefix("_") == pick.lower()]
+        return messages.misnamed_key(near[0], pick, PARAM_NAMES) if near else messages.missing_key(pick, keys)
 
 
 @dataclass(frozen=True)
