@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import make_commands
 
 from backprop_ninja import resources
 from backprop_ninja.cells import grade_id, read_notebook
@@ -235,8 +240,31 @@ def test_no_module_of_the_students_command_imports_torch():
     assert out.stdout.strip() == "False", out.stderr
 
 
-def test_make_lab_is_the_student_lab_and_setup_installs_chromium():
-    makefile = (REPO_ROOT / "Makefile").read_text()
-    assert "\t$(VENV)/bin/backprop-ninja lab notebooks/$(ASSIGNMENT)\n" in makefile
-    (packages,) = [line for line in makefile.splitlines() if line.startswith("SYSTEM_PACKAGES :=")]
-    assert "chromium:chromium" in packages.split()
+def test_make_lab_opens_the_student_lab_on_the_released_notebooks():
+    (command,) = make_commands("-o", "setup", "-o", "data", "lab")
+    program, *arguments = shlex.split(command)
+    assert Path(program) == Path(".venv/bin/backprop-ninja") and arguments[0] == "lab"
+    assert (REPO_ROOT / arguments[1]).resolve() == RELEASE_DIR.resolve()
+
+
+def test_make_system_packages_installs_what_is_missing_chromium_included(tmp_path):
+    """`make setup` installs the Debian packages grading and the tests need, and only those
+    that are missing: run for real, with an apt-get that only writes down what it was asked."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    asked = tmp_path / "apt-get.log"
+    scripts = {"apt-get": f'echo "$@" >> {asked}', "sudo": 'exec "$@"'}
+    for name, body in scripts.items():
+        (fake / name).write_text(f"#!/bin/sh\n{body}\n")
+        (fake / name).chmod(0o755)
+    (fake / "id").symlink_to(shutil.which("id"))
+    make = [shutil.which("make"), "--no-print-directory", "system-packages"]
+    subprocess.run(make, cwd=REPO_ROOT, env={"PATH": str(fake)}, check=True, capture_output=True)
+    update, install = asked.read_text().splitlines()
+    assert update.split()[0] == "update" and install.split()[:1] == ["install"]
+    assert {"bubblewrap", "postgresql", "chromium"} <= set(install.split())
+    asked.unlink()
+    for command in ("bwrap", "pg_ctlcluster", "chromium"):  # all there: nothing to install
+        (fake / command).symlink_to(fake / "sudo")
+    subprocess.run(make, cwd=REPO_ROOT, env={"PATH": str(fake)}, check=True, capture_output=True)
+    assert not asked.exists()
