@@ -123,8 +123,7 @@ def expect_correct(exercise, function: Callable, case: Case, *, quiet: bool = Fa
     trial = exercise.trial(case)
     result = run_trial(function, trial)
     if not result.ok:
-        notes = "".join(f" ({note})" for note in result.notes)
-        raise GradeFailure(messages.on_inputs(result.name, _where(case), result.message) + notes, result)
+        raise GradeFailure(_failure_line(result, case), result)
     if not quiet:
         show_verdict(result.name, True, None, result.message, str(result))
     return result
@@ -134,6 +133,12 @@ def _where(case: Case) -> str:
     return (
         case.description if case.description.startswith("this") else messages.fresh_inputs(case.description)
     )
+
+
+def _failure_line(result: CheckResult, case: Case) -> str:
+    """``<gradient> on <inputs>: <why> (<notes>)``: what a test cell's ❌ says."""
+    notes = "".join(f" ({note})" for note in result.notes)
+    return messages.on_inputs(result.name, _where(case), result.message) + notes
 
 
 def test_on(exercise, function: Callable, case: Case) -> PrintedResult:
@@ -231,11 +236,9 @@ def test_training(backward: Callable, **options) -> TrainingResult:
         trials = [MANUAL_BACKWARD[parameter].trial(case) for parameter in ORDER]
         failed = next((r for r in _verdicts(backward, trials) if not r.ok), None)
         if failed is not None:
+            why = _failure_line(failed, case)
             raise GradeFailure(
-                "every gradient must be right before training counts: "
-                + messages.on_inputs(failed.name, _where(case), failed.message),
-                failed,
-                test="training",
+                f"every gradient must be right before training counts: {why}", failed, "training"
             )
     return check_training(backward, **options)
 

@@ -45,7 +45,9 @@ reading.
 Notebook 4's ``test_training`` has no gradient of its own: its verdict follows the seven
 gradient verdicts (ok only if all pass; otherwise the first failure's message). Training
 with correct gradients is then a matter of arithmetic the course's code does, and the
-kernel's own training test can only take points away, never grant them.
+kernel's own training test can only take points away, never grant them. That visible test
+checks all seven gradients first, on public fresh inputs of the same kinds and with the same
+check (``Trial.verdict``), so its ✅ means these points too.
 
 Where the child runs: when grading sandboxes (the default of ``autograde``), in a bubblewrap
 sandbox of its own (``grading.sandbox``) that may write only its working directory; with
