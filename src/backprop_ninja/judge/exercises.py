@@ -47,6 +47,21 @@ class Trial:
     arg_names: tuple[str, ...] = ()  # the arguments' names, for messages
     siblings: dict[str, torch.Tensor] = field(default_factory=dict)  # every key's answer (pick)
 
+    @classmethod
+    def on(cls, case: Case, target: str, function: str, args: tuple, expected: torch.Tensor, **more) -> Trial:
+        """A trial on ``case``: its batch size, description, gradient scale and sizes."""
+        return cls(
+            target,
+            function,
+            args,
+            expected,
+            case.batch_size,
+            case.description,
+            scale=case.gradient_scale,
+            sizes=case.sizes,
+            **more,
+        )
+
     def judge(self, got) -> CheckResult:
         """``check`` what came back for this trial: its shape, its dtype and its values."""
         return check(
@@ -127,16 +142,13 @@ class AtomicExercise:
                     f"{others}, so its gradient is the sum of both branches (+=)"
                 ] = branch
         alternatives.update(atomic_candidates(self.target, values, upstream))
-        return Trial(
+        return Trial.on(
+            case,
             f"d{self.target}",
             self.function,
             args,
             truth.total,
-            case.batch_size,
-            case.description,
-            alternatives,
-            scale=case.gradient_scale,
-            sizes=case.sizes,
+            alternatives=alternatives,
             arg_names=self.args,
         )
 
@@ -189,16 +201,13 @@ class CrossEntropyExercise:
         with torch.enable_grad():
             logits = values["logits"].detach().requires_grad_()
             (expected,) = torch.autograd.grad(F.cross_entropy(logits, case.Yb), logits)
-        return Trial(
+        return Trial.on(
+            case,
             "dlogits",
             self.function,
             (values["logits"], case.Yb),
             expected,
-            case.batch_size,
-            case.description,
-            dict(cross_entropy_variants(values["logits"], case.Yb)),
-            scale=case.gradient_scale,
-            sizes=case.sizes,
+            alternatives=dict(cross_entropy_variants(values["logits"], case.Yb)),
             arg_names=("logits", "Yb"),
         )
 
@@ -215,16 +224,13 @@ class BatchnormExercise:
         dhpreact = case.upstream("dhpreact")
         expected = _batchnorm_vjp(values["hprebn"], values["bngain"], dhpreact, unbiased=True)
         args = (dhpreact, values["bngain"], values["bnraw"], values["bnvar_inv"])
-        return Trial(
+        return Trial.on(
+            case,
             "dhprebn",
             self.function,
             args,
             expected,
-            case.batch_size,
-            case.description,
-            dict(batchnorm_variants(*args)),
-            scale=case.gradient_scale,
-            sizes=case.sizes,
+            alternatives=dict(batchnorm_variants(*args)),
             arg_names=("dhpreact", "bngain", "bnraw", "bnvar_inv"),
         )
 
@@ -260,17 +266,14 @@ class ManualBackwardExercise:
         _, cache = forward_fused(params, case.Xb, case.Yb)
         # Computed only when an answer is wrong: ~25 backward passes per case.
         alternatives = functools.partial(_manual_alternatives, self.parameter, params, cache, case)
-        return Trial(
+        return Trial.on(
+            case,
             f"d{self.parameter}",
             self.function,
             (params, cache, case.Xb, case.Yb),
             case.reference.grad(self.parameter),
-            case.batch_size,
-            case.description,
-            alternatives,
+            alternatives=alternatives,
             pick=self.parameter,
-            scale=case.gradient_scale,
-            sizes=case.sizes,
             arg_names=("params", "cache", "Xb", "Yb"),
             siblings={p: case.reference.grad(p) for p in PARAM_NAMES},
         )
