@@ -26,8 +26,10 @@ from backprop_ninja.course import (
     RELEASE_DIR,
     REPO_ROOT,
     SOLUTIONS_DIR,
+    VERDICT_MIME,
     colab_url,
 )
+from backprop_ninja.judge.problems import Problem
 from backprop_ninja.student import cli, selfcheck
 from backprop_ninja.student import lab as studentlab
 
@@ -268,3 +270,18 @@ def test_make_system_packages_installs_what_is_missing_chromium_included(tmp_pat
         (fake / command).symlink_to(fake / "sudo")
     subprocess.run(make, cwd=REPO_ROOT, env={"PATH": str(fake)}, check=True, capture_output=True)
     assert not asked.exists()
+
+
+def test_check_names_each_failure_in_the_graders_vocabulary():
+    """`check` reads the problem a test cell's verdict names: the words the class report and
+    the verifier use (judge.problems)."""
+    nb = executed_notebook(
+        ("test_dprobs", 1, ("GradeFailure", "dprobs on this batch: the sign is flipped")),
+        ("test_dW1", 2, ("NameError", "name 'grad_W1' is not defined")),
+        ("test_db2", 1, ("ZeroDivisionError", "division by zero")),
+        ("test_dh", 1, None),
+    )
+    verdict = {"test": "dprobs", "passed": False, "problem": "sign", "message": "the sign is flipped"}
+    nb.cells[0].outputs.insert(0, nbformat.v4.new_output("display_data", data={VERDICT_MIME: verdict}))
+    problems = [o.problem for o in selfcheck.outcomes_of(nb)]
+    assert problems == [Problem.SIGN, Problem.MISSING, Problem.ERROR, None]

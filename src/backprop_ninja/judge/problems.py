@@ -43,6 +43,10 @@ class Problem(str, Enum):
     INVALID = "invalid"  # the submission cannot be read
     # Notebook 4's training test (the losses did not fall as they should)
     TRAINING = "training"
+    # The grader's words for a test that lost its points without a verdict of its own
+    WITHDRAWN = "withdrawn"  # by the integrity scan or the verifier
+    NOT_GRADED = "not_graded"  # nbgrader could not grade the notebook
+    NO_VERDICT = "no_verdict"  # the cell stopped before its test ran
 
     def __str__(self) -> str:
         return self.value
@@ -50,13 +54,35 @@ class Problem(str, Enum):
     @property
     def in_the_answer(self) -> bool:
         """The function returned, but its answer is wrong (not: it could not be called)."""
-        return self not in CALL_PROBLEMS
+        return self in ANSWER_PROBLEMS
 
     def graded(self) -> Problem:
         """The verifier's coarser word (``verify.PROBLEMS``): a wrong answer is ``wrong``."""
         return Problem.WRONG if self.in_the_answer else self
 
 
+# What can be wrong with what a function returned (the verifier calls all of them "wrong").
+ANSWER_PROBLEMS = frozenset(
+    {
+        Problem.NONE,
+        Problem.NOT_TENSOR,
+        Problem.NOT_FLOAT,
+        Problem.SHAPE,
+        Problem.DTYPE,
+        Problem.NAN,
+        Problem.INF,
+        Problem.SIGN,
+        Problem.FACTOR,
+        Problem.TRANSPOSED,
+        Problem.ALTERNATIVE,
+        Problem.ZERO,
+        Problem.HARD_CODED,
+        Problem.MISMATCH,
+        Problem.KEYS,
+        Problem.WRONG,
+    }
+)
+# Why a call gave no answer, or the verifier's process none at all.
 CALL_PROBLEMS = frozenset(
     {
         Problem.NOT_IMPLEMENTED,
@@ -68,6 +94,10 @@ CALL_PROBLEMS = frozenset(
         Problem.BAD_OUTPUT,
         Problem.INVALID,
     }
+)
+# What says nothing about what a class misunderstands (the class report leaves it out).
+NOT_MISTAKES = frozenset(
+    {Problem.NOT_GRADED, Problem.WITHDRAWN, Problem.NO_VERDICT, Problem.NOT_IMPLEMENTED, Problem.MISSING}
 )
 # What the verifier's verdicts may say (``verify.Verdict.problem``).
 GRADED_PROBLEMS = (Problem.WRONG, *sorted(CALL_PROBLEMS, key=list(Problem).index))

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..cells import grade_id, is_test, nbgrader_meta, read_notebook
-from ..course import QUICK_TIMING_VARIABLE, STEPS_VARIABLE
+from ..course import QUICK_TIMING_VARIABLE, STEPS_VARIABLE, VERDICT_MIME
+from ..judge.problems import Problem
 from ..text import printable
 
 CHECK_STEPS = 2000  # notebook 4's training steps during a check (as in CI)
@@ -30,6 +31,7 @@ class TestOutcome:
     points: float
     passed: bool
     reason: str = ""  # why it failed, one line
+    problem: Problem | None = None  # what its verdict names (the grader's vocabulary)
 
     def line(self) -> str:
         earned = self.points if self.passed else 0
@@ -84,6 +86,17 @@ def failure_reason(ename: str, evalue: str) -> str:
     return one_line(f"{ename}: {evalue}")
 
 
+def problem_of(cell, error: tuple[str, str] | None) -> Problem | None:
+    """The problem a failed test cell's verdict names (``VERDICT_MIME``), else its error's kind."""
+    if error is None:
+        return None
+    for output in cell.get("outputs", []):
+        verdict = output.get("data", {}).get(VERDICT_MIME)
+        if isinstance(verdict, dict) and verdict.get("problem") in set(Problem):
+            return Problem(verdict["problem"])
+    return Problem.MISSING if error[0] == "NameError" else Problem.ERROR
+
+
 def outcomes_of(executed) -> tuple[TestOutcome, ...]:
     """The graded test cells of an executed notebook, in order, passed or failed."""
     outcomes = []
@@ -93,7 +106,10 @@ def outcomes_of(executed) -> tuple[TestOutcome, ...]:
         points = float(nbgrader_meta(cell).get("points", 0))
         error = error_of(cell)
         reason = failure_reason(*error) if error else ""
-        outcomes.append(TestOutcome(grade_id(cell) or "test", points, error is None, reason))
+        outcome = TestOutcome(
+            grade_id(cell) or "test", points, error is None, reason, problem_of(cell, error)
+        )
+        outcomes.append(outcome)
     return tuple(outcomes)
 
 
