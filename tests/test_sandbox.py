@@ -279,7 +279,7 @@ def test_the_sandbox_fork_server_starts_nothing_unconfined(fork_server, tmp_path
     }
     with open(os.devnull, "rb") as null:
         with pytest.raises(OSError, match="confined children only"):
-            forkserver._request(str(fork_server.path), request, [null.fileno()] * 3)
+            forkserver.send_request(str(fork_server.path), request, [null.fileno()] * 3)
     time.sleep(0.5)  # a child, had one been forked, would have written by now
     assert not marker.exists()
 

@@ -16,6 +16,7 @@ import pytest
 from submission_notebooks import reference_answers, source_notebook, submission
 
 from backprop_ninja.cells import ANSWER_PRELUDE
+from backprop_ninja.judge.problems import Problem
 from backprop_ninja.maintainer.catalogue import HIDDEN_SEEDS, notebook_case
 from backprop_ninja.model import PARAM_NAMES
 from backprop_ninja.testing import MANUAL_BACKWARD, GradeFailure, test_hidden, test_on, test_training
@@ -57,15 +58,19 @@ MISTAKES = {
 TESTS = [f"test_d{parameter}" for parameter in PARAM_NAMES] + ["test_training"]
 
 
-def passes(test, *args, **kwargs) -> tuple[bool, str]:
-    """A test cell's verdict: (passed, its ❌ line or what it printed)."""
+def passes(test, *args, **kwargs) -> tuple[bool, str, Problem | None]:
+    """A test cell's verdict: (passed, its ❌ line or what it printed, the problem it names)."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         try:
             test(*args, **kwargs)
         except GradeFailure as failure:
-            return False, str(failure)
-    return True, out.getvalue()
+            return (
+                False,
+                str(failure),
+                failure.result.problem if failure.result is not None else Problem.TRAINING,
+            )
+    return True, out.getvalue(), None
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +79,10 @@ def sources(tmp_path_factory):
     return folder, source_notebook(folder, NB4)
 
 
-def verdicts_of(name: str, code: str, sources) -> tuple[dict[str, tuple[bool, str]], dict[str, bool]]:
+def verdicts_of(name: str, code: str, sources):
     """(each test's visible verdict, run as the notebook's cells run it; each test's grade:
-    its hidden test in the kernel and the verifier on the submitted notebook)."""
+    its hidden test in the kernel and the verifier on the submitted notebook; the verifier's
+    verdicts)."""
     namespace: dict = {"__name__": "__main__"}
     exec(compile(ANSWER_PRELUDE + code, "<answer cell>", "exec"), namespace)
     manual_backward = namespace["manual_backward"]
@@ -90,14 +96,17 @@ def verdicts_of(name: str, code: str, sources) -> tuple[dict[str, tuple[bool, st
     folder, source = sources
     path = submission(folder, NB4, {"manual_backward": code}, (), name=name.replace(" ", "_"))
     verifier = verify_notebook(path, NB4, source_path=source, seed=7)
-    return visible, {test: verifier[test].ok and hidden.get(test, True) for test in TESTS}
+    return visible, {test: verifier[test].ok and hidden.get(test, True) for test in TESTS}, verifier
 
 
 @pytest.mark.parametrize("name", list(MISTAKES))
 def test_the_visible_verdict_of_every_test_is_the_grade(name, sources):
     code, says = MISTAKES[name]
-    visible, grade = verdicts_of(name, code, sources)
-    assert {test: ok for test, (ok, _) in visible.items()} == grade
+    visible, grade, verifier = verdicts_of(name, code, sources)
+    assert {test: ok for test, (ok, _, _) in visible.items()} == grade
+    problem = visible["test_training"][2]
+    assert problem is not None
+    assert verifier["test_training"].problem == problem.graded()  # one check, one verdict
     assert not grade["test_training"], "each of these mistakes costs the training test's points"
     training_line = visible["test_training"][1]
     assert training_line.startswith("every gradient must be right before training counts")
@@ -105,7 +114,7 @@ def test_the_visible_verdict_of_every_test_is_the_grade(name, sources):
 
 
 def test_the_right_answer_passes_every_test_visibly_and_in_the_grade(sources):
-    visible, grade = verdicts_of("right", RIGHT, sources)
-    assert all(ok for ok, _ in visible.values()), visible
+    visible, grade, _ = verdicts_of("right", RIGHT, sources)
+    assert all(ok for ok, _, _ in visible.values()), visible
     assert all(grade.values()), grade
     assert "✅ training: validation loss" in visible["test_training"][1]

@@ -28,6 +28,7 @@ from ..integrity import (
 )
 from ..judge import messages
 from ..judge.calling import Outcome
+from ..judge.chain import ORDER
 from ..judge.exercises import GRADED_TESTS
 from ..judge.problems import Problem
 from ..sandbox import build as sandbox
@@ -85,7 +86,7 @@ def verify_submission(
     records, cell_errors = outcome
     verdicts = judge_results(plan, records, cell_errors, submission.cells)
     for gid, function in DEPENDENT_TESTS.get(notebook_name, {}).items():
-        verdicts[gid] = _dependent_verdict(function, list(verdicts.values()))
+        verdicts[gid] = _dependent_verdict(function, verdicts)
     return verdicts
 
 
@@ -175,8 +176,13 @@ def _missing_message(function: str, cell_errors: dict[str, str], cells: list[Cod
     return f"{function} is not defined in any answer cell"
 
 
-def _dependent_verdict(function: str, gradient_verdicts: list[Verdict]) -> Verdict:
-    failed = [v for v in gradient_verdicts if not v.ok]
+def _dependent_verdict(function: str, gradient_verdicts: dict[str, Verdict]) -> Verdict:
+    """Right only if every gradient is; else the first failure in the order the backward pass
+    reaches the gradients (``chain.ORDER``), the one the notebook's training test names."""
+    order = [f"test_d{parameter}" for parameter in ORDER]
+    failing = [gid for gid in order if gid in gradient_verdicts and not gradient_verdicts[gid].ok]
+    failing += [gid for gid, v in gradient_verdicts.items() if not v.ok and gid not in order]
+    failed = [gradient_verdicts[gid] for gid in failing]
     if not failed:
         return Verdict(True, f"every gradient of {function} is right on fresh inputs")
     return Verdict(
