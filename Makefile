@@ -57,8 +57,10 @@ lab: setup data ## Open the student notebooks in the student Lab (Validate, no i
 test: setup data lint ## Set up, lint, then run every test (unit, notebooks, grading pipeline)
 	$(PYTHON) -m pytest
 
-test-fast: setup data ## Unit tests only (under a minute): no notebooks, no grading pipeline
-	$(PYTHON) -m pytest -m "not slow"
+# The markers of tests that need more than Python (pyproject.toml [tool.pytest]): test-fast skips them.
+HEAVY_MARKERS := sandbox or pipeline or notebooks or browser or postgres or dask
+test-fast: setup data ## Unit tests only (under 3 minutes): no kernels, servers, sandbox or browser
+	$(PYTHON) -m pytest -m "not ($(HEAVY_MARKERS))"
 
 LINTED := src tests bench grader setup.py
 lint: setup ## The gates: ruff check, ruff format --check, mypy (also run by make test)

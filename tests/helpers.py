@@ -29,6 +29,19 @@ def make_course_root(base: Path) -> Path:
     return root
 
 
+def make_commands(*arguments: str) -> list[str]:
+    """The commands ``make ARGUMENTS`` would run in this checkout, one per line (``make -n``:
+    nothing runs, but what make decides to run is what it would do)."""
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-n", *arguments],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.splitlines()
+
+
 def load_demo_module():
     """grader/make_demo_class.py (a script, not a package module)."""
     if "make_demo_class" not in sys.modules:

@@ -38,7 +38,9 @@ def quick_results(tmp_path_factory):
     return done.stdout, json.loads(out.read_text(encoding="utf-8"))
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
+@pytest.mark.sandbox
+@pytest.mark.notebooks
 def test_quick_bench_prints_and_writes_every_figure(quick_results):
     stdout, results = quick_results
     rows = {row["figure"]: row for row in results["rows"]}
@@ -54,7 +56,9 @@ def test_quick_bench_prints_and_writes_every_figure(quick_results):
     assert results["machine"]["torch"] == torch.__version__
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
+@pytest.mark.sandbox
+@pytest.mark.notebooks
 def test_quick_bench_compares_loops_that_compute_the_same_training(quick_results):
     rows = {row["figure"]: row for row in quick_results[1]["rows"]}
     # The lecture's loop, the course's loop and the autograd loop saw the same minibatches

@@ -52,7 +52,6 @@ NB1, NB2, NB3, NB4 = NOTEBOOKS
 
 
 # nbgrader 0.9.6 with SQLAlchemy 2 warns on every query; it says nothing about our code.
-pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")
 
 
 # ------------------------------------------------------------------------ failure reasons

@@ -20,7 +20,7 @@ from backprop_ninja.grading import Course, autograde_class, export_class
 from backprop_ninja.grading.__main__ import main as classroom_main
 from backprop_ninja.grading.classdir import GradingError
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")]
+pytestmark = [pytest.mark.dask, pytest.mark.pipeline, pytest.mark.sandbox, pytest.mark.notebooks]
 
 
 @pytest.fixture(scope="module")

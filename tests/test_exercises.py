@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from backprop_ninja import testing
 from backprop_ninja.cases import Case, CaseSpec
 from backprop_ninja.course import NOTEBOOKS
+from backprop_ninja.judge import calling
 from backprop_ninja.judge.exercises import ATOMIC_BY_TARGET, ATOMIC_EXERCISES, GRADED_TESTS
 from backprop_ninja.model import PARAM_NAMES, consumers
 from backprop_ninja.testing import GradeFailure, expect_correct, run_trial
@@ -138,7 +139,7 @@ def test_stage_report_prints_the_lecture_table_and_missing_functions(capsys):
 
 
 def test_an_endless_student_function_is_stopped_with_an_explanation(monkeypatch):
-    monkeypatch.setattr(testing, "STUDENT_CALL_SECONDS", 0.2)
+    monkeypatch.setattr(calling, "STUDENT_CALL_SECONDS", 0.2)
 
     def endless(dlogits):
         while True:

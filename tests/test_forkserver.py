@@ -207,6 +207,7 @@ def test_a_request_for_another_module_is_refused_and_spawn_falls_back(server, tm
         )
 
 
+@pytest.mark.notebooks
 def test_a_kernel_started_through_the_server_runs_cells_and_cannot_see_the_server(tmp_path, monkeypatch):
     """The real server (torch imported) and nbclient with the grading kernel manager."""
     import nbformat

@@ -30,7 +30,7 @@ from backprop_ninja.grading.table import class_rows, read_notebook_csv
 REPO = Path(__file__).resolve().parents[1]
 NB1, NB2, NB3, NB4 = NOTEBOOKS
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")]
+pytestmark = [pytest.mark.pipeline, pytest.mark.sandbox, pytest.mark.notebooks]
 
 
 def hidden_test_lines() -> set[str]:

@@ -204,7 +204,9 @@ def section_b(graded_demo):
     return graded_demo
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
+@pytest.mark.sandbox
+@pytest.mark.notebooks
 def test_grading_a_class_in_section_b_leaves_git_status_as_it_was(section_b):
     course = section_b["course"]
     written = [p for p in course.class_dir.rglob("*") if p.is_file()]
@@ -212,7 +214,9 @@ def test_grading_a_class_in_section_b_leaves_git_status_as_it_was(section_b):
     assert section_b["git_after"] == section_b["git_before"]
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
+@pytest.mark.sandbox
+@pytest.mark.notebooks
 def test_a_verdict_is_one_display_data_output_with_its_json(section_b):
     import nbformat
 
@@ -236,7 +240,9 @@ def test_a_verdict_is_one_display_data_output_with_its_json(section_b):
     assert passed.outputs[0].data[VERDICT_MIME]["passed"] is True
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
+@pytest.mark.sandbox
+@pytest.mark.notebooks
 def test_the_class_report_is_self_contained_and_says_what_went_wrong(section_b):
     course = section_b["course"]
     page = section_b["report"].read_text(encoding="utf-8")
@@ -268,7 +274,9 @@ def test_the_class_report_is_self_contained_and_says_what_went_wrong(section_b):
     assert "lowest pass rates: dlogits 29%" in lines[1] and not any(p in lines[2] for p in NOT_MISTAKES)
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
+@pytest.mark.sandbox
+@pytest.mark.notebooks
 def test_grades_canvas_csv_has_the_canvas_columns_and_every_total(section_b, demo_class_module):
     import csv
 
@@ -281,7 +289,9 @@ def test_grades_canvas_csv_has_the_canvas_columns_and_every_total(section_b, dem
     assert totals == {s.name: s.total for s in demo_class_module.DEMO}
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
+@pytest.mark.sandbox
+@pytest.mark.notebooks
 def test_feedback_names_each_test_and_gives_the_totals(section_b):
     course = section_b["course"]
     page = course.feedback_page("slips_db2_bessel", NB1).read_text(encoding="utf-8")
@@ -300,7 +310,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
+@pytest.mark.sandbox
+@pytest.mark.notebooks
 def test_the_formgrader_serves_the_class_gradebook(section_b, demo_class_module, tmp_path):
     course, port, token = section_b["course"], free_port(), "t0ken-for-this-test"
     with open(tmp_path / "server.log", "wb") as log:
@@ -328,7 +340,10 @@ def test_the_formgrader_serves_the_class_gradebook(section_b, demo_class_module,
         process.wait(timeout=30)
 
 
-@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.pipeline
+@pytest.mark.sandbox
+@pytest.mark.notebooks
 def test_a_browser_offline_shows_the_feedback_math_and_named_tests(section_b):
     from playwright import sync_api
 
@@ -382,7 +397,10 @@ def wait_for_json(url: str, process, log: Path, seconds: float = 120):
     raise AssertionError(log.read_text()[-3000:])
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
+@pytest.mark.sandbox
+@pytest.mark.notebooks
+@pytest.mark.browser
 def test_the_formgrader_offline_renders_math_and_flags_the_integrity_findings(section_b, tmp_path):
     """Issue 28 point 5: the Formgrader's grading page shows its math with the network off
     (no CDN request leaves the machine), and its "Flagged?" column is nbgrader's flag, set

@@ -11,7 +11,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from backprop_ninja.course import REPO_ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.notebooks
 
 TEST_B2 = 'from backprop_ninja.testing import ATOMIC, test_on\ntest_on(ATOMIC["b2"], grad_b2, case)'
 TEST_H = 'from backprop_ninja.testing import ATOMIC, test_on\ntest_on(ATOMIC["h"], grad_h, case)'

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from backprop_ninja import plots, timing
 from backprop_ninja.cases import Case
 from backprop_ninja.cells import load_answers
+from backprop_ninja.judge.training_check import check_training
 from backprop_ninja.maintainer.notebooks import solution_path, training_losses
 from backprop_ninja.model import FORWARD_STEPS, PARAM_NAMES, forward_exploded, init_params
 from backprop_ninja.reference import reference_gradients
@@ -28,10 +29,6 @@ from backprop_ninja.testing import (
     test_on,
     test_training,
 )
-
-# pytest would collect the imported test_* functions of the package as tests: they are not.
-test_on.__test__ = False
-test_training.__test__ = False
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +45,6 @@ def small_batch(seed=0, n=16, n_hidden=12):
 
 
 # -------------------------------------------------------------------- the training test
-@pytest.mark.slow
 def test_training_test_passes_the_solution_below_the_bound(solution4, capsys):
     result = test_training(solution4)
     assert isinstance(result, TrainingResult)
@@ -56,20 +52,33 @@ def test_training_test_passes_the_solution_below_the_bound(solution4, capsys):
     assert "✅ training" in capsys.readouterr().out
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "mistake, says",
-    [
-        (lambda grads: {k: torch.zeros_like(v) for k, v in grads.items()}, "barely learned"),
-        (lambda grads: {k: -v for k, v in grads.items()}, "flipped sign"),
-    ],
-)
-def test_training_test_fails_bad_gradients_and_says_why(solution4, mistake, says):
+ZEROS = (lambda grads: {k: torch.zeros_like(v) for k, v in grads.items()}, "barely learned", "all zeros")
+FLIPPED = (lambda grads: {k: -v for k, v in grads.items()}, "flipped sign", "sign is flipped")
+
+
+@pytest.mark.parametrize(("mistake", "training_says", "gradient_says"), [ZEROS, FLIPPED])
+def test_training_test_names_a_wrong_gradient_before_it_trains(
+    solution4, mistake, training_says, gradient_says
+):
+    """The grade needs every gradient right: the visible test says which one is not."""
+
     def backward(params, cache, Xb, Yb):
         return mistake(solution4(params, cache, Xb, Yb))
 
-    with pytest.raises(GradeFailure, match=says):
+    with pytest.raises(GradeFailure, match=gradient_says) as info:
         test_training(backward)
+    assert str(info.value).startswith("every gradient must be right before training counts: dW2 on fresh")
+    assert info.value.test == "training"
+    assert info.value.result.problem in ("zero", "sign")
+
+
+@pytest.mark.parametrize(("mistake", "training_says", "gradient_says"), [ZEROS, FLIPPED])
+def test_training_alone_fails_bad_gradients_and_says_why(solution4, mistake, training_says, gradient_says):
+    def backward(params, cache, Xb, Yb):
+        return mistake(solution4(params, cache, Xb, Yb))
+
+    with pytest.raises(GradeFailure, match=training_says):
+        check_training(backward)
 
 
 @pytest.mark.parametrize(
@@ -78,6 +87,19 @@ def test_training_test_fails_bad_gradients_and_says_why(solution4, mistake, says
         ({"C": torch.zeros(1)}, r"shape \(1,\) for 'C'"),
         ({}, "nothing for 'C'"),
         ([], "must return a dict"),
+    ],
+)
+def test_training_alone_explains_an_unusable_result(result, says):
+    with pytest.raises(GradeFailure, match=says):
+        check_training(lambda params, cache, Xb, Yb: result, steps=1)
+
+
+@pytest.mark.parametrize(
+    ("result", "says"),
+    [
+        ({"C": torch.zeros(1)}, "the dict has no key 'W2'"),
+        ({"dW2": torch.zeros(1)}, "the dict has the key 'dW2' but no 'W2'"),
+        ([], "must return a dict of gradients keyed by parameter name, got list"),
     ],
 )
 def test_training_test_explains_an_unusable_result(result, says):
@@ -89,8 +111,11 @@ def test_training_test_reports_a_missing_implementation():
     def manual_backward(params, cache, Xb, Yb):
         raise NotImplementedError()
 
-    with pytest.raises(GradeFailure, match="manual_backward is not implemented yet"):
+    with pytest.raises(GradeFailure, match="manual_backward is not implemented yet") as info:
         test_training(manual_backward, steps=1)
+    assert info.value.result.problem == "not_implemented"
+    with pytest.raises(GradeFailure, match="manual_backward is not implemented yet"):
+        check_training(manual_backward, steps=1)
 
 
 def test_printed_results_display_nothing_more_in_a_notebook(capsys):

@@ -27,7 +27,7 @@ from backprop_ninja.course import ASSIGNMENT, DEPENDENT_TESTS, NOTEBOOKS
 from backprop_ninja.judge.exercises import GRADED_TESTS
 from backprop_ninja.maintainer.notebooks import CI_STEPS, RELEASE, REPO_ROOT, SOLUTIONS, STEPS_VARIABLE
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.notebooks
 
 SANITIZE = Path(__file__).with_name("nbval_sanitize.cfg")
 # Text that must never reach a student: nbgrader's solution and hidden-test markers, and the

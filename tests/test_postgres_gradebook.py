@@ -16,7 +16,7 @@ from backprop_ninja.grading.status import FAILED, read_status
 
 NB1, NB2, NB3, NB4 = NOTEBOOKS
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")]
+pytestmark = [pytest.mark.postgres, pytest.mark.pipeline, pytest.mark.sandbox, pytest.mark.notebooks]
 
 
 # Full marks, an answer by autograd the integrity checks flag, notebooks nbgrader cannot grade.

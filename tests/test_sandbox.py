@@ -28,6 +28,8 @@ from backprop_ninja.course import REPO_ROOT, SANDBOX_ENVIRONMENT, SANDBOX_FORKSE
 from backprop_ninja.sandbox import build as sandbox
 from backprop_ninja.sandbox import cgroups
 
+pytestmark = pytest.mark.sandbox
+
 SECRET = "postgresql://grader:s3cret-password@db.example.org/gradebook"
 
 

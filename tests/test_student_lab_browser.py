@@ -21,7 +21,7 @@ import pytest
 
 from backprop_ninja.course import REPO_ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.browser, pytest.mark.notebooks]
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [

@@ -5,9 +5,14 @@ self-check's reading of a notebook."""
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import make_commands
 
 from backprop_ninja import resources
 from backprop_ninja.cells import grade_id, read_notebook
@@ -20,8 +25,10 @@ from backprop_ninja.course import (
     RELEASE_DIR,
     REPO_ROOT,
     SOLUTIONS_DIR,
+    VERDICT_MIME,
     colab_url,
 )
+from backprop_ninja.judge.problems import Problem
 from backprop_ninja.student import cli, selfcheck
 from backprop_ninja.student import lab as studentlab
 
@@ -303,7 +310,7 @@ def with_answer_source(path, source: str):
     path.write_text(nbformat.writes(nb))
 
 
-@pytest.mark.slow
+@pytest.mark.notebooks
 def test_an_endless_answer_cell_is_named_and_the_test_after_it_not_run(tmp_path):
     """Issue 28 point 2, through the command in a real kernel: the stuck cell is named."""
     import subprocess
@@ -329,7 +336,7 @@ def test_an_endless_answer_cell_is_named_and_the_test_after_it_not_run(tmp_path)
     assert "Traceback" not in done.stdout + done.stderr and "StudentMessage" not in done.stdout
 
 
-@pytest.mark.slow
+@pytest.mark.notebooks
 def test_an_answer_that_kills_the_kernel_is_named(tmp_path):
     path = course_notebook(tmp_path)
     with_answer_source(path, "import os\nos._exit(1)\n")
@@ -354,11 +361,49 @@ def test_no_module_of_the_students_command_imports_torch():
     assert out.stdout.strip() == "False", out.stderr
 
 
-def test_make_lab_is_the_student_lab_and_setup_installs_chromium():
-    makefile = (REPO_ROOT / "Makefile").read_text()
-    assert "\t$(VENV)/bin/backprop-ninja lab notebooks/$(ASSIGNMENT)\n" in makefile
-    (packages,) = [line for line in makefile.splitlines() if line.startswith("SYSTEM_PACKAGES :=")]
-    assert "chromium:chromium" in packages.split()
+def test_make_lab_opens_the_student_lab_on_the_released_notebooks():
+    (command,) = make_commands("-o", "setup", "-o", "data", "lab")
+    program, *arguments = shlex.split(command)
+    assert Path(program) == Path(".venv/bin/backprop-ninja") and arguments[0] == "lab"
+    assert (REPO_ROOT / arguments[1]).resolve() == RELEASE_DIR.resolve()
+
+
+def test_make_system_packages_installs_what_is_missing_chromium_included(tmp_path):
+    """`make setup` installs the Debian packages grading and the tests need, and only those
+    that are missing: run for real, with an apt-get that only writes down what it was asked."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    asked = tmp_path / "apt-get.log"
+    scripts = {"apt-get": f'echo "$@" >> {asked}', "sudo": 'exec "$@"'}
+    for name, body in scripts.items():
+        (fake / name).write_text(f"#!/bin/sh\n{body}\n")
+        (fake / name).chmod(0o755)
+    (fake / "id").symlink_to(shutil.which("id"))
+    make = [shutil.which("make"), "--no-print-directory", "system-packages"]
+    subprocess.run(make, cwd=REPO_ROOT, env={"PATH": str(fake)}, check=True, capture_output=True)
+    update, install = asked.read_text().splitlines()
+    assert update.split()[0] == "update" and install.split()[:1] == ["install"]
+    assert {"bubblewrap", "postgresql", "chromium"} <= set(install.split())
+    asked.unlink()
+    for command in ("bwrap", "pg_ctlcluster", "chromium"):  # all there: nothing to install
+        (fake / command).symlink_to(fake / "sudo")
+    subprocess.run(make, cwd=REPO_ROOT, env={"PATH": str(fake)}, check=True, capture_output=True)
+    assert not asked.exists()
+
+
+def test_check_names_each_failure_in_the_graders_vocabulary():
+    """`check` reads the problem a test cell's verdict names: the words the class report and
+    the verifier use (judge.problems)."""
+    nb = executed_notebook(
+        ("test_dprobs", 1, ("GradeFailure", "dprobs on this batch: the sign is flipped")),
+        ("test_dW1", 2, ("NameError", "name 'grad_W1' is not defined")),
+        ("test_db2", 1, ("ZeroDivisionError", "division by zero")),
+        ("test_dh", 1, None),
+    )
+    verdict = {"test": "dprobs", "passed": False, "problem": "sign", "message": "the sign is flipped"}
+    nb.cells[0].outputs.insert(0, nbformat.v4.new_output("display_data", data={VERDICT_MIME: verdict}))
+    problems = [o.problem for o in selfcheck.outcomes_of(nb)]
+    assert problems == [Problem.SIGN, Problem.MISSING, Problem.ERROR, None]
 
 
 # ---------------------------------------------------------------- Validate, answered by the self-check

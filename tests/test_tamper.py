@@ -54,8 +54,6 @@ NB1, NB2, NB3, NB4 = NOTEBOOKS
 demo = load_demo_module()  # grader/make_demo_class.py: filled_notebook and the mutation helpers
 CANARY_TEXT = "the gradebook, or another student's notebook\n"
 
-pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")
-
 
 def read_test_points() -> dict[str, dict[str, float]]:
     """Points of every graded test cell, from the solutions' nbgrader metadata."""
@@ -680,7 +678,9 @@ def test_the_table_has_enough_distinct_attacks_and_honest_variants():
         assert not (student.honest and (student.lost or student.flag)), student.name
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
+@pytest.mark.sandbox
+@pytest.mark.notebooks
 @pytest.mark.parametrize("student", student_params(CLASS))
 def test_each_student_gets_exactly_the_expected_points_and_notes(graded, student):
     course, row = graded["course"], graded["rows"][student.name]
@@ -710,7 +710,9 @@ def test_each_student_gets_exactly_the_expected_points_and_notes(graded, student
         assert reason in comments[answer_cell_of(student.notebook, test)]
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
+@pytest.mark.sandbox
+@pytest.mark.notebooks
 def test_no_honest_variant_loses_a_point_or_is_flagged(graded):
     course = graded["course"]
     problems = []
@@ -722,17 +724,23 @@ def test_no_honest_variant_loses_a_point_or_is_flagged(graded):
     assert not problems
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
+@pytest.mark.sandbox
+@pytest.mark.notebooks
 def test_submitted_files_are_byte_identical_after_grading(graded):
     assert digests(graded["course"].submitted) == graded["before"]
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
+@pytest.mark.sandbox
+@pytest.mark.notebooks
 def test_a_notebook_cannot_write_outside_its_folder(graded):
     assert graded["canary"].read_text() == CANARY_TEXT
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
+@pytest.mark.sandbox
+@pytest.mark.notebooks
 def test_autograd_in_an_added_cell_is_allowed_but_never_graded(graded):
     """The integrity module's decision on added cells: they may call autograd (the lecture
     compares with loss.backward()), because the verifier runs answer cells only. So the scan

@@ -2,6 +2,8 @@
 
 import csv
 
+import pytest
+
 from backprop_ninja.course import NOTEBOOKS
 from backprop_ninja.grading import Course, autograde_class, export_class
 from backprop_ninja.grading.lms import write_canvas_csv
@@ -45,6 +47,9 @@ def test_no_cell_of_the_grade_csvs_is_read_as_a_formula(tmp_path):
         assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@")]
 
 
+@pytest.mark.pipeline
+@pytest.mark.sandbox
+@pytest.mark.notebooks
 def test_a_student_id_that_is_a_formula_stays_text_in_every_export(course_root):
     """The real export, nbgrader's grades.csv included, for a class with such a student."""
     course = Course.load(root=course_root)

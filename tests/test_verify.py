@@ -31,7 +31,7 @@ from backprop_ninja.verify import PROBLEMS, Verdict, build_plan, secret_seeds, v
 from backprop_ninja.verify.child import call_answer
 from backprop_ninja.verify.parent import child_environment, judge_results
 
-pytestmark = pytest.mark.slow  # child processes: about a minute in all
+pytestmark = pytest.mark.pipeline  # the verifier's child processes: about a minute in all
 
 NB1, NB2, NB3, NB4 = ("1_atomic_backprop", "2_fused_cross_entropy", "3_fused_batchnorm", "4_full_training")
 SECRET = "BPN_TEST_SECRET_TOKEN"

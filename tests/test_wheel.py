@@ -25,7 +25,7 @@ from backprop_ninja.course import (
     SOLUTIONS_DIR,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.pipeline, pytest.mark.notebooks]
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
 

@@ -76,18 +76,12 @@ FRESH_SHAPES_FOR: dict[str, tuple[dict[str, Any], ...]] = {
     ),
 }
 PUBLIC_SEEDS = (101, 102, 103)
-HIDDEN_SHAPES = FRESH_SHAPES  # the name the verifier's documentation uses
 
 
 def fresh_specs(function: str, seeds) -> list[CaseSpec]:
     """One case per fresh shape of the exercise that calls ``function``, the i-th with the i-th seed."""
     shapes = FRESH_SHAPES_FOR.get(function, FRESH_SHAPES)
     return [CaseSpec(seed=seed, **shape) for seed, shape in zip(seeds, shapes, strict=True)]
-
-
-def hidden_specs(seeds) -> list[CaseSpec]:
-    """One case per default fresh shape, the i-th with the i-th seed."""
-    return fresh_specs("", seeds)
 
 
 @dataclass(frozen=True)

@@ -10,30 +10,20 @@ whose cell also compares with autograd, passes with a warning.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import linecache
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import replace
 
 import torch
 
-from .cases import FRESH_SHAPES_FOR, PUBLIC_SEEDS, Case, CaseSpec, fresh_specs
-from .judge import chain
-from .judge.calling import (
-    STUDENT_CALL_SECONDS,
-    ResultError,
-    StudentTimeout,
-    call_student,
-    modified_arguments,
-    pick_result,
-    private_copy,
-    time_limit,
-    warnings_to_stdout,
-)
+from .cases import PUBLIC_SEEDS, Case, CaseSpec, fresh_specs
+from .judge import messages
+from .judge.calling import call, warnings_to_stdout
+from .judge.chain import ORDER
 from .judge.check import CheckResult, check
-from .judge.errors import explain_exception, install_name_error_handler
+from .judge.errors import install_name_error_handler
 from .judge.exercises import (
     ATOMIC_BY_TARGET,
     GRADED_TESTS,
@@ -42,7 +32,8 @@ from .judge.exercises import (
     CrossEntropyExercise,
     Trial,
 )
-from .judge.training_check import TRAINING_BOUND, TRAINING_STEPS, TrainingResult, test_training
+from .judge.problems import Problem
+from .judge.training_check import TRAINING_BOUND, TRAINING_STEPS, TrainingResult, check_training
 from .judge.verdicts import GradeFailure, PrintedResult, PrintedResults, printed, show_verdict
 
 __all__ = [  # what the notebooks' cells and the course's tools use
@@ -69,7 +60,7 @@ __all__ = [  # what the notebooks' cells and the course's tools use
 # Captured when this module is imported, before any student cell runs, so that a student
 # cell that reassigns these names in torch or in this package does not reach the tests.
 _check = check
-_call_student = call_student
+_call = call
 _fresh_case = functools.lru_cache(maxsize=32)(Case.fresh)  # the same public cases for every test
 
 ATOMIC = ATOMIC_BY_TARGET
@@ -77,61 +68,28 @@ CROSS_ENTROPY = CrossEntropyExercise()
 BATCHNORM = BatchnormExercise()
 MANUAL_BACKWARD = {exercise.parameter: exercise for exercise in MANUAL_BACKWARD_EXERCISES}
 
-# Fresh-input shapes per exercise (cases.FRESH_SHAPES); the seeds come from the test cells.
-HIDDEN_SHAPES_FOR: dict[str, tuple[dict[str, Any], ...]] = FRESH_SHAPES_FOR
 ANSWER_FUNCTIONS = {e.function for tests in GRADED_TESTS.values() for e in tests.values()}
 install_name_error_handler(ANSWER_FUNCTIONS)  # a test cell run out of order says which cell to run
 
 
 def run_trial(function: Callable, trial: Trial) -> CheckResult:
-    """The student's answer to one trial, checked. Errors become a failed result, not a crash.
+    """The student's answer to one trial, checked by the verifier's own check
+    (``Trial.verdict``). Errors become a failed result, not a crash.
 
     A right answer that changes its arguments in place, or whose answer cell also compares
     with autograd, passes with a note; an answer that uses autograd fails, as it will when graded.
     """
+    return _verdicts(function, [trial])[0]
+
+
+def _verdicts(function: Callable, trials: list[Trial]) -> list[CheckResult]:
+    """One call of ``function`` (on the first trial's inputs), judged for every trial."""
     findings, notes = _integrity(function)
-    args = tuple(private_copy(arg) for arg in trial.args)
-    raw = None
-    try:
-        with time_limit(STUDENT_CALL_SECONDS), warnings_to_stdout():
-            raw = _call_student(function, dataclasses.replace(trial, pick=None), args)
-        got = pick_result(raw, trial) if trial.pick is not None else raw
-    except StudentTimeout:
-        return _failed(
-            trial,
-            "timeout",
-            f"{trial.function} ran for more than {STUDENT_CALL_SECONDS:g} s — an endless loop?",
-        )
-    except NotImplementedError:
-        return _failed(trial, "not_implemented", f"{trial.function} is not implemented yet")
-    except ResultError as error:
-        return _failed(trial, "keys", str(error))
-    except Exception as error:  # the student's code raised: report it as the answer's problem
-        problem = "autograd" if findings else "error"
-        message = findings[0] if findings else explain_exception(error, function, trial.sizes, trial.function)
-        return _failed(trial, problem, message)
-    if findings:
-        return _failed(trial, "autograd", findings[0])
-    changed = modified_arguments(trial.args, args, trial.arg_names)
-    if changed:
-        notes = [
-            *notes,
-            f"⚠ {trial.function} changes {', '.join(changed)} in place — compute new tensors "
-            "(or work on a .clone()): a backward pass must not change the tensors it is given",
-        ]
-    result = trial.judge(got)
-    if not result.ok and trial.pick is not None and isinstance(raw, dict):
-        result = dataclasses.replace(result, message=f"{_stage(raw, trial)} — {result.message}")
-    return dataclasses.replace(result, notes=tuple(notes)) if notes else result
-
-
-def _stage(grads: dict, trial: Trial) -> str:
-    """Notebook 4: which of the seven gradients are right, and so where to look."""
-    right = {
-        p: _check(p, grads.get(p), expected, scale=trial.scale, same_dtype=True).ok
-        for p, expected in trial.siblings.items()
-    }
-    return chain.stage_message(right, str(trial.pick))
+    outcome = _call(function, trials[0])
+    if findings and outcome.problem in (None, Problem.ERROR):
+        return [CheckResult.failed(t.target, Problem.AUTOGRAD, findings[0]) for t in trials]
+    results = [trial.verdict(outcome) for trial in trials]
+    return [replace(r, notes=(*r.notes, *notes)) if notes else r for r in results]
 
 
 _IPYTHON_CELL = re.compile(r"(ipykernel_\d+[/\\]\d+\.py|<ipython-input-[\d-]+>)$")
@@ -160,23 +118,27 @@ def _scan_cell(source: str, name: str) -> tuple[list[str], list[str]]:
     return voiding, notes
 
 
-def _failed(trial: Trial, problem: str, message: str) -> CheckResult:
-    return CheckResult(trial.target, False, False, False, float("nan"), problem, message, "")
-
-
 def expect_correct(exercise, function: Callable, case: Case, *, quiet: bool = False) -> CheckResult:
     """Check ``function`` on ``case``; print the verdict (unless ``quiet``), raise ``GradeFailure`` if wrong."""
     trial = exercise.trial(case)
     result = run_trial(function, trial)
     if not result.ok:
-        where = (
-            case.description if case.description.startswith("this") else f"fresh inputs ({case.description})"
-        )
-        notes = "".join(f" ({note})" for note in result.notes)
-        raise GradeFailure(f"{result.name} on {where}: {result.message}{notes}", result)
+        raise GradeFailure(_failure_line(result, case), result)
     if not quiet:
         show_verdict(result.name, True, None, result.message, str(result))
     return result
+
+
+def _where(case: Case) -> str:
+    return (
+        case.description if case.description.startswith("this") else messages.fresh_inputs(case.description)
+    )
+
+
+def _failure_line(result: CheckResult, case: Case) -> str:
+    """``<gradient> on <inputs>: <why> (<notes>)``: what a test cell's ❌ says."""
+    notes = "".join(f" ({note})" for note in result.notes)
+    return messages.on_inputs(result.name, _where(case), result.message) + notes
 
 
 def test_on(exercise, function: Callable, case: Case) -> PrintedResult:
@@ -206,6 +168,7 @@ def fresh_summary(specs: list[CaseSpec]) -> str:
 
 
 def hidden_specs_for(exercise, seeds: Iterable[int]) -> list[CaseSpec]:
+    """The exercise's kinds of fresh inputs, the i-th from the i-th seed."""
     return fresh_specs(exercise.function, list(seeds))
 
 
@@ -230,7 +193,7 @@ def stage_report(targets: Iterable[str], namespace: dict, case: Case) -> Printed
         result = (
             run_trial(function, trial)
             if callable(function)
-            else _failed(trial, "missing", f"{exercise.function} is not defined — run its cell")
+            else CheckResult.failed(trial.target, Problem.MISSING, messages.not_defined(exercise.function))
         )
         print(result)
         results.append(result)
@@ -255,9 +218,31 @@ def chain_report(grads: dict[str, torch.Tensor], case: Case) -> PrintedResults:
                 scale=case.gradient_scale,
             )
             if name in grads
-            else CheckResult(name, False, False, False, float("nan"), "missing", "not computed", "")
+            else CheckResult.failed(name, Problem.MISSING, "not computed")
         )
         print(result)
         results.append(result)
     print(f"{sum(r.ok for r in results)}/{len(results)} correct")
     return results
+
+
+def test_training(backward: Callable, **options) -> TrainingResult:
+    """Notebook 4's training test. Its points need every gradient of ``backward`` right, so
+    it first checks all seven on the verifier's kinds of fresh inputs, with the verifier's
+    check, and names the first wrong one (in the order the backward pass reaches them); then
+    it trains a fresh model (``judge.training_check.check_training``, ``options``)."""
+    for spec in hidden_specs_for(MANUAL_BACKWARD["C"], PUBLIC_SEEDS):
+        case = _fresh_case(spec)
+        trials = [MANUAL_BACKWARD[parameter].trial(case) for parameter in ORDER]
+        failed = next((r for r in _verdicts(backward, trials) if not r.ok), None)
+        if failed is not None:
+            why = _failure_line(failed, case)
+            raise GradeFailure(
+                f"every gradient must be right before training counts: {why}", failed, "training"
+            )
+    return check_training(backward, **options)
+
+
+# Package functions named like tests: pytest must not collect them where they are imported.
+for _function in (test_on, test_hidden, test_training):
+    setattr(_function, "__test__", False)  # noqa: B010

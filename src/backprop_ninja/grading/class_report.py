@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..cells import grade_id, is_test, read_notebook
 from ..course import ASSIGNMENT, NOTEBOOKS, VERDICT_MIME
+from ..judge.problems import NOT_MISTAKES, Problem
 from ..text import printable
 from .report_figures import pass_rate_figure, score_histograms_figure, svg_image
 from .status import FAILED, GRADED, MISSING, STOPPED, StudentStatus, read_status
@@ -31,8 +32,6 @@ TOP_DIAGNOSES = 3  # per test
 EXAMPLES = 3  # distinct example lines per diagnosis
 NOT_GRADED = "notebook not graded"
 NO_VERDICT = "no verdict shown (the cell stopped before its test ran)"
-# Diagnoses that say nothing about what the class misunderstands (left out of the summary).
-NOT_MISTAKES = ("not_graded", "withdrawn", "no_verdict", "not_implemented", "missing")
 
 
 @dataclass(frozen=True)
@@ -194,15 +193,15 @@ def build(course) -> ClassReport:
 def lost_because(state: str, score, points: float, withdrawn: str | None, verdicts: list[Verdict]):
     """None if the test earned its points, else (problem, message, example line)."""
     if withdrawn:
-        return "withdrawn", f"points withdrawn — {withdrawn}", ""
+        return Problem.WITHDRAWN, f"points withdrawn — {withdrawn}", ""
     if state != GRADED:
-        return "not_graded", NOT_GRADED, ""
+        return Problem.NOT_GRADED, NOT_GRADED, ""
     if score is not None and score >= points - 1e-9:
         return None
     failing = [v for v in verdicts if not v.passed]
     if failing:
         return failing[0].problem or "?", failing[0].message, failing[0].line
-    return "no_verdict", NO_VERDICT, ""
+    return Problem.NO_VERDICT, NO_VERDICT, ""
 
 
 def _grouped(diagnoses) -> list[Diagnosis]:

@@ -1,8 +1,10 @@
-"""Calling a student's function on a trial: private copies, no autograd, a time limit, the
-result picked out.
+"""Calling a student's function on a trial, in one trip: private copies of the inputs, no
+autograd, a time limit, stderr to stdout; what came back, or why nothing did, as a typed
+``Outcome`` (which arguments it changed in place, too).
 
-Also what the tests need to say about the call: which arguments the function changed in
-place, and why a dict of gradients cannot be graded (a missing or misnamed key).
+``Trial.verdict`` (``exercises``) judges an ``Outcome``: the notebooks' tests call here, in
+the student's kernel; the verifier makes the same ``Outcome`` from what its sandboxed child
+saw, so that both judge it with the same code.
 """
 
 from __future__ import annotations
@@ -11,13 +13,20 @@ import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 
-from ..model import PARAM_NAMES
+from . import messages
+from .errors import explain_exception
+from .problems import Problem
+
+# A test gives the student's function this long per call. In JupyterLab nothing else would
+# stop an endless loop; under nbgrader it costs seconds instead of the cell timeout.
+STUDENT_CALL_SECONDS = 10.0
 
 
 class Trial(Protocol):
@@ -28,45 +37,51 @@ class Trial(Protocol):
     @property
     def args(self) -> tuple: ...
     @property
-    def pick(self) -> str | None: ...
+    def arg_names(self) -> tuple[str, ...]: ...
+    @property
+    def sizes(self) -> dict[str, int]: ...
 
 
-class ResultError(Exception):
-    """The student's function returned something that cannot be graded (say, a misnamed key)."""
+@dataclass(frozen=True)
+class Outcome:
+    """What came of one call: ``returned`` (when ``problem`` is None), or the ``problem`` and
+    the one line that says it; ``changed`` names the arguments changed in place."""
+
+    returned: Any = None
+    problem: Problem | None = None
+    message: str = ""
+    changed: tuple[str, ...] = ()
+
+    @classmethod
+    def answered(cls, returned: Any, changed: tuple[str, ...] = ()) -> Outcome:
+        return cls(returned, None, "", changed)
+
+    @classmethod
+    def failed(cls, problem: Problem, message: str) -> Outcome:
+        return cls(None, problem, message)
+
+    @property
+    def ok(self) -> bool:
+        """The function returned (its answer may still be wrong)."""
+        return self.problem is None
 
 
-def call_student(function: Callable, trial: Trial, args: tuple | None = None):
-    """Call ``function`` on private copies of the inputs (or ``args``), without autograd."""
-    if args is None:
-        args = tuple(private_copy(arg) for arg in trial.args)
-    with torch.no_grad():
-        result = function(*args)
-    if trial.pick is not None:
-        return pick_result(result, trial)
-    return result
-
-
-def pick_result(result, trial: Trial):
-    """The gradient ``trial.pick`` from a dict of gradients, or a ``ResultError`` saying what is wrong."""
-    if not isinstance(result, dict):
-        raise ResultError(
-            f"{trial.function} must return a dict of gradients keyed by parameter name, "
-            f"got {type(result).__name__}"
-        )
-    if trial.pick in result:
-        return result[trial.pick]
-    keys = [str(k) for k in result]
-    pick = str(trial.pick)
-    near = [k for k in keys if k.lower().removeprefix("d").removeprefix("_") == pick.lower()]
-    if near:
-        raise ResultError(
-            f"the dict has the key {near[0]!r} but no {trial.pick!r}: key the gradients like params "
-            f"({', '.join(repr(p) for p in PARAM_NAMES)}) — misnamed key"
-        )
-    raise ResultError(
-        f"the dict has no key {trial.pick!r} (it has {', '.join(map(repr, keys[:8])) or 'no keys'}): "
-        f"return every gradient, keyed like params — missing key"
-    )
+def call(function: Callable, trial: Trial, *, seconds: float | None = None) -> Outcome:
+    """Call ``function`` on private copies of ``trial.args``, without autograd, for at most
+    ``seconds`` (``STUDENT_CALL_SECONDS``); never raises for what the student's code does."""
+    seconds = STUDENT_CALL_SECONDS if seconds is None else seconds
+    args = tuple(private_copy(arg) for arg in trial.args)
+    try:
+        with time_limit(seconds), warnings_to_stdout(), torch.no_grad():
+            returned = function(*args)
+    except StudentTimeout:
+        return Outcome.failed(Problem.TIMEOUT, messages.ran_too_long(trial.function, seconds))
+    except NotImplementedError:
+        return Outcome.failed(Problem.NOT_IMPLEMENTED, messages.not_implemented(trial.function))
+    except Exception as error:  # the student's code raised: report it as the answer's problem
+        why = explain_exception(error, function, trial.sizes, trial.function)
+        return Outcome.failed(Problem.ERROR, why)
+    return Outcome.answered(returned, tuple(modified_arguments(trial.args, args, trial.arg_names)))
 
 
 def modified_arguments(before: tuple, after: tuple, names: tuple[str, ...]) -> list[str]:
@@ -75,20 +90,19 @@ def modified_arguments(before: tuple, after: tuple, names: tuple[str, ...]) -> l
     for index, (old, new) in enumerate(zip(before, after)):
         name = names[index] if index < len(names) else f"argument {index + 1}"
         if isinstance(old, torch.Tensor) and isinstance(new, torch.Tensor):
-            if old.shape != new.shape or not torch.equal(old, new):
+            if not _same(old, new):
                 changed.append(name)
         elif isinstance(old, dict) and isinstance(new, dict):
             changed += [
                 f"{name}[{key!r}]"
                 for key, value in old.items()
-                if isinstance(value, torch.Tensor)
-                and not (
-                    isinstance(new.get(key), torch.Tensor)
-                    and new[key].shape == value.shape
-                    and torch.equal(new[key], value)
-                )
+                if isinstance(value, torch.Tensor) and not _same(value, new.get(key))
             ]
     return changed
+
+
+def _same(old: torch.Tensor, new: Any) -> bool:
+    return isinstance(new, torch.Tensor) and new.shape == old.shape and torch.equal(new, old)
 
 
 def private_copy(value):
@@ -100,18 +114,13 @@ def private_copy(value):
     return value
 
 
-# A test gives the student's function this long per call. In JupyterLab nothing else would
-# stop an endless loop; under nbgrader it costs seconds instead of the cell timeout.
-STUDENT_CALL_SECONDS = 10.0
-
-
 class StudentTimeout(BaseException):
     """Raised into a student function that runs too long (BaseException: a bare
     ``except Exception`` in the student's code must not swallow it)."""
 
 
 @contextmanager
-def time_limit(seconds: float):
+def time_limit(seconds: float) -> Iterator[None]:
     """Interrupt the body after ``seconds`` (main thread only: elsewhere, no limit)."""
     if threading.current_thread() is not threading.main_thread():
         yield

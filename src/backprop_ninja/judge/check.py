@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from .diagnosis import Candidate, Sizes, constant_ratio, diagnose, explain_shape, non_finite
+from .problems import Problem
 
 __all__ = ["check", "CheckResult", "Tolerance", "TOLERANCES", "constant_ratio", "explain_shape"]
 
@@ -70,9 +71,8 @@ def tolerance_for(*dtypes: torch.dtype) -> Tolerance:
 class CheckResult:
     """The verdict on one gradient. ``bool(result)`` is whether it passed.
 
-    ``problem`` names the diagnosis for tests and tools (``None`` when it passed):
-    none, not_tensor, not_float, shape, dtype, nan, inf, sign, factor, transposed,
-    alternative, zero, hard_coded, mismatch (and, from the tests: error, timeout, keys …).
+    ``problem`` names the diagnosis for tests and tools (``None`` when it passed): a
+    ``problems.Problem``. Made by ``CheckResult.passed`` or ``CheckResult.failed``.
     """
 
     name: str
@@ -80,10 +80,22 @@ class CheckResult:
     exact: bool
     approximate: bool
     maxdiff: float
-    problem: str | None
+    problem: Problem | None
     message: str
     tolerance: str
     notes: tuple[str, ...] = ()  # warnings that do not fail the test (in-place changes …)
+
+    @classmethod
+    def passed(cls, name: str, *, exact: bool, maxdiff: float, tolerance: str) -> CheckResult:
+        """Right within ``tolerance`` (``exact``: bit for bit)."""
+        return cls(name, True, exact, True, maxdiff, None, "ok", tolerance)
+
+    @classmethod
+    def failed(
+        cls, name: str, problem: Problem, message: str, *, maxdiff: float = math.nan, tolerance: str = ""
+    ) -> CheckResult:
+        """Wrong, or no answer at all: ``problem`` and the one line that says why."""
+        return cls(name, False, False, False, maxdiff, problem, message, tolerance)
 
     def __bool__(self) -> bool:
         return self.ok
@@ -130,20 +142,20 @@ def check(
             scale, torch.float64 if tol is TOLERANCES[torch.float64] else torch.float32
         )
 
-    def fail(problem: str, message: str, maxdiff: float = math.nan) -> CheckResult:
-        return CheckResult(name, False, False, False, maxdiff, problem, message, str(tol))
+    def fail(problem: Problem, message: str, maxdiff: float = math.nan) -> CheckResult:
+        return CheckResult.failed(name, problem, message, maxdiff=maxdiff, tolerance=str(tol))
 
     if got is None:
-        return fail("none", "got None — did the function forget to `return` its result?")
+        return fail(Problem.NONE, "got None — did the function forget to `return` its result?")
     if not isinstance(got, torch.Tensor):
-        return fail("not_tensor", f"expected a torch.Tensor, got {type(got).__name__}")
+        return fail(Problem.NOT_TENSOR, f"expected a torch.Tensor, got {type(got).__name__}")
     got = got.detach()
     if not (got.is_floating_point()):
-        return fail("not_float", f"got a {got.dtype} tensor; gradients are floating point")
+        return fail(Problem.NOT_FLOAT, f"got a {got.dtype} tensor; gradients are floating point")
     if got.shape != expected.shape:
-        return fail("shape", explain_shape(tuple(got.shape), tuple(expected.shape), sizes))
+        return fail(Problem.SHAPE, explain_shape(tuple(got.shape), tuple(expected.shape), sizes))
     if same_dtype and got.dtype != expected.dtype:
-        return fail("dtype", explain_dtype(got.dtype, expected.dtype))
+        return fail(Problem.DTYPE, explain_dtype(got.dtype, expected.dtype))
 
     exact = got.dtype == expected.dtype and torch.equal(got, expected)
     g64, e64 = got.to(torch.float64), expected.to(torch.float64)
@@ -153,7 +165,7 @@ def check(
     diff = (g64 - e64).abs()
     maxdiff = diff.max().item() if diff.numel() else 0.0
     if bool((diff <= tol.allowed(e64)).all()):
-        return CheckResult(name, True, exact, True, maxdiff, None, "ok", str(tol))
+        return CheckResult.passed(name, exact=exact, maxdiff=maxdiff, tolerance=str(tol))
     problem, message = diagnose(
         g64, e64, tol.allowed, batch_size=batch_size, alternatives=alternatives, sizes=sizes
     )

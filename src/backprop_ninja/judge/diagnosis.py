@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping
 
 import torch
 
+from .problems import Problem
+
 # What each size is called, how to get it in an answer, and the lecture's value(s).
 SIZE_NAMES = {
     "n": ("batch size", "x.shape[0]"),
@@ -124,7 +126,7 @@ def diagnose(
     batch_size: int | None = None,
     alternatives: Mapping[str, Candidate] | Callable[[], Mapping[str, Candidate]] | None = None,
     sizes: Sizes | None = None,
-) -> tuple[str, str]:
+) -> tuple[Problem, str]:
     """Name the mistake behind a wrong gradient of the right shape (float64 tensors).
 
     ``allowed(reference)`` is the tolerance around a reference tensor; ``alternatives`` may be
@@ -137,18 +139,18 @@ def diagnose(
         sizes["n"] = batch_size
     for advice, alternative in (alternatives or {}).items():
         if _matches(got, expected, alternative, allowed):
-            return "alternative", advice
+            return Problem.ALTERNATIVE, advice
     if (
         got.dim() == 2
         and got.shape[0] == got.shape[1]
         and bool(((got.T - expected).abs() <= allowed(expected)).all())
     ):
         return (
-            "transposed",
+            Problem.TRANSPOSED,
             "this is the transpose of the right answer — swap the operands of the matrix product",
         )
     if got.numel() and float(got.abs().max()) == 0.0:
-        return "zero", (
+        return Problem.ZERO, (
             "your answer is all zeros, but this gradient is not: it may be (nearly) zero for this "
             "loss's own upstream gradient, but the tests also use arbitrary upstream gradients — "
             "compute it from the upstream gradient"
@@ -159,9 +161,9 @@ def diagnose(
     wrong = (got - expected).abs() > allowed(expected)
     rows = _wrong_rows_beyond(wrong, sizes)
     if rows:
-        return "hard_coded", rows
+        return Problem.HARD_CODED, rows
     first = tuple(int(i) for i in wrong.nonzero()[0])
-    return "mismatch", (
+    return Problem.MISMATCH, (
         f"{int(wrong.sum())} of {got.numel()} entries are off (e.g. at {first}: "
         f"got {got[first].item():.4g}, expected {expected[first].item():.4g})"
     )
@@ -242,25 +244,25 @@ def _factors(sizes: Sizes) -> list[tuple[float, str]]:
     return factors
 
 
-def explain_ratio(ratio: float, sizes: Sizes | None) -> tuple[str, str]:
+def explain_ratio(ratio: float, sizes: Sizes | None) -> tuple[Problem, str]:
     """The cause of ``got = ratio · expected``."""
     sign = ratio < 0
     magnitude = abs(ratio)
     if sign and abs(magnitude - 1.0) <= 1e-3:
-        return "sign", "the sign is flipped (got −1 × the right answer)"
+        return Problem.SIGN, "the sign is flipped (got −1 × the right answer)"
     for value, advice in _factors(sizes or {}):
         if abs(magnitude - value) <= 1e-3 * value:
-            return "factor", ("sign flipped and " if sign else "") + advice
-    return "factor", f"off by a constant factor: got {ratio:.4g} × the right answer"
+            return Problem.FACTOR, ("sign flipped and " if sign else "") + advice
+    return Problem.FACTOR, f"off by a constant factor: got {ratio:.4g} × the right answer"
 
 
-def non_finite(got: torch.Tensor, expected: torch.Tensor) -> tuple[str, str] | None:
+def non_finite(got: torch.Tensor, expected: torch.Tensor) -> tuple[Problem, str] | None:
     """NaN or ±inf where the right answer is finite, with the usual causes."""
-    for kind, test in (("nan", torch.isnan), ("inf", torch.isinf)):
+    for kind, test in ((Problem.NAN, torch.isnan), (Problem.INF, torch.isinf)):
         wrong = test(got) & ~test(expected)
         if wrong.any():
             first = tuple(int(i) for i in wrong.nonzero()[0])
-            what = "NaN" if kind == "nan" else "±inf"
+            what = "NaN" if kind is Problem.NAN else "±inf"
             return kind, (
                 f"{int(wrong.sum())} of {got.numel()} entries are {what} (first at {first}) — "
                 "an exp that overflows on large logits (subtract each row's max before exp, or use "

@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from ..cases import (
-    Case,
-)
+from ..cases import Case
 from ..model import BN_EPS, PARAM_NAMES, consumers, forward_fused
 from ..reference import local_gradient
-from . import chain
+from . import chain, messages
+from .calling import Outcome
 from .check import CheckResult, check
 from .diagnosis import Candidate
 from .mistakes import atomic_candidates, batchnorm_variants, cross_entropy_variants
+from .problems import Problem
 
 
 # ------------------------------------------------------------------------ the exercises
@@ -47,6 +47,21 @@ class Trial:
     arg_names: tuple[str, ...] = ()  # the arguments' names, for messages
     siblings: dict[str, torch.Tensor] = field(default_factory=dict)  # every key's answer (pick)
 
+    @classmethod
+    def on(cls, case: Case, target: str, function: str, args: tuple, expected: torch.Tensor, **more) -> Trial:
+        """A trial on ``case``: its batch size, description, gradient scale and sizes."""
+        return cls(
+            target,
+            function,
+            args,
+            expected,
+            case.batch_size,
+            case.description,
+            scale=case.gradient_scale,
+            sizes=case.sizes,
+            **more,
+        )
+
     def judge(self, got) -> CheckResult:
         """``check`` what came back for this trial: its shape, its dtype and its values."""
         return check(
@@ -59,6 +74,43 @@ class Trial:
             same_dtype=True,
             sizes=self.sizes,
         )
+
+    def verdict(self, outcome: Outcome) -> CheckResult:
+        """The one check of a call's outcome: what the notebook's test shows and what the
+        verifier grades. A failed call fails with its problem; for ``pick``, the gradient is
+        taken from the dict, and a wrong one is told where the chain goes wrong first."""
+        if outcome.problem is not None:
+            return CheckResult.failed(self.target, outcome.problem, outcome.message)
+        got = outcome.returned
+        if self.pick is not None:
+            if not isinstance(got, dict):
+                return CheckResult.failed(
+                    self.target, Problem.KEYS, messages.not_a_dict(self.function, type(got).__name__)
+                )
+            if self.pick not in got:
+                return CheckResult.failed(self.target, Problem.KEYS, self._key_problem(got))
+            got = got[self.pick]
+        result = self.judge(got)
+        if not result.ok and self.pick is not None:
+            result = replace(result, message=f"{self.stage(outcome.returned)} — {result.message}")
+        if outcome.changed:
+            note = messages.changed_in_place(self.function, outcome.changed)
+            result = replace(result, notes=(*result.notes, note))
+        return result
+
+    def stage(self, grads: dict) -> str:
+        """Notebook 4: which of the seven gradients are right, and so where to look."""
+        right = {
+            p: check(p, grads.get(p), expected, scale=self.scale, same_dtype=True).ok
+            for p, expected in self.siblings.items()
+        }
+        return chain.stage_message(right, str(self.pick))
+
+    def _key_problem(self, grads: dict) -> str:
+        keys = [str(k) for k in grads]
+        pick = str(self.pick)
+        near = [k for k in keys if k.lower().removeprefix("d").removeprefix("_") == pick.lower()]
+        return messages.misnamed_key(near[0], pick, PARAM_NAMES) if near else messages.missing_key(pick, keys)
 
 
 @dataclass(frozen=True)
@@ -90,16 +142,13 @@ class AtomicExercise:
                     f"{others}, so its gradient is the sum of both branches (+=)"
                 ] = branch
         alternatives.update(atomic_candidates(self.target, values, upstream))
-        return Trial(
+        return Trial.on(
+            case,
             f"d{self.target}",
             self.function,
             args,
             truth.total,
-            case.batch_size,
-            case.description,
-            alternatives,
-            scale=case.gradient_scale,
-            sizes=case.sizes,
+            alternatives=alternatives,
             arg_names=self.args,
         )
 
@@ -152,16 +201,13 @@ class CrossEntropyExercise:
         with torch.enable_grad():
             logits = values["logits"].detach().requires_grad_()
             (expected,) = torch.autograd.grad(F.cross_entropy(logits, case.Yb), logits)
-        return Trial(
+        return Trial.on(
+            case,
             "dlogits",
             self.function,
             (values["logits"], case.Yb),
             expected,
-            case.batch_size,
-            case.description,
-            dict(cross_entropy_variants(values["logits"], case.Yb)),
-            scale=case.gradient_scale,
-            sizes=case.sizes,
+            alternatives=dict(cross_entropy_variants(values["logits"], case.Yb)),
             arg_names=("logits", "Yb"),
         )
 
@@ -178,16 +224,13 @@ class BatchnormExercise:
         dhpreact = case.upstream("dhpreact")
         expected = _batchnorm_vjp(values["hprebn"], values["bngain"], dhpreact, unbiased=True)
         args = (dhpreact, values["bngain"], values["bnraw"], values["bnvar_inv"])
-        return Trial(
+        return Trial.on(
+            case,
             "dhprebn",
             self.function,
             args,
             expected,
-            case.batch_size,
-            case.description,
-            dict(batchnorm_variants(*args)),
-            scale=case.gradient_scale,
-            sizes=case.sizes,
+            alternatives=dict(batchnorm_variants(*args)),
             arg_names=("dhpreact", "bngain", "bnraw", "bnvar_inv"),
         )
 
@@ -223,17 +266,14 @@ class ManualBackwardExercise:
         _, cache = forward_fused(params, case.Xb, case.Yb)
         # Computed only when an answer is wrong: ~25 backward passes per case.
         alternatives = functools.partial(_manual_alternatives, self.parameter, params, cache, case)
-        return Trial(
+        return Trial.on(
+            case,
             f"d{self.parameter}",
             self.function,
             (params, cache, case.Xb, case.Yb),
             case.reference.grad(self.parameter),
-            case.batch_size,
-            case.description,
-            alternatives,
+            alternatives=alternatives,
             pick=self.parameter,
-            scale=case.gradient_scale,
-            sizes=case.sizes,
             arg_names=("params", "cache", "Xb", "Yb"),
             siblings={p: case.reference.grad(p) for p in PARAM_NAMES},
         )

@@ -1,4 +1,5 @@
-"""Notebook 4's training test: a fresh model trained with the student's backward pass only."""
+"""Notebook 4's training test, its second half: a fresh model trained with the student's
+backward pass only (``testing.test_training`` checks every gradient first)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 from ..data import load_splits
 from ..model import LECTURE_SEED, calibrate_batchnorm, init_params, split_loss
 from ..training import train
+from . import messages
 from .calling import warnings_to_stdout
 from .verdicts import AlreadyPrinted, GradeFailure, show_verdict
 
@@ -43,7 +45,7 @@ class TrainingResult(AlreadyPrinted):
         )
 
 
-def test_training(
+def check_training(
     backward: Callable,
     *,
     steps: int = TRAINING_STEPS,
@@ -68,9 +70,7 @@ def test_training(
     def checked_backward(params, cache, Xb, Yb):
         grads = backward(params, cache, Xb, Yb)
         if not isinstance(grads, dict):
-            raise GradeFailure(
-                f"{name} must return a dict of gradients keyed by parameter name, got {type(grads).__name__}"
-            )
+            raise GradeFailure(messages.not_a_dict(name, type(grads).__name__))
         for key, value in params.items():
             got = grads.get(key)
             if not isinstance(got, torch.Tensor) or got.shape != value.shape:
@@ -93,7 +93,7 @@ def test_training(
     except GradeFailure:
         raise
     except NotImplementedError:
-        raise GradeFailure(f"{name} is not implemented yet") from None
+        raise GradeFailure(messages.not_implemented(name)) from None
     except Exception as error:  # the student's function raised, or returned unusable gradients
         raise GradeFailure(f"training with {name} raised {type(error).__name__}: {error}") from None
     final = val_loss()

@@ -7,9 +7,10 @@ from dataclasses import fields
 
 from ..course import VERDICT_MIME
 from .check import CheckResult
+from .problems import Problem
 
 
-def show_verdict(test: str, passed: bool, problem: str | None, message: str, line: str) -> bool:
+def show_verdict(test: str, passed: bool, problem: Problem | None, message: str, line: str) -> bool:
     """Show a test's one-line verdict. In a notebook: ONE display_data output whose bundle has
     ``line`` as "text/plain" and the verdict as ``VERDICT_MIME`` JSON (what grading records for
     the class report); elsewhere, the line printed. True when it was displayed in a notebook."""
@@ -20,7 +21,7 @@ def show_verdict(test: str, passed: bool, problem: str | None, message: str, lin
         return False
     from IPython.display import display
 
-    verdict = {"test": test, "passed": passed, "problem": problem, "message": message}
+    verdict = {"test": test, "passed": passed, "problem": problem and str(problem), "message": message}
     display({"text/plain": line, VERDICT_MIME: verdict}, raw=True)
     return True
 
@@ -28,10 +29,10 @@ def show_verdict(test: str, passed: bool, problem: str | None, message: str, lin
 class GradeFailure(AssertionError):
     """A wrong answer. Shown in the notebook as one line that says what is wrong and where."""
 
-    def __init__(self, message: str, result: CheckResult | None = None, test: str = "training"):
+    def __init__(self, message: str, result: CheckResult | None = None, test: str | None = None):
         super().__init__(message)
         self.result = result
-        self.test = result.name if result is not None else test
+        self.test = test or (result.name if result is not None else "training")
 
     def _render_traceback_(self):  # IPython shows this instead of the traceback
         from IPython import get_ipython
@@ -43,7 +44,7 @@ class GradeFailure(AssertionError):
             # Validate button and the feedback show it there, and it is not shown twice.
             result = self.result
             problem, message = (
-                (result.problem, result.message) if result is not None else ("training", str(self))
+                (result.problem, result.message) if result is not None else (Problem.TRAINING, str(self))
             )
             self._shown = show_verdict(self.test, False, problem, message, "")
         return [line]

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..cells import grade_id, is_answer, is_test, nbgrader_meta
-from ..course import INSTALL_CELL_ID, QUICK_TIMING_VARIABLE, STEPS_VARIABLE
+from ..course import INSTALL_CELL_ID, QUICK_TIMING_VARIABLE, STEPS_VARIABLE, VERDICT_MIME
+from ..judge.problems import Problem
 from ..text import printable
 from .opening import open_notebook
 
@@ -46,6 +47,7 @@ class TestOutcome:
     points: float
     passed: bool
     reason: str = ""  # why it failed, one line
+    problem: Problem | None = None  # what its verdict names (the grader's vocabulary)
 
     def line(self) -> str:
         earned = self.points if self.passed else 0
@@ -151,6 +153,17 @@ def failure_reason(ename: str, evalue: str) -> str:
     return one_line(f"{ename}: {evalue}")
 
 
+def problem_of(cell, error: tuple[str, str] | None) -> Problem | None:
+    """The problem a failed test cell's verdict names (``VERDICT_MIME``), else its error's kind."""
+    if error is None:
+        return None
+    for output in cell.get("outputs", []):
+        verdict = output.get("data", {}).get(VERDICT_MIME)
+        if isinstance(verdict, dict) and verdict.get("problem") in set(Problem):
+            return Problem(verdict["problem"])
+    return Problem.MISSING if error[0] == "NameError" else Problem.ERROR
+
+
 def outcomes_of(executed, stop: Stop | None = None) -> tuple[TestOutcome, ...]:
     """The graded test cells of an executed notebook, in order, passed or failed; with a
     ``stop``, the test that stopped says so and the tests after it were not run."""
@@ -162,11 +175,11 @@ def outcomes_of(executed, stop: Stop | None = None) -> tuple[TestOutcome, ...]:
         gid = grade_id(cell) or "test"
         if stop is not None and position >= stop.position:
             reason = stop.describe() if position == stop.position else stop.not_run()
-            outcomes.append(TestOutcome(gid, points, False, reason))
+            outcomes.append(TestOutcome(gid, points, False, reason, Problem.NO_VERDICT))
             continue
         error = error_of(cell)
         reason = failure_reason(*error) if error else ""
-        outcomes.append(TestOutcome(gid, points, error is None, reason))
+        outcomes.append(TestOutcome(gid, points, error is None, reason, problem_of(cell, error)))
     return tuple(outcomes)
 
 

@@ -12,11 +12,12 @@ Public API (stable — the grading pipeline relies on it)::
 
     Verdict(ok: bool,            # the answer is right on every fresh trial
             message: str,        # one line for the student (the first failure)
-            problem: str | None) # None if ok, else one of PROBLEMS
+            problem: Problem | None) # None if ok, else one of PROBLEMS
     Verdict.flagged -> bool      # problem == "autograd": show it as an integrity flag
 
-    PROBLEMS = ("wrong", "error", "missing", "autograd", "timeout", "crash", "bad_output",
-                "invalid")
+    PROBLEMS = ("wrong", "not_implemented", "error", "missing", "autograd", "timeout",
+                "crash", "bad_output", "invalid")
+    # judge.problems.Problem: a str enum, equal to these strings
 
 How it works. This process (the *parent*) draws fresh cases from secret seeds
 (``secrets``, or ``seed`` in tests) with the hidden tests' shapes
@@ -32,7 +33,8 @@ runs ``cells.ANSWER_PRELUDE`` and then the submission's answer cells — stateme
 statement, so that a stray debugging line does not keep a function from being defined —
 calls each function on private copies of its inputs and saves what came back. The parent
 loads that with ``torch.load(weights_only=True)`` (no code can run while loading) and
-compares with ``check.check``: student code never runs in the process that decides.
+judges it with ``Trial.verdict``, the very check the notebooks' tests use: student code never
+runs in the process that decides.
 
 Every trial of a test must pass. A tensor returned with ``requires_grad`` or a
 ``grad_fn``, or a call of the disabled autograd, fails as ``autograd``. A timeout, a crash
@@ -43,7 +45,9 @@ reading.
 Notebook 4's ``test_training`` has no gradient of its own: its verdict follows the seven
 gradient verdicts (ok only if all pass; otherwise the first failure's message). Training
 with correct gradients is then a matter of arithmetic the course's code does, and the
-kernel's own training test can only take points away, never grant them.
+kernel's own training test can only take points away, never grant them. That visible test
+checks all seven gradients first, on public fresh inputs of the same kinds and with the same
+check (``Trial.verdict``), so its ✅ means these points too.
 
 Where the child runs: when grading sandboxes (the default of ``autograde``), in a bubblewrap
 sandbox of its own (``grading.sandbox``) that may write only its working directory; with

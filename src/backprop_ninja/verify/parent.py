@@ -26,7 +26,11 @@ from ..integrity import (
     read_submission,
     top_level_definitions,
 )
+from ..judge import messages
+from ..judge.calling import Outcome
+from ..judge.chain import ORDER
 from ..judge.exercises import GRADED_TESTS
+from ..judge.problems import Problem
 from ..sandbox import build as sandbox
 from .plan import (
     DEFAULT_MEMORY_MB,
@@ -61,7 +65,7 @@ def verify_notebook(
     try:
         submission = read_submission(Path(submitted_path), source_path, notebook_name)
     except SubmissionError as error:
-        return {gid: Verdict(False, str(error), "invalid") for gid in graded_test_ids(notebook_name)}
+        return {gid: Verdict(False, str(error), Problem.INVALID) for gid in graded_test_ids(notebook_name)}
     return verify_submission(submission, seed=seed, timeout=timeout, memory_mb=memory_mb)
 
 
@@ -82,7 +86,7 @@ def verify_submission(
     records, cell_errors = outcome
     verdicts = judge_results(plan, records, cell_errors, submission.cells)
     for gid, function in DEPENDENT_TESTS.get(notebook_name, {}).items():
-        verdicts[gid] = _dependent_verdict(function, list(verdicts.values()))
+        verdicts[gid] = _dependent_verdict(function, verdicts)
     return verdicts
 
 
@@ -102,66 +106,56 @@ def judge_results(
 def _judge_one(
     check_: Check, call: Call, record: dict, cell_errors: dict[str, str], cells: list[CodeCell]
 ) -> Verdict:
-
+    """What came back for one check, judged by the notebook's own check (``Trial.verdict``)."""
     trial, fn = check_.trial, call.function
     status = record["status"]
     if status == "missing":
-        return Verdict(False, _missing_message(fn, cell_errors, cells), "missing")
+        return Verdict(False, _missing_message(fn, cell_errors, cells), Problem.MISSING)
+    if status == "error" and record.get("autograd"):
+        return Verdict(False, messages.called_autograd(fn), Problem.AUTOGRAD)
+    if call.wants_dict and status == "bad_type":
+        return Verdict(False, messages.not_a_dict(fn, record.get("type", "something else")), Problem.WRONG)
+    item = record["items"].get(trial.pick, {"status": "none"}) if status == "dict" else record
+    if item["status"] == "autograd":
+        return Verdict(False, messages.returned_a_graph(fn), Problem.AUTOGRAD)
+    where = messages.fresh_inputs(check_.description)
+    if item["status"] == "bad_type":
+        message = f"expected a plain torch.Tensor, got {item.get('type', '?')}"
+        return Verdict(False, messages.on_inputs(trial.target, where, message), Problem.WRONG)
+    try:
+        result = trial.verdict(_outcome(record, fn))
+    except Exception as error:  # an absurd tensor (sparse, meta …) must not stop grading
+        return Verdict(
+            False,
+            one_line(f"{trial.target}: the result cannot be compared ({type(error).__name__}: {error})"),
+            Problem.WRONG,
+        )
+    if result.ok:
+        return Verdict(True, f"{trial.target} is right on fresh inputs", None)
+    assert result.problem is not None
+    if result.problem.in_the_answer:
+        return Verdict(
+            False, one_line(messages.on_inputs(trial.target, where, result.message), 300), Problem.WRONG
+        )
+    return Verdict(False, one_line(result.message, 300), result.problem)
+
+
+def _outcome(record: dict, function: str) -> Outcome:
+    """A child's record as the outcome of the call, as if the call had been made here."""
+    status = record["status"]
     if status == "not_implemented":
-        return Verdict(False, f"{fn} is not implemented yet", "error")
+        return Outcome.failed(Problem.NOT_IMPLEMENTED, messages.not_implemented(function))
     if status == "error":
-        if record.get("autograd"):
-            return Verdict(
-                False,
-                f"{fn} called autograd, which is switched off while grading — compute the gradient by hand",
-                "autograd",
-            )
         hint = (
             " — answers may use only their arguments, torch, F, math and what answer cells define"
             if record["error"].startswith("NameError")
             else ""
         )
-        return Verdict(False, one_line(f"{fn} raised {record['error']}{hint}", 300), "error")
-    if call.wants_dict:
-        if status != "dict":
-            return Verdict(
-                False,
-                f"{fn} must return a dict of gradients keyed by parameter name, "
-                f"got {record.get('type', 'something else')}",
-                "wrong",
-            )
-        record = record["items"].get(trial.pick, {"status": "none"})
-        status = record["status"]
-    if status == "autograd":
-        return Verdict(
-            False,
-            f"{fn} returned a tensor that carries an autograd graph "
-            "(requires_grad or grad_fn) — compute the gradient by hand",
-            "autograd",
-        )
-    if status == "bad_type":
-        return Verdict(
-            False,
-            f"{trial.target} on fresh inputs ({check_.description}): expected a "
-            f"plain torch.Tensor, got {record.get('type', '?')}",
-            "wrong",
-        )
-    got = record["value"] if status == "tensor" else None
-    try:
-        result = trial.judge(got)
-    except Exception as error:  # an absurd tensor (sparse, meta …) must not stop grading
-        return Verdict(
-            False,
-            one_line(f"{trial.target}: the result cannot be compared ({type(error).__name__}: {error})"),
-            "wrong",
-        )
-    if result.ok:
-        return Verdict(True, f"{trial.target} is right on fresh inputs", None)
-    return Verdict(
-        False,
-        one_line(f"{trial.target} on fresh inputs ({check_.description}): {result.message}", 300),
-        "wrong",
-    )
+        return Outcome.failed(Problem.ERROR, f"{function} raised {record['error']}{hint}")
+    if status == "dict":
+        items = record["items"].items()
+        return Outcome.answered({key: item.get("value") for key, item in items if item["status"] != "none"})
+    return Outcome.answered(record.get("value"))
 
 
 def _missing_message(function: str, cell_errors: dict[str, str], cells: list[CodeCell]) -> str:
@@ -182,8 +176,13 @@ def _missing_message(function: str, cell_errors: dict[str, str], cells: list[Cod
     return f"{function} is not defined in any answer cell"
 
 
-def _dependent_verdict(function: str, gradient_verdicts: list[Verdict]) -> Verdict:
-    failed = [v for v in gradient_verdicts if not v.ok]
+def _dependent_verdict(function: str, gradient_verdicts: dict[str, Verdict]) -> Verdict:
+    """Right only if every gradient is; else the first failure in the order the backward pass
+    reaches the gradients (``chain.ORDER``), the one the notebook's training test names."""
+    order = [f"test_d{parameter}" for parameter in ORDER]
+    failing = [gid for gid in order if gid in gradient_verdicts and not gradient_verdicts[gid].ok]
+    failing += [gid for gid, v in gradient_verdicts.items() if not v.ok and gid not in order]
+    failed = [gradient_verdicts[gid] for gid in failing]
     if not failed:
         return Verdict(True, f"every gradient of {function} is right on fresh inputs")
     return Verdict(
@@ -258,18 +257,18 @@ def _run_child(
                 return Verdict(
                     False,
                     f"the answers did not finish within {timeout:g} s — an endless loop, or far too slow",
-                    "timeout",
+                    Problem.TIMEOUT,
                 )
             finally:
                 _kill_group(process)  # whatever the answers left running in the background
                 if isinstance(process, sandbox.SandboxedProcess):
                     process.close()
         if returncode != 0:
-            return Verdict(False, _crash_message(returncode, Path(workdir, "stderr.txt")), "crash")
+            return Verdict(False, _crash_message(returncode, Path(workdir, "stderr.txt")), Problem.CRASH)
         return _read_results(Path(workdir, "results.pt"), len(calls))
     except Exception as error:  # e.g. no space to write the inputs: still a verdict, never a crash
         return Verdict(
-            False, one_line(f"the answers could not be run ({type(error).__name__}: {error})"), "crash"
+            False, one_line(f"the answers could not be run ({type(error).__name__}: {error})"), Problem.CRASH
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -309,7 +308,7 @@ def _crash_message(returncode: int, stderr_path: Path) -> str:
 
 
 def _read_results(path: Path, expected_calls: int) -> Verdict | tuple[list[dict], dict[str, str]]:
-    bad = Verdict(False, "the process running the answers returned unreadable results", "bad_output")
+    bad = Verdict(False, "the process running the answers returned unreadable results", Problem.BAD_OUTPUT)
     try:
         raw = torch.load(path, weights_only=True)  # tensors and plain containers only
     except Exception:

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..judge.exercises import GRADED_TESTS, Trial
+from ..judge.problems import GRADED_PROBLEMS, Problem
 
-PROBLEMS = ("wrong", "error", "missing", "autograd", "timeout", "crash", "bad_output", "invalid")
+PROBLEMS = tuple(str(problem) for problem in GRADED_PROBLEMS)  # what Verdict.problem may be
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MEMORY_MB = 2048  # on top of what the child uses once torch is imported
 FILE_LIMIT_BYTES = 64 * 2**20  # results, and anything the answers print
@@ -24,12 +25,12 @@ class Verdict:
 
     ok: bool
     message: str
-    problem: str | None = None
+    problem: Problem | None = None
 
     @property
     def flagged(self) -> bool:
         """An integrity flag (autograd), not merely a wrong answer."""
-        return self.problem == "autograd"
+        return self.problem is Problem.AUTOGRAD
 
     def __bool__(self) -> bool:
         return self.ok
