@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -505,3 +506,51 @@ def test_a_sandboxed_kernel_talks_over_private_unix_sockets(monkeypatch, way):
     time.sleep(0.5)
     survivors = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout
     assert survivors == ""
+
+
+KERNEL_FROM_A_COPY = """
+import json, os, sys
+import nbformat
+from nbclient import NotebookClient
+from backprop_ninja.course import SANDBOX_FORKSERVER_VARIABLE, SANDBOX_VARIABLE
+from backprop_ninja.grading.classdir import SANDBOX_ENTRY_POINTS, SANDBOX_PRELOAD
+from backprop_ninja.grading.kernels import ForkedKernelManager
+from backprop_ninja.sandbox import build as sandbox
+
+os.environ[SANDBOX_VARIABLE] = "1"
+server = None
+if sys.argv[1] == "forked":
+    server = sandbox.start_fork_server(SANDBOX_ENTRY_POINTS, SANDBOX_PRELOAD, os.environ)
+    assert server is not None, "the sandbox fork server's trial failed"
+    os.environ[SANDBOX_FORKSERVER_VARIABLE] = str(server.path)
+else:
+    sandbox.problem.cache_clear()
+    assert sandbox.problem() is None, sandbox.problem()
+code = "import json, sys, backprop_ninja.testing\\nprint(json.dumps([sys.executable, backprop_ninja.testing.__file__]))"
+notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+NotebookClient(notebook, kernel_manager_class=ForkedKernelManager, timeout=120).execute()
+print(notebook.cells[0].outputs[0]["text"])
+if server is not None:
+    server.stop()
+"""
+
+
+@pytest.mark.parametrize("where", ["course", "a course copy"])
+def test_a_sandboxed_kernel_runs_from_a_course_under_tmp(tmp_path, way, where):
+    """Issue 25: a course cloned under /tmp (the sandbox's private /tmp must not hide it), also
+    under a path with a space. The copy has its own package and data; its venv is the
+    checkout's under the copy's path (a link), as a clone's own venv would be."""
+    copy = tmp_path / where
+    shutil.copytree(REPO_ROOT / "src", copy / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO_ROOT / "data", copy / "data", ignore=shutil.ignore_patterns(".cache"))
+    (copy / ".venv").symlink_to(Path(sys.prefix).resolve())
+    python = copy / ".venv" / "bin" / "python"
+    env = {key: value for key, value in os.environ.items() if key != SANDBOX_FORKSERVER_VARIABLE}
+    env["PYTHONPATH"] = str(copy / "src")
+    result = subprocess.run(
+        [str(python), "-c", KERNEL_FROM_A_COPY, way], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    executable, module = json.loads(result.stdout.strip().splitlines()[-1])
+    assert executable == str(python)
+    assert module == str(copy / "src" / "backprop_ninja" / "testing.py")

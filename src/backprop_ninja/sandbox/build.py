@@ -48,6 +48,12 @@ SANDBOX_HOME = "/home/student"
 # System files a Python process with torch and matplotlib needs; everything else of /etc stays out.
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "fonts", "ssl/openssl.cnf")
 
+# What a trial sandbox runs before any student's: the course's Python, and the imports a
+# kernel and the verifier make from files once they run (not those a fork server did before).
+TRIAL_CODE = (
+    "import IPython.core.debugger, ipykernel.kernelapp, backprop_ninja.testing, backprop_ninja.verify.child"
+)
+
 INSTALL_HELP = (
     "Grading runs every student's code in a bubblewrap sandbox, and the sandbox cannot start on "
     "this machine ({reason}). On Debian/Ubuntu: `sudo apt-get install bubblewrap`; on Fedora: "
@@ -74,10 +80,10 @@ def problem() -> str | None:
     if bwrap is None:
         return "bubblewrap (bwrap) is not installed"
     probe = subprocess.run(
-        [*command(["/bin/true"], bwrap=bwrap)],
+        command([sys.executable, "-c", TRIAL_CODE], bwrap=bwrap),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
     if probe.returncode != 0:
         return f"bwrap failed: {(probe.stderr.strip().splitlines() or ['no message'])[-1]}"
@@ -101,6 +107,7 @@ def sandbox_environment(env: Mapping[str, str], extra: Mapping[str, str] | None 
         MPLCONFIGDIR="/tmp/matplotlib",
         PYTHONDONTWRITEBYTECODE="1",
         PYDEVD_DISABLE_FILE_VALIDATION="1",  # no debugger warning on every kernel's stderr
+        PYTHONPATH=str(PACKAGE_DIR.parent),  # the package the grader runs and binds in, first
     )
     kept.update(extra or {})
     return kept
@@ -126,9 +133,11 @@ def mounts(writable: Sequence[Path] = (), limits: Limits = DEFAULT_LIMITS) -> li
         elif target.exists():
             view.append(["ro-bind", str(target), str(target)])
     view += [["ro-bind", f"/etc/{name}", f"/etc/{name}"] for name in ETC_FILES if Path("/etc", name).exists()]
-    view += [["ro-bind", str(path), str(path)] for path in _readonly_paths()]
+    # The private folders first: a mount hides whatever was mounted below it before, and the
+    # course may live under /tmp or $HOME (a clone in /tmp, a venv in a home folder).
     view += [["tmpfs", folder, limits.tmp_bytes, 0o700] for folder in ("/tmp", SANDBOX_HOME)]
-    view += [["bind", str(path), str(path)] for path in writable]  # after /tmp, which would hide them
+    view += [["ro-bind", str(path), str(path)] for path in _readonly_paths()]
+    view += [["bind", str(path), str(path)] for path in writable]
     return view
 
 
@@ -204,10 +213,11 @@ def start_fork_server(entry_points: Mapping[str, str], preload: Sequence[str], e
 
 
 def _confines(server: str) -> bool:
-    """Whether a child of ``server`` builds its sandbox here (a trial with a trivial command)."""
+    """Whether a child of ``server`` builds its sandbox here and finds the course in it (a
+    trial that imports what a kernel and the verifier import)."""
     with tempfile.TemporaryDirectory(prefix="sandbox-trial-") as folder:
         trial = SandboxedProcess(
-            [sys.executable, "-c", "pass"],
+            [sys.executable, "-c", TRIAL_CODE],
             writable=[Path(folder)],
             cwd=folder,
             fork_server=server,
