@@ -198,11 +198,11 @@ def test_only_this_pythons_modules_are_asked_of_the_server():
 
 def test_a_request_for_another_module_is_refused_and_spawn_falls_back(server, tmp_path):
     with pytest.raises(OSError, match="cannot run"):
-        forkserver._request(
+        forkserver.send_request(
             server, {"op": "spawn", "module": "os", "args": [], "cwd": "/", "env": {}}, [0, 1, 2]
         )
     with pytest.raises(OSError, match="cannot run"):  # code only where the server was told to run it
-        forkserver._request(
+        forkserver.send_request(
             server, {"op": "spawn", "module": "-c", "args": ["1"], "cwd": "/", "env": {}}, [0, 1, 2]
         )
 

@@ -4,7 +4,8 @@ A fork server that preloads torch cannot hand its children to ``bwrap`` (that wo
 new interpreter, the cost the server exists to avoid). So a child asked to run confined does
 bubblewrap's work itself, with the same system calls, before any of the requested code runs:
 
-1. join the cgroups the caller made for it (memory and process limits for all it starts);
+1. join the cgroups the caller made for it (memory and process limits for all it starts),
+   and a new session keyring (no key of the grader's or of another sandbox in reach);
 2. ``unshare`` new user, mount, PID, network, IPC, UTS and cgroup namespaces, and map the
    sandbox's uid and gid to the server's own;
 3. fork the new PID namespace's first process (``init``), which dies with this child
@@ -12,7 +13,9 @@ bubblewrap's work itself, with the same system calls, before any of the requeste
 4. ``init`` builds a new root on a tmpfs from the ``mounts`` in the spec (read-only binds of
    the system, writable binds, private tmpfs folders, a fresh /proc and a minimal /dev),
    switches to it with ``pivot_root`` and detaches the old root entirely, remounts the new
-   root read-only, and drops every capability (with ``no_new_privs``);
+   root read-only, drops every capability (with ``no_new_privs``) and loads the spec's
+   seccomp filter (``seccomp``, a classic BPF program) — as does the supervisor outside,
+   which keeps no capability either;
 5. ``init`` forks the process that runs the code (a session of its own, the spec's rlimits)
    and reaps whatever is left until that process ends; its exit code is the child's.
 
@@ -22,6 +25,7 @@ the same list of mounts as its bubblewrap command line). Standard library only, 
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import os
 import platform
@@ -44,9 +48,11 @@ MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
 AT_FDCWD, AT_RECURSIVE = -100, 0x8000
 MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 0x1, 0x2, 0x4
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+KEYCTL_JOIN_SESSION_KEYRING = 1
 SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "mount_setattr": 442},
-    "aarch64": {"pivot_root": 41, "mount_setattr": 442},
+    "x86_64": {"pivot_root": 155, "mount_setattr": 442, "keyctl": 250},
+    "aarch64": {"pivot_root": 41, "mount_setattr": 442, "keyctl": 219},
 }
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus")  # as bubblewrap covers them
@@ -111,6 +117,25 @@ class _CapData(ctypes.Structure):
     ]
 
 
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _load_filter(program: bytes) -> None:
+    """Load a seccomp filter (classic BPF, 8 bytes an instruction; ``no_new_privs`` first).
+    It holds for this process and every process it starts, for good."""
+    code = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // 8, ctypes.cast(code, ctypes.c_void_p))
+    _check(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0), "seccomp filter")
+
+
+def _new_session_keyring() -> None:
+    """A new, empty session keyring: no key of the grader's or of another sandbox in reach."""
+    if _syscall("keyctl", KEYCTL_JOIN_SESSION_KEYRING, None) < 0:
+        error = ctypes.get_errno()
+        raise ConfineError(error, f"new session keyring: {os.strerror(error)}")
+
+
 def _drop_capabilities() -> None:
     """No capability left, none to gain back (also not through a set-uid program)."""
     for capability in range(64):
@@ -128,6 +153,8 @@ def enter(spec: dict, requester: int) -> None:
     when it ends, the sandbox ends."""
     for procs in spec.get("cgroups", []):
         Path(procs).write_text(str(os.getpid()))
+    _new_session_keyring()
+    program = base64.b64decode(spec["seccomp"]) if spec.get("seccomp") else None
     outer_uid, outer_gid = os.geteuid(), os.getegid()
     _check(_libc.unshare(NAMESPACES), "unshare")
     Path("/proc/self/setgroups").write_text("deny")
@@ -137,6 +164,13 @@ def enter(spec: dict, requester: int) -> None:
     init = os.fork()  # PID 1 of the new namespace
     if init:
         os.close(alive)
+        try:  # like bubblewrap's monitor: nothing left to it but to wait and to kill
+            _drop_capabilities()
+            if program is not None:
+                _load_filter(program)
+        except BaseException:
+            os.kill(init, signal.SIGKILL)
+            os._exit(INIT_FAILED)
         os._exit(_supervise(init, requester))
     os.close(requester)
     os.close(held)
@@ -148,6 +182,8 @@ def enter(spec: dict, requester: int) -> None:
     try:
         _build_root(spec)
         _drop_capabilities()
+        if program is not None:
+            _load_filter(program)
     except BaseException as error:
         os.write(2, f"sandbox: {error}\n".encode(errors="replace"))
         os._exit(INIT_FAILED)

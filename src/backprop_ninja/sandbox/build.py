@@ -26,6 +26,7 @@ on this machine (None when it works).
 from __future__ import annotations
 
 import atexit
+import base64
 import functools
 import os
 import shutil
@@ -38,6 +39,7 @@ from pathlib import Path
 from .. import forkserver
 from ..course import SANDBOX_ENVIRONMENT, SANDBOX_FORKSERVER_VARIABLE, SANDBOX_VARIABLE
 from ..data import DEFAULT_NAMES_PATH
+from . import quota, seccomp
 from .cgroups import Cgroup, remove_stale_cgroups
 from .limits import DEFAULT_LIMITS, Limits
 
@@ -47,6 +49,11 @@ SANDBOX_UID = 65534
 SANDBOX_HOME = "/home/student"
 # System files a Python process with torch and matplotlib needs; everything else of /etc stays out.
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "fonts", "ssl/openssl.cnf")
+# Parts of /proc made read-only (/proc/sys: the sysctls, which follow the reader's namespaces
+# whichever proc they are read through) and parts hidden behind /dev/null (the kernel's
+# keys, timers and memory), as container runtimes mask them.
+PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus")
+PROC_MASKED = ("keys", "key-users", "timer_list", "sched_debug", "kcore", "latency_stats")
 
 # What a trial sandbox runs before any student's: the course's Python, and the imports a
 # kernel and the verifier make from files once they run (not those a fork server did before).
@@ -79,12 +86,20 @@ def problem() -> str | None:
     bwrap = bwrap_path()
     if bwrap is None:
         return "bubblewrap (bwrap) is not installed"
-    probe = subprocess.run(
-        command([sys.executable, "-c", TRIAL_CODE], bwrap=bwrap),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    try:
+        filter_fd = seccomp.program_file()
+    except seccomp.SeccompUnavailable as error:
+        return str(error)
+    try:
+        probe = subprocess.run(
+            command([sys.executable, "-c", TRIAL_CODE], bwrap=bwrap, seccomp_fd=filter_fd),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            pass_fds=(filter_fd,),
+        )
+    finally:
+        os.close(filter_fd)
     if probe.returncode != 0:
         return f"bwrap failed: {(probe.stderr.strip().splitlines() or ['no message'])[-1]}"
     return None
@@ -125,7 +140,16 @@ def mounts(writable: Sequence[Path] = (), limits: Limits = DEFAULT_LIMITS) -> li
     """What the sandbox sees, in order: ["ro-bind", source, dest], ["bind", source, dest],
     ["symlink", target, path], ["tmpfs", path, bytes, mode], ["proc", path], ["dev", path].
     ``writable`` folders appear at their own path, read-write."""
-    view: list[list] = [["ro-bind", "/usr", "/usr"], ["proc", "/proc"], ["dev", "/dev"]]
+    view: list[list] = [["ro-bind", "/usr", "/usr"], ["proc", "/proc"]]
+    view += [
+        ["ro-bind", f"/proc/{name}", f"/proc/{name}"]
+        for name in PROC_READ_ONLY
+        if Path("/proc", name).exists()
+    ]
+    view += [
+        ["ro-bind", "/dev/null", f"/proc/{name}"] for name in PROC_MASKED if Path("/proc", name).exists()
+    ]
+    view += [["dev", "/dev"], ["tmpfs", "/dev/shm", limits.tmp_bytes, 0o1777]]
     for link in ("bin", "lib", "lib64", "sbin"):
         target = Path("/", link)
         if target.is_symlink():
@@ -159,10 +183,13 @@ def command(
     limits: Limits = DEFAULT_LIMITS,
     rlimit_memory: bool = False,
     bwrap: str | None = None,
+    seccomp_fd: int,
 ) -> list[str]:
     """The bubblewrap command line that runs ``argv`` sandboxed. ``env`` (default: this
-    process's) is filtered through the allowlist, ``extra_env`` is set as given."""
-    args = [bwrap or bwrap_path() or "bwrap", "--unshare-all", "--die-with-parent", "--new-session"]
+    process's) is filtered through the allowlist, ``extra_env`` is set as given;
+    ``seccomp_fd``: a descriptor of ``seccomp.program()`` that bubblewrap inherits."""
+    args = [bwrap or bwrap_path() or "bwrap", "--unshare-all", "--unshare-user", "--disable-userns"]
+    args += ["--die-with-parent", "--new-session", "--seccomp", str(seccomp_fd)]
     args += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--cap-drop", "ALL"]
     for kind, *where in mounts(writable, limits):
         if kind == "tmpfs":
@@ -191,6 +218,7 @@ def confinement(
         "cwd": cwd,
         "rlimits": rlimits(limits, rlimit_memory=not cgroup.usable),
         "cgroups": [str(folder / "cgroup.procs") for folder in cgroup.folders],
+        "seccomp": base64.b64encode(seccomp.program()).decode(),
     }
 
 
@@ -244,8 +272,9 @@ class SandboxedProcess:
     a new ``bwrap`` process. The part of ``subprocess.Popen``'s interface the grader uses
     (pid, returncode, poll, wait, send_signal, terminate, kill), and ``forked``.
 
-    Call ``close()`` once it is done: it ends whatever is left in the sandbox and removes the
-    cgroup. The standard streams (stdin, stdout, stderr) are files, descriptors or DEVNULL;
+    Call ``close()`` once it is done: it ends whatever is left in the sandbox, removes the
+    cgroup and, where the grader runs as root, unmounts the size-capped tmpfs each writable
+    folder was for the sandbox's life (``quota.py``): read what it left there before. The standard streams (stdin, stdout, stderr) are files, descriptors or DEVNULL;
     ``cwd`` is inside; ``fork_server``: the sandbox fork server's socket (default: the
     environment's ``SANDBOX_FORKSERVER_VARIABLE``).
     """
@@ -265,24 +294,38 @@ class SandboxedProcess:
         self.args = list(argv)
         self.fork_server = fork_server or os.environ.get(SANDBOX_FORKSERVER_VARIABLE)
         self.cgroup = Cgroup(limits)
+        self.capped: list[Path] = []  # its host folders, size-capped for its life
         try:
+            self.capped = [
+                Path(folder) for folder in writable if quota.cap(Path(folder), limits.folder_bytes)
+            ]
             self.process = self._forked(writable, cwd, env, extra_env, limits, streams)
             self.forked = self.process is not None
             if self.process is None:
-                inner = command(
-                    argv,
-                    writable=writable,
-                    env=env,
-                    extra_env=extra_env,
-                    cwd=cwd,
-                    limits=limits,
-                    rlimit_memory=not self.cgroup.usable,
-                )
-                self.process = subprocess.Popen(
-                    self.cgroup.wrap(inner), env={"PATH": "/usr/bin:/bin"}, start_new_session=True, **streams
-                )
+                filter_fd = seccomp.program_file()
+                try:
+                    inner = command(
+                        argv,
+                        writable=writable,
+                        env=env,
+                        extra_env=extra_env,
+                        cwd=cwd,
+                        limits=limits,
+                        rlimit_memory=not self.cgroup.usable,
+                        seccomp_fd=filter_fd,
+                    )
+                    self.process = subprocess.Popen(
+                        self.cgroup.wrap(inner),
+                        env={"PATH": "/usr/bin:/bin"},
+                        start_new_session=True,
+                        pass_fds=(filter_fd,),
+                        **streams,
+                    )
+                finally:
+                    os.close(filter_fd)
         except BaseException:
             self.cgroup.remove()
+            self._uncap()
             raise
 
     def _forked(self, writable, cwd, env, extra_env, limits, streams):
@@ -343,3 +386,9 @@ class SandboxedProcess:
         if self.returncode is None:
             self.wait()  # reaped first: a zombie still holds its cgroup
         self.cgroup.remove()
+        self._uncap()
+
+    def _uncap(self) -> None:
+        """The host folders' tmpfs unmounted (and what the sandbox wrote there with them)."""
+        while self.capped:
+            quota.uncap(self.capped.pop())

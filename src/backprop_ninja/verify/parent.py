@@ -249,7 +249,6 @@ def _run_child(
             [{"function": c.function, "args": c.args, "wants_dict": c.wants_dict} for c in calls],
             Path(workdir, "inputs.pt"),
         )
-        folder = open_folder(workdir)  # what the child leaves is read through it, with care
         # The child's streams are the parent's own files, outside its folder: nothing the
         # child can replace (by a FIFO, say) is ever opened by name.
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -257,7 +256,13 @@ def _run_child(
             # else a new interpreter; either way a session of its own, in a clean environment.
             process = _start_child(workdir, out, err)
             try:
+                # Taken once the sandbox has its folder (a size-capped tmpfs when sandboxed):
+                # what the child leaves is read through it, with care.
+                folder = open_folder(workdir)
                 returncode = process.wait(timeout=timeout)
+                if returncode != 0:
+                    return Verdict(False, _crash_message(returncode, err), "crash")
+                return _read_results(folder, len(calls))
             except subprocess.TimeoutExpired:
                 _kill_group(process)
                 process.wait()
@@ -269,10 +274,7 @@ def _run_child(
             finally:
                 _kill_group(process)  # whatever the answers left running in the background
                 if isinstance(process, sandbox.SandboxedProcess):
-                    process.close()
-            if returncode != 0:
-                return Verdict(False, _crash_message(returncode, err), "crash")
-        return _read_results(folder, len(calls))
+                    process.close()  # its folder's tmpfs goes with it: the results are read
     except Exception as error:  # e.g. no space to write the inputs: still a verdict, never a crash
         return Verdict(
             False, one_line(f"the answers could not be run ({type(error).__name__}: {error})"), "crash"
