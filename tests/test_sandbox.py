@@ -817,6 +817,19 @@ def test_a_nested_cgroup_with_a_process_in_it_is_removed_with_its_sandbox(stagin
         process.close()
 
 
+FORK_BOMB = """
+import os, sys, time
+children = 0
+try:
+    while children < 400:
+        if os.fork() == 0:
+            time.sleep(30)
+            os._exit(0)
+        children += 1
+except OSError:
+    pass
+print("stopped after", children, flush=True)
+"""
 AS_AN_INSTRUCTOR = """
 import json, os, sys, tempfile, textwrap
 from pathlib import Path
@@ -832,7 +845,7 @@ staging = Path(tempfile.mkdtemp())
 with open(staging / "out", "w+b") as out, open(staging / "err", "w+b") as err:
     process = sandbox.SandboxedProcess(
         [sys.executable, "-c", script], writable=[staging], cwd=str(staging), stdout=out, stderr=err,
-        fork_server=str(server.path) if server else None,
+        fork_server=str(server.path) if server else None, limits=sandbox.Limits(processes=32),
     )
     process.wait(timeout=120)
     process.close()
@@ -846,8 +859,8 @@ if server is not None:
 
 def test_an_unprivileged_instructor_gets_the_same_closed_doors(tmp_path, way):
     """Issue 26.7: the grader run by an ordinary user (here ``nobody``, a throwaway identity):
-    the sandbox still builds both ways, and the same doors stay shut (no cgroup of its own is
-    possible there: rlimits hold instead)."""
+    the sandbox still builds both ways, and the same doors stay shut; no cgroup of its own is
+    possible there, and rlimits hold instead (a fork bomb stops at the process limit)."""
     if os.geteuid() != 0:
         pytest.skip("needs root to become a throwaway unprivileged user")
     home = Path(tempfile.mkdtemp(prefix="instructor-"))
@@ -862,7 +875,7 @@ def test_an_unprivileged_instructor_gets_the_same_closed_doors(tmp_path, way):
     try:
         result = subprocess.run(
             ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
-            + [sys.executable, "-c", AS_AN_INSTRUCTOR, way, textwrap.dedent(DOORS)],
+            + [sys.executable, "-c", AS_AN_INSTRUCTOR, way, textwrap.dedent(DOORS) + FORK_BOMB],
             env=env,
             capture_output=True,
             text=True,
@@ -873,7 +886,9 @@ def test_an_unprivileged_instructor_gets_the_same_closed_doors(tmp_path, way):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["forked"] == (way == "forked") and not report["cgroup"]
-    doors = json.loads(report["out"])
+    doors_line, bomb_line = report["out"].splitlines()[:2]
+    doors = json.loads(doors_line)
+    assert bomb_line.startswith("stopped after") and int(bomb_line.split()[2]) < 32, bomb_line
     denied = {name: why for name, why in doors["outcome"].items() if name != "clone3"}
     assert set(denied.values()) <= {"EPERM", "failed"}, denied
     assert doors["allowed"] == {"thread": True, "fork": True}
