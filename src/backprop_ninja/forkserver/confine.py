@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import errno
 import os
 import platform
 import resource
@@ -130,10 +131,13 @@ def _load_filter(program: bytes) -> None:
 
 
 def _new_session_keyring() -> None:
-    """A new, empty session keyring: no key of the grader's or of another sandbox in reach."""
+    """A new, empty session keyring: no key of the grader's or of another sandbox in reach.
+    Where a filter of the machine's (a container's) already refuses ``keyctl``, it refuses
+    it to the sandbox too: nothing to do."""
     if _syscall("keyctl", KEYCTL_JOIN_SESSION_KEYRING, None) < 0:
         error = ctypes.get_errno()
-        raise ConfineError(error, f"new session keyring: {os.strerror(error)}")
+        if error not in (errno.ENOSYS, errno.EPERM):
+            raise ConfineError(error, f"new session keyring: {os.strerror(error)}")
 
 
 def _drop_capabilities() -> None:
