@@ -892,3 +892,30 @@ def test_an_unprivileged_instructor_gets_the_same_closed_doors(tmp_path, way):
     denied = {name: why for name, why in doors["outcome"].items() if name != "clone3"}
     assert set(denied.values()) <= {"EPERM", "failed"}, denied
     assert doors["allowed"] == {"thread": True, "fork": True}
+
+
+def test_the_sandbox_is_nobody_outside_too(staging, way):
+    """Issue 26.1: what a sandbox does, it does as a uid and gid that own nothing of the host
+    (``nobody``), not as the grader — seen from outside, on a file it made."""
+    if os.geteuid() != 0:
+        pytest.skip("an unprivileged grader can only map the sandbox's user to itself")
+    if way == "bwrap":
+        pytest.xfail("bubblewrap (not set-uid) maps the sandbox's user to the grader's own uid")
+    made = staging / "made-inside"
+    with open(os.devnull, "wb") as null:
+        process = sandbox.SandboxedProcess(
+            [sys.executable, "-c", f"import time\nopen({str(made)!r}, 'w').close()\ntime.sleep(600)"],
+            writable=[staging],
+            cwd=str(staging),
+            stdout=null,
+            stderr=null,
+        )
+        try:
+            for _ in range(600):
+                if made.exists() or process.poll() is not None:
+                    break
+                time.sleep(0.1)
+            info = made.stat()
+        finally:
+            process.close()
+    assert (info.st_uid, info.st_gid) == (65534, 65534)

@@ -55,10 +55,11 @@ ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "fonts", 
 PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus")
 PROC_MASKED = ("keys", "key-users", "timer_list", "sched_debug", "kcore", "latency_stats")
 
-# What a trial sandbox runs before any student's: the course's Python, and the imports a
-# kernel and the verifier make from files once they run (not those a fork server did before).
+# What a trial sandbox runs before any student's: the course's Python, the imports a kernel
+# and the verifier make from files once they run (not those a fork server did before), data.
 TRIAL_CODE = (
-    "import IPython.core.debugger, ipykernel.kernelapp, backprop_ninja.testing, backprop_ninja.verify.child"
+    "import IPython.core.debugger, ipykernel.kernelapp, backprop_ninja.testing, backprop_ninja.verify.child\n"
+    "backprop_ninja.data.load_splits()"  # names.txt readable by the sandbox's user
 )
 
 INSTALL_HELP = (
@@ -298,12 +299,14 @@ class SandboxedProcess:
         self.cgroup = Cgroup(limits)
         self.capped: list[Path] = []  # its host folders, size-capped for its life
         try:
-            self.capped = [
-                Path(folder) for folder in writable if quota.cap(Path(folder), limits.folder_bytes)
-            ]
+            # A root server's forked sandbox runs as nobody (confine.py), bubblewrap's as the grader.
+            owner = (SANDBOX_UID, SANDBOX_UID) if self.fork_server and os.geteuid() == 0 else None
+            self.capped = [Path(f) for f in writable if quota.cap(Path(f), limits.folder_bytes, owner)]
             self.process = self._forked(writable, cwd, env, extra_env, limits, streams)
             self.forked = self.process is not None
             if self.process is None:
+                for folder in self.capped if owner else ():
+                    quota.give(folder, (os.getuid(), os.getgid()))
                 filter_fd = seccomp.program_file()
                 try:
                     inner = command(

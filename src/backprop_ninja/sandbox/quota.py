@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["cap", "in_force", "remove_stale", "uncap"]
+__all__ = ["cap", "give", "in_force", "remove_stale", "uncap"]
 
 SOURCE_PREFIX = "bpn-sandbox-folder-"  # + the pid of the grading process that mounted it
 
@@ -32,9 +32,10 @@ def in_force() -> bool:
     return os.geteuid() == 0
 
 
-def cap(folder: Path, size: int) -> bool:
+def cap(folder: Path, size: int, owner: tuple[int, int] | None = None) -> bool:
     """Mount a tmpfs of at most ``size`` bytes on ``folder`` with what it held moved in;
-    False (nothing done) where this process may not mount."""
+    False (nothing done) where this process may not mount. ``owner`` (uid, gid): who owns
+    the tmpfs and what was moved in (the sandbox's user), else the folder's owner."""
     if not in_force():
         return False
     folder = Path(folder)
@@ -43,7 +44,8 @@ def cap(folder: Path, size: int) -> bool:
     try:
         for entry in list(folder.iterdir()):
             entry.rename(aside / entry.name)
-        options = f"size={size},mode={info.st_mode & 0o7777:o},uid={info.st_uid},gid={info.st_gid}"
+        uid, gid = owner or (info.st_uid, info.st_gid)
+        options = f"size={size},mode={info.st_mode & 0o7777:o},uid={uid},gid={gid}"
         source = f"{SOURCE_PREFIX}{os.getpid()}".encode()  # whose it is, for remove_stale
         result = _libc.mount(source, bytes(folder), b"tmpfs", MS_NOSUID | MS_NODEV, options.encode())
         if result != 0:
@@ -51,6 +53,8 @@ def cap(folder: Path, size: int) -> bool:
             raise OSError(error, f"cannot mount a tmpfs on {folder}: {os.strerror(error)}")
         for entry in list(aside.iterdir()):
             shutil.move(str(entry), str(folder / entry.name))
+            if owner is not None:
+                os.chown(folder / entry.name, uid, gid, follow_symlinks=False)
     except BaseException:
         for entry in list(aside.iterdir()):
             shutil.move(str(entry), str(folder / entry.name))
@@ -84,3 +88,9 @@ def remove_stale() -> int:
             if _libc.umount2(point.encode(), MNT_DETACH) == 0:
                 removed += 1
     return removed
+
+
+def give(folder: Path, owner: tuple[int, int]) -> None:
+    """Make ``owner`` (uid, gid) the owner of a capped ``folder`` and of what it holds."""
+    for entry in [Path(folder), *Path(folder).iterdir()]:
+        os.chown(entry, *owner, follow_symlinks=False)
