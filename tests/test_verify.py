@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 import torch
@@ -259,6 +260,49 @@ def test_garbage_output_is_reported(course):
     code = "import os\nwith open('results.pt', 'wb') as f:\n    f.write(b'garbage')\nos._exit(0)\n"
     verdict = course(NB3, {"batchnorm_backward": code})["test_dhprebn"]
     assert (verdict.ok, verdict.problem) == (False, "bad_output")
+
+
+@pytest.mark.parametrize(
+    "planted, problem",
+    [
+        ("os.mkfifo('results.pt')", "results.pt is a FIFO"),
+        ("os.symlink('/dev/zero', 'results.pt')", "results.pt is a symbolic link"),
+        ("os.mkdir('results.pt')", "results.pt is a folder"),
+        ("import socket; socket.socket(socket.AF_UNIX).bind('results.pt')", "results.pt is a socket"),
+    ],
+    ids=["fifo", "link-to-dev-zero", "folder", "socket"],
+)
+def test_what_the_child_plants_as_its_results_fails_the_notebook_at_once(course, planted, problem):
+    """Issue 26.4: the trusted parent opens nothing the child made without care. A FIFO would
+    hold the grader blocked, a link to /dev/zero would be read without end: each is a failed
+    notebook instead, found within the bound below (a hang would exhaust it)."""
+    code = (
+        f"import os\nfor name in ('stderr.txt', 'stdout.txt'):\n    os.mkfifo(name)\n{planted}\nos._exit(0)\n"
+    )
+    result: dict = {}
+    worker = threading.Thread(
+        target=lambda: result.update(course(NB3, {"batchnorm_backward": code})), daemon=True
+    )
+    worker.start()
+    worker.join(timeout=300)
+    assert not worker.is_alive(), "the parent hangs on what the child planted"
+    verdict = result["test_dhprebn"]
+    assert (verdict.ok, verdict.problem) == (False, "bad_output")
+    assert problem in verdict.message
+
+
+def test_a_fifo_as_stderr_does_not_hold_a_crash_report(course):
+    code = "import os\nos.mkfifo('stderr.txt')\nos.symlink('/dev/zero', 'stdout.txt')\nos._exit(3)\n"
+    result: dict = {}
+    worker = threading.Thread(
+        target=lambda: result.update(course(NB3, {"batchnorm_backward": code})), daemon=True
+    )
+    worker.start()
+    worker.join(timeout=300)
+    assert not worker.is_alive(), "the parent hangs on what the child planted"
+    assert (
+        result["test_dhprebn"].problem == "crash" and "exited with code 3" in result["test_dhprebn"].message
+    )
 
 
 def test_the_untrusted_child_loads_nothing_of_the_trusted_side(tmp_path):

@@ -4,15 +4,21 @@ A fork server that preloads torch cannot hand its children to ``bwrap`` (that wo
 new interpreter, the cost the server exists to avoid). So a child asked to run confined does
 bubblewrap's work itself, with the same system calls, before any of the requested code runs:
 
-1. join the cgroups the caller made for it (memory and process limits for all it starts);
-2. ``unshare`` new user, mount, PID, network, IPC, UTS and cgroup namespaces, and map the
-   sandbox's uid and gid to the server's own;
+1. join the cgroups the caller made for it (memory and process limits for all it starts),
+   and a new session keyring (no key of the grader's or of another sandbox in reach);
+2. ``unshare`` new mount, PID, network, IPC, UTS and cgroup namespaces; a server that is
+   not root also a new user namespace, mapping the sandbox's uid and gid to its own (a root
+   server needs none: its sandboxes become the spec's user, ``nobody``, outright — a uid
+   that owns nothing of the host, never the grader's);
 3. fork the new PID namespace's first process (``init``), which dies with this child
    (``PR_SET_PDEATHSIG``) — and every process of the namespace dies with ``init``;
 4. ``init`` builds a new root on a tmpfs from the ``mounts`` in the spec (read-only binds of
    the system, writable binds, private tmpfs folders, a fresh /proc and a minimal /dev),
    switches to it with ``pivot_root`` and detaches the old root entirely, remounts the new
-   root read-only, and drops every capability (with ``no_new_privs``);
+   root read-only, becomes the spec's user (a root server), drops every capability (with
+   ``no_new_privs``) and loads the spec's
+   seccomp filter (``seccomp``, a classic BPF program) — as does the supervisor outside,
+   which keeps no capability either;
 5. ``init`` forks the process that runs the code (a session of its own, the spec's rlimits)
    and reaps whatever is left until that process ends; its exit code is the child's.
 
@@ -22,7 +28,9 @@ the same list of mounts as its bubblewrap command line). Standard library only, 
 
 from __future__ import annotations
 
+import base64
 import ctypes
+import errno
 import os
 import platform
 import resource
@@ -41,12 +49,14 @@ NAMESPACES = (
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE, MS_SLAVE = 0x20, 0x1000, 0x4000, 1 << 18, 1 << 19
 MNT_DETACH = 2
-PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 4, 24, 38
 AT_FDCWD, AT_RECURSIVE = -100, 0x8000
 MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 0x1, 0x2, 0x4
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+KEYCTL_JOIN_SESSION_KEYRING = 1
 SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "mount_setattr": 442},
-    "aarch64": {"pivot_root": 41, "mount_setattr": 442},
+    "x86_64": {"pivot_root": 155, "mount_setattr": 442, "keyctl": 250},
+    "aarch64": {"pivot_root": 41, "mount_setattr": 442, "keyctl": 219},
 }
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus")  # as bubblewrap covers them
@@ -111,10 +121,39 @@ class _CapData(ctypes.Structure):
     ]
 
 
-def _drop_capabilities() -> None:
-    """No capability left, none to gain back (also not through a set-uid program)."""
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _load_filter(program: bytes) -> None:
+    """Load a seccomp filter (classic BPF, 8 bytes an instruction; ``no_new_privs`` first).
+    It holds for this process and every process it starts, for good."""
+    code = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // 8, ctypes.cast(code, ctypes.c_void_p))
+    _check(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0), "seccomp filter")
+
+
+def _new_session_keyring() -> None:
+    """A new, empty session keyring: no key of the grader's or of another sandbox in reach.
+    Where a filter of the machine's (a container's) already refuses ``keyctl``, it refuses
+    it to the sandbox too: nothing to do."""
+    if _syscall("keyctl", KEYCTL_JOIN_SESSION_KEYRING, None) < 0:
+        error = ctypes.get_errno()
+        if error not in (errno.ENOSYS, errno.EPERM):
+            raise ConfineError(error, f"new session keyring: {os.strerror(error)}")
+
+
+def _drop_capabilities(identity: tuple[int, int] | None = None) -> None:
+    """No capability left, none to gain back (also not through a set-uid program);
+    ``identity`` (uid, gid): become that user first (a root server's sandboxes)."""
     for capability in range(64):
         _libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0)  # past the last one: EINVAL, harmless
+    if identity is not None:
+        uid, gid = identity
+        os.setgroups([])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)  # clears the pdeath signal and the dumpable flag: see enter
+        _check(_libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "dumpable")  # its own /proc/self
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     header, data = _CapHeader(0x20080522, 0), (_CapData * 2)()  # _LINUX_CAPABILITY_VERSION_3
     _check(_libc.capset(ctypes.byref(header), data), "capset")
@@ -128,29 +167,51 @@ def enter(spec: dict, requester: int) -> None:
     when it ends, the sandbox ends."""
     for procs in spec.get("cgroups", []):
         Path(procs).write_text(str(os.getpid()))
+    _new_session_keyring()
+    program = base64.b64decode(spec["seccomp"]) if spec.get("seccomp") else None
     outer_uid, outer_gid = os.geteuid(), os.getegid()
-    _check(_libc.unshare(NAMESPACES), "unshare")
-    Path("/proc/self/setgroups").write_text("deny")
-    Path("/proc/self/uid_map").write_text(f"{spec['uid']} {outer_uid} 1")
-    Path("/proc/self/gid_map").write_text(f"{spec['gid']} {outer_gid} 1")
+    # A root server builds the sandbox with its own privileges and then becomes the spec's
+    # user (nobody: a uid that owns nothing of the host), with no user namespace at all;
+    # any other maps the spec's user to its own in a new user namespace, as bubblewrap does.
+    identity = (spec["uid"], spec["gid"]) if outer_uid == 0 else None
+    _check(_libc.unshare(NAMESPACES if identity is None else NAMESPACES & ~CLONE_NEWUSER), "unshare")
+    if identity is None:
+        Path("/proc/self/setgroups").write_text("deny")
+        Path("/proc/self/uid_map").write_text(f"{spec['uid']} {outer_uid} 1")
+        Path("/proc/self/gid_map").write_text(f"{spec['gid']} {outer_gid} 1")
     alive, held = os.pipe()  # EOF on ``alive`` once the supervisor has ended
     init = os.fork()  # PID 1 of the new namespace
     if init:
         os.close(alive)
-        os._exit(_supervise(init, requester))
+        try:  # like bubblewrap's monitor: nothing left to it but to wait and to kill
+            _drop_capabilities(identity)
+            if program is not None:
+                _load_filter(program)
+        except BaseException:
+            os.kill(init, signal.SIGKILL)
+            os._exit(INIT_FAILED)
+        try:
+            os._exit(_supervise(init, requester))
+        finally:  # whatever happened: never return from here (init dies with this process)
+            os._exit(INIT_FAILED)
     os.close(requester)
     os.close(held)
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # PID 1 ignores what it does not handle
     if select.select([alive], [], [], 0)[0]:  # the supervisor died before the line above
         os._exit(INIT_FAILED)
-    os.close(alive)
     try:
         _build_root(spec)
-        _drop_capabilities()
+        _drop_capabilities(identity)
+        if program is not None:
+            _load_filter(program)
     except BaseException as error:
         os.write(2, f"sandbox: {error}\n".encode(errors="replace"))
         os._exit(INIT_FAILED)
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # again: a new identity cleared it
+    if select.select([alive], [], [], 0)[0]:
+        os._exit(INIT_FAILED)
+    os.close(alive)
     code = os.fork()
     if code:
         os._exit(_reap_until(code))
@@ -170,7 +231,10 @@ def _supervise(init: int, requester: int) -> int:
         if watched in ready:
             _, status = os.waitpid(init, 0)
             return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
-        os.kill(init, signal.SIGKILL)  # the requester is gone: so is everything in the sandbox
+        # The requester is gone: so is everything in the sandbox. (While init still builds
+        # the sandbox as root, this supervisor, already nobody, may not signal it: its own
+        # exit then ends init, through init's parent-death signal.)
+        os.kill(init, signal.SIGKILL)
 
 
 def _reap_until(code: int) -> int:
@@ -181,8 +245,12 @@ def _reap_until(code: int) -> int:
             return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 
+_OWNER = [65534, 65534]  # who owns the private tmpfs folders: the spec's uid and gid
+
+
 def _build_root(spec: dict) -> None:
     """A new root on a tmpfs with ``spec['mounts']``; the old root detached, so unreachable."""
+    _OWNER[:] = [spec["uid"], spec["gid"]]
     _mount(None, "/", None, MS_SLAVE | MS_REC)  # nothing we do here reaches the host
     # Sources resolved while the host is still the root: a link such as /etc/localtime
     # points into the host's tree, which is at /oldroot once the building starts.
@@ -233,7 +301,8 @@ def _apply(mount: list) -> None:
         os.symlink(args[0], _target(os.path.dirname(args[1])) + "/" + os.path.basename(args[1]))
     elif kind == "tmpfs":
         path, size, mode = args
-        _mount("tmpfs", _target(path), "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode={mode:o}")
+        owner = f"uid={_OWNER[0]},gid={_OWNER[1]}"  # the sandbox's user's, inside
+        _mount("tmpfs", _target(path), "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode={mode:o},{owner}")
     elif kind == "proc":
         target = _target(args[0])
         _mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)

@@ -4,6 +4,8 @@
                 ``SandboxedProcess`` (kernels and verifier children)
     cgroups.py  a cgroup per sandbox: memory and process-count limits, removal of left-overs
     limits.py   what one sandbox may use
+    seccomp.py  the system-call filter both ways of building a sandbox load (libseccomp)
+    untrusted.py  reading a file a sandbox made (no FIFO, link, device or oversized file)
 
 The steps a forked child takes to confine itself live in ``forkserver/confine.py`` (stdlib only).
 """

@@ -26,6 +26,7 @@ on this machine (None when it works).
 from __future__ import annotations
 
 import atexit
+import base64
 import functools
 import os
 import shutil
@@ -38,6 +39,7 @@ from pathlib import Path
 from .. import forkserver
 from ..course import SANDBOX_ENVIRONMENT, SANDBOX_FORKSERVER_VARIABLE, SANDBOX_VARIABLE
 from ..data import DEFAULT_NAMES_PATH
+from . import quota, seccomp
 from .cgroups import Cgroup, remove_stale_cgroups
 from .limits import DEFAULT_LIMITS, Limits
 
@@ -47,6 +49,18 @@ SANDBOX_UID = 65534
 SANDBOX_HOME = "/home/student"
 # System files a Python process with torch and matplotlib needs; everything else of /etc stays out.
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "fonts", "ssl/openssl.cnf")
+# Parts of /proc made read-only (/proc/sys: the sysctls, which follow the reader's namespaces
+# whichever proc they are read through) and parts hidden behind /dev/null (the kernel's
+# keys, timers and memory), as container runtimes mask them.
+PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus")
+PROC_MASKED = ("keys", "key-users", "timer_list", "sched_debug", "kcore", "latency_stats")
+
+# What a trial sandbox runs before any student's: the course's Python, the imports a kernel
+# and the verifier make from files once they run (not those a fork server did before), data.
+TRIAL_CODE = (
+    "import IPython.core.debugger, ipykernel.kernelapp, backprop_ninja.testing, backprop_ninja.verify.child\n"
+    "backprop_ninja.data.load_splits()"  # names.txt readable by the sandbox's user
+)
 
 INSTALL_HELP = (
     "Grading runs every student's code in a bubblewrap sandbox, and the sandbox cannot start on "
@@ -73,12 +87,20 @@ def problem() -> str | None:
     bwrap = bwrap_path()
     if bwrap is None:
         return "bubblewrap (bwrap) is not installed"
-    probe = subprocess.run(
-        [*command(["/bin/true"], bwrap=bwrap)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    try:
+        filter_fd = seccomp.program_file()
+    except seccomp.SeccompUnavailable as error:
+        return str(error)
+    try:
+        probe = subprocess.run(
+            command([sys.executable, "-c", TRIAL_CODE], bwrap=bwrap, seccomp_fd=filter_fd),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            pass_fds=(filter_fd,),
+        )
+    finally:
+        os.close(filter_fd)
     if probe.returncode != 0:
         return f"bwrap failed: {(probe.stderr.strip().splitlines() or ['no message'])[-1]}"
     return None
@@ -101,6 +123,7 @@ def sandbox_environment(env: Mapping[str, str], extra: Mapping[str, str] | None 
         MPLCONFIGDIR="/tmp/matplotlib",
         PYTHONDONTWRITEBYTECODE="1",
         PYDEVD_DISABLE_FILE_VALIDATION="1",  # no debugger warning on every kernel's stderr
+        PYTHONPATH=str(PACKAGE_DIR.parent),  # the package the grader runs and binds in, first
     )
     kept.update(extra or {})
     return kept
@@ -118,7 +141,16 @@ def mounts(writable: Sequence[Path] = (), limits: Limits = DEFAULT_LIMITS) -> li
     """What the sandbox sees, in order: ["ro-bind", source, dest], ["bind", source, dest],
     ["symlink", target, path], ["tmpfs", path, bytes, mode], ["proc", path], ["dev", path].
     ``writable`` folders appear at their own path, read-write."""
-    view: list[list] = [["ro-bind", "/usr", "/usr"], ["proc", "/proc"], ["dev", "/dev"]]
+    view: list[list] = [["ro-bind", "/usr", "/usr"], ["proc", "/proc"]]
+    view += [
+        ["ro-bind", f"/proc/{name}", f"/proc/{name}"]
+        for name in PROC_READ_ONLY
+        if Path("/proc", name).exists()
+    ]
+    view += [
+        ["ro-bind", "/dev/null", f"/proc/{name}"] for name in PROC_MASKED if Path("/proc", name).exists()
+    ]
+    view += [["dev", "/dev"], ["tmpfs", "/dev/shm", limits.tmp_bytes, 0o1777]]
     for link in ("bin", "lib", "lib64", "sbin"):
         target = Path("/", link)
         if target.is_symlink():
@@ -126,17 +158,21 @@ def mounts(writable: Sequence[Path] = (), limits: Limits = DEFAULT_LIMITS) -> li
         elif target.exists():
             view.append(["ro-bind", str(target), str(target)])
     view += [["ro-bind", f"/etc/{name}", f"/etc/{name}"] for name in ETC_FILES if Path("/etc", name).exists()]
-    view += [["ro-bind", str(path), str(path)] for path in _readonly_paths()]
+    # The private folders first: a mount hides whatever was mounted below it before, and the
+    # course may live under /tmp or $HOME (a clone in /tmp, a venv in a home folder).
     view += [["tmpfs", folder, limits.tmp_bytes, 0o700] for folder in ("/tmp", SANDBOX_HOME)]
-    view += [["bind", str(path), str(path)] for path in writable]  # after /tmp, which would hide them
+    view += [["ro-bind", str(path), str(path)] for path in _readonly_paths()]
+    view += [["bind", str(path), str(path)] for path in writable]
     return view
 
 
 def rlimits(limits: Limits = DEFAULT_LIMITS, *, rlimit_memory: bool = False) -> dict[str, int]:
-    """Per-process limits (RLIMIT_ name → value); ``rlimit_memory`` where no cgroup caps memory."""
+    """Per-process limits (RLIMIT_ name → value); ``rlimit_memory`` where no cgroup caps memory
+    or processes (then RLIMIT_NPROC, counted per user in the sandbox's own user namespace)."""
     kept = {"FSIZE": limits.file_bytes, "CPU": limits.cpu_seconds, "CORE": 0}
     if rlimit_memory:
         kept["AS"] = limits.memory_bytes + 4 * 2**30  # torch reserves ~1 GiB it never uses
+        kept["NPROC"] = limits.processes
     return kept
 
 
@@ -150,10 +186,13 @@ def command(
     limits: Limits = DEFAULT_LIMITS,
     rlimit_memory: bool = False,
     bwrap: str | None = None,
+    seccomp_fd: int,
 ) -> list[str]:
     """The bubblewrap command line that runs ``argv`` sandboxed. ``env`` (default: this
-    process's) is filtered through the allowlist, ``extra_env`` is set as given."""
-    args = [bwrap or bwrap_path() or "bwrap", "--unshare-all", "--die-with-parent", "--new-session"]
+    process's) is filtered through the allowlist, ``extra_env`` is set as given;
+    ``seccomp_fd``: a descriptor of ``seccomp.program()`` that bubblewrap inherits."""
+    args = [bwrap or bwrap_path() or "bwrap", "--unshare-all", "--unshare-user", "--disable-userns"]
+    args += ["--die-with-parent", "--new-session", "--seccomp", str(seccomp_fd)]
     args += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--cap-drop", "ALL"]
     for kind, *where in mounts(writable, limits):
         if kind == "tmpfs":
@@ -182,6 +221,7 @@ def confinement(
         "cwd": cwd,
         "rlimits": rlimits(limits, rlimit_memory=not cgroup.usable),
         "cgroups": [str(folder / "cgroup.procs") for folder in cgroup.folders],
+        "seccomp": base64.b64encode(seccomp.program()).decode(),
     }
 
 
@@ -204,10 +244,11 @@ def start_fork_server(entry_points: Mapping[str, str], preload: Sequence[str], e
 
 
 def _confines(server: str) -> bool:
-    """Whether a child of ``server`` builds its sandbox here (a trial with a trivial command)."""
+    """Whether a child of ``server`` builds its sandbox here and finds the course in it (a
+    trial that imports what a kernel and the verifier import)."""
     with tempfile.TemporaryDirectory(prefix="sandbox-trial-") as folder:
         trial = SandboxedProcess(
-            [sys.executable, "-c", "pass"],
+            [sys.executable, "-c", TRIAL_CODE],
             writable=[Path(folder)],
             cwd=folder,
             fork_server=server,
@@ -234,8 +275,9 @@ class SandboxedProcess:
     a new ``bwrap`` process. The part of ``subprocess.Popen``'s interface the grader uses
     (pid, returncode, poll, wait, send_signal, terminate, kill), and ``forked``.
 
-    Call ``close()`` once it is done: it ends whatever is left in the sandbox and removes the
-    cgroup. The standard streams (stdin, stdout, stderr) are files, descriptors or DEVNULL;
+    Call ``close()`` once it is done: it ends whatever is left in the sandbox, removes the
+    cgroup and, where the grader runs as root, unmounts the size-capped tmpfs each writable
+    folder was for the sandbox's life (``quota.py``): read what it left there before. The standard streams (stdin, stdout, stderr) are files, descriptors or DEVNULL;
     ``cwd`` is inside; ``fork_server``: the sandbox fork server's socket (default: the
     environment's ``SANDBOX_FORKSERVER_VARIABLE``).
     """
@@ -255,24 +297,40 @@ class SandboxedProcess:
         self.args = list(argv)
         self.fork_server = fork_server or os.environ.get(SANDBOX_FORKSERVER_VARIABLE)
         self.cgroup = Cgroup(limits)
+        self.capped: list[Path] = []  # its host folders, size-capped for its life
         try:
+            # A root server's forked sandbox runs as nobody (confine.py), bubblewrap's as the grader.
+            owner = (SANDBOX_UID, SANDBOX_UID) if self.fork_server and os.geteuid() == 0 else None
+            self.capped = [Path(f) for f in writable if quota.cap(Path(f), limits.folder_bytes, owner)]
             self.process = self._forked(writable, cwd, env, extra_env, limits, streams)
             self.forked = self.process is not None
             if self.process is None:
-                inner = command(
-                    argv,
-                    writable=writable,
-                    env=env,
-                    extra_env=extra_env,
-                    cwd=cwd,
-                    limits=limits,
-                    rlimit_memory=not self.cgroup.usable,
-                )
-                self.process = subprocess.Popen(
-                    self.cgroup.wrap(inner), env={"PATH": "/usr/bin:/bin"}, start_new_session=True, **streams
-                )
+                for folder in self.capped if owner else ():
+                    quota.give(folder, (os.getuid(), os.getgid()))
+                filter_fd = seccomp.program_file()
+                try:
+                    inner = command(
+                        argv,
+                        writable=writable,
+                        env=env,
+                        extra_env=extra_env,
+                        cwd=cwd,
+                        limits=limits,
+                        rlimit_memory=not self.cgroup.usable,
+                        seccomp_fd=filter_fd,
+                    )
+                    self.process = subprocess.Popen(
+                        self.cgroup.wrap(inner),
+                        env={"PATH": "/usr/bin:/bin"},
+                        start_new_session=True,
+                        pass_fds=(filter_fd,),
+                        **streams,
+                    )
+                finally:
+                    os.close(filter_fd)
         except BaseException:
             self.cgroup.remove()
+            self._uncap()
             raise
 
     def _forked(self, writable, cwd, env, extra_env, limits, streams):
@@ -333,3 +391,9 @@ class SandboxedProcess:
         if self.returncode is None:
             self.wait()  # reaped first: a zombie still holds its cgroup
         self.cgroup.remove()
+        self._uncap()
+
+    def _uncap(self) -> None:
+        """The host folders' tmpfs unmounted (and what the sandbox wrote there with them)."""
+        while self.capped:
+            quota.uncap(self.capped.pop())

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import quota
 from .limits import DEFAULT_LIMITS, Limits
 
 CGROUP_ROOTS = {"memory": Path("/sys/fs/cgroup/memory"), "pids": Path("/sys/fs/cgroup/pids")}
@@ -67,29 +68,43 @@ class Cgroup:
         return ["/bin/sh", "-c", f'{joins} && exec "$@"', "sandbox", *argv]
 
     def kill(self) -> None:
-        """End every process still in the cgroup (the sandbox's own PID 1 ends the rest)."""
+        """End every process still in the cgroup or in a cgroup nested in it (the sandbox's
+        own PID 1 ends the rest)."""
         for folder in self.folders:
-            try:
-                pids = (folder / "cgroup.procs").read_text().split()
-            except OSError:
-                continue
-            for pid in pids:
+            for nested in _tree(folder):
                 try:
-                    os.kill(int(pid), 9)
-                except (ProcessLookupError, ValueError, PermissionError):
-                    pass
+                    pids = (nested / "cgroup.procs").read_text().split()
+                except OSError:
+                    continue
+                for pid in pids:
+                    try:
+                        os.kill(int(pid), 9)
+                    except (ProcessLookupError, ValueError, PermissionError):
+                        pass
 
     def remove(self) -> None:
+        """End what is left and remove the cgroup, nested cgroups first (a sandbox cannot
+        make one, but a cgroup with a child could never be removed)."""
         self.kill()
         for folder in self.folders:
-            for _ in range(50):
-                try:
-                    folder.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:  # processes still exiting
-                    time.sleep(0.05)
+            for nested in _tree(folder):
+                for _ in range(50):
+                    try:
+                        nested.rmdir()
+                        break
+                    except FileNotFoundError:
+                        break
+                    except OSError:  # processes still exiting
+                        time.sleep(0.05)
+
+
+def _tree(folder: Path) -> list[Path]:
+    """``folder`` and every cgroup nested in it, deepest first (the order to remove them)."""
+    try:
+        nested = [path for path in folder.rglob("*") if path.is_dir() and not path.is_symlink()]
+    except OSError:
+        nested = []
+    return [*sorted(nested, key=lambda path: len(path.parts), reverse=True), folder]
 
 
 # A new cgroup is empty until its sandbox's shell joins it: younger than this, it stays.
@@ -100,7 +115,9 @@ def remove_stale_cgroups(*, older_than: float = STALE_CGROUP_SECONDS, now: float
     """Remove the empty sandbox cgroups that a grading process killed outright (SIGKILL, the
     OOM killer) could not remove itself; returns how many. A cgroup with processes in it is
     never touched (the kernel refuses to remove one), nor one younger than ``older_than``
-    seconds, whose sandbox may not have joined it yet."""
+    seconds, whose sandbox may not have joined it yet. First, the size-capped folders such a
+    process left mounted are unmounted (``quota.remove_stale``)."""
+    quota.remove_stale()
     now = time.time() if now is None else now
     removed = 0
     for root in (*CGROUP_ROOTS.values(), CGROUP_V2_ROOT):
@@ -108,9 +125,11 @@ def remove_stale_cgroups(*, older_than: float = STALE_CGROUP_SECONDS, now: float
             try:
                 if now - folder.stat().st_mtime < older_than:
                     continue
-                if (folder / "cgroup.procs").read_text().strip():
+                tree = _tree(folder)
+                if any((nested / "cgroup.procs").read_text().strip() for nested in tree):
                     continue
-                folder.rmdir()
+                for nested in tree:
+                    nested.rmdir()
                 removed += 1
             except OSError:  # gone meanwhile, joined meanwhile, or not ours to remove
                 continue

@@ -14,6 +14,7 @@ class Limits:
     file_bytes: int = 64 * 2**20  # the largest single file it may write
     cpu_seconds: int = 900  # CPU time of each process (the pipeline's wall-clock limits come first)
     tmp_bytes: int = 256 * 2**20  # its private /tmp and $HOME, each
+    folder_bytes: int = 256 * 2**20  # each folder of the host it may write (quota.py: root only)
 
 
 DEFAULT_LIMITS = Limits()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import io
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ from ..judge.chain import ORDER
 from ..judge.exercises import GRADED_TESTS
 from ..judge.problems import Problem
 from ..sandbox import build as sandbox
+from ..sandbox.untrusted import UntrustedFile, open_folder, read_untrusted
 from .plan import (
     DEFAULT_MEMORY_MB,
     DEFAULT_TIMEOUT,
@@ -231,6 +233,7 @@ def _run_child(
 ) -> Verdict | tuple[list[dict], dict[str, str]]:
     """Run the answers in a child process: (records, cell errors), or a failed Verdict."""
     workdir = tempfile.mkdtemp(prefix="bpn-verify-")
+    folder = None
     try:
         job = {
             "cells": [{"label": c.label, "python": c.python} for c in answers if c.python is not None],
@@ -245,12 +248,20 @@ def _run_child(
             [{"function": c.function, "args": c.args, "wants_dict": c.wants_dict} for c in calls],
             Path(workdir, "inputs.pt"),
         )
-        with open(Path(workdir, "stdout.txt"), "wb") as out, open(Path(workdir, "stderr.txt"), "wb") as err:
+        # The child's streams are the parent's own files, outside its folder: nothing the
+        # child can replace (by a FIFO, say) is ever opened by name.
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             # A fork of the grading fork server when one runs (torch already imported),
             # else a new interpreter; either way a session of its own, in a clean environment.
             process = _start_child(workdir, out, err)
             try:
+                # Taken once the sandbox has its folder (a size-capped tmpfs when sandboxed):
+                # what the child leaves is read through it, with care.
+                folder = open_folder(workdir)
                 returncode = process.wait(timeout=timeout)
+                if returncode != 0:
+                    return Verdict(False, _crash_message(returncode, err), Problem.CRASH)
+                return _read_results(folder, len(calls))
             except subprocess.TimeoutExpired:
                 _kill_group(process)
                 process.wait()
@@ -262,15 +273,14 @@ def _run_child(
             finally:
                 _kill_group(process)  # whatever the answers left running in the background
                 if isinstance(process, sandbox.SandboxedProcess):
-                    process.close()
-        if returncode != 0:
-            return Verdict(False, _crash_message(returncode, Path(workdir, "stderr.txt")), Problem.CRASH)
-        return _read_results(Path(workdir, "results.pt"), len(calls))
+                    process.close()  # its folder's tmpfs goes with it: the results are read
     except Exception as error:  # e.g. no space to write the inputs: still a verdict, never a crash
         return Verdict(
             False, one_line(f"the answers could not be run ({type(error).__name__}: {error})"), Problem.CRASH
         )
     finally:
+        if folder is not None:
+            os.close(folder)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -281,7 +291,8 @@ def _kill_group(process: subprocess.Popen | sandbox.SandboxedProcess) -> None:
         pass
 
 
-def _crash_message(returncode: int, stderr_path: Path) -> str:
+def _crash_message(returncode: int, stderr) -> str:
+    """Why the child failed; ``stderr``: the parent's own file of the child's stderr."""
     if returncode < 0:
         name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
         why = {
@@ -292,11 +303,8 @@ def _crash_message(returncode: int, stderr_path: Path) -> str:
         return f"the process running the answers was killed by {name}{why}"
     tail = ""
     try:
-        lines = [
-            line
-            for line in stderr_path.read_bytes()[-4000:].decode("utf-8", "replace").splitlines()
-            if line.strip()
-        ]
+        stderr.seek(max(0, stderr.seek(0, os.SEEK_END) - 4000))
+        lines = [line for line in stderr.read().decode("utf-8", "replace").splitlines() if line.strip()]
         tail = f": {lines[-1]}" if lines else ""
     except OSError:
         pass
@@ -307,10 +315,19 @@ def _crash_message(returncode: int, stderr_path: Path) -> str:
     )
 
 
-def _read_results(path: Path, expected_calls: int) -> Verdict | tuple[list[dict], dict[str, str]]:
+def _read_results(folder: int, expected_calls: int) -> Verdict | tuple[list[dict], dict[str, str]]:
+    """The child's results.pt, read from its folder (open as ``folder``) with care."""
     bad = Verdict(False, "the process running the answers returned unreadable results", Problem.BAD_OUTPUT)
     try:
-        raw = torch.load(path, weights_only=True)  # tensors and plain containers only
+        data = read_untrusted(folder, "results.pt", FILE_LIMIT_BYTES)
+    except UntrustedFile as error:
+        return Verdict(
+            False, f"the process running the answers left no readable results: {error}", Problem.BAD_OUTPUT
+        )
+    except OSError:
+        return bad
+    try:
+        raw = torch.load(io.BytesIO(data), weights_only=True)  # tensors and plain containers only
     except Exception:
         return bad
     if not (
