@@ -60,7 +60,7 @@ def test_the_package_declares_ranges_that_admit_colabs_torch_and_python_310():
 
 def test_make_setup_installs_with_the_constraints():
     makefile = (REPO / "Makefile").read_text()
-    assert "pip install --quiet -c constraints.txt -e '.[lab,grade,dev]'" in makefile
+    assert "pip install --quiet -c constraints.txt -e '.[lab,grade,dev,hub]'" in makefile
     assert "$(STAMP): pyproject.toml constraints.txt" in makefile
 
 
@@ -68,4 +68,4 @@ def test_environment_yml_installs_the_project_with_the_constraints_and_python_31
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     assert "python=3.11" in env["dependencies"]
     (pip_section,) = [d["pip"] for d in env["dependencies"] if isinstance(d, dict)]
-    assert pip_section == ["-c constraints.txt", "--editable .[lab,grade,dev]"]
+    assert pip_section == ["-c constraints.txt", "--editable .[lab,grade,dev,hub]"]

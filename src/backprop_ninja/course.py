@@ -45,6 +45,12 @@ POSTGRES_SCHEMES = ("postgresql", "postgres")
 POSTGRES_DRIVER_SCHEME = "postgresql+psycopg"
 # nbgrader's exchange folder for `make collect` without ZIP.
 EXCHANGE_VARIABLE = "BACKPROP_NINJA_EXCHANGE"
+# The course's JupyterHub (grader/hub/): its port on 127.0.0.1, its state folder, and the two
+# internal ports (the hub's API, the proxy's API; free ones unless set).
+HUB_PORT_VARIABLE = "HUB_PORT"
+HUB_STATE_VARIABLE = "BACKPROP_NINJA_HUB_STATE"
+HUB_API_PORT_VARIABLE = "BACKPROP_NINJA_HUB_API_PORT"
+PROXY_API_PORT_VARIABLE = "BACKPROP_NINJA_PROXY_API_PORT"
 # Notebook 4's training steps (200,000 by default; a few when graded or in CI).
 STEPS_VARIABLE = "BACKPROP_NINJA_STEPS"
 # "1": the notebooks' timing cells take one short round (set when grading).
