@@ -76,6 +76,8 @@ lint: setup ## The gates: ruff check, ruff format --check, mypy (also run by mak
 	$(VENV)/bin/mypy
 
 release: setup ## Regenerate the student notebooks (notebooks/) from the solutions with nbgrader
+	@# First the course's public address (course.py) into the README's links and the install cell.
+	$(PYTHON) -m backprop_ninja.maintainer.distribution
 	@# The venv's bin/ first on PATH: nbgrader runs `alembic` to create a new gradebook.
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(NBGRADER) generate_assignment $(ASSIGNMENT) --force $(NBGRADER_CONFIG)
 
