@@ -188,11 +188,14 @@ class Lab:
         SHOTS.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(SHOTS / f"{name}.png"))
 
-    def menu(self) -> str:
+    def menu(self, shot: str | None = None) -> str:
+        """The Nbgrader menu's items (screenshot ``shot`` while it is open)."""
         self.page.get_by_text("Nbgrader", exact=True).click()
         menu = self.page.locator(".lm-Menu").last
         menu.wait_for()
         text = menu.inner_text()
+        if shot:
+            self.shot(shot)
         self.page.keyboard.press("Escape")
         return text
 
@@ -294,8 +297,11 @@ def test_a_class_on_the_hub_from_release_to_feedback(hub):
 
             # The instructor: the Formgrader in the Nbgrader menu (not in the students').
             teacher = Lab(browser, hub, "t")
-            assert "Formgrader" in teacher.menu()
-            teacher.shot("t_1_instructor_lab")
+            assert "Formgrader" in teacher.menu(shot="t_1_instructor_lab")
+            # … on the course's checkout, where the Formgrader finds the course and its gradebook.
+            root_listing = {item["name"] for item in teacher.api("GET", "contents").json()["content"]}
+            assert {"solutions", "notebooks", "grader"} <= root_listing, root_listing
+            assert teacher.page.request.get(f"{teacher.base}/user/{teacher.name}/formgrader").status == 200
             assert a.page.request.get(f"{a.base}/user/{people['a']}/formgrader").status == 404
 
             # Collect, grade (sandboxed), feedback, release it: the Makefile's steps.

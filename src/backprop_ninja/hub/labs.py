@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from ..course import ASSIGNMENT, REPO_ROOT
-from ..student.lab import LAB_PLUGIN, SERVER_EXTENSION, student_config
+from ..student.lab import LAB_PLUGIN, NEWS_PLUGIN, SERVER_EXTENSION, student_config
 
 STUDENT, INSTRUCTOR = "student", "instructor"
 CONFIG_FILE = REPO_ROOT / "grader" / "nbgrader_config.py"
@@ -47,10 +47,10 @@ def lab_files(role: str, exchange: Path) -> dict[str, str]:
         # nbgrader's tools as nbgrader installs them, on the course's own configuration.
         server = {SERVER_EXTENSION.format(n): True for n in ("formgrader", "assignment_list", "course_list")}
         server[SERVER_EXTENSION.format("validate_assignment")] = True
-        files["jupyter_server_config.json"] = (
-            json.dumps({"ServerApp": {"jpserver_extensions": server}}) + "\n"
-        )
-        files["labconfig/page_config.json"] = json.dumps({"disabledExtensions": {}}) + "\n"
+        quiet = student_config(exchange)["jupyter_server_config.json"]["LabApp"]  # no news pop-up
+        instructor = {"ServerApp": {"jpserver_extensions": server}, "LabApp": quiet}
+        files["jupyter_server_config.json"] = json.dumps(instructor, indent=2) + "\n"
+        files["labconfig/page_config.json"] = json.dumps({"disabledExtensions": {NEWS_PLUGIN: True}}) + "\n"
         files["nbgrader_config.py"] = (
             "# The course's configuration, then the hub's exchange (written by the hub).\n"
             "c = get_config()  # noqa: F821\n"

@@ -38,14 +38,9 @@ class CourseSpawner(LocalProcessSpawner):
         folder = Path(self.config_root, self.user.name)
         write_lab_config(folder, self.role(), Path(self.exchange_root))
         env.update(lab_environment(pwd.getpwnam(self.user.name).pw_dir, folder))
-        return env
-
-    def get_args(self) -> list[str]:
-        args = super().get_args()
         if self.role() == INSTRUCTOR and self.course_root:
-            # The Formgrader wants the course under the Lab's root folder.
-            args.append(f"--ServerApp.root_dir={self.course_root}")
-        return args
+            env["JUPYTERHUB_ROOT_DIR"] = self.course_root  # the Formgrader wants the course under the root
+        return env
 
     def make_preexec_fn(self, name):
         """Join the Lab's cgroup (as root, in the new process), then become the user."""
