@@ -135,7 +135,12 @@ def hub():
             start_new_session=True,
         )
         base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: hub_process.poll() is None and status(f"{base}/hub/api") == 200, 180, "the hub")
+
+        def hub_is_up() -> bool:
+            assert hub_process.poll() is None, (root / "hub.log").read_text()  # it stopped: why
+            return status(f"{base}/hub/api") == 200
+
+        wait_for(hub_is_up, 180, "the hub")
         yield {
             "base": base,
             "people": people,
