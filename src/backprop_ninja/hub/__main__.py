@@ -70,8 +70,12 @@ def serve(port: int, state: Path, exchange: Path) -> None:
             f"`chmod o+x {closed}` (entering only, not listing), or make .venv from a Python outside it"
         )
 
+    from .accounts import close_course_files
+
     prepare_state(state)
     prepare_exchange(exchange)
+    for path in close_course_files(REPO_ROOT):
+        print(f"students cannot read {path.relative_to(REPO_ROOT)} (root and instructors only)")
     env = {
         **os.environ,
         HUB_STATE_VARIABLE: str(state.resolve()),

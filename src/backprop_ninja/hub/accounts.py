@@ -88,3 +88,24 @@ def add_students_to_gradebook(people: list[Person], gradebook) -> None:
                 gradebook.update_or_create_student(
                     person.username, first_name=person.first_name or None, last_name=person.last_name or None
                 )
+
+
+# What of the course's checkout students must not read (the venv, data/ and src/ they need):
+# the solutions, and every class's submissions, grades and feedback.
+PRIVATE_PATHS = ("solutions", "grader/class", "grader/work", "grader/gradebook.db", "build")
+
+
+def close_course_files(root: Path, private: tuple[str, ...] = PRIVATE_PATHS) -> list[Path]:
+    """Make ``private`` (relative to ``root``) readable by root and the instructors' group only
+    (mode g+rX, o-rwx); returns the paths closed. A student's Lab runs this checkout's Python,
+    so the checkout itself stays open."""
+    group = GROUPS[INSTRUCTOR]
+    subprocess.run(["groupadd", "-f", group], check=True)
+    closed = []
+    for relative in private:
+        path = root / relative
+        if path.exists():
+            subprocess.run(["chgrp", "-R", group, str(path)], check=True)
+            subprocess.run(["chmod", "-R", "g+rX,o-rwx", str(path)], check=True)
+            closed.append(path)
+    return closed
