@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from backprop_ninja.grading.exchange_owner import planted_by
-from backprop_ninja.hub.accounts import Person, read_roster
+from backprop_ninja.hub.accounts import Person, close_course_files, read_roster
 from backprop_ninja.hub.exchange import prepare_exchange
 from backprop_ninja.hub.labs import INSTRUCTOR, STUDENT, lab_files
 
@@ -72,3 +72,18 @@ def test_the_exchange_root_lets_everyone_in_and_no_one_remove_others_files(tmp_p
     mode = (tmp_path / "exchange").stat().st_mode
     assert stat.S_IMODE(mode) == 0o1777
     assert course == tmp_path / "exchange" / "backprop_ninja"
+
+
+@root_only
+def test_the_solutions_are_closed_to_everyone_but_root_and_instructors(tmp_path):
+    (tmp_path / "solutions" / "backprop_ninja").mkdir(parents=True)
+    answer = tmp_path / "solutions" / "backprop_ninja" / "nb.ipynb"
+    answer.write_text("{}")
+    (tmp_path / "notebooks").mkdir()
+    assert close_course_files(tmp_path, ("solutions", "grader/class")) == [tmp_path / "solutions"]
+    for path in (tmp_path / "solutions", answer):
+        assert stat.S_IMODE(path.stat().st_mode) & 0o007 == 0
+        assert path.group() == "backprop-ninja-instructors"
+    assert (
+        stat.S_IMODE((tmp_path / "notebooks").stat().st_mode) & 0o005 == 0o005
+    )  # the students' own stay open

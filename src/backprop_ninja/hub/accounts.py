@@ -91,8 +91,9 @@ def add_students_to_gradebook(people: list[Person], gradebook) -> None:
 
 
 # What of the course's checkout students must not read (the venv, data/ and src/ they need):
-# the solutions, and every class's submissions, grades and feedback.
-PRIVATE_PATHS = ("solutions", "grader/class", "grader/work", "grader/gradebook.db", "build")
+# the solutions and the tests (which spell out right answers), and every class's submissions,
+# grades and feedback.
+PRIVATE_PATHS = ("solutions", "tests", "grader/class", "grader/work", "grader/gradebook.db", "build")
 
 
 def close_course_files(root: Path, private: tuple[str, ...] = PRIVATE_PATHS) -> list[Path]:
