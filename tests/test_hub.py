@@ -365,3 +365,11 @@ def test_each_lab_runs_as_its_user_in_a_cgroup_with_the_limits(hub):
         assert int(memory.read_text()) == 2 * 2**30
         quota = Path(f"/sys/fs/cgroup/cpu/backprop_ninja_hub/{name}/cpu.cfs_quota_us").read_text()
         assert int(quota) == 100_000
+
+
+@needs_root
+def test_the_idle_culler_runs_as_a_hub_service_allowed_to_list_the_labs(hub):
+    """jupyterhub-idle-culler is started by the hub and its first sweep is authorised (its
+    role's scopes); that it stops a Lab after the timeout (an hour) is not waited for here."""
+    sweep = re.compile(r"200 GET /hub/api/users\?\S* \(idle-culler@127\.0\.0\.1\)")
+    wait_for(lambda: sweep.search(hub["log"].read_text()) is not None, 120, "the idle culler's first sweep")
