@@ -9,6 +9,8 @@ NAMES      := data/names.txt
 # A copy of names.txt kept beside the repository on the course's machines (no download needed).
 SHARED_NAMES ?= ../shared/data/names.txt
 NBGRADER   := $(VENV)/bin/nbgrader
+# The hub's proxy, configurable-http-proxy, from the npm registry into grader/hub/node_modules.
+HUB_PROXY  := grader/hub/node_modules/.bin/configurable-http-proxy
 NBGRADER_CONFIG := --NbGrader.config_file=grader/nbgrader_config.py
 ASSIGNMENT := backprop_ninja
 WORKERS    ?= 2
@@ -24,15 +26,22 @@ DASK_OPTION := $(if $(DASK),--dask-scheduler $(DASK))
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: $(STAMP) ## Create .venv and install the pinned environment (a second run does nothing)
+setup: $(STAMP) $(HUB_PROXY) ## Create .venv and install the pinned environment (a second run does nothing)
 
 $(STAMP): pyproject.toml constraints.txt setup.py
 	@$(MAKE) --no-print-directory system-packages
 	python3.11 -m venv $(VENV) 2>/dev/null || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	@# Ranges in pyproject.toml, the course's exact pins in constraints.txt (torch 2.13.0 CPU).
-	$(PYTHON) -m pip install --quiet -c constraints.txt -e '.[lab,grade,dev]'
+	$(PYTHON) -m pip install --quiet -c constraints.txt -e '.[lab,grade,dev,hub]'
 	touch $@
+
+# `npm ci`: exactly the versions of grader/hub/package-lock.json. Without npm (Node.js 18+)
+# everything but the hub works: make setup says so and carries on.
+$(HUB_PROXY): grader/hub/package.json grader/hub/package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix grader/hub --no-audit --no-fund --silent && touch $@; \
+	else echo "npm not found: make hub needs Node.js and npm (apt-get install nodejs npm)"; fi
 
 # Debian packages the course runs, as command:package (the command tells whether it is there):
 # bubblewrap sandboxes every student's code when grading; the tests start a throwaway
@@ -58,7 +67,7 @@ test: setup data lint ## Set up, lint, then run every test (unit, notebooks, gra
 	$(PYTHON) -m pytest
 
 # The markers of tests that need more than Python (pyproject.toml [tool.pytest]): test-fast skips them.
-HEAVY_MARKERS := sandbox or pipeline or notebooks or browser or postgres or dask
+HEAVY_MARKERS := sandbox or pipeline or notebooks or browser or postgres or dask or hub
 test-fast: setup data ## Unit tests only (under 3 minutes): no kernels, servers, sandbox or browser
 	$(PYTHON) -m pytest -m "not ($(HEAVY_MARKERS))"
 
@@ -69,6 +78,8 @@ lint: setup ## The gates: ruff check, ruff format --check, mypy (also run by mak
 	$(VENV)/bin/mypy
 
 release: setup ## Regenerate the student notebooks (notebooks/) from the solutions with nbgrader
+	@# First the course's public address (course.py) into the README's links and the install cell.
+	$(PYTHON) -m backprop_ninja.maintainer.distribution
 	@# The venv's bin/ first on PATH: nbgrader runs `alembic` to create a new gradebook.
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(NBGRADER) generate_assignment $(ASSIGNMENT) --force $(NBGRADER_CONFIG)
 
@@ -132,3 +143,26 @@ clean: ## Remove the environment, the data and every generated grading artefact
 .PHONY: diagnose
 diagnose: setup data ## Run the mistake catalogue through the visible tests; print the share whose message names the cause
 	$(PYTHON) -m backprop_ninja.maintainer.catalogue
+
+# ---- a class on the course's JupyterHub (grader/README.md, "Teach a class on a hub"); as root.
+# State (hub database, cookie secret, proxy token, each Lab's config) in grader/hub/state/;
+# the exchange at HUB_EXCHANGE (nbgrader's default folder); HUB_PORT on 127.0.0.1.
+HUB_PORT     ?= 8000
+HUB_EXCHANGE ?= /srv/nbgrader/exchange
+HUB          := $(PYTHON) -m backprop_ninja.hub --exchange $(HUB_EXCHANGE) --class-dir $(CLASS)
+.PHONY: hub hub-users hub-release hub-feedback test-hub
+hub: setup data ## JupyterHub for the class on 127.0.0.1:HUB_PORT (prints HUB_URL; Ctrl-C stops everything)
+	$(HUB) serve --port $(HUB_PORT)
+
+hub-users: setup ## Accounts for ROSTER=roster.csv (username,first_name,last_name,role); prints first-login passwords
+	@test -n "$(ROSTER)" || { echo "usage: make hub-users ROSTER=roster.csv"; exit 2; }
+	$(HUB) users "$(ROSTER)"
+
+hub-release: setup ## The four notebooks into the hub's exchange (DUEDATE='2026-12-24 23:59:00 UTC' marks late ones)
+	$(HUB) release $(if $(DUEDATE),--duedate "$(DUEDATE)")
+
+hub-feedback: setup ## The class's feedback pages (make feedback) into the exchange: students press Fetch Feedback
+	$(HUB) release-feedback
+
+test-hub: setup data ## The end-to-end browser test of a class on the hub (root; a few minutes)
+	$(PYTHON) -m pytest tests/test_hub.py -m hub

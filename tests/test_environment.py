@@ -71,11 +71,11 @@ def test_make_setup_reinstalls_with_the_constraints_when_a_pin_or_range_changes(
     assert len(installs) == 1, commands
     (install,) = installs
     assert install[install.index("-c") + 1] == "constraints.txt"
-    assert install[install.index("-e") + 1] == ".[lab,grade,dev]"
+    assert install[install.index("-e") + 1] == ".[lab,grade,dev,hub]"
 
 
 def test_environment_yml_installs_the_project_with_the_constraints_and_python_311():
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     assert "python=3.11" in env["dependencies"]
     (pip_section,) = [d["pip"] for d in env["dependencies"] if isinstance(d, dict)]
-    assert pip_section == ["-c constraints.txt", "--editable .[lab,grade,dev]"]
+    assert pip_section == ["-c constraints.txt", "--editable .[lab,grade,dev,hub]"]

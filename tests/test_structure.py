@@ -125,6 +125,7 @@ LAYERS: list[set[str]] = [
     {"testing"},
     {"verify"},
     {"grading", "student", "maintainer"},
+    {"hub"},
     {"classroom"},
 ]
 TOP_LEVEL_LIMIT = 14

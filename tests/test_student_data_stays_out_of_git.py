@@ -12,9 +12,17 @@ STUDENT_DATA = [
     "grader/section-b/gradebook.db",
     "grader/fall-2026/feedback/carol/backprop_ninja/1_atomic_backprop.html",
     "grader/gradebook.db",
+    "grader/hub/state/jupyterhub.sqlite",
+    "grader/hub/state/jupyterhub_cookie_secret",
     "gradebook.db",
 ]
-COURSE_FILES = ["grader/README.md", "grader/nbgrader_config.py", "grader/make_demo_class.py"]
+COURSE_FILES = [
+    "grader/README.md",
+    "grader/nbgrader_config.py",
+    "grader/make_demo_class.py",
+    "grader/hub/jupyterhub_config.py",
+    "grader/hub/package-lock.json",
+]
 
 
 def ignored(path: str) -> bool:

@@ -23,6 +23,7 @@ Folders, each a role (its ``__init__`` docstring lists its modules):
     grading/       the instructor's pipeline: collect, autograde, feedback, export, reports
     student/       the ``backprop-ninja`` command and the student-only Lab
     maintainer/    the mistake catalogue; re-running the solution notebooks
+    hub/           the course on a JupyterHub: accounts, each Lab by role with its limits, the exchange
     classroom/     the old name of grading/ (``python -m backprop_ninja.classroom`` still works)
 
 This file imports nothing: ``import backprop_ninja`` stays free of torch.

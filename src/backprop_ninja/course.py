@@ -45,6 +45,12 @@ POSTGRES_SCHEMES = ("postgresql", "postgres")
 POSTGRES_DRIVER_SCHEME = "postgresql+psycopg"
 # nbgrader's exchange folder for `make collect` without ZIP.
 EXCHANGE_VARIABLE = "BACKPROP_NINJA_EXCHANGE"
+# The course's JupyterHub (grader/hub/): its port on 127.0.0.1, its state folder, and the two
+# internal ports (the hub's API, the proxy's API; free ones unless set).
+HUB_PORT_VARIABLE = "HUB_PORT"
+HUB_STATE_VARIABLE = "BACKPROP_NINJA_HUB_STATE"
+HUB_API_PORT_VARIABLE = "BACKPROP_NINJA_HUB_API_PORT"
+PROXY_API_PORT_VARIABLE = "BACKPROP_NINJA_PROXY_API_PORT"
 # Notebook 4's training steps (200,000 by default; a few when graded or in CI).
 STEPS_VARIABLE = "BACKPROP_NINJA_STEPS"
 # "1": the notebooks' timing cells take one short round (set when grading).
@@ -79,11 +85,17 @@ def gradebook_url(url: str) -> str:
 
 
 # ---------------------------------------------------------------- students anywhere
-# Where the course is published. The README's "Open in Colab" badges and the notebooks' Colab
-# install cell point here (the cell cannot import this module: a test keeps its copy in step).
-GITHUB_REPOSITORY = "backprop-ninja/backprop-ninja"
+# Where the course is published: its public repository. A fork sets this one line, then
+# `make release` regenerates from it the README's "Open in Colab" badges and nbgitpuller links
+# and the notebooks' Colab install cell (maintainer/distribution.py; the cell cannot import
+# this module, a test keeps its copy in step).
+COURSE_REPOSITORY_URL = "https://github.com/backprop-ninja/backprop-ninja"
+GITHUB_REPOSITORY = COURSE_REPOSITORY_URL.removeprefix("https://github.com/")
+# The JupyterHub the README's nbgitpuller links open (a hub without nbgrader's exchange:
+# nbgitpuller clones the course's repository into each student's home).
+COURSE_HUB_URL = "https://hub.example.edu"
 # The ONE place the Colab install cell pip-installs the package from.
-PACKAGE_SOURCE = f"backprop-ninja @ git+https://github.com/{GITHUB_REPOSITORY}.git"
+PACKAGE_SOURCE = f"backprop-ninja @ git+{COURSE_REPOSITORY_URL}.git"
 # Overrides PACKAGE_SOURCE in the Colab install cell (a wheel's path or URL, a mirror).
 INSTALL_SOURCE_VARIABLE = "BACKPROP_NINJA_INSTALL_FROM"
 # The console command the package installs, and its folder in the user's cache and config.
@@ -101,3 +113,19 @@ def colab_url(notebook: str) -> str:
         f"https://colab.research.google.com/github/{GITHUB_REPOSITORY}/blob/main/"
         f"notebooks/{ASSIGNMENT}/{notebook}.ipynb"
     )
+
+
+def nbgitpuller_url(notebook: str, hub: str = COURSE_HUB_URL, repository: str = COURSE_REPOSITORY_URL) -> str:
+    """A link that makes ``hub`` clone (or update) the course's repository into the student's
+    home with nbgitpuller and open ``notebook`` in JupyterLab."""
+    from urllib.parse import urlencode
+
+    folder = repository.rstrip("/").rsplit("/", 1)[-1]
+    query = urlencode(
+        {
+            "repo": repository,
+            "branch": "main",
+            "urlpath": f"lab/tree/{folder}/notebooks/{ASSIGNMENT}/{notebook}.ipynb",
+        }
+    )
+    return f"{hub.rstrip('/')}/hub/user-redirect/git-pull?{query}"

@@ -11,6 +11,7 @@
     preload.py   the run's two fork servers: grading jobs (and unsandboxed children), and
                  the sandbox server whose children confine themselves
     collect.py   safe zip extraction and the LMS collector plugin for nbgrader's zip_collect
+    exchange_owner.py  whose an exchange submission is: its owner on disk (a planted folder is refused)
     outputs.py   CappedExecute: outputs capped in bytes as they arrive from a kernel
     trust.py     the integrity scan and the trusted verifier: which points cannot be trusted
     reasons.py   one-line reasons for failed notebooks and notes for graded ones, from nbgrader's log

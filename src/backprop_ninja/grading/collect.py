@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import os
-import pwd
 import shutil
 import stat
 import zipfile
@@ -24,6 +23,7 @@ from nbgrader.plugins import ExtractorPlugin, FileNameCollectorPlugin
 from traitlets import Unicode
 
 from ..course import MAX_NOTEBOOK_BYTES
+from .exchange_owner import account_uid, planted_by
 from .lms import record_id
 
 MAX_MEMBER_BYTES = MAX_NOTEBOOK_BYTES  # a notebook with its outputs is a few MiB at most
@@ -147,13 +147,6 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
         return info
 
 
-def _owner_name(uid: int) -> str | None:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return None
-
-
 def copy_regular_file(source: Path, target: Path) -> str | None:
     """Copy ``source`` to ``target`` if it is a regular file of at most ``MAX_MEMBER_BYTES``;
     otherwise copy nothing and say why. The file is opened without following a link and
@@ -189,9 +182,9 @@ def vet_exchange_inbound(inbound: Path, vetted: Path, warn) -> list[str]:
         if not stat.S_ISDIR(folder.lstat().st_mode):
             warn(f"refused {folder.name}: a link or not a folder")
             continue
-        owner = _owner_name(folder.lstat().st_uid)
-        if ownership_meaningful and owner != student:
-            warn(f"refused {folder.name}: owned by {owner}, not by {student}")
+        planter = planted_by(folder, student)
+        if planter and (ownership_meaningful or account_uid(student) is not None):
+            warn(f"refused {folder.name}: owned by {planter}, not by {student} (planted by {planter})")
             continue
         for source_folder, _, files in os.walk(folder):  # never follows a link
             target_folder = vetted / os.path.relpath(source_folder, inbound)
