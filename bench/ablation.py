@@ -43,16 +43,16 @@ def first_forward(params, Xb, Yb):
     h = torch.tanh(hpreact)
     logits = h @ params["W2"] + params["b2"]
     loss = F.cross_entropy(logits, Yb)
-    return loss, dict(
-        emb=emb,
-        embcat=embcat,
-        hprebn=hprebn,
-        bnraw=bnraw,
-        bnvar_inv=bnvar_inv,
-        hpreact=hpreact,
-        h=h,
-        logits=logits,
-    )
+    return loss, {
+        "emb": emb,
+        "embcat": embcat,
+        "hprebn": hprebn,
+        "bnraw": bnraw,
+        "bnvar_inv": bnvar_inv,
+        "hpreact": hpreact,
+        "h": h,
+        "logits": logits,
+    }
 
 
 def per_step_loop(forward: Callable, foreach: bool) -> Callable:

@@ -37,7 +37,9 @@ def autograd_train(
                 loss.backward()
                 with torch.no_grad():
                     torch._foreach_add_(
-                        tensors, [p.grad for p in tensors], alpha=-lecture_learning_rate(step)
+                        tensors,
+                        [p.grad for p in tensors],  # type: ignore[misc]  # all set by backward()
+                        alpha=-lecture_learning_rate(step),
                     )
                 chunk.append(loss.detach())
                 step += 1

@@ -36,6 +36,8 @@ def demo_module():
     """grader/make_demo_class.py (a script, not a package module), imported from its path."""
     path = REPO_ROOT / "grader" / "make_demo_class.py"
     spec = importlib.util.spec_from_file_location("make_demo_class", path)
+    assert spec is not None, path
+    assert spec.loader is not None, path
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)

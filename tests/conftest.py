@@ -72,19 +72,19 @@ def graded_demo(demo_class_module):
         report, lines = write_report(course)
         cells = {student: grade_cells(course, student) for student in course.students()}
         print(f"\ndemo class: graded with feedback, CSVs and report in {time.monotonic() - start:.0f} s")
-        yield dict(
-            course=course,
-            before=before,
-            statuses=statuses,
-            pages=pages,
-            exported=exported,
-            csv={path.name: path.read_text() for path in exported},
-            cells=cells,  # every grade cell's score, right after grading
-            report=report,
-            lines=lines,
-            git_before=git_before,
-            git_after=git_status(),
-        )
+        yield {
+            "course": course,
+            "before": before,
+            "statuses": statuses,
+            "pages": pages,
+            "exported": exported,
+            "csv": {path.name: path.read_text() for path in exported},
+            "cells": cells,  # every grade cell's score, right after grading
+            "report": report,
+            "lines": lines,
+            "git_before": git_before,
+            "git_after": git_status(),
+        }
     finally:
         shutil.rmtree(course.class_dir, ignore_errors=True)
         for path in reversed(created):
@@ -114,8 +114,18 @@ def wheel(tmp_path_factory) -> Path:
 
     dist = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation"]
-        + ["--wheel-dir", str(dist), str(REPO_ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(dist),
+            str(REPO_ROOT),
+        ],
         check=True,
         cwd=dist,
     )

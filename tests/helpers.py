@@ -48,7 +48,8 @@ def load_demo_module():
         spec = importlib.util.spec_from_file_location(
             "make_demo_class", REPO_ROOT / "grader" / "make_demo_class.py"
         )
-        assert spec is not None and spec.loader is not None
+        assert spec is not None
+        assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules["make_demo_class"] = module  # dataclasses look their module up
         spec.loader.exec_module(module)

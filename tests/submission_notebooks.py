@@ -148,7 +148,7 @@ ANSWERS["manual_backward"] = (
 
 # Other correct formulations (issue 5, point 5), as (function, code). No function appears
 # twice within one round, so that a round can be one submission.
-HONEST_ROUNDS = (
+HONEST_ROUNDS: tuple[dict[str, str], ...] = (
     {
         "grad_logits": """
             def grad_logits(logits, dnorm_logits, dlogit_maxes):

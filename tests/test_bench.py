@@ -50,7 +50,8 @@ def test_quick_bench_prints_and_writes_every_figure(quick_results):
         if row["value"] is None:  # allowed only where the table says why
             assert row["detail"].startswith("not measured:"), figure
         else:
-            assert math.isfinite(row["value"]) and row["value"] > 0, (figure, row["value"])
+            assert math.isfinite(row["value"]), (figure, row["value"])
+            assert row["value"] > 0, (figure, row["value"])
         assert row["met"] is None, figure  # --quick judges no target
     assert results["quick"] is True
     assert results["machine"]["torch"] == torch.__version__
@@ -88,7 +89,11 @@ def test_the_written_out_chains_call_the_exercises_functions_in_order():
     called = []
 
     def recorder(name):
-        return lambda *args: called.append((name, len(args))) or torch.zeros(1)
+        def record(*args):
+            called.append((name, len(args)))
+            return torch.zeros(1)
+
+        return record
 
     functions = {f"grad_{t}": recorder(t) for t in ATOMIC_BY_TARGET}
     values = {k: torch.zeros(1) for k in model.INTERMEDIATE_NAMES + model.PARAM_NAMES + ("Yb",)}
@@ -111,8 +116,10 @@ def test_interleaved_seconds_takes_turns():
 
 
 def test_targets_and_the_table_say_what_was_met_and_what_was_not_measured():
-    assert Target(0.15, at_most=True).met_by(0.1) and not Target(0.15, at_most=True).met_by(0.2)
-    assert Target(4, at_most=False).met_by(4.0) and Target(4, at_most=False).met_by(None) is None
+    assert Target(0.15, at_most=True).met_by(0.1)
+    assert not Target(0.15, at_most=True).met_by(0.2)
+    assert Target(4, at_most=False).met_by(4.0)
+    assert Target(4, at_most=False).met_by(None) is None
     rows = [
         Row("3", "fused", 5.0, "×", Target(4, at_most=False)),
         Row("5", "grading", None, "s", Target(12, at_most=True), "not measured: why"),
@@ -124,8 +131,11 @@ def test_targets_and_the_table_say_what_was_met_and_what_was_not_measured():
         "quick": False,
     }
     text = table(rows, header)
-    assert "5×" in text and "≥ 4×" in text and "yes" in text
-    assert "not measured: why" in text and rows[1].met is None
+    assert "5×" in text
+    assert "≥ 4×" in text
+    assert "yes" in text
+    assert "not measured: why" in text
+    assert rows[1].met is None
 
 
 def test_ablation_times_every_variant():

@@ -17,14 +17,20 @@ def grad(*shape, dtype=torch.float64):
 def test_identical_tensors_are_exact():
     g = grad(N, 27, dtype=torch.float32)
     result = check("dlogits", g.clone(), g)
-    assert result.ok and result.exact and result.approximate and result.maxdiff == 0
-    assert bool(result) and str(result).startswith("✅ dlogits")
+    assert result.ok
+    assert result.exact
+    assert result.approximate
+    assert result.maxdiff == 0
+    assert bool(result)
+    assert str(result).startswith("✅ dlogits")
 
 
 def test_float32_rounding_passes_but_is_not_exact():
     expected = grad(N, 64)
     result = check("dhpreact", expected.float(), expected)
-    assert result.ok and not result.exact and 0 < result.maxdiff < 1e-8
+    assert result.ok
+    assert not result.exact
+    assert 0 < result.maxdiff < 1e-8
 
 
 def test_exactly_zero_gradients_tolerate_rounding_noise():
@@ -43,12 +49,13 @@ def test_a_small_relative_error_fails_even_on_small_entries():
 
 
 def test_tolerances_are_stated():
-    assert "1e-04" in str(TOLERANCES[torch.float32]) and "1e-09" in str(TOLERANCES[torch.float64])
+    assert "1e-04" in str(TOLERANCES[torch.float32])
+    assert "1e-09" in str(TOLERANCES[torch.float64])
 
 
 # --------------------------------------------------------------------- bad inputs
 @pytest.mark.parametrize(
-    "got, problem, words",
+    ("got", "problem", "words"),
     [
         (None, "none", "return"),
         ([1.0, 2.0], "not_tensor", "list"),
@@ -57,7 +64,9 @@ def test_tolerances_are_stated():
 )
 def test_bad_answers_get_a_clear_message_not_an_exception(got, problem, words):
     result = check("dx", got, torch.ones(3))
-    assert not result.ok and result.problem == problem and words in result.message
+    assert not result.ok
+    assert result.problem == problem
+    assert words in result.message
 
 
 def test_nan_and_inf_are_reported_with_a_position():
@@ -65,7 +74,8 @@ def test_nan_and_inf_are_reported_with_a_position():
     got = expected.clone()
     got[2, 3] = float("nan")
     result = check("dprobs", got, expected)
-    assert result.problem == "nan" and "(2, 3)" in result.message
+    assert result.problem == "nan"
+    assert "(2, 3)" in result.message
     got[2, 3] = float("inf")
     assert check("dprobs", got, expected).problem == "inf"
 
@@ -75,7 +85,8 @@ def test_wrong_shape_says_which_dim_to_sum_with_keepdim():
     result = check("dbngain", grad(N, 64), grad(1, 64))
     assert result.problem == "shape"
     assert "sum its gradient over dim 0 with keepdim=True" in result.message
-    assert "(32, 64)" in result.message and "(1, 64)" in result.message
+    assert "(32, 64)" in result.message
+    assert "(1, 64)" in result.message
 
 
 def test_wrong_shape_without_keepdim():
@@ -94,13 +105,15 @@ def test_shape_needing_expansion_and_transposition():
 def test_flipped_sign():
     expected = grad(N, 27)
     result = check("dlogits", -expected, expected, batch_size=N)
-    assert result.problem == "sign" and "sign is flipped" in result.message
+    assert result.problem == "sign"
+    assert "sign is flipped" in result.message
 
 
 def test_forgot_to_divide_by_n():
     expected = grad(N, 27)
     result = check("dlogits", expected * N, expected, batch_size=N)
-    assert result.problem == "factor" and "divide by n" in result.message
+    assert result.problem == "factor"
+    assert "divide by n" in result.message
 
 
 def test_divided_by_n_twice():
@@ -111,7 +124,8 @@ def test_divided_by_n_twice():
 def test_n_where_bessel_n_minus_1_belongs():
     expected = grad(N, 64)
     result = check("dbndiff2", expected * (N - 1) / N, expected, batch_size=N)
-    assert "Bessel" in result.message and "n − 1" in result.message
+    assert "Bessel" in result.message
+    assert "n − 1" in result.message
     assert (
         "divided by n − 1 where the forward pass divides by n"
         in check("dbnmeani", expected * N / (N - 1), expected, batch_size=N).message
@@ -121,13 +135,15 @@ def test_n_where_bessel_n_minus_1_belongs():
 def test_sign_and_factor_together():
     expected = grad(N, 27)
     message = check("dlogits", -expected * N, expected, batch_size=N).message
-    assert message.startswith("sign flipped and") and "divide by n" in message
+    assert message.startswith("sign flipped and")
+    assert "divide by n" in message
 
 
 def test_an_unnamed_constant_factor_is_still_reported():
     expected = grad(N, 27)
     result = check("dx", expected * 3.7, expected, batch_size=N)
-    assert result.problem == "factor" and "3.7" in result.message
+    assert result.problem == "factor"
+    assert "3.7" in result.message
 
 
 def test_transposed_square_matrix():
@@ -145,7 +161,8 @@ def test_only_one_branch_is_recognised_from_alternatives():
         through_probs + through_sum,
         alternatives={advice: through_probs, "other": through_sum * 5},
     )
-    assert result.problem == "alternative" and result.message == advice
+    assert result.problem == "alternative"
+    assert result.message == advice
 
 
 def test_a_scattered_error_reports_how_many_entries_and_where():
@@ -153,9 +170,9 @@ def test_a_scattered_error_reports_how_many_entries_and_where():
     got = expected.clone()
     got[5, 7] += 1.0
     result = check("dlogits", got, expected, batch_size=N)
-    assert (
-        result.problem == "mismatch" and "1 of 864 entries" in result.message and "(5, 7)" in result.message
-    )
+    assert result.problem == "mismatch"
+    assert "1 of 864 entries" in result.message
+    assert "(5, 7)" in result.message
     assert result.maxdiff == pytest.approx(1.0)
 
 
@@ -169,11 +186,12 @@ def test_the_noise_floor_follows_the_scale_of_the_computation():
 
 
 @pytest.mark.parametrize(
-    "got_dtype, want_dtype", [(torch.float32, torch.float64), (torch.float64, torch.float32)]
+    ("got_dtype", "want_dtype"), [(torch.float32, torch.float64), (torch.float64, torch.float32)]
 )
 def test_a_gradient_in_the_wrong_dtype_fails_and_says_why(got_dtype, want_dtype):
     expected = torch.linspace(-1, 1, 12, dtype=want_dtype).reshape(3, 4)
     result = check("dW", expected.to(got_dtype), expected, same_dtype=True)  # right values, wrong dtype
-    assert not result.ok and result.problem == "dtype"
+    assert not result.ok
+    assert result.problem == "dtype"
     assert "zeros_like" in result.message
     assert str(want_dtype).removeprefix("torch.") in result.message

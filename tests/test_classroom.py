@@ -5,7 +5,9 @@ The whole pipeline on the demo class is tests/test_grading_pipeline.py.
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 import os
 from pathlib import Path
 
@@ -83,7 +85,7 @@ UNKNOWN_LOG = """[ERROR] There was an error processing assignment: /c/submitted/
 
 
 @pytest.mark.parametrize(
-    "log, expected",
+    ("log", "expected"),
     [
         (INVALID_JSON_LOG, "invalid JSON"),
         (RENAMED_LOG, "cell 'my_cross_entropy' is not part of the assignment"),
@@ -157,8 +159,10 @@ def test_tracebacks_lose_the_lines_that_quote_hidden_tests():
     )
     ClearHiddenTestOutput().preprocess_cell(cell, {}, 0)
     cleaned = "\n".join(cell.outputs[0]["traceback"])
-    assert "test_on(X, f, case)" in cleaned and REMOVED in cleaned
-    assert "HIDDEN" not in cleaned and "seeds" not in cleaned
+    assert "test_on(X, f, case)" in cleaned
+    assert REMOVED in cleaned
+    assert "HIDDEN" not in cleaned
+    assert "seeds" not in cleaned
     assert cell.outputs[1]["text"] == f"ok\n{REMOVED}\n"
     assert scrub("nothing hidden here", ["x = 1"]) == "nothing hidden here"
 
@@ -184,8 +188,10 @@ def test_config_sets_the_course_layout_and_the_grading_rules():
     assert Path(c.CourseDirectory.root) == REPO
     assert c.CourseDirectory.submitted_directory == "grader/class/submitted"
     assert c.OverwriteCells.add_missing_cells is True
-    assert c.Execute.interrupt_on_timeout is True and 0 < c.Execute.timeout <= 120
-    assert c.CourseDirectory.db_url.startswith("sqlite:///") and "timeout=30" in c.CourseDirectory.db_url
+    assert c.Execute.interrupt_on_timeout is True
+    assert 0 < c.Execute.timeout <= 120
+    assert c.CourseDirectory.db_url.startswith("sqlite:///")
+    assert "timeout=30" in c.CourseDirectory.db_url
 
 
 def test_the_database_url_comes_from_the_environment(monkeypatch, tmp_path):
@@ -238,7 +244,7 @@ def test_shards_split_the_class_without_overlap():
     students = [f"s{i:02d}" for i in range(10)][::-1]
     shards = [select_shard(students, (k, 3)) for k in (1, 2, 3)]
     assert shards[0] == ["s00", "s03", "s06", "s09"]
-    assert sorted(sum(shards, [])) == sorted(students)
+    assert sorted(functools.reduce(operator.iadd, shards, [])) == sorted(students)
     assert select_shard(students, None) == students
     with pytest.raises(GradingError):
         select_shard(students, (4, 3))
@@ -246,7 +252,8 @@ def test_shards_split_the_class_without_overlap():
 
 def test_grading_environment_finds_nbgraders_tools_and_keeps_notebook_4_short():
     env = grading_environment({"PATH": "/usr/bin"}, threads=1)
-    assert env["PATH"].split(":")[0].endswith("bin") and env["PATH"].endswith("/usr/bin")
+    assert env["PATH"].split(":")[0].endswith("bin")
+    assert env["PATH"].endswith("/usr/bin")
     assert (Path(env["PATH"].split(":")[0]) / "alembic").exists()  # nbgrader creates gradebooks with it
     assert int(env["BACKPROP_NINJA_STEPS"]) <= 1000
     assert env["OMP_NUM_THREADS"] == "1"
@@ -282,7 +289,8 @@ def test_status_round_trips_and_every_zero_has_a_reason(tmp_path):
     status = sample_status()
     write_status(tmp_path, status)
     again = read_status(tmp_path, "ann")
-    assert again == status and not again.ok
+    assert again == status
+    assert not again.ok
     assert read_status(tmp_path, "nobody") is None
     assert again.result(NB3).messages() == ["NOT GRADED (0 points): the Python kernel died"]
     assert again.result(NB2).messages() == ["test_dlogits: points withdrawn — integrity: autograd"]
@@ -299,7 +307,7 @@ def test_table_and_csv_show_points_totals_and_notes(tmp_path):
             maxima,
             StudentStatus("bob", [NotebookResult(nb, GRADED) for nb in NOTEBOOKS]),
         ),
-        row_for("cy", {nb: None for nb in NOTEBOOKS}, maxima, None),
+        row_for("cy", dict.fromkeys(NOTEBOOKS), maxima, None),
     ]
     table = format_table(rows)
     lines = table.splitlines()
@@ -387,9 +395,11 @@ def test_withdrawn_points_are_zeroed_and_explained_on_the_answer_cell(registered
         "test_dW1: integrity: autograd",
         "test_training: 3 point(s) withdrawn — verifier: needs every gradient right",
     ]
-    assert nb4.tests[1].finding == "integrity: autograd" and not nb4.tests[1].withdrawn
+    assert nb4.tests[1].finding == "integrity: autograd"
+    assert not nb4.tests[1].withdrawn
     status = read_status(registered_course.status, "ann")
-    assert status is not None and status.result(NB4).withdrawn == nb4.withdrawn()
+    assert status is not None
+    assert status.result(NB4).withdrawn == nb4.withdrawn()
 
 
 def test_a_regrade_recorded_over_an_old_one_keeps_nothing_stale(registered_course):
@@ -462,11 +472,12 @@ def test_every_demo_mistake_applies_to_the_current_notebooks(demo_texts):
 
 
 def test_full_marks_answers_are_the_solutions_without_markers(demo_texts):
-    demo, texts = demo_texts
+    _demo, texts = demo_texts
     for nb in NOTEBOOKS:
         submitted = nbformat.reads(texts["full_marks"][nb], as_version=4)
         answers = [c for c in submitted.cells if c.metadata.get("nbgrader", {}).get("solution")]
-        assert answers and all(
+        assert answers
+        assert all(
             "BEGIN SOLUTION" not in c.source and "NotImplementedError" not in c.source for c in answers
         )
 
@@ -497,5 +508,7 @@ def test_a_job_on_a_machine_that_cannot_sandbox_grades_nothing_and_says_why(monk
         os.environ.update(saved)
         sandbox.problem.cache_clear()
     assert [nb.state for nb in result.notebooks] == [FAILED, FAILED, MISSING, MISSING]
-    assert "cannot sandbox" in result.notebooks[0].reason and "bubblewrap" in result.notebooks[0].reason
-    assert result.graded == 0 and not any(nb.autograded for nb in result.notebooks)
+    assert "cannot sandbox" in result.notebooks[0].reason
+    assert "bubblewrap" in result.notebooks[0].reason
+    assert result.graded == 0
+    assert not any(nb.autograded for nb in result.notebooks)

@@ -117,11 +117,13 @@ def _a_worker_grading(client, timeout: float = 300) -> str:
 def test_an_unreachable_scheduler_is_one_line_before_anything_is_graded(course_root, capsys):
     course = Course.load(root=course_root)
     (course.submitted / "ann" / "backprop_ninja").mkdir(parents=True)
-    with pytest.raises(GradingError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+    with pytest.raises(GradingError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9"):
         autograde_class(course, dask_scheduler="tcp://127.0.0.1:9", progress=False)
     assert not course.status.exists()  # nothing graded, nothing written
     code = classroom_main(
         ["autograde", "--root", str(course.root), "--dask-scheduler", "tcp://127.0.0.1:9", "--no-progress"]
     )
     error = capsys.readouterr().err.strip()
-    assert code == 2 and error.startswith("error: cannot reach the Dask scheduler") and "\n" not in error
+    assert code == 2
+    assert error.startswith("error: cannot reach the Dask scheduler")
+    assert "\n" not in error

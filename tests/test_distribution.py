@@ -26,7 +26,8 @@ def test_an_nbgitpuller_link_clones_the_repository_and_opens_the_notebook():
     )
     assert (link.scheme, link.netloc, link.path) == ("https", "hub.uni.edu", "/hub/user-redirect/git-pull")
     query = parse_qs(link.query)
-    assert query["repo"] == ["https://git.uni.edu/me/bn"] and query["branch"] == ["main"]
+    assert query["repo"] == ["https://git.uni.edu/me/bn"]
+    assert query["branch"] == ["main"]
     assert query["urlpath"] == ["lab/tree/bn/notebooks/backprop_ninja/2_fused_cross_entropy.ipynb"]
 
 
@@ -45,9 +46,11 @@ def test_a_fork_sets_one_url_and_release_carries_it_everywhere(tmp_path, monkeyp
     shutil.copy(REPO_ROOT / "README.md", readme)
     shutil.copytree(SOLUTIONS_DIR, solutions)
     changed = distribution.update(readme, solutions)
-    assert readme in changed and len(changed) == 1 + len(NOTEBOOKS)
+    assert readme in changed
+    assert len(changed) == 1 + len(NOTEBOOKS)
     text = readme.read_text()
-    assert "backprop-fork" in text and "github.com/backprop-ninja/backprop-ninja/blob" not in text
+    assert "backprop-fork" in text
+    assert "github.com/backprop-ninja/backprop-ninja/blob" not in text
     for name in NOTEBOOKS:
         nb = nbformat.read(solutions / f"{name}.ipynb", as_version=4)
         (cell,) = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == INSTALL_CELL_ID]

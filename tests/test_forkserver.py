@@ -97,12 +97,13 @@ def test_a_child_gets_the_arguments_directory_environment_and_streams_asked_for(
     assert process.wait(timeout=10) == 0
     seen = json.loads(out.read_text().splitlines()[0])
     assert seen["argv"] == ["probe", "exit0", "--flag"]
-    assert Path(seen["cwd"]) == tmp_path and seen["env"] == "seen"
+    assert Path(seen["cwd"]) == tmp_path
+    assert seen["env"] == "seen"
     assert seen["sid"] == seen["pid"] == process.pid  # a session of its own, like start_new_session
     assert seen["ppid"] != os.getpid()  # forked by the server, not by us
 
 
-@pytest.mark.parametrize("action, code", [("exit3", 3), ("raise", 1)])
+@pytest.mark.parametrize(("action", "code"), [("exit3", 3), ("raise", 1)])
 def test_the_exit_code_is_the_commands(server, tmp_path, monkeypatch, action, code):
     _patch_entry_point(monkeypatch)
     process, out = run_probe(server, tmp_path, action)
@@ -232,7 +233,8 @@ def test_a_kernel_started_through_the_server_runs_cells_and_cannot_see_the_serve
         ).execute()
         ppid, sees_server, torch_loaded = nb.cells[0].outputs[0]["text"].split()
         assert int(ppid) == server.process.pid  # forked by the server
-        assert sees_server == "False" and torch_loaded == "True"
+        assert sees_server == "False"
+        assert torch_loaded == "True"
     finally:
         server.stop()
 
@@ -257,7 +259,8 @@ def test_a_server_whose_pipeline_is_killed_exits_and_leaves_nothing_behind():
     )
     pipeline = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
     directory, pid = pipeline.stdout.readline().decode().split()
-    assert Path(directory, "socket").exists() and _alive(int(pid))
+    assert Path(directory, "socket").exists()
+    assert _alive(int(pid))
     pipeline.kill()
     pipeline.wait()
     pipeline.stdout.close()

@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.pipeline, pytest.mark.sandbox, pytest.mark.notebooks]
 
 def hidden_test_lines() -> set[str]:
     """The source lines of every hidden test region in the solutions."""
-    lines = set()
+    lines: set[str] = set()
     for path in (REPO / "solutions" / ASSIGNMENT).glob("*.ipynb"):
         for cell in nbformat.read(str(path), as_version=4).cells:
             for region in re.findall(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", cell.source, re.S):
@@ -79,7 +79,8 @@ def test_each_failure_is_reported_for_its_student_with_the_reason(graded, demo):
             expected_failure = "NOT GRADED" in student.notes(result.notebook)
             assert (result.state == FAILED) == expected_failure, (student.name, result)
             if expected_failure:
-                assert result.reason and course.feedback_page(student.name, result.notebook).exists()
+                assert result.reason
+                assert course.feedback_page(student.name, result.notebook).exists()
         log = (course.logs / f"{student.name}.log").read_text()
         assert all(f"===== {nb}: nbgrader autograde" in log for nb in NOTEBOOKS)
     # The failed notebooks stay in nbgrader's gradebook as "needs manual grading", never as
@@ -88,7 +89,8 @@ def test_each_failure_is_reported_for_its_student_with_the_reason(graded, demo):
     assert len(rows) == len(demo.DEMO) * len(NOTEBOOKS)
     for row in rows:
         if row["state"] != GRADED:
-            assert row["score"] == "0" and row["notes"].startswith("NOT GRADED"), row
+            assert row["score"] == "0", row
+            assert row["notes"].startswith("NOT GRADED"), row
 
 
 def test_grades_csv_has_one_row_per_student_with_the_expected_total(graded, demo):
@@ -108,12 +110,14 @@ def test_feedback_exists_for_everyone_and_hides_the_hidden_tests(graded, demo):
     for page in graded["pages"]:
         text = page_text(page)
         leaked = [line for line in hidden if line in text]
-        assert not leaked and "HIDDEN TESTS" not in text, (page, leaked[:2])
+        assert not leaked, (page, leaked[:2])
+        assert "HIDDEN TESTS" not in text, (page, leaked[:2])
     # An answer by autograd: the notebook's own test failed it, and the page says why.
     flagged = page_text(course.feedback_page("slips_dc_autograd", NB2))
     assert "dlogits 0/5 — cross_entropy_backward uses autograd" in flagged
     failed = page_text(course.feedback_page("broken_kernel_metadata", NB3))
-    assert "not graded automatically" in failed and "kernel died" in failed
+    assert "not graded automatically" in failed
+    assert "kernel died" in failed
 
 
 def test_a_regrade_gives_the_same_grades_and_keeps_nothing_stale(tmp_path, demo):
@@ -126,14 +130,16 @@ def test_a_regrade_gives_the_same_grades_and_keeps_nothing_stale(tmp_path, demo)
     demo.build(course, [student])
     autograde_class(course, workers=1, verify_seed=VERIFY_SEED, progress=False)
     before = grade_cells(course, student.name)
-    assert before[(NB3, "test_dhprebn")] == 5 and before[(NB2, "test_dlogits")] == 0
+    assert before[(NB3, "test_dhprebn")] == 5
+    assert before[(NB2, "test_dlogits")] == 0
     path = course.submitted_notebook(student.name, NB3)
     path.write_text(path.read_text()[:1000])
     status = autograde_class(course, workers=1, verify_seed=VERIFY_SEED, progress=False)[student.name]
     after = grade_cells(course, student.name)
     assert after[(NB3, "test_dhprebn")] == 0  # not the 5 points of the first run
     assert {k: v for k, v in after.items() if k[0] != NB3} == {k: v for k, v in before.items() if k[0] != NB3}
-    assert status.result(NB3).state == FAILED and "invalid JSON" in status.result(NB3).reason
+    assert status.result(NB3).state == FAILED
+    assert "invalid JSON" in status.result(NB3).reason
     assert [status.result(nb).state for nb in (NB1, NB2, NB4)] == [GRADED] * 3
     assert list(status.result(NB2).findings) == ["test_dlogits"]  # flagged again, not left over
     assert not course.autograded_notebook(student.name, NB3).exists()

@@ -290,14 +290,17 @@ def test_a_class_on_the_hub_from_release_to_feedback(hub):
             )
             for other in (people["a"], people["t"]):
                 peek = run("runuser", "-u", people["b"], "--", "ls", pwd.getpwnam(other).pw_dir, check=False)
-                assert peek.returncode != 0 and "Permission denied" in peek.stderr
+                assert peek.returncode != 0
+                assert "Permission denied" in peek.stderr
             # … nor the solutions in the course's checkout (whose Python every Lab runs).
             solution = REPO_ROOT / "solutions" / ASSIGNMENT / f"{NB2}.ipynb"
             peek = run("runuser", "-u", people["b"], "--", "cat", str(solution), check=False)
-            assert peek.returncode != 0 and "Permission denied" in peek.stderr
+            assert peek.returncode != 0
+            assert "Permission denied" in peek.stderr
             inbound = hub["exchange"] / ASSIGNMENT / "inbound"
             listing = run("runuser", "-u", people["b"], "--", "ls", str(inbound), check=False)
-            assert listing.returncode != 0 and "Permission denied" in listing.stderr
+            assert listing.returncode != 0
+            assert "Permission denied" in listing.stderr
             # B plants a folder under A's name, dated later than A's submission.
             planted = inbound / f"{people['a']}+{ASSIGNMENT}+2099-01-01 00:00:00.000000 UTC"
             source = hub["exchange"] / ASSIGNMENT / "outbound" / ASSIGNMENT / f"{NB2}.ipynb"

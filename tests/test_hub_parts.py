@@ -37,7 +37,8 @@ def test_a_student_lab_has_the_assignment_list_and_none_of_the_instructors_tools
     assert server["nbgrader.server_extensions.formgrader"] is False
     assert server["nbgrader.server_extensions.assignment_list"] is True
     disabled = json.loads(files["labconfig/page_config.json"])["disabledExtensions"]
-    assert disabled["@jupyter/nbgrader:formgrader"] and disabled["@jupyter/nbgrader:create-assignment"]
+    assert disabled["@jupyter/nbgrader:formgrader"]
+    assert disabled["@jupyter/nbgrader:create-assignment"]
     assert "@jupyter/nbgrader:menu" not in disabled  # the menu opens the Assignment List
     nbgrader = json.loads(files["nbgrader_config.json"])
     assert nbgrader == {

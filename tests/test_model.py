@@ -31,7 +31,8 @@ def test_init_shapes_and_scales_follow_the_lecture():
         "bnbias": (1, 200),
     }
     assert abs(p["W1"].std().item() - (5 / 3) / 30**0.5) < 0.02
-    assert abs(p["bngain"].mean().item() - 1.0) < 0.03 and abs(p["b2"].std().item() - 0.1) < 0.04
+    assert abs(p["bngain"].mean().item() - 1.0) < 0.03
+    assert abs(p["b2"].std().item() - 0.1) < 0.04
 
 
 def test_exploded_and_fused_forward_agree():
@@ -70,7 +71,8 @@ def test_sampling_is_reproducible_and_uses_the_vocabulary():
     stats = model.calibrate_batchnorm(params, small_batch(n=20)[0])
     a = model.sample_names(params, stats, vocab, 5, generator=torch.Generator().manual_seed(3))
     b = model.sample_names(params, stats, vocab, 5, generator=torch.Generator().manual_seed(3))
-    assert a == b and len(a) == 5
+    assert a == b
+    assert len(a) == 5
     assert set("".join(a)) <= set("abcdef")
 
 
@@ -80,8 +82,10 @@ def test_names_sampled_side_by_side_stop_at_their_own_dot():
     params["W2"] = torch.zeros_like(params["W2"])  # every character, "." included, equally likely
     stats = model.calibrate_batchnorm(params, small_batch(n=20)[0])
     names = model.sample_names(params, stats, vocab, 50, generator=torch.Generator().manual_seed(0))
-    assert len(names) == 50 and "." not in "".join(names)
-    assert len({len(n) for n in names}) > 1 and "" in names
+    assert len(names) == 50
+    assert "." not in "".join(names)
+    assert len({len(n) for n in names}) > 1
+    assert "" in names
 
 
 def test_whole_split_statistics_and_losses_do_not_depend_on_the_chunking(monkeypatch):

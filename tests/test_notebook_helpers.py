@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from backprop_ninja import plots, timing
 from backprop_ninja.cases import Case
 from backprop_ninja.cells import load_answers
+from backprop_ninja.judge.problems import Problem
 from backprop_ninja.judge.training_check import check_training
 from backprop_ninja.maintainer.notebooks import solution_path, training_losses
 from backprop_ninja.model import FORWARD_STEPS, PARAM_NAMES, forward_exploded, init_params
@@ -69,7 +70,9 @@ def test_training_test_names_a_wrong_gradient_before_it_trains(
         test_training(backward)
     assert str(info.value).startswith("every gradient must be right before training counts: dW2 on fresh")
     assert info.value.test == "training"
-    assert info.value.result.problem in ("zero", "sign")
+    problem = info.value.result.problem
+    assert problem is not None
+    assert problem in {Problem.ZERO, Problem.SIGN}
 
 
 @pytest.mark.parametrize(("mistake", "training_says", "gradient_says"), [ZEROS, FLIPPED])
@@ -82,7 +85,7 @@ def test_training_alone_fails_bad_gradients_and_says_why(solution4, mistake, tra
 
 
 @pytest.mark.parametrize(
-    "result, says",
+    ("result", "says"),
     [
         ({"C": torch.zeros(1)}, r"shape \(1,\) for 'C'"),
         ({}, "nothing for 'C'"),
@@ -125,7 +128,8 @@ def test_printed_results_display_nothing_more_in_a_notebook(capsys):
         return (F.softmax(logits, 1) - F.one_hot(Yb, logits.shape[1])) / logits.shape[0]
 
     result = test_on(CROSS_ENTROPY, cross_entropy_backward, Case.from_batch(params, Xb, Yb))
-    assert isinstance(result, PrintedResult) and result.ok
+    assert isinstance(result, PrintedResult)
+    assert result.ok
     assert "✅ dlogits" in capsys.readouterr().out
     result._ipython_display_()  # what IPython calls instead of showing the repr
     assert capsys.readouterr().out == ""  # the verdict is not shown a second time
@@ -171,12 +175,15 @@ def test_speed_comparison_times_both_sides_and_restores_threads(solution4):
     comparison = timing.compare_speed(
         count("fast"), count("slow"), fast_name="fast", slow_name="slow", rounds=2
     )
-    assert calls["fast"] > 2 and calls["slow"] > 2
+    assert calls["fast"] > 2
+    assert calls["slow"] > 2
     assert comparison.speedup == comparison.slow_seconds / comparison.fast_seconds
-    assert "speedup" in str(comparison) and torch.get_num_threads() == threads
+    assert "speedup" in str(comparison)
+    assert torch.get_num_threads() == threads
 
     step = timing.training_step_speed(params, Xb, Yb, solution4, rounds=1)
-    assert step.fast_seconds > 0 and step.slow_seconds > 0
+    assert step.fast_seconds > 0
+    assert step.slow_seconds > 0
     assert all(p.grad is None for p in params.values())  # the caller's tensors are untouched
 
 
@@ -208,7 +215,7 @@ def test_training_losses_are_read_from_the_evaluation_output():
         )
     ]
     assert training_losses(nb) == {"train": 2.0710, "val": 2.1118}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no 'train loss"):
         training_losses(nbformat.v4.new_notebook())
 
 

@@ -102,8 +102,8 @@ def test_release_is_in_sync_with_the_solutions(tmp_path):
     `make release` and commit, if this fails)."""
     release = tmp_path / "release"
     result = subprocess.run(
-        NBGRADER
-        + [
+        [
+            *NBGRADER,
             "generate_assignment",
             ASSIGNMENT,
             "--force",

@@ -62,9 +62,8 @@ def test_a_result_too_big_to_read_as_partial_credit_fails_closed():
 
 def test_an_oversized_display_becomes_a_notice():
     short = capped(display("y" * 10 * LIMIT), LIMIT)
-    assert short.output_type == "stream" and short.text.startswith(
-        "[output removed by the grader: an output over"
-    )
+    assert short.output_type == "stream"
+    assert short.text.startswith("[output removed by the grader: an output over")
     assert not decides_grade(short)
 
 
@@ -73,7 +72,8 @@ def test_past_the_budget_only_what_decides_a_grade_is_kept_with_one_notice():
     kept = kept_after([*flood, stream("warn", "stderr"), stream("warn again", "stderr"), error(), *flood])
     kinds = [(o.output_type, o.get("name")) for o in kept]
     assert kinds.count(("display_data", None)) == 4  # the budget's worth
-    assert kinds.count(("stream", "stderr")) == 1 and kinds.count(("error", None)) == 1
+    assert kinds.count(("stream", "stderr")) == 1
+    assert kinds.count(("error", None)) == 1
     assert sum("this notebook's outputs are over" in o.get("text", "") for o in kept) == 1
 
 

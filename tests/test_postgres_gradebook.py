@@ -62,10 +62,12 @@ def test_the_whole_cycle_on_postgresql_gives_the_sqlite_grades(
     path.write_text(path.read_text()[:1000])
     assert classroom_main(["autograde", *options, "--students", student]) == 0
     after = grade_cells(course, student)
-    assert before[(NB3, "test_dhprebn")] == 5 and after[(NB3, "test_dhprebn")] == 0
+    assert before[(NB3, "test_dhprebn")] == 5
+    assert after[(NB3, "test_dhprebn")] == 0
     assert {k: v for k, v in after.items() if k[0] != NB3} == {k: v for k, v in before.items() if k[0] != NB3}
     status = read_status(course.status, student)
-    assert status is not None and status.result(NB3).state == FAILED
+    assert status is not None
+    assert status.result(NB3).state == FAILED
     assert int(postgres.psql("select count(*) from submitted_assignment")) == len(students)
     assert classroom_main(["export", "--root", str(root)]) == 0
     with open(course.grades_csv, newline="", encoding="utf-8") as handle:

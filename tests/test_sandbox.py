@@ -106,7 +106,9 @@ def test_without_bwrap_the_error_says_how_to_install_it(monkeypatch, tmp_path):
         sandbox.problem.cache_clear()
     assert message is not None
     assert "bubblewrap (bwrap) is not installed" in message
-    assert "apt-get install bubblewrap" in message and "--no-sandbox" in message and "macOS" in message
+    assert "apt-get install bubblewrap" in message
+    assert "--no-sandbox" in message
+    assert "macOS" in message
 
 
 def test_nothing_of_the_grader_can_be_read(staging, tmp_path, monkeypatch):
@@ -145,7 +147,8 @@ def test_nothing_of_the_grader_can_be_read(staging, tmp_path, monkeypatch):
     report = json.loads(process.out)
     assert report["readable"] == []
     assert report["images"]  # read: and they hold no secret either
-    assert SECRET not in process.out and "ghp_secret_token" not in process.out
+    assert SECRET not in process.out
+    assert "ghp_secret_token" not in process.out
     assert "BACKPROP_NINJA_DB_URL" not in report["environment"]
     assert solution.read_text()  # the files are there: it is the sandbox that hides them
 
@@ -211,7 +214,8 @@ def test_no_process_outlives_its_sandbox(staging):
         """,
         staging=staging,
     )
-    assert process.returncode == 0 and int(process.out) > 0  # the daemon did run
+    assert process.returncode == 0
+    assert int(process.out) > 0
     assert _gone(marker)  # and nothing runs once the sandbox is closed
     assert not any(folder.exists() for folder in process.cgroup.folders)
 
@@ -232,7 +236,8 @@ def test_an_empty_cgroup_left_behind_is_removed_later_and_a_busy_one_never():
     busy = cgroups.Cgroup()
     sleeper = subprocess.Popen(busy.wrap(["sleep", "60"]))
     try:
-        assert left.usable and busy.usable
+        assert left.usable
+        assert busy.usable
         for _ in range(100):  # the shell joins the cgroup, then becomes sleep
             if all((folder / "cgroup.procs").read_text().strip() for folder in busy.folders):
                 break
@@ -242,7 +247,8 @@ def test_an_empty_cgroup_left_behind_is_removed_later_and_a_busy_one_never():
         removed = cgroups.remove_stale_cgroups(now=time.time() + 2 * cgroups.STALE_CGROUP_SECONDS)
         assert removed >= len(left.folders)
         assert not any(folder.exists() for folder in left.folders)
-        assert all(folder.exists() for folder in busy.folders) and sleeper.poll() is None
+        assert all(folder.exists() for folder in busy.folders)
+        assert sleeper.poll() is None
     finally:
         busy.remove()
         sleeper.wait()
@@ -275,7 +281,8 @@ def test_no_network_and_no_foreign_socket(staging, tmp_path, fork_server):
     finally:
         server.close()
         unix.close()
-    assert process.returncode == 0 and "CONNECTED" not in process.out, process.out
+    assert process.returncode == 0, process.out
+    assert "CONNECTED" not in process.out, process.out
 
 
 def test_the_sandbox_fork_server_starts_nothing_unconfined(fork_server, tmp_path):
@@ -291,9 +298,8 @@ def test_the_sandbox_fork_server_starts_nothing_unconfined(fork_server, tmp_path
         "cwd": str(tmp_path),
         "env": {},
     }
-    with open(os.devnull, "rb") as null:
-        with pytest.raises(OSError, match="confined children only"):
-            forkserver.send_request(str(fork_server.path), request, [null.fileno()] * 3)
+    with open(os.devnull, "rb") as null, pytest.raises(OSError, match="confined children only"):
+        forkserver.send_request(str(fork_server.path), request, [null.fileno()] * 3)
     time.sleep(0.5)  # a child, had one been forked, would have written by now
     assert not marker.exists()
 
@@ -312,7 +318,8 @@ def test_a_memory_bomb_is_killed_and_costs_only_itself(staging):
     )
     assert process.returncode != 0
     reached = [int(line.split()[0]) for line in process.out.split("\n") if line.endswith("MiB")]
-    assert reached and max(reached) <= 512
+    assert reached
+    assert max(reached) <= 512
 
 
 def test_a_fork_bomb_is_contained(staging):
@@ -398,7 +405,9 @@ def test_two_gib_written_fail_within_the_caps_and_leave_nothing(staging, tmp_pat
     lines = process.out.splitlines()
     assert lines[0] == "from the grader", process.out + process.err
     in_staging, in_tmp, in_home, in_shm = (int(word) for word in lines[1].split())
-    assert in_staging <= 16 * 2**20 and in_tmp <= 16 * 2**20 and in_home <= 16 * 2**20
+    assert in_staging <= 16 * 2**20
+    assert in_tmp <= 16 * 2**20
+    assert in_home <= 16 * 2**20
     assert in_shm <= 16 * 2**20
     assert not any(staging.iterdir())  # the host folder holds nothing of the sandbox's
     assert str(staging) not in Path("/proc/self/mountinfo").read_text()  # its tmpfs is gone
@@ -439,7 +448,8 @@ def test_the_sandbox_cannot_be_undone_from_inside(staging, tmp_path):
         staging=staging,
     )
     assert "capabilities 0000000000000000 0000000000000000" in process.out, process.out + process.err
-    assert "UNMOUNTED" not in process.out and "MOUNTED" not in process.out
+    assert "UNMOUNTED" not in process.out
+    assert "MOUNTED" not in process.out
     assert "grader-secret.txt" not in process.out
 
 
@@ -478,7 +488,8 @@ def test_every_mount_is_nosuid_and_the_machine_is_read_only(staging):
         staging=staging,
     )
     mounts = [line.split() for line in process.out.splitlines()]
-    assert mounts and mounts[0][:2] == ["/", "ro,nosuid,nodev,relatime"], process.out + process.err
+    assert mounts, process.out + process.err
+    assert mounts[0][:2] == ["/", "ro,nosuid,nodev,relatime"], process.out + process.err
     for point, options, fstype in mounts:
         assert "nosuid" in options.split(","), (point, options)
         if fstype not in ("tmpfs", "proc", "devtmpfs", "devpts") and point != str(staging):
@@ -557,7 +568,8 @@ def test_a_sandboxed_kernel_talks_over_private_unix_sockets(monkeypatch, way):
     first = json.loads(notebook.cells[0].outputs[0]["text"])
     assert first["uid"] == sandbox.SANDBOX_UID
     own = [name for name in first["tmp"] if name.startswith("kernel-")]
-    assert classmate.name not in first["tmp"] and len(own) == 1  # only its own folder
+    assert classmate.name not in first["tmp"]
+    assert len(own) == 1
     assert notebook.cells[1].outputs[-1].get("ename") == "KeyboardInterrupt"
     time.sleep(0.5)
     survivors = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout
@@ -734,7 +746,9 @@ def test_no_key_of_the_grader_is_in_reach(staging):
         for key in keys:
             libc.syscall(250, 3, key)  # KEYCTL_REVOKE
     assert process.returncode == 0, process.err
-    assert description not in process.out and "s3cret" not in process.out and "ADDED" not in process.out
+    assert description not in process.out
+    assert "s3cret" not in process.out
+    assert "ADDED" not in process.out
     found = libc.syscall(250, 10, ctypes.c_int(-4), b"user", b"left-behind", 0)  # KEYCTL_SEARCH
     assert found < 0
 
@@ -764,10 +778,12 @@ def test_the_process_that_watches_a_sandbox_keeps_no_capability(staging):
                     line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                 )
                 if process.forked or "bwrap" in Path(f"/proc/{pid}/comm").read_text():
-                    assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0, (pid, status)
+                    assert int(status["CapEff"], 16) == 0, (pid, status)
+                    assert int(status["CapPrm"], 16) == 0, (pid, status)
             if process.forked:
-                status = Path(f"/proc/{process.pid}/status").read_text()
-                assert "NoNewPrivs:\t1" in status and "Seccomp:\t2" in status
+                own = Path(f"/proc/{process.pid}/status").read_text()
+                assert "NoNewPrivs:\t1" in own
+                assert "Seccomp:\t2" in own
         finally:
             process.close()
 
@@ -876,8 +892,18 @@ def test_an_unprivileged_instructor_gets_the_same_closed_doors(tmp_path, way):
     env = {"PATH": os.environ["PATH"], "HOME": str(home), "TMPDIR": str(home), "PYTHONDONTWRITEBYTECODE": "1"}
     try:
         result = subprocess.run(
-            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
-            + [sys.executable, "-c", AS_AN_INSTRUCTOR, way, textwrap.dedent(DOORS) + FORK_BOMB],
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--",
+                sys.executable,
+                "-c",
+                AS_AN_INSTRUCTOR,
+                way,
+                textwrap.dedent(DOORS) + FORK_BOMB,
+            ],
             env=env,
             capture_output=True,
             text=True,
@@ -887,10 +913,12 @@ def test_an_unprivileged_instructor_gets_the_same_closed_doors(tmp_path, way):
         shutil.rmtree(home, ignore_errors=True)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["forked"] == (way == "forked") and not report["cgroup"]
+    assert report["forked"] == (way == "forked")
+    assert not report["cgroup"]
     doors_line, bomb_line = report["out"].splitlines()[:2]
     doors = json.loads(doors_line)
-    assert bomb_line.startswith("stopped after") and int(bomb_line.split()[2]) < 32, bomb_line
+    assert bomb_line.startswith("stopped after"), bomb_line
+    assert int(bomb_line.split()[2]) < 32, bomb_line
     denied = {name: why for name, why in doors["outcome"].items() if name != "clone3"}
     assert set(denied.values()) <= {"EPERM", "failed"}, denied
     assert doors["allowed"] == {"thread": True, "fork": True}

@@ -134,7 +134,8 @@ def test_a_student_fixes_an_answer_and_validates_in_chromium(student_lab):
             # Only the student's tools: Validate on the toolbar; no nbgrader menu or panels.
             assert page.get_by_role("button", name="Validate").is_visible()
             menus = page.locator(".lm-MenuBar").first.inner_text()
-            assert "Nbgrader" not in menus and "nbgrader" not in menus.lower()
+            assert "Nbgrader" not in menus
+            assert "nbgrader" not in menus.lower()
             for instructor_only in ("Formgrader", "Course List", "Create Assignment", "Assignment List"):
                 assert page.get_by_text(instructor_only, exact=True).count() == 0, instructor_only
             page.screenshot(path=str(SHOTS / "1_opened.png"))
@@ -164,7 +165,8 @@ def test_a_student_fixes_an_answer_and_validates_in_chromium(student_lab):
             assert "Traceback" not in wrong
             page.screenshot(path=str(SHOTS / "2_wrong_answer.png"))
             right = answer_and_test(RIGHT, "✅")
-            assert "✅ dlogprobs" in right and "exact: True" in right
+            assert "✅ dlogprobs" in right
+            assert "exact: True" in right
             page.screenshot(path=str(SHOTS / "3_fixed_answer.png"))
 
             page.get_by_role("button", name="Validate").click()
@@ -179,13 +181,12 @@ def test_a_student_fixes_an_answer_and_validates_in_chromium(student_lab):
             assert lines[1] == "1_atomic_backprop.ipynb: 1/26 points — 1/26 tests pass", lines
             failing = [line for line in lines if line.startswith("❌ ")]
             assert len(failing) == 25, lines
-            assert (
-                failing[0].startswith("❌ test_dprobs (0/1): ")
-                and "grad_probs is not implemented yet" in failing[0]
-            )
+            assert failing[0].startswith("❌ test_dprobs (0/1): ")
+            assert "grad_probs is not implemented yet" in failing[0]
             assert "dlogprobs on this notebook's batch" not in result
             # Not nbgrader's blocks of each failing test cell's source.
-            assert "The following cell failed" not in result and "Test: dprobs" not in result
+            assert "The following cell failed" not in result
+            assert "Test: dprobs" not in result
             assert "Traceback" not in result
         finally:
             browser.close()

@@ -91,8 +91,11 @@ def test_every_student_notebook_opens_with_the_locked_colab_install_cell(name):
     cell = install_cell(RELEASE_DIR / f"{name}.ipynb")
     meta = cell.metadata["nbgrader"]
     assert grade_id(cell) == INSTALL_CELL_ID
-    assert meta["locked"] and not meta["solution"] and not meta["grade"]
-    assert cell.metadata["editable"] is False and cell.metadata["deletable"] is False
+    assert meta["locked"]
+    assert not meta["solution"]
+    assert not meta["grade"]
+    assert cell.metadata["editable"] is False
+    assert cell.metadata["deletable"] is False
     # The ONE configured location, overridable by the environment variable.
     assert f'os.environ.get("{INSTALL_SOURCE_VARIABLE}", "{PACKAGE_SOURCE}")' in cell.source
     assert 'find_spec("google.colab")' in cell.source
@@ -165,7 +168,8 @@ def test_a_server_on_the_folder_or_above_it_is_reused(tmp_path):
 def test_the_lab_runs_as_root_only_when_it_must(tmp_path):
     assert "--allow-root" in studentlab.lab_command(tmp_path, [], as_root=True)
     command = studentlab.lab_command(tmp_path, ["--port=9999"], as_root=False)
-    assert "--allow-root" not in command and command[-1] == "--port=9999"
+    assert "--allow-root" not in command
+    assert command[-1] == "--port=9999"
     assert f"--ServerApp.root_dir={tmp_path.resolve()}" in command
 
 
@@ -333,7 +337,8 @@ def test_an_endless_answer_cell_is_named_and_the_test_after_it_not_run(tmp_path)
         "❌ test_dlogits (0/5): not run: cell 5 (cross_entropy_backward) did not finish",
     ]
     assert f"{path.name}: 0/5 points — 0/1 tests pass" in done.stdout
-    assert "Traceback" not in done.stdout + done.stderr and "StudentMessage" not in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "StudentMessage" not in done.stdout
 
 
 @pytest.mark.notebooks
@@ -364,7 +369,8 @@ def test_no_module_of_the_students_command_imports_torch():
 def test_make_lab_opens_the_student_lab_on_the_released_notebooks():
     (command,) = make_commands("-o", "setup", "-o", "data", "lab")
     program, *arguments = shlex.split(command)
-    assert Path(program) == Path(".venv/bin/backprop-ninja") and arguments[0] == "lab"
+    assert Path(program) == Path(".venv/bin/backprop-ninja")
+    assert arguments[0] == "lab"
     assert (REPO_ROOT / arguments[1]).resolve() == RELEASE_DIR.resolve()
 
 
@@ -378,11 +384,12 @@ def test_make_system_packages_installs_what_is_missing_chromium_included(tmp_pat
     for name, body in scripts.items():
         (fake / name).write_text(f"#!/bin/sh\n{body}\n")
         (fake / name).chmod(0o755)
-    (fake / "id").symlink_to(shutil.which("id"))
-    make = [shutil.which("make"), "--no-print-directory", "system-packages"]
+    (fake / "id").symlink_to(shutil.which("id") or "/usr/bin/id")
+    make = [shutil.which("make") or "make", "--no-print-directory", "system-packages"]
     subprocess.run(make, cwd=REPO_ROOT, env={"PATH": str(fake)}, check=True, capture_output=True)
     update, install = asked.read_text().splitlines()
-    assert update.split()[0] == "update" and install.split()[:1] == ["install"]
+    assert update.split()[0] == "update"
+    assert install.split()[:1] == ["install"]
     assert {"bubblewrap", "postgresql", "chromium"} <= set(install.split())
     asked.unlink()
     for command in ("bwrap", "pg_ctlcluster", "chromium"):  # all there: nothing to install

@@ -656,19 +656,20 @@ def graded(tmp_path_factory):
             comments[student.name] = {c.name: c.manual_comment or "" for c in submission.comments}
     with open(course.notebook_grades_csv, newline="", encoding="utf-8") as handle:
         csv_rows = {(r["student_id"], r["notebook"]): r for r in csv.DictReader(handle)}
-    return dict(
-        course=course,
-        before=before,
-        canary=canary,
-        comments=comments,
-        csv=csv_rows,
-        rows={row.student: row for row in class_rows(course)},
-    )
+    return {
+        "course": course,
+        "before": before,
+        "canary": canary,
+        "comments": comments,
+        "csv": csv_rows,
+        "rows": {row.student: row for row in class_rows(course)},
+    }
 
 
 # ------------------------------------------------------------------------------ tests
 def test_the_table_has_enough_distinct_attacks_and_honest_variants():
-    assert len(ATTACKS) >= 12 and len(HONEST) >= 6
+    assert len(ATTACKS) >= 12
+    assert len(HONEST) >= 6
     assert len(BY_NAME) == len(CLASS)
     for student in CLASS:
         full = sum(TEST_POINTS[student.notebook].values())
@@ -760,4 +761,5 @@ def test_autograd_in_an_added_cell_is_allowed_but_never_graded(graded):
         c for c in autograded["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "test_dhprebn"
     ]
     shown = json.dumps(test_cell["outputs"], ensure_ascii=False)
-    assert "autograd" in shown and "❌" in shown
+    assert "autograd" in shown
+    assert "❌" in shown

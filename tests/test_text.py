@@ -33,9 +33,9 @@ def test_no_cell_of_the_grade_csvs_is_read_as_a_formula(tmp_path):
     spreadsheet, a CSV cell starting with = would run as a formula."""
     row = Row(
         FORMULA,
-        points={nb: 1.0 for nb in NOTEBOOKS},
-        max_points={nb: 5.0 for nb in NOTEBOOKS},
-        states={nb: GRADED for nb in NOTEBOOKS},
+        points=dict.fromkeys(NOTEBOOKS, 1.0),
+        max_points=dict.fromkeys(NOTEBOOKS, 5.0),
+        states=dict.fromkeys(NOTEBOOKS, GRADED),
         notes={nb: ["@SUM(1+1)"] for nb in NOTEBOOKS},
     )
     by_notebook = write_notebook_csv([row], tmp_path / "by_notebook.csv")

@@ -217,4 +217,5 @@ def batchnorm_backward(dhpreact, bngain, bnraw, bnvar_inv):
 )
 def test_an_unusual_correct_answer_gets_its_points(notebook, test, code):
     outcome = run(Mistake(notebook, f"correct {test}", test, (), code, "warn"))
-    assert not outcome.visible_failed and not outcome.hidden_failed, outcome.message
+    assert not outcome.visible_failed, outcome.message
+    assert not outcome.hidden_failed, outcome.message

@@ -41,7 +41,8 @@ def test_the_wheel_carries_the_notebooks_a_verified_names_txt_and_the_command(wh
         assert f"{COMMAND} = backprop_ninja.student.cli:main" in archive.read(entry_points).decode()
         (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
         text = archive.read(metadata).decode()
-    assert "Requires-Dist: torch>=2.1" in text and "Requires-Python: >=3.10" in text
+    assert "Requires-Dist: torch>=2.1" in text
+    assert "Requires-Python: >=3.10" in text
     assert not any("solutions" in n or n.startswith("tests/") for n in names)
 
 
@@ -88,7 +89,8 @@ def test_the_colab_cell_installs_the_package_on_colab(tmp_path, wheel):
 def test_the_colab_cell_does_nothing_elsewhere(tmp_path, wheel):
     done, target = run_install_cell(tmp_path, wheel, on_colab=False)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "" and done.stderr == ""
+    assert done.stdout == ""
+    assert done.stderr == ""
     assert not target.exists()
 
 
@@ -100,8 +102,16 @@ def fresh_venv(tmp_path_factory, wheel) -> Path:
     venv = tmp_path_factory.mktemp("student") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=CLEAN_ENV)
     subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)]
-        + ["-c", str(REPO_ROOT / "constraints.txt")],
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            str(wheel),
+            "-c",
+            str(REPO_ROOT / "constraints.txt"),
+        ],
         check=True,
         env=CLEAN_ENV,
         cwd=venv.parent,
@@ -168,5 +178,6 @@ def test_a_student_without_a_checkout_copies_fills_and_checks_a_notebook(fresh_v
     failed = backprop_ninja(fresh_venv, "check", str(notebook), cwd=home)
     assert failed.returncode != 0
     (line,) = [line for line in failed.stdout.splitlines() if line.startswith("❌ test_dlogits (0/5): ")]
-    assert "n times too large" in line and "divide by n" in line, line
+    assert "n times too large" in line, line
+    assert "divide by n" in line, line
     assert "Traceback" not in failed.stdout + failed.stderr

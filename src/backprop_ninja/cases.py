@@ -54,17 +54,24 @@ class CaseSpec:
 # upstream gradients. The visible tests draw them from PUBLIC_SEEDS, the hidden tests from the
 # seeds in their cells and the verifier from secret ones: only the seeds differ.
 FRESH_SHAPES: tuple[dict[str, Any], ...] = (
-    dict(batch_size=7, n_hidden=13, n_embd=4, vocab_size=11, block_size=2),
-    dict(batch_size=50, n_hidden=40, n_embd=6, vocab_size=19, block_size=4, random_upstream=True),
-    dict(
-        batch_size=4,
-        n_hidden=5,
-        n_embd=2,
-        vocab_size=7,
-        block_size=6,
-        dtype=torch.float32,
-        random_upstream=True,
-    ),
+    {"batch_size": 7, "n_hidden": 13, "n_embd": 4, "vocab_size": 11, "block_size": 2},
+    {
+        "batch_size": 50,
+        "n_hidden": 40,
+        "n_embd": 6,
+        "vocab_size": 19,
+        "block_size": 4,
+        "random_upstream": True,
+    },
+    {
+        "batch_size": 4,
+        "n_hidden": 5,
+        "n_embd": 2,
+        "vocab_size": 7,
+        "block_size": 6,
+        "dtype": torch.float32,
+        "random_upstream": True,
+    },
 )
 FRESH_SHAPES_FOR: dict[str, tuple[dict[str, Any], ...]] = {
     "cross_entropy_backward": (

@@ -60,7 +60,7 @@ class Vocabulary:
 
     @classmethod
     def from_words(cls, words: list[str]) -> Vocabulary:
-        return cls((".",) + tuple(sorted(set("".join(words)))))
+        return cls((".", *tuple(sorted(set("".join(words))))))
 
     @property
     def stoi(self) -> dict[str, int]:
@@ -87,7 +87,7 @@ def build_dataset(words: list[str], vocab: Vocabulary, block_size: int = 3):
             index = stoi[ch]
             contexts.append(context)
             targets.append(index)
-            context = context[1:] + [index]
+            context = [*context[1:], index]
     X = torch.tensor(contexts, dtype=torch.long).view(-1, block_size)
     Y = torch.tensor(targets, dtype=torch.long)
     return X, Y

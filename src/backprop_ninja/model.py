@@ -154,16 +154,16 @@ def forward_fused(params: dict[str, torch.Tensor], Xb: torch.Tensor, Yb: torch.T
     h = torch.tanh(hpreact)
     logits = torch.addmm(params["b2"], h, params["W2"])  # h @ W2 + b2
     loss = F.cross_entropy(logits, Yb)
-    cache = dict(
-        emb=emb,
-        embcat=embcat,
-        hprebn=hprebn,
-        bnraw=bnraw,
-        bnvar_inv=bnvar_inv,
-        hpreact=hpreact,
-        h=h,
-        logits=logits,
-    )
+    cache = {
+        "emb": emb,
+        "embcat": embcat,
+        "hprebn": hprebn,
+        "bnraw": bnraw,
+        "bnvar_inv": bnvar_inv,
+        "hpreact": hpreact,
+        "h": h,
+        "logits": logits,
+    }
     return loss, cache
 
 

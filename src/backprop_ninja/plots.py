@@ -42,7 +42,7 @@ def draw_forward_graph(values: dict[str, torch.Tensor] | None = None):
     """
     steps = [step.name for step in FORWARD_STEPS]
     y: dict[str, float] = {name: -i for i, name in enumerate(steps)}
-    x = {name: 0.0 for name in steps}
+    x = dict.fromkeys(steps, 0.0)
     for step in FORWARD_STEPS:  # inputs that are not intermediates: left of their reader
         outside = [name for name in step.inputs if name not in y]
         for k, name in enumerate(outside):
@@ -89,7 +89,7 @@ def draw_forward_graph(values: dict[str, torch.Tensor] | None = None):
             va="center",
             fontsize=9,
             family="monospace",
-            bbox=dict(boxstyle="round,pad=0.3", fc=colour, ec="#777777"),
+            bbox={"boxstyle": "round,pad=0.3", "fc": colour, "ec": "#777777"},
         )
     ax.set_xlim(-3.2, 2.6)
     ax.set_ylim(min(y.values()) - 0.8, 0.8)

@@ -192,11 +192,11 @@ def _reopen_standard_streams() -> None:
     """sys.stdin/stdout/stderr on descriptors 0/1/2, as a new interpreter would open them
     (the server's own may be anything: a pipe, or a test runner's capture)."""
     encoding = os.environ.get("PYTHONIOENCODING", "utf-8").split(":")[0] or "utf-8"
-    sys.stdin = sys.__stdin__ = open(0, encoding=encoding, closefd=False)  # type: ignore[misc]
-    sys.stdout = sys.__stdout__ = open(  # type: ignore[misc]
+    sys.stdin = sys.__stdin__ = open(0, encoding=encoding, closefd=False)  # type: ignore[misc]  # noqa: SIM115 (the child's own streams)
+    sys.stdout = sys.__stdout__ = open(  # type: ignore[misc]  # noqa: SIM115 (the child's own streams)
         1, "w", encoding=encoding, errors="backslashreplace", buffering=1, closefd=False
     )
-    sys.stderr = sys.__stderr__ = open(  # type: ignore[misc]
+    sys.stderr = sys.__stderr__ = open(  # type: ignore[misc]  # noqa: SIM115 (the child's own streams)
         2, "w", encoding=encoding, errors="backslashreplace", buffering=1, closefd=False
     )
 

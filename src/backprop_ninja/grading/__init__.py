@@ -38,12 +38,12 @@ from .table import class_rows, format_table
 __all__ = [
     "Course",
     "GradingError",
-    "autograde_class",
-    "export_class",
-    "feedback_class",
-    "register_assignment",
-    "class_rows",
-    "format_table",
     "NotebookResult",
     "StudentStatus",
+    "autograde_class",
+    "class_rows",
+    "export_class",
+    "feedback_class",
+    "format_table",
+    "register_assignment",
 ]

@@ -8,6 +8,7 @@ once, then reported as not graded with the reason; the rest of the class goes on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
@@ -135,10 +136,8 @@ class LocalExecutor:
 
 
 def _kill_group(process) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait()
 
 

@@ -9,6 +9,7 @@ the autograded notebooks, the status file and the log.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import tempfile
@@ -113,10 +114,8 @@ def _forget(gb, student: str) -> None:
     notebook is graded): nbgrader keeps the grades of cells that disappeared otherwise."""
     from nbgrader.api import MissingEntry
 
-    try:
+    with contextlib.suppress(MissingEntry):
         gb.remove_submission(ASSIGNMENT, student)
-    except MissingEntry:
-        pass
     gb.update_or_create_student(student)
     gb.add_submission(ASSIGNMENT, student)
 

@@ -133,7 +133,7 @@ class SandboxedKernelProvisioner(LocalProvisioner):
         # ZeroMQ and are capped in bytes) go to a file of the grader's, deleted with the
         # kernel, never to the worker's streams (a pipe or a cluster's log): a kernel writing
         # to them in a loop fills at most the sandbox's file size limit, and costs only itself.
-        self.console = tempfile.TemporaryFile(prefix="kernel-console-")
+        self.console = tempfile.TemporaryFile(prefix="kernel-console-")  # noqa: SIM115 (closed with the kernel)
         self.sandboxed = sandbox.SandboxedProcess(
             cmd,
             writable=[pathlib.Path(self.runtime_dir)],

@@ -46,7 +46,7 @@ def canvas_rows(
     totals: dict[str, float], max_total: float, ids: dict[str, dict[str, str]], column: str
 ) -> list[dict]:
     """The rows of the Canvas import, "Points Possible" first, then one per student."""
-    rows = [{"Student": POINTS_POSSIBLE, **{f: "" for f in CANVAS_FIELDS[1:]}, column: f"{max_total:g}"}]
+    rows = [{"Student": POINTS_POSSIBLE, **dict.fromkeys(CANVAS_FIELDS[1:], ""), column: f"{max_total:g}"}]
     for student in sorted(totals):
         known = ids.get(student, {})
         rows.append(

@@ -52,7 +52,7 @@ NOTEBOOK_TIMEOUT = 900
 # on the same seed (and time limit) get the same verdict, whichever run asks.
 _VERDICTS_BY_SEED: dict[tuple[int, float], dict[str, dict[str, tuple[bool, str]]]] = {}
 
-__all__ = ["autograde_class", "register_assignment", "feedback_class", "export_class"]
+__all__ = ["autograde_class", "export_class", "feedback_class", "register_assignment"]
 
 
 # ----------------------------------------------------------------------------- autograde

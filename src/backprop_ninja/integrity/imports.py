@@ -69,9 +69,9 @@ class ImportChecks:
 
     def _check_import(self, node, module: str, bound: str | None, origin: str | None) -> None:
         parts = module.lstrip(".").split(".")
-        if bound is not None and not self.scopes and bound in self.ctx.protected_bindings:
-            if self.ctx.protected_bindings[bound] != origin:
-                self.monkeypatch(node, bound, "rebinds")
+        protected = self.ctx.protected_bindings
+        if bound is not None and not self.scopes and bound in protected and protected[bound] != origin:
+            self.monkeypatch(node, bound, "rebinds")
         if module.startswith(AUTOGRAD_MODULES) or parts[0] == "functorch":
             self.autograd(node, f"import {module}")
         elif parts[0] in DYNAMIC_MODULES:

@@ -126,9 +126,12 @@ def _find_aliases(ctx: Context, trees: list[ast.AST]) -> None:
         for node in ast.walk(tree):
             if isinstance(node, ast.Assign):
                 assignments += [(t, node.value) for t in node.targets if isinstance(t, ast.Name)]
-            elif isinstance(node, (ast.AnnAssign, ast.NamedExpr)) and isinstance(node.target, ast.Name):
-                if node.value is not None:
-                    assignments.append((node.target, node.value))
+            elif (
+                isinstance(node, (ast.AnnAssign, ast.NamedExpr))
+                and isinstance(node.target, ast.Name)
+                and node.value is not None
+            ):
+                assignments.append((node.target, node.value))
     changed = True
     while changed:
         changed = False
@@ -137,7 +140,7 @@ def _find_aliases(ctx: Context, trees: list[ast.AST]) -> None:
             if (
                 path
                 and target.id not in ctx.aliases
-                and (isinstance(value, ast.Name) or path.startswith(ALIASABLE + ("backprop_ninja",)))
+                and (isinstance(value, ast.Name) or path.startswith((*ALIASABLE, "backprop_ninja")))
             ):
                 ctx.aliases[target.id] = path
                 changed = True
@@ -152,7 +155,7 @@ def _resolve(node: ast.AST, ctx: Context) -> str | None:
     if not isinstance(node, ast.Name):
         return None
     base = ctx.aliases.get(node.id) or (ctx.origins.get(node.id) if node.id in ctx.protected_roots else None)
-    return ".".join([base] + parts[::-1]) if base else None
+    return ".".join([base, *parts[::-1]]) if base else None
 
 
 def attach_parents(tree: ast.AST) -> None:

@@ -238,7 +238,7 @@ class CellScanner(ImportChecks, ast.NodeVisitor):
         while isinstance(parent := parent_of(top), ast.Attribute) and parent.value is top:
             top = parent
             attrs.append(top.attr)
-        return ".".join([self.ctx.dynamic_bindings[node.id]] + attrs)
+        return ".".join([self.ctx.dynamic_bindings[node.id], *attrs])
 
     def _check_rebinding(self, node: ast.AST, name: str, deleting: bool = False) -> None:
         if self.scopes or name not in self.ctx.protected_bindings:

@@ -17,7 +17,7 @@ import torch
 from .diagnosis import Candidate, Sizes, constant_ratio, diagnose, explain_shape, non_finite
 from .problems import Problem
 
-__all__ = ["check", "CheckResult", "Tolerance", "TOLERANCES", "constant_ratio", "explain_shape"]
+__all__ = ["TOLERANCES", "CheckResult", "Tolerance", "check", "constant_ratio", "explain_shape"]
 
 
 @dataclass(frozen=True)
@@ -103,8 +103,8 @@ class CheckResult:
     def __str__(self) -> str:
         mark = "✅" if self.ok else "❌"
         line = (
-            f"{mark} {self.name:15s} | exact: {str(self.exact):5s} | "
-            f"approximate: {str(self.approximate):5s} | maxdiff: {self.maxdiff:.1e}"
+            f"{mark} {self.name:15s} | exact: {self.exact!s:5s} | "
+            f"approximate: {self.approximate!s:5s} | maxdiff: {self.maxdiff:.1e}"
         )
         line = line if self.ok else f"{line} | {self.message}"
         return "\n".join((line, *self.notes))

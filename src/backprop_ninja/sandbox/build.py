@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import functools
 import os
 import shutil
@@ -383,10 +384,9 @@ class SandboxedProcess:
         self.process.kill()
 
     def close(self) -> None:
-        try:
-            os.killpg(self.pid, 9)  # bwrap, or the fork's supervisor, and the sandbox's init:
-        except (ProcessLookupError, PermissionError):  # its PID namespace ends with it
-            pass
+        # bwrap, or the fork's supervisor, and the sandbox's init: its PID namespace ends with it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, 9)
         self.cgroup.kill()
         if self.returncode is None:
             self.wait()  # reaped first: a zombie still holds its cgroup

@@ -7,6 +7,7 @@ neither is, ``Cgroup.usable`` is False and the sandbox caps memory with RLIMIT_A
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -77,10 +78,8 @@ class Cgroup:
                 except OSError:
                     continue
                 for pid in pids:
-                    try:
+                    with contextlib.suppress(ProcessLookupError, ValueError, PermissionError):
                         os.kill(int(pid), 9)
-                    except (ProcessLookupError, ValueError, PermissionError):
-                        pass
 
     def remove(self) -> None:
         """End what is left and remove the cgroup, nested cgroups first (a sandbox cannot

@@ -127,7 +127,7 @@ class NotebookCheck:
         lines = [o.line() for o in self.outcomes]
         if self.stop is not None and not self.stop.is_test:
             lines.insert(self.stop.tests_before, self.stop.line())
-        return lines + [self.summary()]
+        return [*lines, self.summary()]
 
 
 def one_line(text: str, limit: int = 300) -> str:

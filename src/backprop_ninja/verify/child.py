@@ -8,6 +8,7 @@ the trusted side (the parent, the integrity scan, the fork server, the sandbox).
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import signal
@@ -38,14 +39,15 @@ def _apply_limits(limits: dict) -> None:
     import resource
 
     def lower(which, soft, hard=None):
-        try:
+        # A limit the system does not allow us to set: the parent's timeout still holds.
+        with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(which, (soft, soft if hard is None else hard))
-        except (ValueError, OSError):
-            pass  # a limit the system does not allow us to set: the parent's timeout still holds
 
     try:
         in_use = next(
-            int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize:")
+            int(line.split()[1]) * 1024
+            for line in Path("/proc/self/status").read_text().splitlines()
+            if line.startswith("VmSize:")
         )
         lower(resource.RLIMIT_AS, in_use + limits["memory_bytes"])
     except (OSError, StopIteration, ValueError):
@@ -78,9 +80,9 @@ def _disable_autograd() -> None:
             _refuse()
         return original_requires_grad_(self, False)
 
-    torch.set_grad_enabled = torch.autograd.set_grad_enabled = set_grad_enabled
-    torch.autograd.grad_mode.set_grad_enabled = set_grad_enabled
-    torch.enable_grad = torch.autograd.enable_grad = torch.autograd.grad_mode.enable_grad = _refuse
+    torch.set_grad_enabled = torch.autograd.set_grad_enabled = set_grad_enabled  # type: ignore[misc]  # torch's grad-mode classes, replaced on purpose
+    torch.autograd.grad_mode.set_grad_enabled = set_grad_enabled  # type: ignore[misc]  # torch's grad-mode classes, replaced on purpose
+    torch.enable_grad = torch.autograd.enable_grad = torch.autograd.grad_mode.enable_grad = _refuse  # type: ignore[misc]  # torch's grad-mode classes, replaced on purpose
     torch.autograd.grad = torch.autograd.backward = _refuse
     torch.Tensor.backward = _refuse
     torch.Tensor.requires_grad_ = requires_grad_
@@ -97,8 +99,8 @@ def _disable_autograd() -> None:
             _refuse()
         return original_inference_mode(True)
 
-    torch.inference_mode = torch.autograd.inference_mode = inference_mode
-    torch.autograd.grad_mode.inference_mode = inference_mode
+    torch.inference_mode = torch.autograd.inference_mode = inference_mode  # type: ignore[misc]  # torch's grad-mode classes, replaced on purpose
+    torch.autograd.grad_mode.inference_mode = inference_mode  # type: ignore[misc]  # torch's grad-mode classes, replaced on purpose
     original_c_set = torch._C._set_grad_enabled
 
     def c_set_grad_enabled(mode):  # what torch's own grad-mode classes call underneath
@@ -110,7 +112,7 @@ def _disable_autograd() -> None:
     import torch.autograd.forward_ad as forward_ad
     import torch.autograd.graph as graph
 
-    forward_ad.dual_level = forward_ad.make_dual = _refuse  # (unpack_dual: printing uses it)
+    forward_ad.dual_level = forward_ad.make_dual = _refuse  # type: ignore[misc]  # (unpack_dual: printing uses it)
     graph._engine_run_backward = _refuse
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import io
 import json
 import os
@@ -84,7 +85,7 @@ def verify_submission(
     plan = build_plan(notebook_name, seed)
     outcome = _run_child(submission.answers, plan.calls, timeout=timeout, memory_mb=memory_mb)
     if isinstance(outcome, Verdict):  # the child failed as a whole
-        return {gid: outcome for gid in tests}
+        return dict.fromkeys(tests, outcome)
     records, cell_errors = outcome
     verdicts = judge_results(plan, records, cell_errors, submission.cells)
     for gid, function in DEPENDENT_TESTS.get(notebook_name, {}).items():
@@ -285,10 +286,8 @@ def _run_child(
 
 
 def _kill_group(process: subprocess.Popen | sandbox.SandboxedProcess) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)  # the child leads its own group (new session)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _crash_message(returncode: int, stderr) -> str:
