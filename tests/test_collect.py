@@ -13,8 +13,8 @@ import pytest
 
 from backprop_ninja.course import NOTEBOOKS, REPO_ROOT
 from backprop_ninja.grading import Course
-from backprop_ninja.grading.collect import MAX_MEMBER_BYTES, extract_safely
-from backprop_ninja.grading.pipeline import collect_exchange, collect_zip, read_submission
+from backprop_ninja.grading.collect import MAX_MEMBER_BYTES, collect_exchange, collect_zip, extract_safely
+from backprop_ninja.grading.intake import read_submission
 
 NB1, NB2 = NOTEBOOKS[:2]
 pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")
