@@ -12,7 +12,15 @@ pipeline: real nbgrader, real kernels in the sandbox, a real SQLite gradebook.
 from __future__ import annotations
 
 import csv
+import re
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 from helpers import VERIFY_SEED, digests, grade_cells, load_demo_module
@@ -194,3 +202,81 @@ def test_names_not_graded_cells_and_a_regrade_that_keeps_a_tas_work(tmp_path, de
         assert comment.manual_comment.endswith("TA: the formula is right but the dtype is float64")
         assert not gb.find_grade("test_dhprebn", NB3, ASSIGNMENT, "dora").needs_manual_grade
     assert read_status(course.status, "dora").result(NB3).state == GRADED
+
+
+def run_grading(root: Path, *args: str, **popen) -> subprocess.Popen:
+    """``python -m backprop_ninja.grading ARGS --root ROOT`` as an instructor runs it."""
+    command = [sys.executable, "-m", "backprop_ninja.grading", *args, "--root", str(root)]
+    return subprocess.Popen(command, cwd=root, text=True, **popen)
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_autograde_is_one_line_exit_130_and_a_consistent_gradebook(course_root, demo):
+    course = Course.load(root=course_root)
+    texts = demo.submission_texts(demo.DEMO_BY_NAME["full_marks"], course.root)
+    students = ["ann", "bob", "cid"]
+    for student in students:
+        (course.submitted / student / ASSIGNMENT).mkdir(parents=True)
+        course.submitted_notebook(student, NB2).write_text(texts[NB2])
+    process = run_grading(
+        course.root, "autograde", "--workers", "1", "--no-progress", "--verify-seed", "1",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 900
+    while not list(course.status.glob("*.json")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert process.poll() is None, process.communicate()
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and re.match(
+        r"interrupted: [12] of 3 students graded and recorded; re-run", lines[0]
+    ), err
+    graded = sorted(p.stem for p in course.status.glob("*.json"))
+    with course.gradebook() as gb:
+        recorded = sorted(s.student.id for s in gb.assignment_submissions(ASSIGNMENT))
+        assert recorded == graded  # a student is recorded whole, or not at all
+        for student in graded:
+            assert gb.find_submission_notebook(NB2, ASSIGNMENT, student).score == 5
+
+
+@pytest.mark.slow
+def test_a_second_formgrader_prints_the_running_ones_url_and_keeps_its_log(course_root):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = course_root / "grader" / "work" / "formgrader" / "server.log"
+    first = run_grading(
+        course_root, "formgrader", "--port", str(port), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 180
+        url = None
+        while url is None and time.monotonic() < deadline and first.poll() is None:
+            done = run_grading(
+                course_root,
+                "formgrader",
+                "--port",
+                str(port + 1),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            out, err = done.communicate(timeout=120)
+            if "already running" in out:
+                assert done.returncode == 0
+                url = out.split("already running:\n", 1)[1].split()[0]
+            else:  # the first one is not up yet: the second started a server of its own; stop it
+                done.kill()
+                time.sleep(1)
+        assert url is not None and f":{port}/formgrader?token=" in url
+        size = log.stat().st_size
+        again = run_grading(course_root, "formgrader", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, _ = again.communicate(timeout=120)
+        assert again.returncode == 0 and url in out
+        assert log.stat().st_size == size  # the running server's log is left alone
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.status == 200
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=60)
