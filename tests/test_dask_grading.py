@@ -103,10 +103,13 @@ def test_a_worker_killed_mid_job_is_retried_and_the_gradebook_is_complete(
 
 
 def _a_worker_grading(client, timeout: float = 300) -> str:
-    """The address of a worker that is running a grading job now (after a few seconds in)."""
+    """The address of a worker that is running a student's grading job now (after a few seconds in)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        busy = [worker for worker, keys in client.processing().items() if keys]
+        # a student's job ("grade-…"), not a worker's proof on the model answers ("prove-…")
+        busy = [
+            worker for worker, keys in client.processing().items() if any("grade-" in str(k) for k in keys)
+        ]
         if busy:
             time.sleep(3)  # well inside the job: its first notebook's kernel is running
             return busy[0]

@@ -188,9 +188,16 @@ class DaskExecutor:
         workers = list(self.client.scheduler_info().get("workers", {}))
         if not workers:
             raise GraderProblem("the Dask cluster has no workers: start some (`dask worker …`)")
+        # One proof per worker; should a worker die, its proof runs on another (which then has
+        # proved itself) and the worker the cluster starts instead proves itself with its first job.
         futures = [
             self.client.submit(
-                prove_on_worker, template, workers=[address], allow_other_workers=False, pure=False
+                prove_on_worker,
+                template,
+                key=f"prove-{os.urandom(4).hex()}",
+                workers=[address],
+                allow_other_workers=True,
+                pure=False,
             )
             for address in workers
         ]
