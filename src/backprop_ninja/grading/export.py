@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..course import ASSIGNMENT, NOTEBOOKS
 from .classdir import Course
-from .status import FAILED, STOPPED, replaced_atomically
+from .status import FAILED, MISSING, STOPPED, replaced_atomically
 from .table import NOT_AUTOGRADED, Row, class_rows
 
 __all__ = ["export_class", "pending_students"]
@@ -24,7 +24,8 @@ __all__ = ["export_class", "pending_students"]
 
 def pending_students(course: Course, rows: list[Row] | None = None) -> dict[str, str]:
     """student → why their total is not final yet: a notebook not graded (its reason), or
-    one whose grade a TA must still give in the Formgrader. Empty: every total is final."""
+    one whose grade a TA must still give in the Formgrader. Empty: every total is final. (A
+    notebook not submitted is final: 0. nbgrader marks its empty grades "needs manual grade".)"""
     rows = class_rows(course) if rows is None else rows
     review = _needs_manual_grade(course, [row.student for row in rows])
     pending = {}
@@ -32,7 +33,7 @@ def pending_students(course: Course, rows: list[Row] | None = None) -> dict[str,
         for nb in NOTEBOOKS:
             if row.states[nb] == "unknown":
                 pending[row.student] = f"{nb}: {NOT_AUTOGRADED}"
-            elif nb in review.get(row.student, ()):
+            elif row.states[nb] != MISSING and nb in review.get(row.student, ()):
                 not_graded = row.states[nb] in (FAILED, STOPPED) and row.notes[nb]
                 why = row.notes[nb][0] if not_graded else "needs a manual grade (Formgrader)"
                 pending[row.student] = f"{nb}: {why}"
