@@ -9,6 +9,7 @@ a retry; a scheduler nobody runs is a one-line error before anything is graded.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 import time
@@ -16,9 +17,10 @@ import time
 import pytest
 from helpers import VERIFY_SEED, csv_rows, grade_cells, make_course_root
 
+from backprop_ninja.course import REPO_ROOT
 from backprop_ninja.grading import Course, autograde_class, export_class
 from backprop_ninja.grading.__main__ import main as classroom_main
-from backprop_ninja.grading.classdir import GradingError
+from backprop_ninja.grading.classdir import GraderProblem, GradingError
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")]
 
@@ -128,3 +130,25 @@ def test_an_unreachable_scheduler_is_one_line_before_anything_is_graded(course_r
     )
     error = capsys.readouterr().err.strip()
     assert code == 2 and error.startswith("error: cannot reach the Dask scheduler") and "\n" not in error
+
+
+def test_every_dask_worker_proves_itself_and_a_broken_model_answer_grades_nobody(
+    cluster, demo_class_module, tmp_path
+):
+    """Each worker grades the model answers before any student; here notebook 2's model answer
+    is wrong, so the run stops with a grader problem and nothing is recorded."""
+    root = tmp_path / "course"
+    root.mkdir()
+    shutil.copytree(REPO_ROOT / "solutions", root / "solutions")
+    (root / "notebooks").symlink_to(REPO_ROOT / "notebooks", target_is_directory=True)
+    path = root / "solutions" / "backprop_ninja" / "2_fused_cross_entropy.ipynb"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("dlogits /= n", "dlogits *= 1"), encoding="utf-8"
+    )
+    course = Course.load(root=root)
+    demo_class_module.build(course, [demo_class_module.DEMO_BY_NAME["untouched"]])
+    with pytest.raises(GraderProblem, match=r"on the Dask worker .*test_dlogits: 0/5"):
+        autograde_class(
+            course, dask_scheduler=cluster[0].scheduler_address, verify_seed=VERIFY_SEED, progress=False
+        )
+    assert not course.status.exists() and not course.autograded.exists()

@@ -3,7 +3,8 @@
     collect [--zip LMS.zip]   submissions → <class>/submitted/ (zip download, or nbgrader's exchange)
     autograde                 grade every submission in parallel; print the table
     feedback                  feedback HTML per student and notebook
-    export                    grades.csv and grades_by_notebook.csv
+    export                    grades.csv, grades_by_notebook.csv, grades_canvas.csv (not graded:
+                              an empty cell, named on the terminal; --ungraded-as-zero: 0)
     register                  record the assignment in the gradebook (done by autograde too)
     report                    print the table again (from the gradebook)
     class-report              the class report (report.html): what the class got wrong
