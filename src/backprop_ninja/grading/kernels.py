@@ -50,6 +50,18 @@ RECEIVE_QUEUE_MESSAGES = 16
 CONSOLE_TAIL_BYTES = 4000
 
 
+# A unix socket's path holds at most 107 bytes: the kernel's sockets ("<folder>/kernel-NNNNN")
+# need a folder with a short path, whatever $TMPDIR is.
+SOCKET_BASE_BYTES = 64
+
+
+def socket_folder() -> str:
+    """Where a kernel's private folder (its sockets) goes: $TMPDIR, or /tmp when $TMPDIR's
+    path is too long for a unix socket's address."""
+    base = tempfile.gettempdir()
+    return base if len(os.fsencode(base)) <= SOCKET_BASE_BYTES else "/tmp"
+
+
 class KernelStartError(RuntimeError):
     """A kernel could not be launched (its sandbox, or its process): the grader's failure,
     before any of the student's code ran (reasons.GRADER_PATTERNS names it so)."""
@@ -229,7 +241,7 @@ class ForkedKernelManager(AsyncKernelManager):
 
     def _sandboxed_provisioner(self) -> SandboxedKernelProvisioner:
         """Unix sockets and the connection file in a private folder the sandbox may write."""
-        runtime = tempfile.mkdtemp(prefix="kernel-")
+        runtime = tempfile.mkdtemp(prefix="kernel-", dir=socket_folder())
         self.transport = "ipc"
         self.ip = os.path.join(runtime, "kernel")
         self.connection_file = os.path.join(runtime, "kernel.json")

@@ -55,9 +55,12 @@ def proof_key(job: GradingJob) -> tuple:
 def shortfall(result: GradingResult) -> str | None:
     """Why the model answers' result is not full marks, with the log's last lines (None: it is)."""
     problems = []
+    not_graded: dict[str, list[str]] = {}  # reason → the notebooks it stopped (one line each)
     for notebook in result.notebooks:
         if notebook.state != GRADED:
-            problems.append(f"{notebook.notebook}: not graded ({notebook.state}): {notebook.reason}")
+            not_graded.setdefault(f"not graded ({notebook.state}): {notebook.reason}", []).append(
+                notebook.notebook
+            )
             continue
         for test in notebook.tests:
             if test.points < test.max_points or test.needs_review:
@@ -65,6 +68,7 @@ def shortfall(result: GradingResult) -> str | None:
                 problems.append(
                     f"{notebook.notebook} {test.test}: {test.points:g}/{test.max_points:g} — {why}"
                 )
+    problems = [f"{', '.join(names)}: {why}" for why, names in not_graded.items()] + problems
     if not problems and len(result.notebooks) == len(NOTEBOOKS):
         return None
     tail = [line for line in result.log.splitlines() if line.strip()][-LOG_LINES:]

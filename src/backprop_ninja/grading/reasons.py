@@ -22,6 +22,7 @@ GRADER_PATTERNS: tuple[re.Pattern, ...] = (
     re.compile(r"Kernel died before replying to kernel_info"),
     re.compile(r"Kernel didn't respond in \d+ seconds"),
     re.compile(r"KernelStartError: (?P<detail>.+)"),
+    re.compile(r"ZMQError: (?P<detail>.+)"),  # the grader's sockets to the kernel
 )
 # (pattern in nbgrader's log, the reason shown), first match wins: the specific causes come
 # before the generic symptoms they also produce.
