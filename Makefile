@@ -114,13 +114,13 @@ autograde: setup data ## Autograde every submission (WORKERS=2 at once; DASK=tcp
 feedback: setup ## Feedback HTML per student and notebook (hidden tests stripped) in grader/class/feedback
 	$(CLASSROOM) feedback --class-dir $(CLASS) --workers $(WORKERS)
 
-export: setup ## Grades to grader/class/grades.csv (per student), grades_by_notebook.csv (with notes), grades_canvas.csv
-	$(CLASSROOM) export --class-dir $(CLASS) $(if $(CANVAS_COLUMN),--canvas-column "$(CANVAS_COLUMN)")
+export: setup ## Grades to grader/class/grades.csv (per student), grades_by_notebook.csv (with notes), grades_canvas.csv (not graded: empty; UNGRADED_AS_ZERO=yes: 0)
+	$(CLASSROOM) export --class-dir $(CLASS) $(if $(CANVAS_COLUMN),--canvas-column "$(CANVAS_COLUMN)") $(if $(filter yes,$(UNGRADED_AS_ZERO)),--ungraded-as-zero)
 
 grade: setup data ## See it work: autograde a generated demo class, print the table, write CSV + feedback
 	$(PYTHON) grader/make_demo_class.py --class-dir $(DEMO_CLASS)
 	$(CLASSROOM) grade --class-dir $(DEMO_CLASS) --workers $(WORKERS) $(SANDBOX_OPTION) $(DASK_OPTION)
-	$(PYTHON) grader/make_demo_class.py --check --class-dir $(DEMO_CLASS)
+	$(PYTHON) grader/make_demo_class.py --check --class-dir $(DEMO_CLASS) $(SANDBOX_OPTION)
 
 # ---- the instructor's view: the class report and the Formgrader. Both take CLASS;
 # on a clone with no real class yet (no $(CLASS)/submitted) they use make grade's demo class.
@@ -146,8 +146,8 @@ bench: setup data ## Time training, the fused backward passes and grading agains
 
 # ---- students anywhere: the wheel students pip-install (notebooks + names.txt inside)
 .PHONY: wheel
-wheel: setup data ## Build dist/backprop_ninja-*.whl (install it with: pip install dist/*.whl -c constraints.txt)
-	rm -rf dist build/lib
+wheel: setup data ## Build dist/backprop_ninja-*.whl from solutions/ (nbgrader generates its notebooks into build/release)
+	rm -rf dist build/lib build/release
 	$(PYTHON) -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
 	@ls dist/*.whl
 

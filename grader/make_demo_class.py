@@ -138,6 +138,8 @@ class DemoStudent:
     name: str
     changes: dict = field(default_factory=dict)  # notebook → Change; other notebooks: all right
     untouched: bool = False  # submits the released notebooks as they are
+    # notebook → the name the file was saved under (a browser's second download …): graded as usual
+    file_names: dict = field(default_factory=dict)
 
     def points(self, notebook: str) -> float:
         if self.untouched:
@@ -156,8 +158,9 @@ class DemoStudent:
     def story(self) -> str:
         if self.untouched:
             return "submitted the released notebooks without writing anything"
+        saved = "".join(f"; {nb} saved as '{name}'" for nb, name in self.file_names.items())
         if not self.changes:
-            return "every answer right"
+            return "every answer right" + saved
         return "; ".join(f"nb{NOTEBOOKS.index(nb) + 1}: {c.story}" for nb, c in self.changes.items())
 
 
@@ -165,7 +168,7 @@ class DemoStudent:
 # known mistake or one kind of damage, the student's other notebooks are right.
 # Points: nb1 1 per gradient (26), nb2 5, nb3 5, nb4 7 + 3 for the training run = 46.
 DEMO: tuple[DemoStudent, ...] = (
-    DemoStudent("full_marks"),
+    DemoStudent("full_marks", file_names={NB1: f"{NB1} (1).ipynb"}),  # a browser's second download
     DemoStudent("untouched", untouched=True),
     # --- realistic mistakes: each costs exactly the points of the test that checks it
     DemoStudent(
@@ -319,7 +322,7 @@ def build(course: Course, students=DEMO) -> list[Path]:
         folder = course.submitted / student.name / ASSIGNMENT
         folder.mkdir(parents=True)
         for nb, text in submission_texts(student, course.root).items():
-            path = folder / f"{nb}.ipynb"
+            path = folder / student.file_names.get(nb, f"{nb}.ipynb")
             with open(path, "w", encoding="utf-8", newline="") as handle:
                 handle.write(text)
             written.append(path)
@@ -327,8 +330,11 @@ def build(course: Course, students=DEMO) -> list[Path]:
 
 
 # ------------------------------------------------------------------------------ checking
-def differences(course: Course, students=DEMO) -> list[str]:
-    """Every way the graded demo class differs from ``DEMO`` (empty: as expected)."""
+def differences(course: Course, students=DEMO, *, unsandboxed: bool = False) -> list[str]:
+    """Every way the graded demo class differs from ``DEMO`` (empty: as expected). Graded
+    with ``--no-sandbox`` (``unsandboxed``), every graded notebook must carry the note that
+    says so, and nothing else beyond what ``DEMO`` expects."""
+    from backprop_ninja.grading.job import UNSANDBOXED_NOTE
     from backprop_ninja.grading.table import class_rows, short_name
 
     problems = []
@@ -342,13 +348,20 @@ def differences(course: Course, students=DEMO) -> list[str]:
                     f"{student.name} {short_name(nb)}: {got} points, expected {want} "
                     f"({student.story()}); notes: {row.notes[nb]}"
                 )
-            text = " | ".join(row.notes[nb])
+            notes = row.notes[nb]
+            if unsandboxed and row.states[nb] == "graded":
+                if UNSANDBOXED_NOTE not in notes:
+                    problems.append(
+                        f"{student.name} {short_name(nb)}: no note that it was graded without a sandbox"
+                    )
+                notes = [note for note in notes if note != UNSANDBOXED_NOTE]
+            text = " | ".join(notes)
             wanted = student.notes(nb)
             for piece in wanted:
                 if piece not in text:
                     problems.append(f"{student.name} {short_name(nb)}: notes lack {piece!r}: {text!r}")
-            if not wanted and row.notes[nb]:
-                problems.append(f"{student.name} {short_name(nb)}: unexpected notes {row.notes[nb]}")
+            if not wanted and notes:
+                problems.append(f"{student.name} {short_name(nb)}: unexpected notes {notes}")
     return problems
 
 
@@ -369,6 +382,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--class-dir", default=DEFAULT_CLASS_DIR)
     parser.add_argument("--root", type=Path, default=None)
     parser.add_argument("--check", action="store_true", help="compare the graded class with DEMO")
+    parser.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="with --check: the class was graded with --no-sandbox (its note is expected)",
+    )
     parser.add_argument("--expected", action="store_true", help="print the expected table")
     args = parser.parse_args(argv)
     if args.expected:
@@ -376,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     course = Course.load(root=args.root, class_dir=args.class_dir)
     if args.check:
-        problems = differences(course)
+        problems = differences(course, unsandboxed=args.no_sandbox)
         if problems:
             print("The demo class is NOT graded as expected:", *problems, sep="\n  ")
             return 1

@@ -412,6 +412,75 @@ def test_a_regrade_recorded_over_an_old_one_keeps_nothing_stale(registered_cours
         assert (grade.auto_score, grade.needs_manual_grade, grade.score) == (None, True, 0)
 
 
+def test_a_regrade_keeps_a_tas_manual_scores_and_comment_lines_and_says_what_changed(registered_course):
+    """What the Formgrader writes (Grade.manual_score, Comment.manual_comment) survives a
+    regrade; the grader's own manual 0 and comment lines are rewritten, not kept as a TA's."""
+    withdrawn = NotebookGrade(
+        NB4, GRADED, tests=[passed("test_dC", 1), passed("test_dW1", 1), passed("test_training", 3)]
+    )
+    withdraw(withdrawn, {"test_dC": "verifier: dC is wrong on fresh inputs"}, None)
+    first = record(
+        registered_course,
+        GradingResult("ann", [NotebookGrade(NB2, GRADED, tests=[passed("test_dlogits", 5)]), withdrawn]),
+    )
+    assert first.changes == []
+    assert first.kept_manual == 0
+    with registered_course.gradebook() as gb:  # the TA's work in the Formgrader
+        gb.find_grade("test_training", NB4, ASSIGNMENT, "ann").manual_score = 2.0
+        comment = gb.find_comment("manual_backward", NB4, ASSIGNMENT, "ann")
+        comment.manual_comment += "\nTA: the schedule is fine, the loss is not"
+        gb.db.commit()
+    failed = NotebookGrade(NB2, FAILED, reason="invalid JSON")
+    again = NotebookGrade(
+        NB4, GRADED, tests=[passed("test_dC", 1), passed("test_dW1", 1), passed("test_training", 3)]
+    )
+    withdraw(again, {"test_dC": "verifier: dC is wrong on fresh inputs"}, None)
+    status = record(registered_course, GradingResult("ann", [failed, again]))
+    with registered_course.gradebook() as gb:
+        assert gb.find_grade("test_training", NB4, ASSIGNMENT, "ann").score == 2.0  # the TA's, kept
+        assert not gb.find_grade("test_training", NB4, ASSIGNMENT, "ann").needs_manual_grade
+        assert gb.find_grade("test_dC", NB4, ASSIGNMENT, "ann").score == 0  # the grader's, again
+        comment = gb.find_comment("manual_backward", NB4, ASSIGNMENT, "ann").manual_comment
+    assert comment.splitlines() == [
+        "test_dC: 1 point(s) withdrawn — verifier: dC is wrong on fresh inputs",
+        "TA: the schedule is fine, the loss is not",
+    ]
+    assert status.kept_manual == 2
+    assert status.changes == [(NB2, "test_dlogits", 5.0, 0.0)]
+
+
+def test_the_demo_check_expects_the_no_sandbox_note_only_when_told(tmp_path, monkeypatch):
+    """`make grade SANDBOX=no` passes its own check: with --no-sandbox every graded notebook
+    must carry the note, and nothing else unexpected."""
+    from nbgrader.api import Gradebook
+
+    from backprop_ninja.grading.job import UNSANDBOXED_NOTE
+
+    demo = load_demo_module()
+    monkeypatch.setenv("PATH", grading_environment()["PATH"])
+    course = Course(root=tmp_path, class_dir=tmp_path / "class", db_url=sqlite_url(tmp_path / "gradebook.db"))
+    with Gradebook(course.db_url) as gb:
+        gb.add_assignment(ASSIGNMENT)
+        for nb in NOTEBOOKS:
+            gb.add_notebook(nb, ASSIGNMENT)
+            gb.add_grade_cell(f"test_{nb}", nb, ASSIGNMENT, max_score=2, cell_type="code")
+    student = demo.DemoStudent("ann", {nb: demo.Change("graded", 2) for nb in NOTEBOOKS})
+    notebooks = [
+        NotebookGrade(nb, GRADED, notes=[UNSANDBOXED_NOTE], tests=[passed(f"test_{nb}", 2)])
+        for nb in NOTEBOOKS
+    ]
+    record(course, GradingResult("ann", notebooks))
+    assert demo.differences(course, [student], unsandboxed=True) == []
+    assert any("unexpected notes" in p for p in demo.differences(course, [student]))
+    record(
+        course,
+        GradingResult(
+            "ann", [NotebookGrade(nb, GRADED, tests=[passed(f"test_{nb}", 2)]) for nb in NOTEBOOKS]
+        ),
+    )
+    assert any("without a sandbox" in p for p in demo.differences(course, [student], unsandboxed=True))
+
+
 def test_each_test_is_explained_on_the_answer_cell_of_its_function():
     assert answer_cell_of(NB1, "test_dcounts") == "grad_counts"
     assert answer_cell_of(NB2, "test_dlogits") == "cross_entropy_backward"

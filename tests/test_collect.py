@@ -11,8 +11,8 @@ from pathlib import Path
 
 from backprop_ninja.course import NOTEBOOKS, REPO_ROOT
 from backprop_ninja.grading import Course
-from backprop_ninja.grading.collect import MAX_MEMBER_BYTES, extract_safely
-from backprop_ninja.grading.pipeline import collect_exchange, collect_zip, read_submission
+from backprop_ninja.grading.collect import MAX_MEMBER_BYTES, collect_exchange, collect_zip, extract_safely
+from backprop_ninja.grading.intake import read_submission
 
 NB1, NB2 = NOTEBOOKS[:2]
 
@@ -135,3 +135,23 @@ def test_an_oversized_notebook_is_refused_at_grading_without_being_read(course_r
     assert list(refused) == [NB1]
     assert "over 32 MiB" in refused[NB1]
     assert "clear its outputs" in refused[NB1]
+
+
+def test_a_zip_with_decorated_names_is_collected_under_the_notebooks_names(course_root, capfd):
+    """A browser's second download, a "Copy of" and another case still find their notebook;
+    nbgrader's INFO lines go to the log, the terminal gets its warnings and a summary."""
+    course = Course.load(root=course_root)
+    archive = course_root / "download.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("smithalice_1001_555001_1_atomic_backprop (1).ipynb", "{}")
+        zf.writestr("jonesbob_1002_555002_Copy of 2_Fused_Cross_Entropy.ipynb", "{}")
+        zf.writestr("jonesbob_1002_555003_my_notes.ipynb", "{}")
+    lines = collect_zip(course, archive)
+    assert course.submitted_notebooks("smithalice") == [NB1]
+    assert course.submitted_notebooks("jonesbob") == [NB2]
+    assert lines[0] == "collected: 2 students, 2 notebooks"
+    out, err = capfd.readouterr()
+    assert "INFO" not in out + err
+    assert "collected 1_atomic_backprop (1)" not in out
+    assert "Copy of 2_Fused_Cross_Entropy.ipynb as 2_fused_cross_entropy.ipynb" in err  # a warning
+    assert "INFO" in (course.logs / "collect.log").read_text()

@@ -9,6 +9,7 @@ a retry; a scheduler nobody runs is a one-line error before anything is graded.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 import time
@@ -16,9 +17,10 @@ import time
 import pytest
 from helpers import VERIFY_SEED, csv_rows, grade_cells, make_course_root
 
+from backprop_ninja.course import REPO_ROOT
 from backprop_ninja.grading import Course, autograde_class, export_class
 from backprop_ninja.grading.__main__ import main as classroom_main
-from backprop_ninja.grading.classdir import GradingError
+from backprop_ninja.grading.classdir import GraderProblem, GradingError
 
 pytestmark = [pytest.mark.dask, pytest.mark.pipeline, pytest.mark.sandbox, pytest.mark.notebooks]
 
@@ -103,10 +105,13 @@ def test_a_worker_killed_mid_job_is_retried_and_the_gradebook_is_complete(
 
 
 def _a_worker_grading(client, timeout: float = 300) -> str:
-    """The address of a worker that is running a grading job now (after a few seconds in)."""
+    """The address of a worker that is running a student's grading job now (after a few seconds in)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        busy = [worker for worker, keys in client.processing().items() if keys]
+        # a student's job ("grade-…"), not a worker's proof on the model answers ("prove-…")
+        busy = [
+            worker for worker, keys in client.processing().items() if any("grade-" in str(k) for k in keys)
+        ]
         if busy:
             time.sleep(3)  # well inside the job: its first notebook's kernel is running
             return busy[0]
@@ -127,3 +132,26 @@ def test_an_unreachable_scheduler_is_one_line_before_anything_is_graded(course_r
     assert code == 2
     assert error.startswith("error: cannot reach the Dask scheduler")
     assert "\n" not in error
+
+
+def test_every_dask_worker_proves_itself_and_a_broken_model_answer_grades_nobody(
+    cluster, demo_class_module, tmp_path
+):
+    """Each worker grades the model answers before any student; here notebook 2's model answer
+    is wrong, so the run stops with a grader problem and nothing is recorded."""
+    root = tmp_path / "course"
+    root.mkdir()
+    shutil.copytree(REPO_ROOT / "solutions", root / "solutions")
+    (root / "notebooks").symlink_to(REPO_ROOT / "notebooks", target_is_directory=True)
+    path = root / "solutions" / "backprop_ninja" / "2_fused_cross_entropy.ipynb"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("dlogits /= n", "dlogits *= 1"), encoding="utf-8"
+    )
+    course = Course.load(root=root)
+    demo_class_module.build(course, [demo_class_module.DEMO_BY_NAME["untouched"]])
+    with pytest.raises(GraderProblem, match=r"on the Dask worker .*test_dlogits: 0/5"):
+        autograde_class(
+            course, dask_scheduler=cluster[0].scheduler_address, verify_seed=VERIFY_SEED, progress=False
+        )
+    assert not course.status.exists()
+    assert not course.autograded.exists()

@@ -13,6 +13,8 @@ import csv
 import html
 import re
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from helpers import make_course_root as course_root
 
 from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS
 from backprop_ninja.grading import Course, autograde_class
-from backprop_ninja.grading.pipeline import collect_exchange, collect_zip
+from backprop_ninja.grading.collect import collect_exchange, collect_zip
 from backprop_ninja.grading.status import FAILED, GRADED, STOPPED, read_status
 from backprop_ninja.grading.table import class_rows, read_notebook_csv
 
@@ -192,3 +194,52 @@ def test_collect_takes_the_latest_submissions_from_the_exchange(tmp_path, monkey
     assert course.students() == ["ann", "bob"]
     assert course.submitted_notebook("ann", NB1).read_text() == "new"
     assert course.submitted_notebook("bob", NB1).read_text() == "bob's"
+
+
+# ------------------------------------------------------------------ the grader proves itself
+def course_with_broken_model_answer(tmp_path: Path) -> Path:
+    """A course root whose solutions/ is a copy with notebook 2's model answer made wrong
+    (dlogits not divided by n): the grader must refuse to grade anyone with it."""
+    root = tmp_path / "course"
+    root.mkdir()
+    shutil.copytree(REPO / "solutions", root / "solutions")
+    (root / "notebooks").symlink_to(REPO / "notebooks", target_is_directory=True)
+    path = root / "solutions" / ASSIGNMENT / f"{NB2}.ipynb"
+    text = path.read_text(encoding="utf-8")
+    assert text.count("dlogits /= n") == 1
+    path.write_text(text.replace("dlogits /= n", "dlogits *= 1"), encoding="utf-8")
+    return root
+
+
+def grading_command(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python -m backprop_ninja.grading ARGS`` on the course at ``root`` (class: root/class)."""
+    command = [
+        sys.executable,
+        "-m",
+        "backprop_ninja.grading",
+        *args,
+        "--root",
+        str(root),
+        "--class-dir",
+        "class",
+    ]
+    return subprocess.run(command, capture_output=True, text=True, cwd=root)
+
+
+def test_model_answers_short_of_full_marks_stop_the_run_before_any_student(tmp_path, demo):
+    root = course_with_broken_model_answer(tmp_path)
+    course = Course.load(root=root, class_dir="class")
+    demo.build(course, [demo.DEMO_BY_NAME["full_marks"]])
+    before = digests(course.submitted)
+    done = grading_command(root, "autograde", "--workers", "1", "--no-progress", "--verify-seed", "1")
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.startswith("grader problem: "), done.stderr
+    assert f"{NB2} test_dlogits: 0/5" in done.stderr  # the failing test, with its verdict
+    assert "Traceback" not in done.stdout + done.stderr
+    # Nothing recorded for any student: no gradebook rows, no status, no autograded copy.
+    assert not course.status.exists()
+    assert not course.autograded.exists()
+    if (course.class_dir / "gradebook.db").exists():
+        with course.gradebook() as gb:
+            assert gb.students == [] or all(not s.submissions for s in gb.students)
+    assert digests(course.submitted) == before

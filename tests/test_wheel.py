@@ -181,3 +181,54 @@ def test_a_student_without_a_checkout_copies_fills_and_checks_a_notebook(fresh_v
     assert "n times too large" in line, line
     assert "divide by n" in line, line
     assert "Traceback" not in failed.stdout + failed.stderr
+
+
+def test_the_wheel_is_built_from_the_solutions_never_from_what_notebooks_holds(tmp_path):
+    """Answers typed into `make lab` (here: notebook 2's model answer and a marker, written into
+    a copy of the checkout's notebooks/) never reach the wheel: its notebooks are generated from
+    solutions/ by nbgrader, and carry no solution text and no hidden test."""
+    import shutil
+
+    checkout = tmp_path / "checkout with space"
+    tracked = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
+    for name in [n for n in tracked if n] + ["data/names.txt"]:
+        target = checkout / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (REPO_ROOT / name).is_file():
+            shutil.copy2(REPO_ROOT / name, target)
+    model_line = "dlogits /= n  # the loss is a mean over the n rows"
+    edited = checkout / "notebooks" / "backprop_ninja" / f"{NOTEBOOKS[1]}.ipynb"
+    nb = nbformat.read(str(edited), as_version=4)
+    for cell in nb.cells:
+        if is_answer(cell):
+            cell.source = f"# TYPED INTO MAKE LAB\n{model_line}\n"
+    nbformat.write(nb, str(edited))
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(dist),
+            str(checkout),
+        ],
+        check=True,
+        cwd=tmp_path,
+    )
+    (built,) = dist.glob("backprop_ninja-*.whl")
+    with zipfile.ZipFile(built) as archive:
+        for notebook in NOTEBOOKS:
+            text = archive.read(f"backprop_ninja/bundled/{notebook}.ipynb").decode()
+            for leak in ("TYPED INTO MAKE LAB", model_line, "BEGIN SOLUTION", "BEGIN HIDDEN TESTS"):
+                assert leak not in text, (notebook, leak)
+            # exactly what `make release` makes of the solutions (the committed notebooks/)
+            assert text.encode() == (RELEASE_DIR / f"{notebook}.ipynb").read_bytes(), notebook

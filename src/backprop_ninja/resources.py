@@ -10,8 +10,12 @@ checkout (an editable install) has no such folder and uses the repository's ``da
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -125,15 +129,52 @@ def copy_notebooks(dest: Path) -> list[tuple[Path, bool]]:
     return done
 
 
-def bundle_into(folder: Path, root: Path = REPO_ROOT, *, names_copy: Path | None = None) -> list[Path]:
-    """What the wheel's build step runs: the student notebooks of the checkout at ``root`` and
-    a verified names.txt (``root``/data/names.txt, else ``names_copy``, else downloaded) into
+def generate_release(root: Path, folder: Path) -> Path | None:
+    """The student notebooks generated from ``root``/solutions by ``nbgrader generate_assignment``
+    into ``folder`` (its own throwaway gradebook; notebooks/ is never read): the folder that
+    holds them, or None where nbgrader is not installed (an isolated build from a git clone,
+    whose committed notebooks/ is the release already)."""
+    if importlib.util.find_spec("nbgrader") is None:
+        return None
+    root, folder = Path(root).resolve(), Path(folder).resolve()
+    shutil.rmtree(folder, ignore_errors=True)
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # alembic
+    with tempfile.TemporaryDirectory(prefix="release-") as scratch:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "nbgrader",
+                "generate_assignment",
+                ASSIGNMENT,
+                "--force",
+                f"--NbGrader.config_file={root / 'grader' / 'nbgrader_config.py'}",
+                f"--CourseDirectory.root={root}",
+                f"--CourseDirectory.release_directory={folder}",
+                f"--CourseDirectory.db_url=sqlite:///{Path(scratch) / 'gradebook.db'}",
+                "--log-level=WARN",
+            ],
+            check=True,
+            cwd=root,
+            env=env,
+        )
+    return folder / ASSIGNMENT
+
+
+def bundle_into(
+    folder: Path, root: Path = REPO_ROOT, *, names_copy: Path | None = None, release: Path | None = None
+) -> list[Path]:
+    """What the wheel's build step runs: the student notebooks (from ``release``, a folder
+    ``generate_release`` made from the solutions, else the checkout's notebooks/) and a
+    verified names.txt (``root``/data/names.txt, else ``names_copy``, else downloaded) into
     ``folder``. Returns the files written."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    notebooks = Path(release) if release is not None else Path(root) / "notebooks" / ASSIGNMENT
     written = []
     for name in NOTEBOOKS:
-        source = Path(root) / "notebooks" / ASSIGNMENT / f"{name}.ipynb"
+        source = notebooks / f"{name}.ipynb"
         shutil.copyfile(source, folder / source.name)
         written.append(folder / source.name)
     local = Path(root) / "data" / "names.txt"

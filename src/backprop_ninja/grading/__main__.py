@@ -3,7 +3,8 @@
     collect [--zip LMS.zip]   submissions → <class>/submitted/ (zip download, or nbgrader's exchange)
     autograde                 grade every submission in parallel; print the table
     feedback                  feedback HTML per student and notebook
-    export                    grades.csv and grades_by_notebook.csv
+    export                    grades.csv, grades_by_notebook.csv, grades_canvas.csv (not graded:
+                              an empty cell, named on the terminal; --ungraded-as-zero: 0)
     register                  record the assignment in the gradebook (done by autograde too)
     report                    print the table again (from the gradebook)
     class-report              the class report (report.html): what the class got wrong
@@ -11,7 +12,11 @@
     grade                     autograde + feedback + export + table: the whole cycle
 
 Every command takes --class-dir (default grader/class), --db-url, --workers and so on; see
-``--help`` of each. (A grading job's worker has its own entry point: ``classroom.job``.)
+``--help`` of each. (A grading job's worker has its own entry point: ``grading.job``.)
+
+Exit status: 0 done; 2 the command cannot run as asked (no submissions, an unreachable
+scheduler …); 3 ``grader problem: …`` — the grader itself does not work here (the model answers
+do not get full marks, no sandbox …), nothing was recorded for any student; 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -23,16 +28,10 @@ import time
 from pathlib import Path
 
 from ..course import ASSIGNMENT
-from .classdir import CONFIG_FILE, Course, GradingError
-from .pipeline import (
-    NOTEBOOK_TIMEOUT,
-    autograde_class,
-    collect_exchange,
-    collect_zip,
-    export_class,
-    feedback_class,
-    register_assignment,
-)
+from .classdir import CONFIG_FILE, Course, GraderProblem, GradingError
+from .pipeline import AutogradeOptions, Interrupted, autograde_class, register_assignment
+from .results import NOTEBOOK_TIMEOUT
+from .status import StudentStatus
 from .table import class_rows, format_table, summary_line
 from .trust import VERIFY_TIMEOUT
 
@@ -166,6 +165,12 @@ def parser() -> argparse.ArgumentParser:
     feedback.add_argument("--students", default=None)
     export = command("export", "write grades.csv, grades_by_notebook.csv and grades_canvas.csv")
     export.add_argument(
+        "--ungraded-as-zero",
+        action="store_true",
+        help="count notebooks that are not graded (or still need a manual grade) as 0 in "
+        "grades_canvas.csv (default: leave those students' points empty)",
+    )
+    export.add_argument(
         "--canvas-column",
         default=ASSIGNMENT,
         help="grades_canvas.csv's points column: your Canvas assignment's name, e.g. 'Backprop Ninja (1234)'",
@@ -188,55 +193,22 @@ def run(args) -> int:
         print(f"registered {ASSIGNMENT} in {course.db_url}")
         return 0
     if args.command == "collect":
-        if args.zip is not None:
-            collect_zip(course, args.zip)
-        else:
-            collect_exchange(course)
-        students = course.students()
-        print(f"{len(students)} students in {_where(course.submitted)}: {', '.join(students) or '—'}")
+        from .collect import collect_exchange, collect_zip
+
+        lines = collect_zip(course, args.zip) if args.zip is not None else collect_exchange(course)
+        print("\n".join(lines))
+        print(f"in {_where(course.submitted)}; nbgrader's log: {_where(course.logs / 'collect.log')}")
         return 0
     if args.command in ("autograde", "grade"):
-        start = time.monotonic()
-        statuses = autograde_class(
-            course,
-            workers=args.workers,
-            students=_students(args.students),
-            shard=args.shard,
-            register=not args.no_register,
-            notebook_timeout=args.notebook_timeout,
-            verify_timeout=args.verify_timeout,
-            verify_seed=args.verify_seed,
-            progress=not args.no_progress,
-            use_forkserver=not args.no_forkserver,
-            sandboxed=not args.no_sandbox,
-            dask_scheduler=args.dask_scheduler,
-        )
-        graded = list(statuses)
-        seconds = time.monotonic() - start
-        print(
-            f"autograded {len(statuses)} students in {seconds:.0f} s with {args.workers} workers "
-            f"({seconds / max(1, len(statuses)):.1f} s per student)"
-        )
-        if args.command == "grade":
-            feedback_class(course, workers=args.workers, students=graded)
-            export_class(course)
-        _print_table(course, graded)
-        _print_locations(course, feedback=args.command == "grade", export=args.command == "grade")
-        if args.command == "grade":
-            _print_class_report(course)
-        return 0
+        return _autograde(course, args)
     if args.command == "feedback":
+        from .feedback import feedback_class
+
         pages = feedback_class(course, workers=args.workers, students=_students(args.students))
         print(f"{len(pages)} feedback pages in {_where(course.feedback)}/<student>/backprop_ninja/")
         return 0
     if args.command == "export":
-        grades, by_notebook = export_class(course, canvas_column=args.canvas_column)
-        print(
-            f"grades: {_where(grades)} (per student, nbgrader's format)\n"
-            f"        {_where(by_notebook)} (per notebook, with state and notes)\n"
-            f"        {_where(course.canvas_csv)} (Canvas gradebook import)"
-        )
-        return 0
+        return _export(course, args.canvas_column, args.ungraded_as_zero)
     if args.command == "report":
         _print_table(course, None)
         return 0
@@ -248,6 +220,82 @@ def run(args) -> int:
 
         return serve(course, ip=args.ip, port=args.port, token=args.token)
     raise AssertionError(args.command)
+
+
+def _autograde(course: Course, args) -> int:
+    """autograde (and, for ``grade``, feedback, export and the class report); the table."""
+    from .feedback import feedback_class
+
+    start = time.monotonic()
+    options = AutogradeOptions(
+        workers=args.workers,
+        students=_students(args.students),
+        shard=args.shard,
+        register=not args.no_register,
+        notebook_timeout=args.notebook_timeout,
+        verify_timeout=args.verify_timeout,
+        verify_seed=args.verify_seed,
+        progress=not args.no_progress,
+        use_forkserver=not args.no_forkserver,
+        sandboxed=not args.no_sandbox,
+        dask_scheduler=args.dask_scheduler,
+    )
+    statuses = autograde_class(course, options)
+    graded = list(statuses)
+    seconds = time.monotonic() - start
+    print(
+        f"autograded {len(statuses)} students in {seconds:.0f} s with {args.workers} workers "
+        f"({seconds / max(1, len(statuses)):.1f} s per student)"
+    )
+    for line in regrade_lines(statuses):
+        print(line)
+    if args.command == "grade":
+        feedback_class(course, workers=args.workers, students=graded)
+        _export(course, ASSIGNMENT, False, quiet=True)
+    _print_table(course, graded)
+    _print_locations(course, feedback=args.command == "grade", export=args.command == "grade")
+    if args.command == "grade":
+        _print_class_report(course)
+    return 0
+
+
+def regrade_lines(statuses: dict[str, StudentStatus]) -> list[str]:
+    """What a regrade changed, one line per test (student, notebook, test: old → new), and
+    how many of a TA's manual scores and comments were kept."""
+
+    def points(value):
+        return "—" if value is None else f"{value:g}"
+
+    changes = [
+        f"  {student} {notebook} {test}: {points(old)} → {points(new)}"
+        for student, status in sorted(statuses.items())
+        for notebook, test, old, new in status.changes
+    ]
+    kept = sum(status.kept_manual for status in statuses.values())
+    lines = [f"regrade: {len(changes)} grades changed:", *changes] if changes else []
+    if kept:
+        lines.append(f"kept {kept} manual scores and comments a TA had entered (Formgrader)")
+    return lines
+
+
+def _export(course: Course, column: str, ungraded_as_zero: bool, *, quiet: bool = False) -> int:
+    from .export import export_class, pending_students
+
+    pending = pending_students(course)
+    grades, by_notebook = export_class(course, canvas_column=column, ungraded_as_zero=ungraded_as_zero)
+    if not quiet:
+        print(
+            f"grades: {_where(grades)} (per student, nbgrader's format)\n"
+            f"        {_where(by_notebook)} (per notebook, with state and notes)\n"
+            f"        {_where(course.canvas_csv)} (Canvas gradebook import)"
+        )
+    if pending:
+        what = "counted as 0 (--ungraded-as-zero)" if ungraded_as_zero else "left EMPTY in grades_canvas.csv"
+        print(f"{len(pending)} students not fully graded, {what}:")
+        print("\n".join(f"  {student}: {why}" for student, why in sorted(pending.items())))
+        if not ungraded_as_zero:
+            print("  grade them (Formgrader, or `make autograde` again), or export with --ungraded-as-zero")
+    return 0
 
 
 def _print_table(course: Course, students) -> None:
@@ -286,9 +334,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return run(args)
+    except GraderProblem as error:
+        print(f"grader problem: {error}", file=sys.stderr)
+        return 3
     except GradingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Interrupted as stop:
+        rest = "re-run it to grade the rest" if stop.graded else "nothing was recorded"
+        print(
+            f"\ninterrupted: {len(stop.graded)} of {stop.total} students graded and recorded; {rest} "
+            "(`make autograde`, or --students for some)",
+            file=sys.stderr,
+        )
+        return 130
+    except KeyboardInterrupt:
+        grading = args.command in ("autograde", "grade")
+        print(
+            "\ninterrupted" + (" before any student was graded: nothing was recorded" if grading else ""),
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

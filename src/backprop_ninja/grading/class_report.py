@@ -25,7 +25,7 @@ from ..course import ASSIGNMENT, NOTEBOOKS, VERDICT_MIME
 from ..judge.problems import NOT_MISTAKES, Problem
 from ..text import printable
 from .report_figures import pass_rate_figure, score_histograms_figure, svg_image
-from .status import FAILED, GRADED, MISSING, STOPPED, StudentStatus, read_status
+from .status import FAILED, GRADED, MISSING, STOPPED, StudentStatus, read_status, replaced_atomically
 from .table import Row, class_rows, short_name
 
 TOP_DIAGNOSES = 3  # per test
@@ -348,8 +348,8 @@ def write_report(course) -> tuple[Path, list[str]]:
     """Write the class's report.html; returns its path and the five summary lines."""
     report = build(course)
     path = course.class_report
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        render(report, f"{ASSIGNMENT} — class report ({course.class_dir.name})"), encoding="utf-8"
-    )
+    with replaced_atomically(path) as partial:  # a failed write keeps the previous report
+        partial.write_text(
+            render(report, f"{ASSIGNMENT} — class report ({course.class_dir.name})"), encoding="utf-8"
+        )
     return path, summary_lines(report)

@@ -77,6 +77,12 @@ class GradingError(RuntimeError):
     """A step of the pipeline failed for the whole class (not for one student)."""
 
 
+class GraderProblem(GradingError):
+    """The grader itself cannot grade (a sandbox, kernel or verifier that does not work, the
+    model answers short of full marks): never a student's fault. The command line prints
+    ``grader problem: …`` and exits 3; nothing is recorded for any student."""
+
+
 def read_config(config_file: Path = CONFIG_FILE):
     """The traitlets Config that grader/nbgrader_config.py builds (nbgrader's own loader)."""
     from traitlets.config.loader import PyFileConfigLoader
@@ -205,10 +211,10 @@ class Course:
         return self.feedback / student / ASSIGNMENT / f"{notebook}.html"
 
     def students(self) -> list[str]:
-        """Every student with a submission folder for the assignment, sorted."""
+        """Every student with a folder in submitted/ (even an empty one: "nothing submitted"), sorted."""
         if not self.submitted.is_dir():
             return []
-        return sorted(p.name for p in self.submitted.iterdir() if (p / ASSIGNMENT).is_dir())
+        return sorted(p.name for p in self.submitted.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def submitted_notebooks(self, student: str) -> list[str]:
         return [nb for nb in NOTEBOOKS if self.submitted_notebook(student, nb).exists()]

@@ -8,22 +8,34 @@ inflated, no compression ratio over ``MAX_RATIO`` (a zip bomb), nested zips chec
 way, two levels deep at most. A bad member is skipped with a warning naming it, and the
 rest is collected: one student's bad upload costs only that upload. Files beside the archives
 are copied only when they are regular files.
+
+``collect_zip`` and ``collect_exchange`` run nbgrader's ``zip_collect`` / ``collect`` with its
+log in <class>/logs/collect.log (its warnings and errors are repeated on the terminal), then
+print a short summary: students, notebooks, files matched under another name and files not
+matched, with why (``intake.match_files``: the same matching grading uses).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import stat
+import subprocess
+import sys
+import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
 from nbgrader.plugins import ExtractorPlugin, FileNameCollectorPlugin
 from traitlets import Unicode
 
-from ..course import MAX_NOTEBOOK_BYTES
+from ..course import ASSIGNMENT, MAX_NOTEBOOK_BYTES
+from ..text import printable
+from .classdir import Course, GradingError, grading_environment
 from .exchange_owner import account_uid, planted_by
+from .intake import canonical_notebook, match_files
 from .lms import record_id
 
 MAX_MEMBER_BYTES = MAX_NOTEBOOK_BYTES  # a notebook with its outputs is a few MiB at most
@@ -125,7 +137,7 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
         self.user_of_login: dict[str, str] = {}
 
     def collect(self, submitted_file: str) -> dict | None:
-        info = super().collect(submitted_file)
+        info = super().collect(submitted_file) or self._decorated(submitted_file)
         if not info:
             return info
         user_id = info.pop("user_id", None)
@@ -145,6 +157,26 @@ class LmsCollectorPlugin(FileNameCollectorPlugin):
         if self.ids_file:
             record_id(Path(self.ids_file), info["student_id"], user_id, login)
         return info
+
+    def _decorated(self, submitted_file: str) -> dict | None:
+        """A Canvas-style name whose notebook part carries a decoration ("… (1)", "Copy of …",
+        another case or separators): matched to the one notebook it can be, with a warning."""
+        match = CANVAS_NAME.match(submitted_file)
+        notebook = canonical_notebook(match.group("file")) if match else None
+        if match is None or notebook is None:
+            return None
+        self.log.warning("collected %s as %s.ipynb", os.path.basename(submitted_file), notebook)
+        return {
+            "student_id": match.group("student_id"),
+            "user_id": match.group("user_id"),
+            "file_id": notebook,
+        }
+
+
+# Canvas's file names with any notebook part (LmsCollectorPlugin._decorated).
+CANVAS_NAME = re.compile(
+    r".*/(?P<student_id>[A-Za-z0-9][A-Za-z0-9.\-]*?)_(?:LATE_)?(?P<user_id>\d+)_\d+_(?P<file>[^/]+\.ipynb)$"
+)
 
 
 def copy_regular_file(source: Path, target: Path) -> str | None:
@@ -196,3 +228,83 @@ def vet_exchange_inbound(inbound: Path, vetted: Path, warn) -> list[str]:
                     warn(f"refused {source.relative_to(inbound)}: {refusal}")
         copied.append(folder.name)
     return copied
+
+
+# ------------------------------------------------------------------------ the collect steps
+def collect_zip(course: Course, archive: Path) -> list[str]:
+    """Unpack an LMS download (see ZipCollectApp settings in grader/nbgrader_config.py) into
+    submitted/<student>/backprop_ninja/ with ``nbgrader zip_collect``; returns the summary lines."""
+    archive = Path(archive)
+    if not archive.is_file():
+        raise GradingError(f"no such file: {archive}")
+    folder = course.downloaded / ASSIGNMENT / "archive"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    shutil.copy2(archive, folder / archive.name)
+    ids = f"--LmsCollectorPlugin.ids_file={course.lms_ids}"  # the LMS user ids, for grades_canvas.csv
+    _run_logged(course, "zip_collect", ASSIGNMENT, "--force", ids)
+    return summary(course)
+
+
+def collect_exchange(course: Course) -> list[str]:
+    """``nbgrader collect``: the latest submissions from nbgrader's exchange (JupyterHub),
+    read from a vetted copy of its inbound folder (``vet_exchange_inbound``); returns the
+    summary lines."""
+    config = course.config()
+    exchange = Path(config.Exchange.root) if "root" in config.Exchange else Path("/srv/nbgrader/exchange")
+    course_id = config.CourseDirectory.course_id
+    course.class_dir.mkdir(parents=True, exist_ok=True)  # nbgrader opens the gradebook there
+    with tempfile.TemporaryDirectory(prefix="exchange-") as vetted:
+        inbound = Path(vetted, course_id, "inbound")
+        inbound.mkdir(parents=True)
+        vet_exchange_inbound(exchange / course_id / "inbound", inbound, _warn)
+        _run_logged(course, "collect", ASSIGNMENT, "--update", f"--Exchange.root={vetted}")
+    return summary(course)
+
+
+def _run_logged(course: Course, *args: str) -> None:
+    """The nbgrader CLI for this class, its output into <class>/logs/collect.log; its warnings
+    and errors (not its INFO lines) on stderr. ``GradingError`` if it fails."""
+    course.logs.mkdir(parents=True, exist_ok=True)
+    log = course.logs / "collect.log"
+    command = [sys.executable, "-m", "nbgrader", *args, *course.cli_overrides()]
+    done = subprocess.run(
+        command, cwd=course.root, env=grading_environment(), capture_output=True, text=True, errors="replace"
+    )
+    output = done.stdout + done.stderr
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(f"===== nbgrader {args[0]}\n{output}\n")
+    for line in output.splitlines():
+        if re.match(r"\[\w+ [^\]]*(WARNING|ERROR|CRITICAL)\]|\[(WARNING|ERROR|CRITICAL)\]", line):
+            _warn(line)
+    if done.returncode != 0:
+        raise GradingError(f"nbgrader {args[0]} failed (its log: {log})")
+
+
+def summary(course: Course) -> list[str]:
+    """What the class's submitted/ holds now, as the collection's closing lines: students,
+    notebooks, files matched under another name, files not matched and why, empty folders."""
+    students = course.students()
+    notebooks, renamed, unmatched, empty = 0, [], [], []
+    for student in students:
+        folder = course.submitted / student
+        matching = match_files(folder)
+        notebooks += len(matching.files)
+        renamed += [f"{student}: {name} → {nb}.ipynb" for nb, name in matching.renamed(folder).items()]
+        unmatched += [f"{student}: {name} ({why})" for name, why in matching.unmatched.items()]
+        if not matching.files and not matching.unmatched:
+            empty.append(student)
+    lines = [f"collected: {len(students)} students, {notebooks} notebooks"]
+    if renamed:
+        lines.append(
+            f"{len(renamed)} matched under another name (graded as the notebook): " + "; ".join(renamed)
+        )
+    if unmatched:
+        lines.append(f"{len(unmatched)} files not matched to a notebook: " + "; ".join(unmatched))
+    if empty:
+        lines.append(f"{len(empty)} students with nothing submitted: " + ", ".join(empty))
+    return [printable(line) for line in lines]
+
+
+def _warn(line: str) -> None:
+    print(f"collect: {printable(line)}", file=sys.stderr)

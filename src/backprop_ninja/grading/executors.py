@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .. import forkserver
 from ..course import FORKSERVER_VARIABLE, NOTEBOOKS, SANDBOX_FORKSERVER_VARIABLE
-from .classdir import GradingError
+from .classdir import GraderProblem, GradingError
 from .results import GradingJob, GradingResult, NotebookGrade
 from .status import FAILED, MISSING, STOPPED
 
@@ -171,25 +171,74 @@ class DaskExecutor:
             for future in dask_completed(futures):
                 job = jobs[futures[future]]
                 try:
-                    on_result(future.result())
+                    result = future.result()
+                except GraderProblem:  # a worker that joined late failed its own proof: stop
+                    raise
                 except Exception as error:  # a worker died (KilledWorker) or the job raised
-                    on_result(not_graded(job, _dask_reason(error)))
+                    result = not_graded(job, _dask_reason(error))
+                on_result(result)
         finally:
             for future in futures:
                 future.cancel()
+
+    def prove(self, template: GradingJob) -> None:
+        """Every worker of the cluster grades the model answers (``preflight``), all at once;
+        ``GraderProblem`` (the first worker's cause) if any falls short of full marks."""
+        workers = list(self.client.scheduler_info().get("workers", {}))
+        if not workers:
+            raise GraderProblem("the Dask cluster has no workers: start some (`dask worker …`)")
+        # One proof per worker; should a worker die, its proof runs on another (which then has
+        # proved itself) and the worker the cluster starts instead proves itself with its first job.
+        futures = [
+            self.client.submit(
+                prove_on_worker,
+                template,
+                key=f"prove-{os.urandom(4).hex()}",
+                workers=[address],
+                allow_other_workers=True,
+                pure=False,
+            )
+            for address in workers
+        ]
+        for future, address in zip(futures, workers):
+            try:
+                future.result()
+            except GraderProblem as problem:
+                raise GraderProblem(f"on the Dask worker {address}: {problem}") from None
+            except Exception as error:
+                raise GraderProblem(
+                    f"the Dask worker {address} could not prove itself: {_dask_reason(error)}"
+                ) from None
 
     def close(self) -> None:
         self.client.close()
 
 
-def run_job_on_worker(job: GradingJob) -> GradingResult:
-    """``run_job`` on a Dask worker, whose sandboxes are forked from a sandbox fork server of
-    the worker's own (started by its first sandboxed job, reused by the next ones)."""
-    from .job import run_job
+def _prepare_worker(job: GradingJob) -> None:
+    """A Dask worker's sandboxes are forked from a sandbox fork server of its own (started by
+    its first sandboxed job, reused by the next ones)."""
     from .preload import forkserver_for
 
     if job.sandboxed and (server := forkserver_for(job.threads, sandboxed=True)) is not None:
         os.environ[SANDBOX_FORKSERVER_VARIABLE] = str(server.path)
+
+
+def prove_on_worker(template: GradingJob) -> None:
+    """On a Dask worker: grade the model answers as ``template`` would be (once per worker
+    process and configuration); ``GraderProblem`` if they fall short of full marks."""
+    from . import preflight
+    from .job import run_job
+
+    _prepare_worker(template)
+    preflight.prove_once(template, run_job)
+
+
+def run_job_on_worker(job: GradingJob) -> GradingResult:
+    """``run_job`` on a Dask worker that has proved itself on the model answers (a worker
+    that joined after the run began proves itself before its first student)."""
+    from .job import run_job
+
+    prove_on_worker(job)
     return run_job(job)
 
 

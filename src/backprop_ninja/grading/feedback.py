@@ -1,7 +1,8 @@
 """Feedback pages that work offline and are easy to scan (``make feedback``).
 
 nbgrader's feedback page loads MathJax from a CDN (offline, math shows as raw ``$…$``) and
-lists every test as "Test cell". Here, in the pages ``pipeline.student_feedback`` writes:
+lists every test as "Test cell". Here, in the pages ``student_feedback`` writes
+(``feedback_class``: every student of the class, in worker processes):
 
 * math is converted to MathML when the page is built (``mathml``, with latex2mathml), which
   browsers render natively: no script, no network; the MathJax loader is left out;
@@ -18,6 +19,9 @@ from __future__ import annotations
 
 import html
 import re
+import shutil
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from jinja2 import pass_context
@@ -25,8 +29,10 @@ from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool, Int
 
 from ..cells import is_test
-from ..course import VERDICT_MIME
+from ..course import ASSIGNMENT, NOTEBOOKS, VERDICT_MIME
 from ..text import printable, utf8_head
+from .classdir import GradingError, prepare_environment
+from .status import read_status
 
 TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE = "backprop_feedback"
@@ -171,8 +177,6 @@ def generate(course, student: str) -> dict:
     from nbgrader.converters import GenerateFeedback
     from nbgrader.utils import capture_log, temp_attrs
 
-    from ..course import ASSIGNMENT
-
     config = course.config()
     configure(config)
     api = NbGraderAPI(config=config)
@@ -192,3 +196,84 @@ def configure(config) -> None:
     config.HTMLExporter.template_file = "page.html.j2"  # it extends nbgrader's index.html.j2
     config.HTMLExporter.extra_template_basedirs = [str(TEMPLATES), str(nbgrader_templates)]
     config.HTMLExporter.filters = {"mathml": "backprop_ninja.grading.feedback.mathml"}
+
+
+# ------------------------------------------------------------------------ the class's pages
+def feedback_class(course, *, workers: int = 2, students: list[str] | None = None) -> list[Path]:
+    """Feedback HTML for every student (hidden tests stripped, withdrawn points explained),
+    plus a page for each notebook that could not be graded. Returns the pages written; a
+    student whose feedback fails is reported on stderr and the others carry on. Nothing graded
+    yet (no student has a status) is a ``GradingError``: there is nothing to give feedback on."""
+    import multiprocessing
+
+    students = list(students) if students else course.students()
+    if not any(read_status(course.status, student) for student in students):
+        raise GradingError(
+            f"nothing has been autograded in {course.class_dir} yet: run `make autograde` first"
+        )
+    pages: list[Path] = []
+    failures: list[str] = []
+    context = multiprocessing.get_context("spawn")  # a clean process: no threads inherited
+    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(students))), mp_context=context) as pool:
+        futures = {pool.submit(student_feedback, course, student): student for student in students}
+        for future in as_completed(futures):
+            try:
+                pages.extend(future.result())
+            except Exception as error:
+                failures.append(f"{futures[future]}: {error}")
+    for failure in sorted(failures):
+        print(f"feedback FAILED for {failure}", file=sys.stderr)
+    return sorted(pages)
+
+
+def student_feedback(course, student: str) -> list[Path]:
+    """``nbgrader generate_feedback`` for one student, then the pages of ungraded notebooks."""
+    import warnings
+
+    from sqlalchemy.exc import SAWarning
+
+    from .job import UNSANDBOXED_NOTE
+
+    warnings.filterwarnings("ignore", category=SAWarning)
+    shutil.rmtree(course.feedback / student / ASSIGNMENT, ignore_errors=True)
+    if any(course.autograded_notebook(student, nb).exists() for nb in NOTEBOOKS):
+        prepare_environment()
+        outcome = generate(course, student)  # tests named, totals at the top, math as MathML
+        if not outcome["success"]:
+            raise GradingError(
+                f"generate_feedback failed for {student}:\n{outcome.get('log', '')}{outcome.get('error', '')}"
+            )
+    status = read_status(course.status, student)
+    pages = []
+    for nb in NOTEBOOKS:
+        page = course.feedback_page(student, nb)
+        if not page.exists():
+            result = status.result(nb) if status else None
+            reason = result.messages()[0] if result and result.messages() else "not graded yet"
+            _write_page(page, student, nb, reason)
+        pages.append(page)
+    if status and any(UNSANDBOXED_NOTE in r.notes for r in status.notebooks):
+        for page in pages:
+            _add_banner(page, UNSANDBOXED_NOTE)
+    return pages
+
+
+def _add_banner(page: Path, text: str) -> None:
+    """A notice at the top of a feedback page (right after <body>)."""
+    content = page.read_text(encoding="utf-8")
+    at = content.find(">", content.find("<body")) + 1
+    banner = f"\n<p class='grading-notice'><strong>Note:</strong> {html.escape(text)}.</p>\n"
+    page.write_text(content[:at] + banner + content[at:], encoding="utf-8")
+
+
+def _write_page(page: Path, student: str, notebook: str, reason: str) -> None:
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(notebook)} — feedback</title></head><body>\n"
+        f"<h1>{html.escape(notebook)}</h1>\n<p>Student: {html.escape(student)}</p>\n"
+        f"<p><strong>This notebook was not graded automatically:</strong> {html.escape(reason)}</p>\n"
+        "<p>Your other notebooks were graded as usual. Ask your teaching assistant if you "
+        "think this is a mistake.</p>\n</body></html>\n",
+        encoding="utf-8",
+    )

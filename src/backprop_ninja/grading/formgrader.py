@@ -5,7 +5,9 @@ folder the server starts in and insists that the course root lies under the serv
 So: a generated nbgrader_config.py in grader/work/formgrader/ that loads
 grader/nbgrader_config.py and moves it to this class (its folders and gradebook), a JupyterLab
 server started there with the course root as its root, the venv's bin/ first on PATH
-(nbgrader runs ``alembic``), on 127.0.0.1 with a token; the URL is printed.
+(nbgrader runs ``alembic``), on 127.0.0.1 with a token; the URL is printed. A second
+``make formgrader`` while one runs on the course prints the running server's URL (and which
+class it serves) instead of starting another, and leaves its log alone.
 
 Its pages work offline: nbgrader's grading page loads MathJax from a CDN, so the generated
 config gives it the course's page (``templates/backprop_formgrader/formgrade.html.j2``, without
@@ -14,6 +16,7 @@ MathJax) and renders markdown with its math as MathML (``feedback.markdown_mathm
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -87,8 +90,43 @@ def start(course: Course, *, ip: str = "127.0.0.1", port: int = 8890, token: str
     return process, url(ip, port, token)
 
 
+def _serving_file(course: Course) -> Path:
+    return course.work / "formgrader" / "serving.json"
+
+
+def running(course: Course) -> tuple[str, str] | None:
+    """(URL, class folder) of the Formgrader running on this course, if one is (the server
+    that ``serve`` started, still listed by jupyter_server as running)."""
+    from jupyter_server.serverapp import list_running_servers
+
+    try:
+        serving = json.loads(_serving_file(course).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for server in list_running_servers():
+        if server.get("pid") == serving.get("pid"):
+            token = server.get("token") or ""
+            address = str(server["url"]).rstrip("/") + "/formgrader" + (f"?token={token}" if token else "")
+            return address, str(serving.get("class_dir"))
+    return None
+
+
 def serve(course: Course, *, ip: str, port: int, token: str | None) -> int:
-    """``make formgrader``: serve until Ctrl-C."""
+    """``make formgrader``: serve until Ctrl-C (or, when one is running, print its URL)."""
+    log_path = course.work / "formgrader" / "server.log"
+    already = running(course)
+    if already is not None:
+        address, class_dir = already
+        if Path(class_dir) != course.class_dir:
+            print(
+                f"a Formgrader is already running on {os.path.relpath(class_dir)}, not on "
+                f"{os.path.relpath(course.class_dir)}:\n  {address}\nstop it (Ctrl-C in its terminal) first",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"The Formgrader of {os.path.relpath(course.class_dir)} is already running:\n  {address}")
+        print(f"Its log: {os.path.relpath(log_path)}.")
+        return 0
     if not course.autograded.is_dir():
         print(f"note: nothing autograded yet in {os.path.relpath(course.class_dir)} (run `make autograde`)")
 
@@ -96,10 +134,11 @@ def serve(course: Course, *, ip: str, port: int, token: str | None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)  # `kill` stops the server as Ctrl-C does
-    log_path = course.work / "formgrader" / "server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         process, address = start(course, ip=ip, port=port, token=token, stdout=log, stderr=subprocess.STDOUT)
+        serving = {"pid": process.pid, "class_dir": str(course.class_dir)}
+        _serving_file(course).write_text(json.dumps(serving), encoding="utf-8")
         print(f"Formgrader of {os.path.relpath(course.class_dir)} (gradebook {course.db_url}):\n  {address}")
         print(f"Its log: {os.path.relpath(log_path)}. Stop it with Ctrl-C.")
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,7 +20,7 @@ from ..course import ASSIGNMENT, NOTEBOOKS
 from ..text import printable
 from .classdir import Course, GradingError, prepare_environment, quiet_known_warnings, sqlite_url
 from .results import GradingResult, NotebookGrade, Release
-from .status import GRADED, MISSING, StudentStatus, write_status
+from .status import GRADED, MISSING, StudentStatus, read_status, write_status
 from .trust import answer_cell_of
 
 RELEASE_SCRATCH = "grader/work/release"
@@ -86,15 +87,22 @@ def _generate_assignment(course: Course, db_url: str, release_directory: str) ->
 
 
 def record(course: Course, result: GradingResult) -> StudentStatus:
-    """Write one student's result: gradebook rows, autograded notebooks, status and log."""
+    """Write one student's result: gradebook rows, autograded notebooks, status and log.
+    The student's rows start from a clean slate, but what a TA entered (manual scores and
+    comments, in the Formgrader or through nbgrader's API) is kept; the status lists what
+    changed since the previous grading (``StudentStatus.changes``)."""
     quiet_known_warnings()
     student = result.student
     with course.gradebook() as gb:
+        before = _scores(gb, student)
+        scores, comments = _manual_entries(gb, student, read_status(course.status, student))
         _forget(gb, student)
         for notebook in result.notebooks:
             if notebook.state != MISSING:
                 _record_notebook(gb, student, notebook)
+        _restore(gb, student, scores, comments)
         gb.db.commit()
+        after = _scores(gb, student) or {}
     for folder in (course.autograded / student / ASSIGNMENT, course.feedback / student / ASSIGNMENT):
         shutil.rmtree(folder, ignore_errors=True)
     for notebook in result.notebooks:
@@ -106,7 +114,68 @@ def record(course: Course, result: GradingResult) -> StudentStatus:
     write_status(course.status, status)
     course.logs.mkdir(parents=True, exist_ok=True)
     (course.logs / f"{student}.log").write_text(result.log + "\n", encoding="utf-8")
+    if before is not None:
+        status.changes = [
+            (nb, test, old, after.get((nb, test)))
+            for (nb, test), old in before.items()
+            if old != after.get((nb, test))
+        ]
+    status.kept_manual = len(scores) + len(comments)
     return status
+
+
+def _scores(gb, student: str) -> dict[tuple[str, str], float | None] | None:
+    """(notebook, test) → the student's points in the gradebook (None: no submission yet)."""
+    from nbgrader.api import MissingEntry
+
+    try:
+        submission = gb.find_submission(ASSIGNMENT, student)
+    except MissingEntry:
+        return None
+    return {(nb.name, grade.name): grade.score for nb in submission.notebooks for grade in nb.grades}
+
+
+# A line of a comment the grader wrote itself (_record_notebook): "<test>: 5 point(s) withdrawn
+# — …" or "<test>: integrity: …". Every other line of a comment is a TA's.
+_GRADER_LINE = re.compile(r"^[\w.-]+: (?:[\d.]+ point\(s\) withdrawn — |integrity:)")
+
+
+def _manual_entries(gb, student: str, previous: StudentStatus | None):
+    """What a TA entered for the student: manual scores ((notebook, test) → points) and
+    comment lines ((notebook, cell) → text), without what the grader wrote itself (the 0 of
+    withdrawn points, the withdrawal comments)."""
+    from nbgrader.api import MissingEntry
+
+    scores: dict[tuple[str, str], float] = {}
+    comments: dict[tuple[str, str], str] = {}
+    try:
+        submission = gb.find_submission(ASSIGNMENT, student)
+    except MissingEntry:
+        return scores, comments
+    for nb in submission.notebooks:
+        result = previous.result(nb.name) if previous else None
+        withdrawn = result.withdrawn if result else {}
+        for grade in nb.grades:
+            if grade.manual_score is not None and not (grade.name in withdrawn and grade.manual_score == 0):
+                scores[nb.name, grade.name] = grade.manual_score
+        for comment in nb.comments:
+            lines = (comment.manual_comment or "").splitlines()
+            own = "\n".join(line for line in lines if not _GRADER_LINE.match(line)).strip()
+            if own:
+                comments[nb.name, comment.name] = own
+    return scores, comments
+
+
+def _restore(gb, student: str, scores: dict, comments: dict) -> None:
+    """Put a TA's manual scores and comment lines back after a regrade (a score stays the
+    grade: it no longer needs a manual grade; comment lines follow the grader's own)."""
+    for (notebook, test), points in scores.items():
+        grade = gb.find_grade(test, notebook, ASSIGNMENT, student)
+        grade.manual_score = points
+        grade.needs_manual_grade = False
+    for (notebook, cell), text in comments.items():
+        comment = gb.find_comment(cell, notebook, ASSIGNMENT, student)
+        comment.manual_comment = "\n".join(part for part in (comment.manual_comment, text) if part)
 
 
 def _forget(gb, student: str) -> None:

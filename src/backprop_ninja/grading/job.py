@@ -28,7 +28,7 @@ from ..sandbox import build as sandbox
 from ..text import one_line
 from . import kernels
 from .classdir import Course, prepare_environment, quiet_known_warnings, sqlite_url
-from .reasons import failure_reason, success_notes
+from .reasons import failure_reason, grader_problem, success_notes
 from .results import (
     GRADER,
     INTEGRITY,
@@ -69,9 +69,14 @@ def run_job(job: GradingJob) -> GradingResult:
 def _cannot_sandbox(job: GradingJob, notebook: str, why: str) -> NotebookGrade:
     """Fail closed on a machine that cannot sandbox: nothing of the student's runs there."""
     if notebook not in job.files and notebook not in job.refused:
-        return NotebookGrade(notebook, MISSING, reason="not submitted")
+        return NotebookGrade(notebook, MISSING, reason=_missing(job))
     reason = f"the grading machine cannot sandbox the student's code ({why}): install bubblewrap there"
-    return NotebookGrade(notebook, FAILED, reason=one_line(reason))
+    return NotebookGrade(notebook, FAILED, reason=grader_problem(one_line(reason)))
+
+
+def _missing(job: GradingJob) -> str:
+    """The reason of a notebook that is not there: "nothing submitted" when none is."""
+    return "not submitted" if job.files or job.refused else "nothing submitted"
 
 
 def _stage(staging: Path, job: GradingJob) -> Course:
@@ -99,7 +104,7 @@ def _grade_notebook(course: Course, api, job: GradingJob, notebook: str, log: li
     if notebook in job.refused:
         result = NotebookGrade(notebook, FAILED, reason=job.refused[notebook])
     elif notebook not in job.files:
-        result = NotebookGrade(notebook, MISSING, reason="not submitted")
+        result = NotebookGrade(notebook, MISSING, reason=_missing(job))
     elif reason := too_many_cells(job.files[notebook]):
         result = NotebookGrade(notebook, FAILED, reason=reason)
     else:
@@ -201,9 +206,11 @@ def _check_trust(course: Course, job: GradingJob, result: NotebookGrade) -> None
             known_verdicts=job.known_verdicts,
         )
     except Exception as error:  # fail closed: points nobody could check are not given
-        reason = one_line(
-            f"the integrity checks could not run ({type(error).__name__}: {error}): "
-            "0 points until a TA checks this notebook by hand"
+        reason = grader_problem(
+            one_line(
+                f"the integrity checks could not run ({type(error).__name__}: {error}): "
+                "0 points until a TA checks this notebook by hand"
+            )
         )
         withdraw(result, dict.fromkeys(checked_tests(notebook), reason), GRADER, needs_review=True)
         return

@@ -50,6 +50,23 @@ RECEIVE_QUEUE_MESSAGES = 16
 CONSOLE_TAIL_BYTES = 4000
 
 
+# A unix socket's path holds at most 107 bytes: the kernel's sockets ("<folder>/kernel-NNNNN")
+# need a folder with a short path, whatever $TMPDIR is.
+SOCKET_BASE_BYTES = 64
+
+
+def socket_folder() -> str:
+    """Where a kernel's private folder (its sockets) goes: $TMPDIR, or /tmp when $TMPDIR's
+    path is too long for a unix socket's address."""
+    base = tempfile.gettempdir()
+    return base if len(os.fsencode(base)) <= SOCKET_BASE_BYTES else "/tmp"
+
+
+class KernelStartError(RuntimeError):
+    """A kernel could not be launched (its sandbox, or its process): the grader's failure,
+    before any of the student's code ran (reasons.GRADER_PATTERNS names it so)."""
+
+
 class Watchdog:
     """Kills this process's kernels once ``seconds`` have passed; ``fired`` tells whether it did."""
 
@@ -98,15 +115,20 @@ class ForkedKernelProvisioner(LocalProvisioner):
         env = dict(kwargs.get("env") or os.environ)
         env.pop(FORKSERVER_VARIABLE, None)  # the student's code has no business with the server
         env["JPY_PARENT_PID"] = str(os.getpid())  # as jupyter_client's own launcher sets it
-        self.process = spawn(
-            cmd,
-            cwd=kwargs.get("cwd"),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=kwargs.get("stdout"),
-            stderr=kwargs.get("stderr"),
-            server_path=server,
-        )
+        try:
+            self.process = spawn(
+                cmd,
+                cwd=kwargs.get("cwd"),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=kwargs.get("stdout"),
+                stderr=kwargs.get("stderr"),
+                server_path=server,
+            )
+        except Exception as error:
+            raise KernelStartError(
+                f"the fork server could not start it: {type(error).__name__}: {error}"
+            ) from error
         self.pid = self.pgid = self.process.pid  # a session of its own: signals go to its group
         self.cwd = kwargs.get("cwd", pathlib.Path.cwd())
         _LIVE.add(self)
@@ -134,14 +156,19 @@ class SandboxedKernelProvisioner(LocalProvisioner):
         # kernel, never to the worker's streams (a pipe or a cluster's log): a kernel writing
         # to them in a loop fills at most the sandbox's file size limit, and costs only itself.
         self.console = tempfile.TemporaryFile(prefix="kernel-console-")  # noqa: SIM115 (closed with the kernel)
-        self.sandboxed = sandbox.SandboxedProcess(
-            cmd,
-            writable=[pathlib.Path(self.runtime_dir)],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=kwargs.get("stdout") or self.console,
-            stderr=kwargs.get("stderr") or self.console,
-        )
+        try:
+            self.sandboxed = sandbox.SandboxedProcess(
+                cmd,
+                writable=[pathlib.Path(self.runtime_dir)],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=kwargs.get("stdout") or self.console,
+                stderr=kwargs.get("stderr") or self.console,
+            )
+        except Exception as error:
+            raise KernelStartError(
+                f"its sandbox could not be built: {type(error).__name__}: {error}"
+            ) from error
         self.process = self.sandboxed  # type: ignore[assignment]  # Popen's interface, as used here
         self.pid = self.pgid = self.sandboxed.pid
         self.cwd = sandbox.SANDBOX_HOME
@@ -214,7 +241,7 @@ class ForkedKernelManager(AsyncKernelManager):
 
     def _sandboxed_provisioner(self) -> SandboxedKernelProvisioner:
         """Unix sockets and the connection file in a private folder the sandbox may write."""
-        runtime = tempfile.mkdtemp(prefix="kernel-")
+        runtime = tempfile.mkdtemp(prefix="kernel-", dir=socket_folder())
         self.transport = "ipc"
         self.ip = os.path.join(runtime, "kernel")
         self.connection_file = os.path.join(runtime, "kernel.json")

@@ -43,9 +43,10 @@ def record_id(path: Path, student: str, user_id: str, login: str) -> None:
 
 
 def canvas_rows(
-    totals: dict[str, float], max_total: float, ids: dict[str, dict[str, str]], column: str
+    totals: dict[str, float | None], max_total: float, ids: dict[str, dict[str, str]], column: str
 ) -> list[dict]:
-    """The rows of the Canvas import, "Points Possible" first, then one per student."""
+    """The rows of the Canvas import, "Points Possible" first, then one per student; a total
+    of None (not graded yet) leaves the points cell empty, which Canvas leaves as it was."""
     rows = [{"Student": POINTS_POSSIBLE, **dict.fromkeys(CANVAS_FIELDS[1:], ""), column: f"{max_total:g}"}]
     for student in sorted(totals):
         known = ids.get(student, {})
@@ -56,13 +57,15 @@ def canvas_rows(
                 "SIS User ID": "",
                 "SIS Login ID": "" if known else spreadsheet_cell(student),
                 "Section": "",
-                column: f"{totals[student]:g}",
+                column: "" if totals[student] is None else f"{totals[student]:g}",
             }
         )
     return rows
 
 
-def write_canvas_csv(path: Path, totals: dict[str, float], max_total: float, ids: dict, column: str) -> Path:
+def write_canvas_csv(
+    path: Path, totals: dict[str, float | None], max_total: float, ids: dict, column: str
+) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as handle:

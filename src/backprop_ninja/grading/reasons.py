@@ -13,6 +13,17 @@ from pathlib import Path
 
 from ..course import MAX_MESSAGE_BYTES
 
+# What begins the reason of a failure that is the grader's, never the student's.
+GRADER_PROBLEM = "grader problem: "
+# Failures before any of the student's code ran: the kernel could not be started (its sandbox
+# could not be built, its interpreter or the course's modules could not be loaded). Checked
+# before FAILURE_PATTERNS, whose "kernel died" is for a kernel that died running the notebook.
+GRADER_PATTERNS: tuple[re.Pattern, ...] = (
+    re.compile(r"Kernel died before replying to kernel_info"),
+    re.compile(r"Kernel didn't respond in \d+ seconds"),
+    re.compile(r"KernelStartError: (?P<detail>.+)"),
+    re.compile(r"ZMQError: (?P<detail>.+)"),  # the grader's sockets to the kernel
+)
 # (pattern in nbgrader's log, the reason shown), first match wins: the specific causes come
 # before the generic symptoms they also produce.
 FAILURE_PATTERNS: tuple[tuple[re.Pattern, str], ...] = (
@@ -61,8 +72,26 @@ TIMEOUT_LINE = re.compile(r"Timeout waiting for execute reply \((?P<seconds>\d+)
 INTERRUPTED = frozenset({"KeyboardInterrupt", "CellTimeoutError"})
 
 
+def grader_problem(why: str) -> str:
+    """The reason of a notebook the grader failed (not the student): says so first."""
+    return GRADER_PROBLEM + why
+
+
+def is_grader_problem(reason: str) -> bool:
+    return reason.startswith(GRADER_PROBLEM)
+
+
 def failure_reason(log: str) -> str:
-    """One line for a notebook nbgrader could not grade, from its log (and traceback)."""
+    """One line for a notebook nbgrader could not grade, from its log (and traceback): the
+    grader's own failures (``GRADER_PATTERNS``) first, then the student's."""
+    for pattern in GRADER_PATTERNS:
+        match = pattern.search(log)
+        if match:
+            detail = _short(match.groupdict().get("detail") or match.group(0))
+            return grader_problem(
+                f"the Python kernel could not start ({detail}), before any of the student's code "
+                "ran: fix the grader (the student's log has the kernel's last lines), then grade again"
+            )
     for pattern, reason in FAILURE_PATTERNS:
         match = pattern.search(log)
         if match:

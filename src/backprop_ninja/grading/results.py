@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 
 from .status import GRADED, MISSING, NotebookResult
 
+# A notebook whose grading (all cells, with the per-cell timeout, and the checks) takes longer
+# than this is stopped and reported; the student's other notebooks are still graded.
+NOTEBOOK_TIMEOUT = 900
 # Where a decision about a test's points came from.
 NBGRADER, INTEGRITY, VERIFIER, GRADER = "nbgrader", "integrity", "verifier", "grader"
 
@@ -37,7 +40,7 @@ class GradingJob:
     release: Release
     files: dict[str, bytes]  # notebook → submitted bytes (absent: not submitted)
     refused: dict[str, str] = field(default_factory=dict)  # notebook → why it is not graded
-    notebook_timeout: float = 900.0
+    notebook_timeout: float = NOTEBOOK_TIMEOUT
     verify_timeout: float = 60.0
     verify_seed: int | None = None
     sandboxed: bool = True

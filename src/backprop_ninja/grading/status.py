@@ -7,7 +7,11 @@ grader/class/logs/<student>.log. The scores themselves live in the gradebook.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -60,6 +64,10 @@ class NotebookResult:
 class StudentStatus:
     student: str
     notebooks: list[NotebookResult]
+    # What a regrade changed, (notebook, test, old points, new points), and how many manual
+    # scores and comments a TA had entered were kept: told once by the run, not stored.
+    changes: list[tuple[str, str, float | None, float | None]] = field(default_factory=list, compare=False)
+    kept_manual: int = field(default=0, compare=False)
 
     def result(self, notebook: str) -> NotebookResult | None:
         return next((r for r in self.notebooks if r.notebook == notebook), None)
@@ -79,6 +87,22 @@ class StudentStatus:
     def from_json(cls, text: str) -> StudentStatus:
         data = json.loads(text)
         return cls(data["student"], [NotebookResult.from_dict(r) for r in data["notebooks"]])
+
+
+@contextlib.contextmanager
+def replaced_atomically(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; it replaces ``path`` (``os.replace``) only
+    when the block ends without an error, so a failed write keeps the previous file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(name)
+        os.replace(name, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
 
 
 def status_path(status_dir: Path, student: str) -> Path:
