@@ -109,25 +109,6 @@ def postgres():
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory) -> Path:
     """The course's wheel, built once from this checkout as `make wheel` builds it."""
-    import subprocess
-    import sys
+    from helpers import build_wheel
 
-    dist = tmp_path_factory.mktemp("dist")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--wheel-dir",
-            str(dist),
-            str(REPO_ROOT),
-        ],
-        check=True,
-        cwd=dist,
-    )
-    (built,) = dist.glob("backprop_ninja-*.whl")
-    return built
+    return build_wheel(REPO_ROOT, tmp_path_factory.mktemp("dist"))

@@ -86,3 +86,11 @@ def csv_rows(text: str, students=None) -> list[dict]:
     """A CSV's rows (of ``students`` only, when given), in order."""
     rows = list(csv.DictReader(io.StringIO(text)))
     return [row for row in rows if students is None or row["student_id"] in students]
+
+
+def build_wheel(source: Path, dist: Path) -> Path:
+    """The course's wheel built from ``source`` (a checkout) into ``dist``, as `make wheel` does."""
+    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*command, "--wheel-dir", str(dist), str(source)], check=True, cwd=dist.parent)
+    (built,) = dist.glob("backprop_ninja-*.whl")
+    return built

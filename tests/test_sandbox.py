@@ -755,18 +755,8 @@ def test_the_process_that_watches_a_sandbox_keeps_no_capability(staging):
     monitor, or the forked path's supervisor) has no capability and the seccomp filter."""
     ready = staging / "ready"
     with open(os.devnull, "wb") as null:
-        process = sandbox.SandboxedProcess(
-            [sys.executable, "-c", f"import time\nopen({str(ready)!r}, 'w').close()\ntime.sleep(600)"],
-            writable=[staging],
-            cwd=str(staging),
-            stdout=null,
-            stderr=null,
-        )
+        process = _sandbox_that_makes(ready, staging, null)
         try:
-            for _ in range(600):
-                if ready.exists() or process.poll() is not None:
-                    break
-                time.sleep(0.1)
             assert ready.exists()
             watchers = _descendants(process.pid) if not process.forked else [process.pid]
             assert watchers
@@ -783,6 +773,20 @@ def test_the_process_that_watches_a_sandbox_keeps_no_capability(staging):
                 assert "Seccomp:\t2" in own
         finally:
             process.close()
+
+
+def _sandbox_that_makes(path: Path, staging: Path, output) -> sandbox.SandboxedProcess:
+    """A sandbox whose process makes the file ``path`` and then waits: returned once the file is
+    there (or the process ended), still running, for the test to look at from outside."""
+    code = f"import time\nopen({str(path)!r}, 'w').close()\ntime.sleep(600)"
+    process = sandbox.SandboxedProcess(
+        [sys.executable, "-c", code], writable=[staging], cwd=str(staging), stdout=output, stderr=output
+    )
+    for _ in range(600):
+        if path.exists() or process.poll() is not None:
+            break
+        time.sleep(0.1)
+    return process
 
 
 def _descendants(pid: int) -> list[int]:
@@ -931,18 +935,8 @@ def test_the_sandbox_is_nobody_outside_too(staging, way, request):
         request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     made = staging / "made-inside"
     with open(os.devnull, "wb") as null:
-        process = sandbox.SandboxedProcess(
-            [sys.executable, "-c", f"import time\nopen({str(made)!r}, 'w').close()\ntime.sleep(600)"],
-            writable=[staging],
-            cwd=str(staging),
-            stdout=null,
-            stderr=null,
-        )
+        process = _sandbox_that_makes(made, staging, null)
         try:
-            for _ in range(600):
-                if made.exists() or process.poll() is not None:
-                    break
-                time.sleep(0.1)
             info = made.stat()
         finally:
             process.close()

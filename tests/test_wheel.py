@@ -12,6 +12,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import build_wheel
 
 from backprop_ninja.cells import grade_id, is_answer
 from backprop_ninja.course import (
@@ -207,24 +208,7 @@ def test_the_wheel_is_built_from_the_solutions_never_from_what_notebooks_holds(t
         if is_answer(cell):
             cell.source = f"# TYPED INTO MAKE LAB\n{model_line}\n"
     nbformat.write(nb, str(edited))
-    dist = tmp_path / "dist"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--wheel-dir",
-            str(dist),
-            str(checkout),
-        ],
-        check=True,
-        cwd=tmp_path,
-    )
-    (built,) = dist.glob("backprop_ninja-*.whl")
+    built = build_wheel(checkout, tmp_path / "dist")
     with zipfile.ZipFile(built) as archive:
         for notebook in NOTEBOOKS:
             text = archive.read(f"backprop_ninja/bundled/{notebook}.ipynb").decode()
