@@ -34,23 +34,7 @@ $(STAMP): pyproject.toml constraints.txt setup.py
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	@# Ranges in pyproject.toml, the course's exact pins in constraints.txt (torch 2.13.0 CPU).
 	$(PYTHON) -m pip install --quiet -c constraints.txt -e '.[lab,grade,dev,hub]'
-	@$(MAKE) --no-print-directory python-reachable
 	touch $@
-
-# The hub's students run this venv's Python as themselves: every folder above the Python it
-# was made from must let other users enter (o+x: enter, not list). Debian's /root is 0700,
-# and pyenv's Pythons live in it. Only root changes this; elsewhere make hub says what to do.
-.PHONY: python-reachable
-python-reachable:
-	@[ "$$(id -u)" = 0 ] || exit 0; \
-	folder=$$($(PYTHON) -c 'import os, sys; print(os.path.dirname(os.path.realpath(sys.executable)))'); \
-	while [ "$$folder" != / ]; do \
-		if [ "$$(stat -c %u "$$folder")" = 0 ] && [ -z "$$(find "$$folder" -maxdepth 0 -perm -o+x)" ]; then \
-			echo "letting other users enter $$folder (chmod o+x): the hub's Labs run $(PYTHON)"; \
-			chmod o+x "$$folder"; \
-		fi; \
-		folder=$$(dirname "$$folder"); \
-	done
 
 # `npm ci`: exactly the versions of grader/hub/package-lock.json. Without npm (Node.js 18+)
 # everything but the hub works: make setup says so and carries on.

@@ -88,3 +88,20 @@ def test_the_solutions_are_closed_to_everyone_but_root_and_instructors(tmp_path)
     assert (
         stat.S_IMODE((tmp_path / "notebooks").stat().st_mode) & 0o005 == 0o005
     )  # the students' own stay open
+
+
+def test_the_way_to_the_labs_python_is_opened_for_entering_only(tmp_path):
+    """A checkout in a 0700 folder (``mktemp -d``, Debian's /root): the hub lets other users
+    enter each folder on the way to the venv's Python, and list or read none of them."""
+    from backprop_ninja.hub.__main__ import closed_folders, open_the_way
+
+    closed = tmp_path / "closed"
+    python = closed / "course" / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text("")
+    closed.chmod(0o700)
+    assert closed in closed_folders(python)
+    opened = open_the_way(python)
+    assert closed in opened
+    assert closed_folders(python) == []
+    assert closed.stat().st_mode & 0o777 == 0o701  # enter, not list

@@ -49,33 +49,35 @@ def prepare_state(state: Path) -> Path:
     return state
 
 
-def closed_folder(path: Path) -> Path | None:
-    """The first folder on the way to ``path`` (links resolved) that other users cannot
-    enter, or None: every Lab runs this venv's Python as its student."""
-    for folder in reversed(Path(os.path.realpath(path)).parents):
-        if not os.stat(folder).st_mode & 0o001:
-            return folder
-    return None
+def closed_folders(path: Path) -> list[Path]:
+    """The folders on the way to ``path`` (as written, and with links resolved) that other
+    users cannot enter: every Lab runs this venv's Python as its student."""
+    ways = {Path(os.path.abspath(path)), Path(os.path.realpath(path))}
+    folders = sorted({folder for way in ways for folder in way.parents})
+    return [folder for folder in folders if not os.stat(folder).st_mode & 0o001]
+
+
+def open_the_way(path: Path) -> list[Path]:
+    """Let other users enter (o+x: enter, not list) every folder on the way to ``path``; the
+    folders opened. A clone in ``mktemp -d`` (0700) or Debian's /root (0700) needs it."""
+    opened = closed_folders(path)
+    for folder in opened:
+        folder.chmod(os.stat(folder).st_mode & 0o7777 | 0o001)
+    return opened
 
 
 def serve(port: int, state: Path, exchange: Path) -> None:
     """Replace this process with JupyterHub (so Ctrl-C reaches it: it stops the proxy, the
     idle culler and every Lab it started)."""
-    from .exchange import prepare_exchange
-
-    closed = closed_folder(Path(sys.executable))
-    if closed:
-        sys.exit(
-            f"the students' Labs run {sys.executable}, but other users cannot enter {closed}: "
-            f"`chmod o+x {closed}` (entering only, not listing), or make .venv from a Python outside it"
-        )
-
     from .accounts import close_course_files
+    from .exchange import prepare_exchange
 
     prepare_state(state)
     prepare_exchange(exchange)
-    for path in close_course_files(REPO_ROOT):
+    for path in close_course_files(REPO_ROOT):  # first: what students must not read
         print(f"students cannot read {path.relative_to(REPO_ROOT)} (root and instructors only)")
+    for folder in open_the_way(Path(sys.executable)):  # then: the way to the Labs' Python
+        print(f"other users may now enter (not list) {folder}: the students' Labs run {sys.executable}")
     env = {
         **os.environ,
         HUB_STATE_VARIABLE: str(state.resolve()),
