@@ -98,22 +98,56 @@ def variants(params, cache, Xb, Yb) -> dict[str, dict[str, torch.Tensor]]:
     return found
 
 
+def upstream_is_right(right: Mapping[str, bool], pair: tuple[str, ...]) -> bool:
+    """The step before ``pair`` is right if a gradient further down the chain is: they all
+    follow from it (db1 aside: it is zero in theory whatever dhprebn is, so it cannot tell)."""
+    later = ORDER[ORDER.index(pair[-1]) + 1 :]
+    return any(right.get(p, False) for p in later if p != "b1")
+
+
 def stage_message(right: Mapping[str, bool], failing: str) -> str:
-    """Where to look, from which of the seven gradients are right (``right[param]``)."""
+    """Where to look, from which of the seven gradients are right (``right[param]``).
+
+    Notebook 1's localisation: the first wrong gradient in backward order whose inputs are
+    right — if a gradient after it is right, the step before it is, and its own formula is not.
+    """
     first = next((p for p in ORDER if not right.get(p, False)), failing)
     wrong_pair = next(pair for pair in PAIRS if first in pair)
     reached = ORDER[: ORDER.index(wrong_pair[-1]) + 1]
     # db1 is zero in theory (batchnorm cancels b1), whatever is wrong with dhprebn: it cannot tell.
     good = [f"d{p}" for p in reached if right.get(p) and not (p == "b1" and first == "W1")]
     both = len(wrong_pair) == 2 and not any(right.get(p, False) for p in wrong_pair)
+    upstream_right = upstream_is_right(right, wrong_pair)
     wrong = " and ".join(f"d{p}" for p in wrong_pair) if both else f"d{first}"
     verb = "are" if both else "is"
     place = STEP_BEFORE[first] if both or first == "C" else f"d{first}'s own formula"
     if first == "W1" and not both:
         place = f"{STEP_BEFORE['W1']} or dW1's own formula"
+    if upstream_right and first != "C":
+        later = [f"d{p}" for p in ORDER[ORDER.index(wrong_pair[-1]) + 1 :] if right.get(p) and p != "b1"]
+        own = " and ".join(f"d{p}'s" for p in wrong_pair if not right.get(p, False))
+        place = (
+            f"{own} own formula{'s' if both else ''} ({', '.join(later)} right, so the step before is right)"
+        )
     listed = ", ".join(good[:-1]) + " and " + good[-1] if len(good) > 1 else "".join(good)
     head = f"{listed} {'are' if len(good) > 1 else 'is'} right, " if good else ""
     message = f"{head}{wrong} {verb} wrong: look at {place}"
     if failing not in wrong_pair:
         message += f" — d{failing} follows from it, so fix that first"
     return message
+
+
+def other_keys_value(got, siblings: Mapping[str, torch.Tensor], pick: str, same) -> str | None:
+    """The key whose right gradient a wrong ``got`` is (``same(got, expected)``), if any."""
+    for key, expected in siblings.items():
+        if key != pick and getattr(got, "shape", None) == expected.shape and same(got, expected):
+            return key
+    return None
+
+
+def wrong_key_message(pick: str, other: str) -> str:
+    """A gradient put under another parameter's key."""
+    return (
+        f"grads['{pick}'] holds d{other}'s right value: the gradients are under the wrong keys — "
+        f"put d{pick} under '{pick}' and d{other} under '{other}'"
+    )

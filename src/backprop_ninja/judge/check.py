@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .diagnosis import Candidate, Sizes, constant_ratio, diagnose, explain_shape, non_finite
+from .diagnosis import Candidate, Sizes, Structural, constant_ratio, diagnose, explain_shape, non_finite
 from .problems import Problem
 
 __all__ = ["TOLERANCES", "CheckResult", "Tolerance", "check", "constant_ratio", "explain_shape"]
@@ -123,6 +123,7 @@ def check(
     scale: float | None = None,
     same_dtype: bool = False,
     sizes: Sizes | None = None,
+    structure: Structural | None = None,
 ) -> CheckResult:
     """Compare ``got`` with ``expected``; never raises on a bad ``got``.
 
@@ -132,7 +133,8 @@ def check(
     gradient of the computation, raises the tolerance's floor to its rounding noise.
     ``same_dtype``: ``got`` must have ``expected``'s dtype, as a gradient has its tensor's (the
     graded trials, whose inputs are in that dtype); otherwise mixed precision is compared at
-    float32's tolerance. ``sizes`` (n, H, V, D, B of the case) lets a hard-coded size be named.
+    float32's tolerance. ``sizes`` (n, H, V, D, B of the case) lets a hard-coded size be named;
+    ``structure`` fits a wrong answer against the right answer's terms (``terms.py``).
     """
     expected = expected.detach()
     dtypes = (expected.dtype, getattr(got, "dtype", torch.float32))
@@ -166,8 +168,16 @@ def check(
     maxdiff = diff.max().item() if diff.numel() else 0.0
     if bool((diff <= tol.allowed(e64)).all()):
         return CheckResult.passed(name, exact=exact, maxdiff=maxdiff, tolerance=str(tol))
+    both_float64 = got.dtype == expected.dtype == torch.float64
     problem, message = diagnose(
-        g64, e64, tol.allowed, batch_size=batch_size, alternatives=alternatives, sizes=sizes
+        g64,
+        e64,
+        tol.allowed,
+        batch_size=batch_size,
+        alternatives=alternatives,
+        sizes=sizes,
+        structure=structure,
+        loose=TOLERANCES[torch.float32].allowed if both_float64 else None,
     )
     return fail(problem, message, maxdiff)
 

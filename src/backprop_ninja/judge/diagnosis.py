@@ -28,7 +28,7 @@ from .problems import Problem
 
 # What each size is called, how to get it in an answer, and the lecture's value(s).
 SIZE_NAMES = {
-    "n": ("batch size", "x.shape[0]"),
+    "n": ("batch size", "x.shape[0] of an input inside the function (e.g. logits.shape[0])"),
     "H": ("hidden size", "h.shape[1] or W1.shape[1]"),
     "V": ("vocabulary size", "logits.shape[1] or C.shape[0]"),
     "D": ("n_embd", "C.shape[1] or emb.shape[2]"),
@@ -38,17 +38,29 @@ LECTURE_SIZES = {"n": (32,), "H": (64, 200), "V": (27,), "D": (10,), "B": (3,)}
 
 Sizes = Mapping[str, int]
 Candidate = torch.Tensor | Callable[[torch.Tensor, torch.Tensor], bool]
+Allowed = Callable[[torch.Tensor], torch.Tensor]
+# got, the tolerance, the case's sizes → (problem, advice) if the answer's terms explain it
+Structural = Callable[[torch.Tensor, Allowed, Sizes], "tuple[Problem, str] | None"]
 
 
-def hard_coded(value: int, sizes: Sizes | None) -> str | None:
-    """If ``value`` is the lecture's size of something that has another size here: the advice."""
+def hard_coded(value: int, sizes: Sizes | None, want: int | None = None) -> str | None:
+    """If ``value`` is the lecture's size of something that has another size here: the advice.
+
+    ``want``, the size the dimension should have, narrows it to the sizes that dimension can
+    be: 10 where the vocabulary size belongs is not a hard-coded n_embd.
+    """
     if not sizes:
         return None
+    kinds = {key for key, size in sizes.items() if size == want} if want is not None else set(sizes)
     for key, lecture in LECTURE_SIZES.items():
-        if value in lecture and key in sizes and sizes[key] != value:
+        if value in lecture and key in sizes and sizes[key] != value and key in kinds:
             name, how = SIZE_NAMES[key]
             return f"a hard-coded {name} {value} (here it is {sizes[key]}) — use {how}"
-    if value == 30 and sizes.get("B", 3) * sizes.get("D", 10) != 30:
+    if (
+        value == 30
+        and sizes.get("B", 3) * sizes.get("D", 10) != 30
+        and want in (None, sizes.get("B", 3) * sizes.get("D", 10))
+    ):
         return f"a hard-coded block size × n_embd = 30 (here {sizes['B'] * sizes['D']}) — use emb.shape"
     return None
 
@@ -57,11 +69,16 @@ def hard_coded(value: int, sizes: Sizes | None) -> str | None:
 def explain_shape(got: tuple[int, ...], want: tuple[int, ...], sizes: Sizes | None = None) -> str:
     """Why a gradient has the wrong shape, in terms of the fix (which dim to sum over)."""
     head = f"shape {got}, expected {want}"
-    for g in got:
+    one_hot = _one_hot_columns(got, want, sizes)
+    if one_hot:
+        return f"{head}: {one_hot}"
+    for d, g in enumerate(got):
         if g not in want:
-            advice = hard_coded(g, sizes)
+            advice = hard_coded(g, sizes, want[d] if len(got) == len(want) else None)
             if advice:
                 return f"{head}: {advice}"
+    if len(got) == len(want) == 1 and sizes and got[0] == sizes.get("n") and want[0] != got[0]:
+        return f"{head}: one entry per example — summed over the wrong dim: sum over dim 0, the batch"
     if len(got) == len(want) == 2 and got == want[::-1]:
         return f"{head}: transposed — swap the operands of the matrix product or add .T"
     if len(got) == len(want):
@@ -113,6 +130,25 @@ def explain_shape(got: tuple[int, ...], want: tuple[int, ...], sizes: Sizes | No
     return head
 
 
+def one_hot_advice(columns: int, vocabulary: int) -> str:
+    """F.one_hot without num_classes: as many columns as the largest class index + 1."""
+    return (
+        f"{columns} columns where the vocabulary has {vocabulary}: F.one_hot without num_classes "
+        f"makes only max(index) + 1 columns — pass num_classes=logits.shape[1]"
+    )
+
+
+def _one_hot_columns(got: tuple[int, ...], want: tuple[int, ...], sizes: Sizes | None) -> str | None:
+    """Fewer columns than the vocabulary, every other dim right: a one_hot without num_classes."""
+    vocabulary = (sizes or {}).get("V")
+    if vocabulary is None or len(got) != len(want) or len(got) < 2 or want[-1] != vocabulary:
+        return None
+    others = set((sizes or {}).values()) | set(LECTURE_SIZES["V"])  # another size: not this mistake
+    if got[:-1] == want[:-1] and got[-1] < vocabulary and got[-1] not in others:
+        return one_hot_advice(got[-1], vocabulary)
+    return None
+
+
 def _dims(dims: list[int]) -> str:
     return "dim " + ", ".join(map(str, dims)) if len(dims) == 1 else "dims " + ", ".join(map(str, dims))
 
@@ -126,11 +162,18 @@ def diagnose(
     batch_size: int | None = None,
     alternatives: Mapping[str, Candidate] | Callable[[], Mapping[str, Candidate]] | None = None,
     sizes: Sizes | None = None,
+    structure: Structural | None = None,
+    loose: Allowed | None = None,
 ) -> tuple[Problem, str]:
     """Name the mistake behind a wrong gradient of the right shape (float64 tensors).
 
     ``allowed(reference)`` is the tolerance around a reference tensor; ``alternatives`` may be
     a function that makes them (they can be costly, and only a wrong answer needs them).
+    ``structure(got, allowed, sizes)`` fits the answer against the right answer's terms
+    (``terms.py``): which term is missing, scaled, sign-flipped or from the wrong tensor.
+    ``loose`` is float32's tolerance: an answer within it is a precision loss.
+    The order is the evidence's: a known formula, then a term fit, then rounding (a precision
+    loss is never called a factor), then the whole answer's shape of error.
     """
     if callable(alternatives):
         alternatives = alternatives()
@@ -151,11 +194,18 @@ def diagnose(
         )
     if got.numel() and float(got.abs().max()) == 0.0:
         return Problem.ZERO, (
-            "your answer is all zeros, but this gradient is not: it may be (nearly) zero for this "
-            "loss's own upstream gradient, but the tests also use arbitrary upstream gradients — "
-            "compute it from the upstream gradient"
+            "your answer is all zeros, but this gradient is not: a factor that came out as 0 (an "
+            "integer division: 1 // (n - 1) is 0, use 1 / (n - 1)) or an answer that ignores the "
+            "upstream gradient, which the tests make arbitrary — compute it from the upstream gradient"
         )
-    ratio = constant_ratio(got, expected)
+    if structure is not None:
+        fitted = structure(got, allowed, sizes)
+        if fitted is not None:
+            return fitted
+    precision = precision_loss(got, expected, loose) if loose is not None else None
+    if precision:
+        return Problem.PRECISION, precision
+    ratio = constant_ratio(got, expected, allowed=allowed)
     if ratio is not None:
         return explain_ratio(ratio, sizes)
     wrong = (got - expected).abs() > allowed(expected)
@@ -193,13 +243,41 @@ def _wrong_rows_beyond(wrong: torch.Tensor, sizes: Sizes) -> str | None:
     return f"right in the first 32 rows only: {hard_coded(32, sizes)}"
 
 
-def constant_ratio(got: torch.Tensor, expected: torch.Tensor, rel_residual: float = 1e-4) -> float | None:
-    """r if ``got ≈ r · expected`` for a single number r (least squares), else None."""
+def precision_loss(got: torch.Tensor, expected: torch.Tensor, loose: Allowed) -> str | None:
+    """A float64 answer right only to float32's precision: part of it was computed in float32.
+
+    Rounding, not a formula: the answer passes float32's tolerance (relative errors of about
+    1e-8 to 1e-4: ``loose``, float32's tolerance) and is not a constant multiple of the right one.
+    """
+    if not bool(((got - expected).abs() <= loose(expected)).all()):
+        return None
+    ratio = constant_ratio(got, expected)
+    if ratio is not None and abs(ratio - 1.0) > 1e-6:
+        return None
+    relative = float((got - expected).norm()) / max(float(expected.norm()), 1e-300)
+    return (
+        f"right only to float32 precision (relative error {relative:.0e}, float64 gives about 1e-16): "
+        "part of it was computed in float32 — a .float(), dtype=torch.float32 or a tensor made in "
+        "torch's default dtype (torch.zeros(…), torch.tensor(…)); keep the inputs' dtype (zeros_like, .to(x.dtype))"
+    )
+
+
+def constant_ratio(
+    got: torch.Tensor, expected: torch.Tensor, rel_residual: float = 1e-7, allowed: Allowed | None = None
+) -> float | None:
+    """r if ``got ≈ r · expected`` for a single number r (least squares), else None.
+
+    ``got − r · expected`` must be within ``allowed(r · expected)`` (the check's tolerance) if
+    given, else its relative norm below ``rel_residual``, far below float32's rounding: an
+    answer that is right up to rounding is a precision loss, not "1 × the right answer".
+    """
     e, g = expected.flatten(), got.flatten()
     ee = float(e @ e)
     if ee == 0.0 or float(g @ g) == 0.0:
         return None
     r = float(g @ e) / ee
+    if allowed is not None:
+        return r if bool(((got - r * expected).abs() <= allowed(r * expected)).all()) else None
     residual = float((g - r * e).norm()) / max(float(g.norm()), 1e-300)
     return r if residual < rel_residual else None
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 
-from .diagnosis import LECTURE_SIZES, SIZE_NAMES, hard_coded
+from .diagnosis import LECTURE_SIZES, SIZE_NAMES, hard_coded, one_hot_advice
 
 MATMUL = re.compile(r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)")
 BROADCAST = re.compile(r"size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\)")
@@ -42,6 +42,13 @@ def student_line(error: BaseException, function: Callable) -> int | None:
 
 def likely_cause(message: str, sizes: Mapping[str, int] | None) -> str | None:
     """What usually causes an error with this message, given the case's sizes."""
+    vocabulary = (sizes or {}).get("V")
+    if (match := BROADCAST.search(message)) and vocabulary is not None:
+        a, b = int(match[1]), int(match[2])
+        fewer = b if a == vocabulary else a if b == vocabulary else None
+        others = set((sizes or {}).values()) | set(LECTURE_SIZES["V"])
+        if fewer is not None and fewer < vocabulary and fewer not in others:
+            return one_hot_advice(fewer, vocabulary)
     for number in NUMBER.findall(message):
         advice = hard_coded(int(number), sizes)
         if advice and (sizes is None or int(number) not in sizes.values()):

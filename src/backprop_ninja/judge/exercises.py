@@ -23,9 +23,10 @@ from ..reference import local_gradient
 from . import chain, messages
 from .calling import Outcome
 from .check import CheckResult, check
-from .diagnosis import Candidate
-from .mistakes import atomic_candidates, batchnorm_variants, cross_entropy_variants
+from .diagnosis import Candidate, Structural
+from .mistakes import atomic_candidates, batchnorm_variants, cross_entropy_variants, wrong_tensor_candidates
 from .problems import Problem
+from .terms import batchnorm_structure, branch_structure, cross_entropy_structure, lazily
 
 
 # ------------------------------------------------------------------------ the exercises
@@ -46,6 +47,7 @@ class Trial:
     sizes: dict[str, int] = field(default_factory=dict)  # n, H, V, D, B (see check's ``sizes``)
     arg_names: tuple[str, ...] = ()  # the arguments' names, for messages
     siblings: dict[str, torch.Tensor] = field(default_factory=dict)  # every key's answer (pick)
+    structure: Structural | None = None  # the right answer's terms, fitted to a wrong one (terms.py)
 
     @classmethod
     def on(cls, case: Case, target: str, function: str, args: tuple, expected: torch.Tensor, **more) -> Trial:
@@ -73,6 +75,7 @@ class Trial:
             scale=self.scale,
             same_dtype=True,
             sizes=self.sizes,
+            structure=self.structure,
         )
 
     def verdict(self, outcome: Outcome) -> CheckResult:
@@ -92,11 +95,28 @@ class Trial:
             got = got[self.pick]
         result = self.judge(got)
         if not result.ok and self.pick is not None:
-            result = replace(result, message=f"{self.stage(outcome.returned)} — {result.message}")
+            result = replace(result, message=self._localised(outcome.returned, got, result))
         if outcome.changed:
             note = messages.changed_in_place(self.function, outcome.changed)
             result = replace(result, notes=(*result.notes, note))
         return result
+
+    def _localised(self, grads: dict, got, result: CheckResult) -> str:
+        """Notebook 4: another key's right value, or where the chain goes wrong first and why.
+
+        A value that is another key's right one is put under the wrong key for sure when that
+        key holds this one's (a swap); otherwise a formula that gives the same value may too.
+        """
+        pick = str(self.pick)
+        same = lambda g, e: check(pick, g, e, scale=self.scale, same_dtype=True).ok  # noqa: E731
+        other = chain.other_keys_value(got, self.siblings, pick, same)
+        located = f"{self.stage(grads)} — {result.message}"
+        if other is None:
+            return located
+        wrong_key = chain.wrong_key_message(pick, other)
+        swapped = isinstance(grads.get(other), torch.Tensor) and same(grads[other], self.siblings[pick])
+        explained = result.problem in (Problem.ALTERNATIVE, Problem.TERM)
+        return f"{located}; or {wrong_key}" if explained and not swapped else wrong_key
 
     def stage(self, grads: dict) -> str:
         """Notebook 4: which of the seven gradients are right, and so where to look."""
@@ -150,6 +170,7 @@ class AtomicExercise:
             truth.total,
             alternatives=alternatives,
             arg_names=self.args,
+            structure=lazily(branch_structure, truth.branches),
         )
 
 
@@ -209,6 +230,7 @@ class CrossEntropyExercise:
             expected,
             alternatives=dict(cross_entropy_variants(values["logits"], case.Yb)),
             arg_names=("logits", "Yb"),
+            structure=lazily(cross_entropy_structure, values["logits"], case.Yb),
         )
 
 
@@ -232,6 +254,7 @@ class BatchnormExercise:
             expected,
             alternatives=dict(batchnorm_variants(*args)),
             arg_names=("dhpreact", "bngain", "bnraw", "bnvar_inv"),
+            structure=lazily(batchnorm_structure, *args),
         )
 
 
@@ -287,6 +310,11 @@ def _manual_alternatives(parameter: str, params, cache, case: Case) -> dict[str,
     }
     upstream = {a: case.reference.grad(a) for a in ATOMIC_BY_TARGET[parameter].args if a.startswith("d")}
     found.update(atomic_candidates(parameter, case.reference.values, upstream))
+    found.update(
+        wrong_tensor_candidates(
+            parameter, ATOMIC_BY_TARGET[parameter].args, case.reference.values, case.reference.grad
+        )
+    )
     return found
 
 

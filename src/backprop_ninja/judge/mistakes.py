@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model import BN_EPS
+from ..reference import GRADIENT_NAMES, local_gradient
 from .diagnosis import Candidate
 
 Values = dict[str, torch.Tensor]
@@ -40,6 +41,21 @@ def _repeated_rows_dropped(v: Values) -> Callable[[torch.Tensor, torch.Tensor], 
         repeated = counts > 1
         close = (got - expected).abs() <= 1e-6 * expected.abs().max() + 1e-12
         return bool(repeated.any()) and bool(close[~repeated].all()) and not bool(close[repeated].all())
+
+    return test
+
+
+def _another_eps(bnvar: torch.Tensor, upstream: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], bool]:
+    """``−0.5·(bnvar + e)**-1.5 · dbnvar_inv`` for one constant e ≠ the forward pass's ε."""
+
+    def test(got: torch.Tensor, expected: torch.Tensor) -> bool:
+        q = got / (-0.5 * upstream)
+        if not bool((q > 0).all()):
+            return False
+        eps = q ** (-2 / 3) - bnvar
+        spread = float(eps.max() - eps.min())
+        middle = float(eps.mean())
+        return spread <= 1e-3 * abs(middle) and abs(middle - BN_EPS) > 1e-2 * BN_EPS
 
     return test
 
@@ -206,12 +222,53 @@ def atomic_candidates(target: str, values: Values, upstream: Values) -> dict[str
             found[advice] = formula()
         except Exception:  # a formula that does not apply to these shapes
             continue
+    if target == "bnvar":
+        found[
+            f"another ε than the forward pass's: bnvar_inv = (bnvar + eps)**-0.5 with eps = {BN_EPS:g}, "
+            "so the derivative −0.5·(bnvar + eps)**-1.5 needs that same eps"
+        ] = _another_eps(v["bnvar"], v["dbnvar_inv"])
     if target == "C":
         found[
             "rows of C used more than once in Xb are wrong: indexed assignment like dC[Xb] += demb "
             "keeps only one of the repeated rows — accumulate with dC.index_add_(0, Xb.view(-1), "
             "demb.view(-1, C.shape[1])) or a loop"
         ] = _repeated_rows_dropped(v)
+    return found
+
+
+def wrong_tensor_candidates(
+    target: str, args: tuple[str, ...], values: Values, grads: Callable[[str], torch.Tensor]
+) -> dict[str, Candidate]:
+    """advice → the gradient of ``target`` with one input taken from the wrong tensor.
+
+    Notebook 4's steps see the whole cache: ``dW2 = hpreact.T @ dlogits`` or
+    ``dW1 = embcat.T @ dhpreact`` use a tensor of the right shape from the wrong place.
+    Each input (a forward value or an upstream gradient) is replaced by every other tensor of
+    its shape; the step is then differentiated as usual.
+    """
+    found: dict[str, Candidate] = {}
+    upstream = {a: grads(a) for a in args if a.startswith("d")}
+    for arg in args:
+        if arg in ("Xb", "Yb"):
+            continue
+        is_grad = arg.startswith("d")
+        pool = {f"d{g}": grads(g) for g in GRADIENT_NAMES} if is_grad else dict(values)
+        own = pool.get(arg)
+        if own is None:
+            continue
+        for other, tensor in pool.items():
+            if other == arg or tensor.shape != own.shape or torch.equal(tensor, own):
+                continue
+            try:
+                if is_grad:
+                    swapped = local_gradient(target, values, {**upstream, arg: tensor}).total
+                else:
+                    swapped = local_gradient(target, {**values, arg: tensor}, upstream).total
+            except Exception:  # a step that does not accept this tensor
+                continue
+            found[f"d{target} takes {other} where {arg} belongs: the chain rule for {target} uses {arg}"] = (
+                swapped
+            )
     return found
 
 

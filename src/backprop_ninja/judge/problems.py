@@ -26,6 +26,8 @@ class Problem(str, Enum):
     FACTOR = "factor"
     TRANSPOSED = "transposed"
     ALTERNATIVE = "alternative"  # matches a known wrong formula or branch
+    TERM = "term"  # a term of the right answer is missing, scaled, sign-flipped or from the wrong tensor
+    PRECISION = "precision"  # right only to float32's precision (part of it computed in float32)
     ZERO = "zero"
     HARD_CODED = "hard_coded"
     MISMATCH = "mismatch"
@@ -75,6 +77,8 @@ ANSWER_PROBLEMS = frozenset(
         Problem.FACTOR,
         Problem.TRANSPOSED,
         Problem.ALTERNATIVE,
+        Problem.TERM,
+        Problem.PRECISION,
         Problem.ZERO,
         Problem.HARD_CODED,
         Problem.MISMATCH,

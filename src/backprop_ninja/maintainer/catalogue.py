@@ -20,7 +20,9 @@ Each mistake runs through the notebook's *visible* test (the notebook's batch an
 fresh inputs) and through its hidden test (other seeds): both must fail (the grade agrees with
 the notebook's verdict), and the visible message must name the cause.
 ``python -m backprop_ninja.maintainer.catalogue [FOLDER]`` (``make diagnose``) prints every verdict and
-the share of mistakes whose message names the cause.
+the share of mistakes whose message names the cause, for two halves apart: the development
+half (``FOLDER/*.toml``, the rules were written from it) and the held-out half
+(``FOLDER/held_out/*.toml``, written before the rules and never tuned to: how they generalise).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from ..course import REPO_ROOT
 from ..judge.exercises import GRADED_TESTS
 
 DEFAULT_FOLDER = REPO_ROOT / "tests" / "mistakes"
+HELD_OUT = "held_out"  # the subfolder of the held-out half
 HIDDEN_SEEDS = (9001, 9002, 9003)
 TARGET_SHARE = 0.9
 
@@ -145,16 +148,40 @@ def share_named(outcomes: list[Outcome]) -> float:
     return sum(o.named for o in outcomes) / max(len(outcomes), 1)
 
 
+def halves(folder: Path = DEFAULT_FOLDER) -> dict[str, list[Mistake]]:
+    """The development half (``folder``) and the held-out half (``folder/held_out``), by name."""
+    held_out = Path(folder) / HELD_OUT
+    return {"development": load(folder), "held-out": load(held_out) if held_out.is_dir() else []}
+
+
+def shares(folder: Path = DEFAULT_FOLDER) -> dict[str, float]:
+    """Each half's share of mistakes whose message names the cause (``make diagnose``'s figures)."""
+    return {half: share_named([run(m) for m in mistakes]) for half, mistakes in halves(folder).items()}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Print each mistake's verdict and message, then the share whose message names the cause."""
+    """Print each mistake's verdict and message, then each half's share whose message names the cause."""
     parser = argparse.ArgumentParser(description="Run the mistake catalogue through the notebooks' tests.")
     parser.add_argument("folder", type=Path, nargs="?", default=DEFAULT_FOLDER)
     parser.add_argument("--verbose", "-v", action="store_true", help="print every message, not only misses")
+    parser.add_argument(
+        "--half", choices=("development", "held-out", "both"), default="both", help="which half to run"
+    )
     args = parser.parse_args(argv)
-    outcomes = [run(m) for m in load(args.folder)]
+    ok = True
+    for half, mistakes in halves(args.folder).items():
+        if args.half not in ("both", half) or not mistakes:
+            continue
+        print(f"== the {half} half ({len(mistakes)} mistakes)")
+        ok &= _report([run(m) for m in mistakes], half, verbose=args.verbose)
+    return 0 if ok else 1
+
+
+def _report(outcomes: list[Outcome], half: str, *, verbose: bool) -> bool:
+    """Print one half's verdicts and its share; whether the share meets the target."""
     for o in outcomes:
         mark = "✅" if o.named else "❌"
-        if args.verbose or not o.named:
+        if verbose or not o.named:
             print(f"{mark} {o.mistake.notebook}/{o.mistake.test} — {o.mistake.name}")
             print(f"     must name: {' + '.join(o.mistake.cause)}")
             print(f"     got: {o.message[:400]}")
@@ -168,10 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     share = share_named(outcomes)
     agree = sum(o.agrees for o in outcomes)
     print(
-        f"mistakes whose message names the cause: {sum(o.named for o in outcomes)}/{len(outcomes)} "
+        f"{half}: mistakes whose message names the cause: {sum(o.named for o in outcomes)}/{len(outcomes)} "
         f"= {share:.0%} (target ≥ {TARGET_SHARE:.0%}); visible verdict = grade for {agree}/{len(outcomes)}"
     )
-    return 0 if share >= TARGET_SHARE else 1
+    return share >= TARGET_SHARE
 
 
 if __name__ == "__main__":
