@@ -263,7 +263,7 @@ def precision_loss(got: torch.Tensor, expected: torch.Tensor, loose: Allowed) ->
 
 
 def constant_ratio(
-    got: torch.Tensor, expected: torch.Tensor, rel_residual: float = 1e-7, allowed: Allowed | None = None
+    got: torch.Tensor, expected: torch.Tensor, rel_residual: float = 1e-10, allowed: Allowed | None = None
 ) -> float | None:
     """r if ``got ≈ r · expected`` for a single number r (least squares), else None.
 
