@@ -26,7 +26,7 @@ from .check import CheckResult, check
 from .diagnosis import Candidate, Structural
 from .mistakes import atomic_candidates, batchnorm_variants, cross_entropy_variants, wrong_tensor_candidates
 from .problems import Problem
-from .terms import batchnorm_structure, branch_structure, cross_entropy_structure, lazily
+from .terms import batchnorm_structure, branch_structure, cross_entropy_structure, lazily, manual_structure
 
 
 # ------------------------------------------------------------------------ the exercises
@@ -298,6 +298,7 @@ class ManualBackwardExercise:
             alternatives=alternatives,
             pick=self.parameter,
             arg_names=("params", "cache", "Xb", "Yb"),
+            structure=lazily(manual_structure, self.parameter, params, cache, case.Xb, case.Yb),
             siblings={p: case.reference.grad(p) for p in PARAM_NAMES},
         )
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from . import chain
 from .diagnosis import LECTURE_SIZES, Allowed, Sizes, Structural
 from .problems import Problem
 
@@ -89,9 +90,11 @@ def fit(got: torch.Tensor, terms: tuple[torch.Tensor, ...], allowed: Allowed) ->
     if not bool(torch.isfinite(columns).all()):
         return None
     target = got.reshape(-1, 1)
-    solution = torch.linalg.lstsq(columns, target, driver="gelsd").solution
-    if torch.linalg.matrix_rank(columns) < columns.shape[1]:
+    if bool((columns.abs().amax(0) <= allowed(got).max()).any()):
+        return None  # a term within the tolerance (rounding noise): its share cannot be told
+    if torch.linalg.matrix_rank(columns / columns.norm(dim=0), rtol=1e-6) < columns.shape[1]:
         return None  # terms that are not independent here: any split of them is a guess
+    solution = torch.linalg.lstsq(columns, target, driver="gelsd").solution
     fitted = (columns @ solution).reshape(got.shape)
     if not bool(((got - fitted).abs() <= allowed(fitted)).all()):
         return None
@@ -253,7 +256,7 @@ def branch_structure(branches: Mapping[str, torch.Tensor]) -> Structure | None:
     return Structure(tuple(Term(f"the branch through {c}", t, 1.0) for c, t in branches.items()))
 
 
-def lazily(build: Callable[..., Structure | None], *args) -> Structural:
+def lazily(build: Callable[..., Structure | Structures | None], *args) -> Structural:
     """The structural diagnosis of ``build(*args)``, built only when an answer is wrong."""
 
     def explain(got: torch.Tensor, allowed: Allowed, sizes: Sizes) -> tuple[Problem, str] | None:
@@ -261,3 +264,79 @@ def lazily(build: Callable[..., Structure | None], *args) -> Structural:
         return structure.explain(got, allowed, sizes) if structure is not None else None
 
     return explain
+
+
+# ------------------------------------------------------------------------ notebook 4
+def propagated(
+    structure: Structure, step: Callable[[torch.Tensor], torch.Tensor], shape: torch.Size, prefix: str
+) -> Structure:
+    """The same terms carried through the (linear) rest of a backward pass: a term of dlogits
+    or dhprebn (broadcast to the step's ``shape``) becomes that term's share of a parameter's
+    gradient; messages get ``prefix``."""
+
+    def through(tensor: torch.Tensor) -> torch.Tensor:
+        return step(tensor.expand(shape).contiguous())
+
+    return Structure(
+        tuple(
+            Term(
+                f"{prefix}{t.name}",
+                through(t.tensor),
+                t.coefficient,
+                {words: through(tensor) for words, tensor in t.wrong.items()},
+            )
+            for t in structure.terms
+        ),
+        {
+            f"{prefix}{words}": tuple(through(t) for t in tensors)
+            for words, tensors in structure.variants.items()
+        },
+    )
+
+
+def manual_structure(parameter: str, params, cache, Xb, Yb) -> Structures | None:
+    """Notebook 4: ``manual_backward``'s gradient of ``parameter`` as the terms of the
+    cross-entropy step (every parameter depends on it) or, after it, of the batchnorm step.
+
+    The rest of the backward pass is linear in each step's output, so a term's share of the
+    parameter's gradient is the backward pass run from that term alone. None for b1: zero in
+    theory (batchnorm cancels it), its terms are rounding noise.
+    """
+    if parameter == "b1":
+        return None
+
+    def through_cross_entropy(dlogits: torch.Tensor) -> torch.Tensor:
+        return chain.backward(params, cache, Xb, Yb, cross_entropy=lambda *_: dlogits)[parameter]
+
+    def through_batchnorm(dhprebn: torch.Tensor) -> torch.Tensor:
+        return chain.backward(params, cache, Xb, Yb, batchnorm=lambda *_: dhprebn)[parameter]
+
+    structures = [
+        propagated(
+            cross_entropy_structure(cache["logits"], Yb),
+            through_cross_entropy,
+            cache["logits"].shape,
+            "the cross-entropy step: ",
+        )
+    ]
+    if parameter in ("W1", "b1", "C"):
+        n = Xb.shape[0]
+        dlogits = F.softmax(cache["logits"], 1) - F.one_hot(Yb, cache["logits"].shape[1]).to(cache["h"].dtype)
+        dhpreact = (1 - cache["h"] ** 2) * (dlogits / n @ params["W2"].T)
+        batchnorm = batchnorm_structure(dhpreact, params["bngain"], cache["bnraw"], cache["bnvar_inv"])
+        structures.append(propagated(batchnorm, through_batchnorm, dhpreact.shape, "the batchnorm step: "))
+    return Structures(tuple(structures))
+
+
+@dataclass(frozen=True)
+class Structures:
+    """Several structures tried in turn: the first that explains an answer says why."""
+
+    each: tuple[Structure, ...]
+
+    def explain(self, got: torch.Tensor, allowed: Allowed, sizes: Sizes) -> tuple[Problem, str] | None:
+        for structure in self.each:
+            found = structure.explain(got, allowed, sizes)
+            if found is not None:
+                return found
+        return None
