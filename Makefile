@@ -141,7 +141,7 @@ clean: ## Remove the environment, the data and every generated grading artefact
 
 # ---- the mistake catalogue (tests/mistakes/) through the notebooks' tests
 .PHONY: diagnose
-diagnose: setup data ## Run the mistake catalogue through the visible tests; print the share whose message names the cause
+diagnose: setup data ## Run the mistake catalogue through the visible tests; print each half's (development, held-out) share whose message names the cause
 	$(PYTHON) -m backprop_ninja.maintainer.catalogue
 
 # ---- a class on the course's JupyterHub (grader/README.md, "Teach a class on a hub"); as root.

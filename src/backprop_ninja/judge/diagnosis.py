@@ -55,7 +55,10 @@ def hard_coded(value: int, sizes: Sizes | None, want: int | None = None) -> str 
     for key, lecture in LECTURE_SIZES.items():
         if value in lecture and key in sizes and sizes[key] != value and key in kinds:
             name, how = SIZE_NAMES[key]
-            return f"a hard-coded {name} {value} (here it is {sizes[key]}) — use {how}"
+            return (
+                f"a hard-coded {name} {value} (here it is {sizes[key]}: a number, or a value from "
+                f"outside the function) — use {how}"
+            )
     if (
         value == 30
         and sizes.get("B", 3) * sizes.get("D", 10) != 30
