@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 
+from .check import TOLERANCES
 from .mistakes import batchnorm_variants, cross_entropy_variants
 
 # The parameters in the order the backward pass reaches them, with the step before each.
@@ -96,6 +97,19 @@ def variants(params, cache, Xb, Yb) -> dict[str, dict[str, torch.Tensor]]:
             params, cache, Xb, Yb, batchnorm=wrong_batchnorm(advice)
         )
     return found
+
+
+def explains(variant: Mapping[str, torch.Tensor], student: Mapping, skip: str) -> bool:
+    """A backward pass with a wrong step gives the student's other gradients too (db1 aside:
+    zero in theory, rounding noise either way); a key the student left out says nothing."""
+    for key, value in variant.items():
+        got = student.get(key)
+        if key in (skip, "b1") or not isinstance(got, torch.Tensor) or got.shape != value.shape:
+            continue
+        got, value = got.detach().to(torch.float64), value.detach().to(torch.float64)
+        if not bool(((got - value).abs() <= TOLERANCES[torch.float32].allowed(value)).all()):
+            return False
+    return True
 
 
 def upstream_is_right(right: Mapping[str, bool], pair: tuple[str, ...]) -> bool:

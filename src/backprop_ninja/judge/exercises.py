@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..cases import Case
 from ..model import BN_EPS, PARAM_NAMES, consumers, forward_fused
-from ..reference import local_gradient
+from ..reference import GRADIENT_NAMES, local_gradient
 from . import chain, messages
 from .calling import Outcome
 from .check import CheckResult, check
@@ -48,6 +48,8 @@ class Trial:
     arg_names: tuple[str, ...] = ()  # the arguments' names, for messages
     siblings: dict[str, torch.Tensor] = field(default_factory=dict)  # every key's answer (pick)
     structure: Structural | None = None  # the right answer's terms, fitted to a wrong one (terms.py)
+    # pick: the alternatives given the student's whole dict (a wrong step must explain every key)
+    alternatives_given: Callable[[dict], dict[str, Candidate]] | None = None
 
     @classmethod
     def on(cls, case: Case, target: str, function: str, args: tuple, expected: torch.Tensor, **more) -> Trial:
@@ -64,14 +66,18 @@ class Trial:
             **more,
         )
 
-    def judge(self, got) -> CheckResult:
-        """``check`` what came back for this trial: its shape, its dtype and its values."""
+    def judge(self, got, returned: dict | None = None) -> CheckResult:
+        """``check`` what came back for this trial: its shape, its dtype and its values
+        (``returned``: manual_backward's whole dict, which the alternatives must agree with)."""
+        alternatives = self.alternatives
+        if returned is not None and self.alternatives_given is not None:
+            alternatives = functools.partial(self.alternatives_given, returned)
         return check(
             self.target,
             got,
             self.expected,
             batch_size=self.batch_size,
-            alternatives=self.alternatives,
+            alternatives=alternatives,
             scale=self.scale,
             same_dtype=True,
             sizes=self.sizes,
@@ -93,7 +99,7 @@ class Trial:
             if self.pick not in got:
                 return CheckResult.failed(self.target, Problem.KEYS, self._key_problem(got))
             got = got[self.pick]
-        result = self.judge(got)
+        result = self.judge(got, outcome.returned if self.pick is not None else None)
         if not result.ok and self.pick is not None:
             result = replace(result, message=self._localised(outcome.returned, got, result))
         if outcome.changed:
@@ -162,13 +168,19 @@ class AtomicExercise:
                     f"{others}, so its gradient is the sum of both branches (+=)"
                 ] = branch
         alternatives.update(atomic_candidates(self.target, values, upstream))
+        given = dict(zip(self.args, args))
+
+        def all_alternatives() -> dict[str, Candidate]:  # the wrong tensors only for a wrong answer
+            swapped = wrong_tensor_candidates(self.target, self.args, values, upstream, given)
+            return {**alternatives, **swapped}
+
         return Trial.on(
             case,
             f"d{self.target}",
             self.function,
             args,
             truth.total,
-            alternatives=alternatives,
+            alternatives=all_alternatives,
             arg_names=self.args,
             structure=lazily(branch_structure, truth.branches),
         )
@@ -289,6 +301,7 @@ class ManualBackwardExercise:
         _, cache = forward_fused(params, case.Xb, case.Yb)
         # Computed only when an answer is wrong: ~25 backward passes per case.
         alternatives = functools.partial(_manual_alternatives, self.parameter, params, cache, case)
+        given = functools.partial(_manual_alternatives, self.parameter, params, cache, case)
         return Trial.on(
             case,
             f"d{self.parameter}",
@@ -296,6 +309,7 @@ class ManualBackwardExercise:
             (params, cache, case.Xb, case.Yb),
             case.reference.grad(self.parameter),
             alternatives=alternatives,
+            alternatives_given=lambda returned: given(student=returned),
             pick=self.parameter,
             arg_names=("params", "cache", "Xb", "Yb"),
             structure=lazily(manual_structure, self.parameter, params, cache, case.Xb, case.Yb),
@@ -303,19 +317,26 @@ class ManualBackwardExercise:
         )
 
 
-def _manual_alternatives(parameter: str, params, cache, case: Case) -> dict[str, Candidate]:
+def _manual_alternatives(
+    parameter: str, params, cache, case: Case, student: dict | None = None
+) -> dict[str, Candidate]:
     """advice → the parameter's gradient from a backward pass with one known wrong step, and
-    the parameter's own step's wrong formulas (as in notebook 1, from the true upstream)."""
+    the parameter's own step's wrong formulas (as in notebook 1, from the true upstream).
+
+    Given the ``student``'s whole dict, a wrong step counts only if it explains the student's
+    other gradients too: a missing tanh step cannot be the cause while dbngain is right.
+    """
+    variants = chain.variants(params, cache, case.Xb, case.Yb)
     found: dict[str, Candidate] = {
-        advice: grads[parameter] for advice, grads in chain.variants(params, cache, case.Xb, case.Yb).items()
+        advice: grads[parameter]
+        for advice, grads in variants.items()
+        if student is None or chain.explains(grads, student, skip=parameter)
     }
     upstream = {a: case.reference.grad(a) for a in ATOMIC_BY_TARGET[parameter].args if a.startswith("d")}
     found.update(atomic_candidates(parameter, case.reference.values, upstream))
-    found.update(
-        wrong_tensor_candidates(
-            parameter, ATOMIC_BY_TARGET[parameter].args, case.reference.values, case.reference.grad
-        )
-    )
+    every = {**case.reference.values, **{f"d{g}": case.reference.grad(g) for g in GRADIENT_NAMES}}
+    args = ATOMIC_BY_TARGET[parameter].args
+    found.update(wrong_tensor_candidates(parameter, args, case.reference.values, upstream, every))
     return found
 
 

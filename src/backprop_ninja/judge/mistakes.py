@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model import BN_EPS
-from ..reference import GRADIENT_NAMES, local_gradient
+from ..reference import local_gradient
 from .diagnosis import Candidate
 
 Values = dict[str, torch.Tensor]
@@ -237,30 +237,26 @@ def atomic_candidates(target: str, values: Values, upstream: Values) -> dict[str
 
 
 def wrong_tensor_candidates(
-    target: str, args: tuple[str, ...], values: Values, grads: Callable[[str], torch.Tensor]
+    target: str, args: tuple[str, ...], values: Values, upstream: Values, pool: Values
 ) -> dict[str, Candidate]:
     """advice → the gradient of ``target`` with one input taken from the wrong tensor.
 
-    Notebook 4's steps see the whole cache: ``dW2 = hpreact.T @ dlogits`` or
-    ``dW1 = embcat.T @ dhpreact`` use a tensor of the right shape from the wrong place.
-    Each input (a forward value or an upstream gradient) is replaced by every other tensor of
-    its shape; the step is then differentiated as usual.
+    ``dW2 = hpreact.T @ dlogits`` or ``dW1 = embcat.T @ dhpreact`` use a tensor of the right
+    shape from the wrong place: each input of the step (a forward value in ``values`` or an
+    upstream gradient in ``upstream``) is replaced by every other tensor of its shape in
+    ``pool`` (notebook 4: the whole cache and every gradient; notebook 1: the function's
+    arguments), and the step is differentiated as usual.
     """
     found: dict[str, Candidate] = {}
-    upstream = {a: grads(a) for a in args if a.startswith("d")}
     for arg in args:
-        if arg in ("Xb", "Yb"):
-            continue
-        is_grad = arg.startswith("d")
-        pool = {f"d{g}": grads(g) for g in GRADIENT_NAMES} if is_grad else dict(values)
         own = pool.get(arg)
-        if own is None:
+        if own is None or arg in ("Xb", "Yb"):
             continue
         for other, tensor in pool.items():
             if other == arg or tensor.shape != own.shape or torch.equal(tensor, own):
                 continue
             try:
-                if is_grad:
+                if arg.startswith("d"):
                     swapped = local_gradient(target, values, {**upstream, arg: tensor}).total
                 else:
                     swapped = local_gradient(target, {**values, arg: tensor}, upstream).total
