@@ -24,7 +24,13 @@ from . import chain, messages
 from .calling import Outcome
 from .check import CheckResult, check
 from .diagnosis import Candidate, Structural
-from .mistakes import atomic_candidates, batchnorm_variants, cross_entropy_variants, wrong_tensor_candidates
+from .mistakes import (
+    atomic_candidates,
+    batchnorm_variants,
+    cross_entropy_variants,
+    forgotten_factor_candidates,
+    wrong_tensor_candidates,
+)
 from .problems import Problem
 from .terms import batchnorm_structure, branch_structure, cross_entropy_structure, lazily, manual_structure
 
@@ -172,7 +178,8 @@ class AtomicExercise:
 
         def all_alternatives() -> dict[str, Candidate]:  # the wrong tensors only for a wrong answer
             swapped = wrong_tensor_candidates(self.target, self.args, values, upstream, given)
-            return {**alternatives, **swapped}
+            left_out = forgotten_factor_candidates(self.target, self.args, values, upstream)
+            return {**alternatives, **left_out, **swapped}
 
         return Trial.on(
             case,

@@ -268,6 +268,30 @@ def wrong_tensor_candidates(
     return found
 
 
+def forgotten_factor_candidates(
+    target: str, args: tuple[str, ...], values: Values, upstream: Values
+) -> dict[str, Candidate]:
+    """advice → the gradient of ``target`` with one factor of the chain rule left out: the
+    upstream gradient (the local derivative alone) or a forward value (replaced by ones)."""
+    found: dict[str, Candidate] = {}
+    for arg in args:
+        tensor = upstream.get(arg, values.get(arg))
+        if tensor is None or arg in ("Xb", "Yb") or not tensor.is_floating_point():
+            continue
+        ones = torch.ones_like(tensor)
+        try:
+            if arg.startswith("d"):
+                left_out = local_gradient(target, values, {**upstream, arg: ones}).total
+                advice = UPSTREAM.format(up=arg)
+            else:
+                left_out = local_gradient(target, {**values, arg: ones}, upstream).total
+                advice = f"forgot the factor {arg} of the local derivative: d{target} is multiplied by {arg}"
+        except Exception:  # a step that does not accept this tensor
+            continue
+        found[advice] = left_out
+    return found
+
+
 # ------------------------------------------------------------------------ notebook 2
 def cross_entropy_variants(logits: torch.Tensor, Yb: torch.Tensor) -> dict[str, torch.Tensor]:
     """advice → dlogits as the wrong formula gives it."""
