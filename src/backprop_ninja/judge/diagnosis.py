@@ -1,17 +1,25 @@
-"""Why a gradient is wrong: the shape, a constant factor, a hard-coded size, a known wrong formula.
+"""Why a gradient is wrong: the shape, precision, a constant factor, a hard-coded size, a formula.
 
 ``check`` calls ``diagnose`` once it knows a gradient of the right shape is wrong, and
 ``explain_shape`` when the shape differs. Both name the *class* of the mistake, so that they
-also explain mistakes nobody listed:
+also explain mistakes nobody listed, and never a cause the evidence contradicts:
 
-* **shapes** — which dim to sum over, keepdim, a transpose, the wrong dim summed, and a
-  dimension that is the lecture's size where this case has another (a hard-coded size);
-* **constant factors** — ``got = r · expected`` for r = −1, n, 1/n, n/V, (n − 1)/n, n/32, 3 …,
-  each with its cause (a mean over the wrong size, Bessel's correction, the power rule …);
+* **shapes** — which dim to sum over, keepdim, a transpose, the wrong dim summed, fewer
+  columns than the vocabulary (``one_hot`` without ``num_classes``), and a dimension that is
+  the lecture's size where this case has another (a hard-coded size — only where that
+  dimension can be that size);
 * **candidates** — the exercise's known wrong formulas (``mistakes.py``) evaluated on the
   same inputs: advice → the tensor that formula gives, or a predicate on the answer;
-* **structure** — an all-zero answer where the gradient is not zero, or one that is right
-  except at a few entries.
+* **terms** — the answer fitted against the right answer's terms (``terms.py``): which term
+  is missing, scaled, sign-flipped, summed over the wrong dim or from the wrong tensor;
+* **precision** — right only to float32's precision: part of it computed in float32, never
+  "1 × the right answer";
+* **constant factors** — ``got = r · expected`` within the check's tolerance, for r = −1, n,
+  1/n, n/V, (n − 1)/n, n/32, 3 …, each with its cause (a mean over the wrong size, Bessel's
+  correction, the power rule …);
+* **what is left** — an all-zero answer where the gradient is not zero (an integer division?),
+  one right except in the rows past the lecture's batch, else "N of M entries are off" and
+  where: no guessed cause.
 
 ``sizes`` maps n (batch), H (hidden), V (vocabulary), D (n_embd) and B (block size) to this
 case's values; the fresh cases never use the lecture's sizes, so a hard-coded one shows.
