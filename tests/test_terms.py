@@ -149,3 +149,13 @@ def test_gradients_swapped_between_keys_are_named_as_put_under_the_wrong_keys():
     assert not result.ok
     assert "holds dbnbias's right value" in result.message
     assert "wrong keys" in result.message
+
+
+def test_when_nothing_fits_the_message_counts_the_wrong_entries_and_points_at_the_largest():
+    expected = torch.randn(4, 5, dtype=torch.float64)
+    got = expected.clone()
+    got[1, 1] += 1.0
+    got[2, 3] += 5.0  # the largest error
+    result = check("dx", got, expected, sizes=SIZES)
+    assert result.problem is Problem.MISMATCH
+    assert result.message.startswith("2 of 20 entries are off, the largest at (2, 3)")

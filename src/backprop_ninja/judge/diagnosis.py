@@ -226,10 +226,12 @@ def diagnose(
     rows = _wrong_rows_beyond(wrong, sizes)
     if rows:
         return Problem.HARD_CODED, rows
-    first = tuple(int(i) for i in wrong.nonzero()[0])
+    flat = int(torch.where(wrong, (got - expected).abs(), torch.zeros_like(got)).argmax())
+    largest = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), got.shape))
     return Problem.MISMATCH, (
-        f"{int(wrong.sum())} of {got.numel()} entries are off (e.g. at {first}: "
-        f"got {got[first].item():.4g}, expected {expected[first].item():.4g})"
+        f"{int(wrong.sum())} of {got.numel()} entries are off, the largest at {largest} "
+        f"(got {got[largest].item():.4g}, expected {expected[largest].item():.4g}) — no single term "
+        "or factor explains it: check the formula against the derivation, term by term"
     )
 
 
