@@ -6,7 +6,13 @@ tensor used twice. ``Structure.explain`` fits a wrong answer by least squares ag
 (and against the terms with one of them taken from the wrong tensor or summed over the wrong
 dim), and when a fit is exact within the check's tolerance it says which term is missing,
 scaled, sign-flipped or from the wrong tensor. An answer no fit explains gets no structural
-diagnosis: a wrong reason is worse than none.
+diagnosis: a wrong reason is worse than none. A fit that only scales every term alike is left
+to the constant-factor diagnosis, and terms that are rounding noise or not independent on a
+case are never split.
+
+Notebook 4 (``manual_structure``): the rest of ``manual_backward`` is linear in each step's
+output, so the cross-entropy and batchnorm terms carried through it explain a parameter's
+gradient term by term, with the step named.
 """
 
 from __future__ import annotations
