@@ -154,11 +154,6 @@ def halves(folder: Path = DEFAULT_FOLDER) -> dict[str, list[Mistake]]:
     return {"development": load(folder), "held-out": load(held_out) if held_out.is_dir() else []}
 
 
-def shares(folder: Path = DEFAULT_FOLDER) -> dict[str, float]:
-    """Each half's share of mistakes whose message names the cause (``make diagnose``'s figures)."""
-    return {half: share_named([run(m) for m in mistakes]) for half, mistakes in halves(folder).items()}
-
-
 def main(argv: list[str] | None = None) -> int:
     """Print each mistake's verdict and message, then each half's share whose message names the cause."""
     parser = argparse.ArgumentParser(description="Run the mistake catalogue through the notebooks' tests.")
