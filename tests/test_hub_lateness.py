@@ -52,6 +52,43 @@ def test_lateness_reads_at_a_glance(seconds, said):
     assert lateness_text(seconds) == said
 
 
+def test_a_regrade_keeps_the_submission_time_and_a_tas_extension(tmp_path, monkeypatch):
+    """The coordinator records the time of timestamp.txt with the submission; an extension a TA
+    granted (nbgrader's ``grant_extension``) is kept when the student is graded again."""
+    from nbgrader.api import Gradebook
+
+    from backprop_ninja.grading.classdir import grading_environment, sqlite_url
+    from backprop_ninja.grading.gradebook import record
+    from backprop_ninja.grading.results import Decision, GradedTest, GradingResult, NotebookGrade
+    from backprop_ninja.grading.status import GRADED
+
+    monkeypatch.setenv("PATH", grading_environment()["PATH"])  # nbgrader runs alembic
+    course = Course(root=tmp_path, class_dir=tmp_path / "class", db_url=sqlite_url(tmp_path / "gradebook.db"))
+    with Gradebook(course.db_url) as gb:
+        gb.add_assignment(ASSIGNMENT, duedate=DUE)
+        for notebook in NOTEBOOKS:  # the table reads every notebook's maximum
+            gb.add_notebook(notebook, ASSIGNMENT)
+        gb.add_grade_cell("test_dlogits", NB2, ASSIGNMENT, max_score=5, cell_type="code")
+    folder = course.submitted / "ann" / ASSIGNMENT
+    folder.mkdir(parents=True)
+    (folder / "timestamp.txt").write_text(LATE)
+    graded = GradedTest("test_dlogits", 5, 5.0, [Decision("nbgrader", "passed")])
+    result = GradingResult("ann", [NotebookGrade(NB2, GRADED, tests=[graded])])
+
+    record(course, result)
+    (row,) = class_rows(course, ["ann"])
+    assert (row.lateness, row.total) == ("2 h 13 min late", 5)  # no penalty configured
+    with course.gradebook() as gb:
+        gb.grant_extension(ASSIGNMENT, "ann", hours=3)
+    record(course, result)  # graded again
+    (row,) = class_rows(course, ["ann"])
+    assert row.lateness == ""  # within the extended due date
+    with course.gradebook() as gb:
+        submission = gb.find_submission(ASSIGNMENT, "ann")
+        assert submission.extension.total_seconds() == 3 * 3600
+        assert str(submission.timestamp) == "2026-03-01 12:13:30"
+
+
 def right_notebook_2() -> nbformat.NotebookNode:
     """The released notebook 2 with the solution's answer in its answer cell."""
     released = nbformat.read(REPO_ROOT / "notebooks" / ASSIGNMENT / f"{NB2}.ipynb", as_version=4)
