@@ -380,6 +380,6 @@ def test_each_lab_runs_as_its_user_in_a_cgroup_with_the_limits(hub):
 @needs_root
 def test_the_idle_culler_runs_as_a_hub_service_allowed_to_list_the_labs(hub):
     """jupyterhub-idle-culler is started by the hub and its first sweep is authorised (its
-    role's scopes); that it stops a Lab after the timeout (an hour) is not waited for here."""
+    role's scopes); that it stops an idle Lab is test_hub_culling.py's (a short timeout)."""
     sweep = re.compile(r"200 GET /hub/api/users\?\S* \(idle-culler@127\.0\.0\.1\)")
     wait_for(lambda: sweep.search(hub["log"].read_text()) is not None, 120, "the idle culler's first sweep")
