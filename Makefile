@@ -165,4 +165,4 @@ hub-feedback: setup ## The class's feedback pages (make feedback) into the excha
 	$(HUB) release-feedback
 
 test-hub: setup data ## The end-to-end browser test of a class on the hub (root; a few minutes)
-	$(PYTHON) -m pytest tests/test_hub.py -m hub
+	$(PYTHON) -m pytest tests/test_hub.py tests/test_hub_culling.py -m hub

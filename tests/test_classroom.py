@@ -331,6 +331,7 @@ def test_table_and_csv_show_points_totals_and_notes(tmp_path):
         "max_score": "5",
         "state": FAILED,
         "notes": "NOT GRADED (0 points): the Python kernel died",
+        "lateness": "",  # no submission time: never late
     }
 
 

@@ -5,7 +5,8 @@ driven through Debian's chromium with Playwright.
 Student A submits a right answer to notebook 2, student B first a right one and then a wrong
 one (the last counts), B plants a folder under A's name; the instructor collects (the planted
 folder is refused, naming B), grades in the sandbox and releases feedback; both students
-fetch it and see 5/5 and 0/5 with B's reason. B cannot reach A's files or the instructor's.
+fetch it and see 5/5 and 0/5 with B's reason, and how late they were (the due date is in the
+past). B cannot reach A's files or the instructor's.
 Screenshots go to build/hub/. Runs as root (accounts, each Lab as its user)."""
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ SHOTS = REPO_ROOT / "build" / "hub"
 NB2 = "2_fused_cross_entropy"
 LOST_LINE = "    dlogits /= n  # the loss is a mean over the n rows\n"
 PYTHON = sys.executable
+DUE = "2026-01-01 00:00:00 UTC"
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the hub runs as root: run the tests as root")
 
@@ -80,6 +82,24 @@ def processes_of(uid: int) -> list[int]:
             except FileNotFoundError:
                 continue
     return found
+
+
+class Phases:
+    """Seconds per step of the test, printed at the end (``-s`` or ``-rP`` shows them): where
+    its minutes go."""
+
+    def __init__(self) -> None:
+        self.began = self.last = time.monotonic()
+        self.seconds: list[tuple[str, float]] = []
+
+    def done(self, step: str) -> None:
+        now = time.monotonic()
+        self.seconds.append((step, now - self.last))
+        self.last = now
+
+    def __str__(self) -> str:
+        steps = ", ".join(f"{step} {seconds:.0f} s" for step, seconds in self.seconds)
+        return f"{time.monotonic() - self.began:.0f} s: {steps}"
 
 
 def answer_source(wrong: bool) -> str:
@@ -121,10 +141,11 @@ def hub():
             "--class-dir",
             str(classdir),
         ]
+        phases = Phases()
         created = run(*hub_command, "users", str(roster)).stdout
         passwords = dict(re.findall(rf"^({prefix}\w),\w+,(\S+)$", created, flags=re.M))
         assert set(passwords) == set(people.values()), created
-        run(*hub_command, "release")
+        phases.done("accounts")
         port = free_port()
         log = open(root / "hub.log", "w")  # noqa: SIM115 (closed at teardown)
         hub_process = subprocess.Popen(
@@ -134,6 +155,10 @@ def hub():
             cwd=REPO_ROOT,
             start_new_session=True,
         )
+        # While the hub starts (nothing is fetched before it is up); due before the test began,
+        # so every submission is late and its feedback says by how much.
+        run(*hub_command, "release", "--duedate", DUE)
+        phases.done("release")
         base = f"http://127.0.0.1:{port}"
 
         def hub_is_up() -> bool:
@@ -141,6 +166,7 @@ def hub():
             return status(f"{base}/hub/api") == 200
 
         wait_for(hub_is_up, 180, "the hub")
+        phases.done("hub up")
         yield {
             "base": base,
             "people": people,
@@ -149,6 +175,7 @@ def hub():
             "classdir": classdir,
             "hub": hub_command,
             "log": root / "hub.log",
+            "phases": phases,
         }
     finally:
         if hub_process is not None:
@@ -181,6 +208,8 @@ class Lab:
     """One person's browser session on the hub."""
 
     def __init__(self, browser, hub: dict, who: str):
+        """Signs in; the Lab spawns meanwhile (``ready`` waits for it): several people's Labs
+        spawn at once, as in class."""
         self.name = hub["people"][who]
         self.base = hub["base"]
         self.context = browser.new_context(viewport={"width": 1400, "height": 900})
@@ -189,9 +218,13 @@ class Lab:
         self.page.fill("#username_input", self.name)
         self.page.fill("#password_input", hub["passwords"][self.name])
         self.page.click("#login_submit")
+
+    def ready(self) -> Lab:
+        """Wait for the Lab to be up in the browser, with its Nbgrader menu."""
         self.page.wait_for_url(f"**/user/{self.name}/lab**", timeout=300_000)
         self.page.locator(".lm-MenuBar").first.wait_for(timeout=300_000)
         self.page.get_by_text("Nbgrader", exact=True).wait_for(timeout=120_000)
+        return self
 
     def shot(self, name: str) -> None:
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -257,10 +290,13 @@ def test_a_class_on_the_hub_from_release_to_feedback(hub):
     from playwright.sync_api import sync_playwright
 
     people = hub["people"]
+    phases = hub["phases"]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
         try:
-            labs = {who: Lab(browser, hub, who) for who in ("a", "b")}
+            signed_in = {who: Lab(browser, hub, who) for who in ("a", "b", "t")}  # three Labs spawn
+            labs = {who: signed_in[who].ready() for who in ("a", "b")}
+            phases.done("students' Labs")
             for who, lab in labs.items():
                 # The student Lab: Validate and the Assignment List, none of the instructor's tools.
                 assert lab.menu().split() == ["Assignment", "List"], who
@@ -272,6 +308,7 @@ def test_a_class_on_the_hub_from_release_to_feedback(hub):
                 )
                 lab.shot(f"{who}_2_fetched")
 
+            phases.done("fetched")
             a, b = labs["a"], labs["b"]
             a.work_on_notebook_2(wrong=False)
             a.page.goto(f"{a.base}/user/{a.name}/lab/tree/{ASSIGNMENT}/{NB2}.ipynb")
@@ -280,6 +317,7 @@ def test_a_class_on_the_hub_from_release_to_feedback(hub):
             validated.wait_for(timeout=600_000)
             assert "5/5 points — all visible tests pass" in validated.inner_text()  # as `check` says it
             a.shot("a_3_validated")
+            phases.done("validated")
             a.page.keyboard.press("Escape")
             a.submit()
             a.shot("a_4_submitted")
@@ -288,6 +326,7 @@ def test_a_class_on_the_hub_from_release_to_feedback(hub):
             b.work_on_notebook_2(wrong=True)
             b.submit()  # the last submission counts
             b.shot("b_4_submitted_twice")
+            phases.done("submitted")
 
             # B cannot reach A's Lab or files, nor the instructor's, through the hub or the disk.
             assert b.page.request.get(f"{b.base}/user/{people['a']}/api/contents/{ASSIGNMENT}").status in (
@@ -315,7 +354,8 @@ def test_a_class_on_the_hub_from_release_to_feedback(hub):
             run("runuser", "-u", people["b"], "--", "cp", str(source), str(planted))
 
             # The instructor: the Formgrader in the Nbgrader menu (not in the students').
-            teacher = Lab(browser, hub, "t")
+            teacher = signed_in["t"].ready()
+            phases.done("checks, instructor's Lab")
             assert "Formgrader" in teacher.menu(shot="t_1_instructor_lab")
             # … on the course's checkout, where the Formgrader finds the course and its gradebook.
             root_listing = {item["name"] for item in teacher.api("GET", "contents").json()["content"]}
@@ -326,15 +366,19 @@ def test_a_class_on_the_hub_from_release_to_feedback(hub):
             # Collect, grade (sandboxed), feedback, release it: the Makefile's steps.
             grading = [PYTHON, "-m", "backprop_ninja.grading"]
             env = {**os.environ, EXCHANGE_VARIABLE: str(hub["exchange"])}
+            phases.done("Formgrader")
             collected = run(*grading, "collect", "--class-dir", str(hub["classdir"]), env=env)
             assert (
                 f"owned by {people['b']}, not by {people['a']} (planted by {people['b']})" in collected.stderr
             )
+            phases.done("collect")
             graded = run(*grading, "autograde", "--class-dir", str(hub["classdir"]), env=env)
             print(graded.stdout)
+            phases.done("autograde")
             run(*grading, "feedback", "--class-dir", str(hub["classdir"]), env=env)
             released = run(*hub["hub"], "release-feedback").stdout
             assert "released 8 feedback pages" in released, released
+            phases.done("feedback")
 
             pages = {}
             for who, lab in labs.items():
@@ -353,11 +397,15 @@ def test_a_class_on_the_hub_from_release_to_feedback(hub):
                 lab.shot(f"{who}_5_feedback")
             assert f"{NB2}: 5 / 5 points" in pages["a"], pages["a"]
             assert f"{NB2}: 0 / 5 points" in pages["b"], pages["b"]
+            for page in pages.values():  # submitted after the due date: by days
+                assert re.search(r"Handed in \d+ d (\d+ h )?late \(after the due date\)", page), page[:500]
             reason = b.page.locator("#lost-points li").first.inner_text()
             assert "divided" in reason or " n" in reason, reason
             print("B's reason:", reason)
+            phases.done("fetched feedback")
         finally:
             browser.close()
+            print("test_hub's steps:", phases)
 
 
 @needs_root
@@ -380,6 +428,6 @@ def test_each_lab_runs_as_its_user_in_a_cgroup_with_the_limits(hub):
 @needs_root
 def test_the_idle_culler_runs_as_a_hub_service_allowed_to_list_the_labs(hub):
     """jupyterhub-idle-culler is started by the hub and its first sweep is authorised (its
-    role's scopes); that it stops a Lab after the timeout (an hour) is not waited for here."""
+    role's scopes); that it stops an idle Lab is test_hub_culling.py's (a short timeout)."""
     sweep = re.compile(r"200 GET /hub/api/users\?\S* \(idle-culler@127\.0\.0\.1\)")
     wait_for(lambda: sweep.search(hub["log"].read_text()) is not None, 120, "the idle culler's first sweep")

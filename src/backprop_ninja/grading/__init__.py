@@ -27,6 +27,8 @@
     feedback.py  feedback_class: pages naming each test with why it lost points, totals, math as MathML
     formgrader.py    nbgrader's Formgrader on a class (make formgrader)
     lms.py       LMS user ids kept at collection; grades_canvas.csv
+    lateness.py  a submission's time (nbgrader's timestamp.txt) against the due date; penalties
+                 only where nbgrader's late-submission plugin is configured
     __main__.py  ``python -m backprop_ninja.grading autograde|feedback|export|grade|collect|report|class-report|formgrader``
 
 Guarantees: the submitted files are only read (tests compare their sha256); a student's bad

@@ -3,7 +3,7 @@
 One self-contained HTML file per class (figures embedded as SVG, no network needed): the
 score distribution per notebook and in total, the pass rate of every test along the backward
 pass, the most frequent diagnoses of each test with the students concerned, integrity
-findings, notebooks that were not graded, and how long grading took.
+findings, notebooks that were not graded, late submissions, and how long grading took.
 
 Everything is read from what grading recorded, never re-parsed from text: scores per test
 from the gradebook (withdrawn points and manual grades included); states, reasons, withdrawn
@@ -322,6 +322,9 @@ def render(report: ClassReport, title: str) -> str:
     parts.append(_table(("student", "notebook", "test: why"), report.flags()))
     parts.append("<h2>Notebooks not graded</h2>")
     parts.append(_table(("student", "notebook", "why"), report.not_graded()))
+    parts.append("<h2>Late submissions</h2>")
+    late = [(r.student, r.lateness, f"{r.penalty:g}") for r in report.rows if r.lateness]
+    parts.append(_table(("student", "handed in", "points taken (a configured penalty)"), late))
     parts.append("<h2>Grading time</h2>")
     seconds = [
         (short_name(nb), f"{statistics.median(s):.1f} s", str(len(s)))

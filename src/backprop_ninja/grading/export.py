@@ -1,7 +1,9 @@
 """``make export``: the class's grades as files an LMS imports, never a "not graded" as 0.
 
-grades.csv (nbgrader's export: one row per student), grades_by_notebook.csv (one row per
-student and notebook, with the state and the notes) and grades_canvas.csv (Canvas's gradebook
+grades.csv (nbgrader's export: one row per student, with its due date, the time of the
+submission and any late penalty, plus a ``lateness`` column: "2 h 13 min late", empty on
+time), grades_by_notebook.csv (one row per student and notebook, with the state, the notes and
+the lateness) and grades_canvas.csv (Canvas's gradebook
 import, with the LMS ids kept at collection). A student any of whose notebooks is not graded
 (failed, stopped, not autograded yet) or still needs a manual grade gets an empty points cell
 in grades_canvas.csv — Canvas then keeps whatever it had — unless ``ungraded_as_zero`` says to
@@ -82,7 +84,22 @@ def export_class(
         canvas = stack.enter_context(replaced_atomically(course.canvas_csv))
         with course.gradebook() as gb:
             CsvExportPlugin(to=str(grades), assignment=[ASSIGNMENT]).export(gb)
+        add_lateness_column(grades, {row.student: row.lateness for row in rows})
         neutralise_formulas(grades)
         write_notebook_csv(rows, by_notebook)
         write_canvas_csv(canvas, totals, max_total, read_ids(course.lms_ids), canvas_column)
     return course.grades_csv, course.notebook_grades_csv
+
+
+def add_lateness_column(path: Path, lateness: dict[str, str]) -> Path:
+    """Append a ``lateness`` column to nbgrader's grades.csv (by its ``student_id``)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        lines = list(csv.reader(handle))
+    if lines:
+        student = lines[0].index("student_id")
+        lines = [[*lines[0], "lateness"]] + [[*line, lateness.get(line[student], "")] for line in lines[1:]]
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(lines)
+    return path

@@ -10,7 +10,7 @@ lists every test as "Test cell". Here, in the pages ``student_feedback`` writes
   and, when it lost points, why — from the verdict the test cell displayed (``VERDICT_MIME``)
   or the comment of withdrawn points — e.g. "dlogprobs 0/1 — off by a factor of n";
 * the top of the page gives the notebook's points, the student's total over the assignment,
-  and the tests that lost points (``templates/backprop_feedback/page.html.j2``);
+  how late it was handed in (if it was), and the tests that lost points (``templates/backprop_feedback/page.html.j2``);
 * ``LimitSources`` caps the code a page shows, so that no submission holds up the class's
   feedback.
 """
@@ -32,6 +32,7 @@ from ..cells import is_test
 from ..course import ASSIGNMENT, NOTEBOOKS, VERDICT_MIME
 from ..text import printable, utf8_head
 from .classdir import GradingError, prepare_environment
+from .lateness import lateness_text
 from .status import read_status
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -139,6 +140,7 @@ class TestIndex(Preprocessor):
                 try:
                     submission = gb.find_submission(info["assignment"], info["student"])
                     summary["total"], summary["max_total"] = submission.score, submission.max_score
+                    summary["late"] = lateness_text(submission.total_seconds_late)
                 except MissingEntry:
                     pass
         resources["backprop_ninja"] = summary

@@ -19,6 +19,7 @@ from pathlib import Path
 from ..course import ASSIGNMENT, NOTEBOOKS
 from ..text import printable
 from .classdir import Course, GradingError, prepare_environment, quiet_known_warnings, sqlite_url
+from .lateness import assign_late_penalties, submission_time
 from .results import GradingResult, NotebookGrade, Release
 from .status import GRADED, MISSING, StudentStatus, read_status, write_status
 from .trust import answer_cell_of
@@ -90,17 +91,21 @@ def record(course: Course, result: GradingResult) -> StudentStatus:
     """Write one student's result: gradebook rows, autograded notebooks, status and log.
     The student's rows start from a clean slate, but what a TA entered (manual scores and
     comments, in the Formgrader or through nbgrader's API) is kept; the status lists what
-    changed since the previous grading (``StudentStatus.changes``)."""
+    changed since the previous grading (``StudentStatus.changes``). The submission's time
+    (nbgrader's timestamp.txt in submitted/) is recorded with it, so the gradebook knows how
+    late it was; a late-submission penalty is taken only if the course configures one."""
     quiet_known_warnings()
     student = result.student
+    handed_in = submission_time(course.submitted / student / ASSIGNMENT)
     with course.gradebook() as gb:
         before = _scores(gb, student)
         scores, comments = _manual_entries(gb, student, read_status(course.status, student))
-        _forget(gb, student)
+        _forget(gb, student, handed_in)
         for notebook in result.notebooks:
             if notebook.state != MISSING:
                 _record_notebook(gb, student, notebook)
         _restore(gb, student, scores, comments)
+        assign_late_penalties(course, gb, student)
         gb.db.commit()
         after = _scores(gb, student) or {}
     for folder in (course.autograded / student / ASSIGNMENT, course.feedback / student / ASSIGNMENT):
@@ -178,15 +183,19 @@ def _restore(gb, student: str, scores: dict, comments: dict) -> None:
         comment.manual_comment = "\n".join(part for part in (comment.manual_comment, text) if part)
 
 
-def _forget(gb, student: str) -> None:
+def _forget(gb, student: str, handed_in=None) -> None:
     """Remove the student's previous grading and start an empty submission (0 points until a
-    notebook is graded): nbgrader keeps the grades of cells that disappeared otherwise."""
+    notebook is graded), handed in at ``handed_in`` (None: no time known), keeping an
+    extension of the due date a TA granted: nbgrader keeps the grades of cells that
+    disappeared otherwise."""
     from nbgrader.api import MissingEntry
 
+    extension = None
     with contextlib.suppress(MissingEntry):
+        extension = gb.find_submission(ASSIGNMENT, student).extension
         gb.remove_submission(ASSIGNMENT, student)
     gb.update_or_create_student(student)
-    gb.add_submission(ASSIGNMENT, student)
+    gb.add_submission(ASSIGNMENT, student, timestamp=handed_in, extension=extension)
 
 
 def _record_notebook(gb, student: str, notebook: NotebookGrade) -> None:

@@ -1,7 +1,8 @@
 """The grade table (student × notebook), its notes, and the per-notebook CSV.
 
-Scores come from the gradebook (the single truth, including withdrawn points and any
-manual grading done since); states and notes come from status/<student>.json.
+Scores come from the gradebook (the single truth, including withdrawn points, any manual
+grading done since, and how late the submission was — ``lateness.py``); states and notes come
+from status/<student>.json.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from ..course import ASSIGNMENT, NOTEBOOKS
 from ..text import spreadsheet_cell
+from .lateness import lateness_text
 from .status import GRADED, NotebookResult, StudentStatus, read_status
 
 NOT_AUTOGRADED = "not autograded yet (run `make autograde`)"
@@ -26,10 +28,18 @@ class Row:
     max_points: dict[str, float]
     states: dict[str, str] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)  # notebook → lines
+    seconds_late: float = 0.0  # after the due date (0: on time, or no time or no due date)
+    penalty: float = 0.0  # points taken for lateness (only where a penalty is configured)
 
     @property
     def total(self) -> float:
-        return sum(p or 0.0 for p in self.points.values())
+        """The assignment's points, less any late-submission penalty."""
+        return max(0.0, sum(p or 0.0 for p in self.points.values()) - self.penalty)
+
+    @property
+    def lateness(self) -> str:
+        """ "2 h 13 min late", or "" on time."""
+        return lateness_text(self.seconds_late)
 
     @property
     def max_total(self) -> float:
@@ -63,7 +73,15 @@ def class_rows(course, students: list[str] | None = None) -> list[Row]:
                     points[nb] = float(gb.find_submission_notebook(nb, ASSIGNMENT, student).score)
                 except MissingEntry:
                     points[nb] = None
-            rows.append(row_for(student, points, max_points, read_status(course.status, student)))
+            row = row_for(student, points, max_points, read_status(course.status, student))
+            try:
+                submission = gb.find_submission(ASSIGNMENT, student)
+            except MissingEntry:
+                pass
+            else:
+                row.seconds_late = float(submission.total_seconds_late)
+                row.penalty = float(submission.late_submission_penalty or 0.0)
+            rows.append(row)
     return rows
 
 
@@ -83,16 +101,18 @@ def _points(value: float | None) -> str:
 
 
 def format_table(rows: list[Row]) -> str:
-    """The table a TA reads: points per notebook (``*``: see the notes below), total, notes."""
+    """The table a TA reads: points per notebook (``*``: see the notes below), total (less a
+    late penalty, if one is configured), how late (a column only when someone was), notes."""
     if not rows:
         return "(no students)"
     width = max(12, *(len(r.student) for r in rows))
     columns = [short_name(nb) for nb in NOTEBOOKS] + ["total"]
     maxima = [rows[0].max_points[nb] for nb in NOTEBOOKS] + [rows[0].max_total]
+    late = any(row.lateness for row in rows)
     lines = [
-        f"{'student':<{width}}  " + "  ".join(f"{c:>6}" for c in columns),
+        f"{'student':<{width}}  " + "  ".join(f"{c:>6}" for c in columns) + ("  late" if late else ""),
         f"{'(max)':<{width}}  " + "  ".join(f"{m:>6g}" for m in maxima),
-        "-" * (width + 2 + 8 * len(columns) - 2),
+        "-" * (width + 2 + 8 * len(columns) - 2 + (18 if late else 0)),
     ]
     for row in rows:
         cells = []
@@ -100,6 +120,8 @@ def format_table(rows: list[Row]) -> str:
             mark = "*" if row.notes[nb] else " "
             cells.append(f"{_points(row.points[nb]):>5}{mark}")
         cells.append(f"{row.total:>6g}")
+        if row.lateness:
+            cells.append(row.lateness + (f" (−{row.penalty:g} points)" if row.penalty else ""))
         lines.append(f"{row.student:<{width}}  " + "  ".join(cells))
     notes = format_notes(rows)
     if notes:
@@ -116,12 +138,13 @@ def format_notes(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-NOTEBOOK_CSV_FIELDS = ("student_id", "notebook", "score", "max_score", "state", "notes")
+NOTEBOOK_CSV_FIELDS = ("student_id", "notebook", "score", "max_score", "state", "notes", "lateness")
 
 
 def write_notebook_csv(rows: list[Row], path: Path) -> Path:
     """One line per student and notebook: score, max, state (graded/failed/stopped/missing),
-    notes (``; ``-separated) — so that a failed notebook's 0 always says why."""
+    notes (``; ``-separated) — so that a failed notebook's 0 always says why — and how late
+    the submission was ("2 h 13 min late"; empty on time)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as handle:
@@ -137,6 +160,7 @@ def write_notebook_csv(rows: list[Row], path: Path) -> Path:
                         f"{row.max_points[nb]:g}",
                         row.states[nb],
                         spreadsheet_cell("; ".join(row.notes[nb])),
+                        row.lateness,
                     ]
                 )
     return path
