@@ -12,7 +12,8 @@ from pathlib import Path
 from backprop_ninja.course import NOTEBOOKS, REPO_ROOT
 from backprop_ninja.grading import Course
 from backprop_ninja.grading.collect import MAX_MEMBER_BYTES, collect_exchange, collect_zip, extract_safely
-from backprop_ninja.grading.intake import read_submission
+from backprop_ninja.grading.intake import read_submission, submitted_notebooks
+from backprop_ninja.grading.preflight import covered
 
 NB1, NB2 = NOTEBOOKS[:2]
 
@@ -155,3 +156,32 @@ def test_a_zip_with_decorated_names_is_collected_under_the_notebooks_names(cours
     assert "collected 1_atomic_backprop (1)" not in out
     assert "Copy of 2_Fused_Cross_Entropy.ipynb as 2_fused_cross_entropy.ipynb" in err  # a warning
     assert "INFO" in (course.logs / "collect.log").read_text()
+
+
+def test_a_run_proves_the_grader_on_the_notebooks_its_students_handed_in(course_root):
+    """The preflight proves the model answers of what the run grades: a notebook handed in
+    under a decorated name or as a link counts (it is graded, or refused, by name); a
+    notebook nobody handed in does not."""
+    course = Course.load(root=course_root)
+    one = course.submitted / "ann" / "backprop_ninja"
+    one.mkdir(parents=True)
+    (one / f"{NOTEBOOKS[1]}.ipynb").write_text("{}")
+    other = course.submitted / "bo"
+    other.mkdir(parents=True)
+    (other / f"Copy of {NOTEBOOKS[2]} (1).ipynb").write_text("{}")
+    (other / "notes.ipynb").write_text("{}")
+    linked = course.submitted / "cy" / "backprop_ninja"
+    linked.mkdir(parents=True)
+    (linked / f"{NOTEBOOKS[0]}.ipynb").symlink_to("/etc/passwd")
+    assert submitted_notebooks(course, ["ann"]) == {NOTEBOOKS[1]}
+    assert submitted_notebooks(course, ["ann", "bo", "cy"]) == {NOTEBOOKS[0], NOTEBOOKS[1], NOTEBOOKS[2]}
+    (course.submitted / "dee").mkdir()
+    assert submitted_notebooks(course, ["dee"]) == set()
+
+
+def test_a_proof_of_more_notebooks_covers_a_run_of_fewer_never_the_reverse():
+    key = ("release", "sandboxed")
+    proofs = {(key, frozenset(NOTEBOOKS))}
+    assert covered(proofs, key, frozenset(NOTEBOOKS[1:2]))
+    assert not covered(proofs, ("release", "not sandboxed"), frozenset(NOTEBOOKS[1:2]))
+    assert not covered({(key, frozenset(NOTEBOOKS[1:2]))}, key, frozenset(NOTEBOOKS[1:3]))

@@ -25,7 +25,7 @@ from . import gradebook, preflight
 from .classdir import Course, GraderProblem, GradingError, grading_environment
 from .executors import DaskExecutor, LocalExecutor
 from .gradebook import register_assignment
-from .intake import read_submission
+from .intake import read_submission, submitted_notebooks
 from .preload import forkserver_for
 from .results import NOTEBOOK_TIMEOUT, GradingJob, GradingResult
 from .status import FAILED, STOPPED, StudentStatus
@@ -129,7 +129,10 @@ def autograde_class(
             local = _local_executor(workers, threads, options)
             fixed["forkserver"] = time.monotonic() - began
         began = time.monotonic()
-        _prove(dask, local, job_for(preflight.MODEL_ANSWERS, {}, {}), options)
+        # The model answers of the notebooks this run grades (any student's file), as a student's.
+        graded = submitted_notebooks(course, students)
+        proved = {nb: source for nb, source in release.sources.items() if nb in graded}
+        _prove(dask, local, job_for(preflight.MODEL_ANSWERS, proved, {}), options)
         fixed["preflight"] = time.monotonic() - began
         if options.register:
             gradebook.register_assignment(course)
@@ -172,7 +175,7 @@ def _local_executor(workers: int, threads: int | None, options: AutogradeOptions
 
 # Proofs the coordinator made with its local pool (a process that grades several times: tests,
 # the bench), by what they prove and how the workers start.
-_PROVEN_LOCALLY: set[tuple] = set()
+_PROVEN_LOCALLY: set[tuple[tuple, frozenset[str]]] = set()
 
 
 def _prove(dask: DaskExecutor | None, local: LocalExecutor | None, template: GradingJob, options) -> None:
@@ -183,12 +186,13 @@ def _prove(dask: DaskExecutor | None, local: LocalExecutor | None, template: Gra
         return
     assert local is not None
     key = (preflight.proof_key(template), options.use_forkserver, tuple(sorted(local.env.items())))
-    if key in _PROVEN_LOCALLY:
+    notebooks = preflight.proved_notebooks(template)
+    if preflight.covered(_PROVEN_LOCALLY, key, notebooks):
         return
     results: list[GradingResult] = []
     local.run([preflight.MODEL_ANSWERS], lambda _: preflight.model_answers_job(template), results.append)
-    preflight.check(results[0])
-    _PROVEN_LOCALLY.add(key)
+    preflight.check(results[0], notebooks)
+    _PROVEN_LOCALLY.add((key, notebooks))
 
 
 @contextlib.contextmanager
