@@ -1054,3 +1054,55 @@ def test_the_grader_says_which_limits_hold(monkeypatch):
     assert line.startswith("sandbox limits (no cgroup: Permission denied: /sys/fs/cgroup/"), line
     assert "(RLIMIT_NPROC" in line
     assert "the folders shared with the grader per file only (not root: no tmpfs over them)" in line
+
+
+OUTSIDE_PROBE = """
+import ctypes, json, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+session = libc.syscall(250, 0, ctypes.c_int(-3), 0)  # KEYCTL_GET_KEYRING_ID of the session keyring
+buffer = ctypes.create_string_buffer(256)
+read = libc.syscall(250, 11, int(sys.argv[1]), buffer, 256)  # KEYCTL_READ the grader's key
+print(json.dumps({
+    "ids": [status[name].split() for name in ("Uid", "Gid", "Groups")],
+    "caps": [status[name].strip() for name in ("CapEff", "CapPrm", "CapBnd", "CapAmb")],
+    "no_new_privs": status["NoNewPrivs"].strip(),
+    "session": session,
+    "read": buffer.raw[: max(read, 0)].decode(errors="replace"),
+    "aliased": sorted(os.listdir("/tmp/0")),
+}))
+"""
+
+
+def test_what_starts_bubblewrap_for_a_root_grader_is_nobody_with_a_keyring_of_its_own(tmp_path):
+    """Issue 26.1, 26.2: what a root grader runs bubblewrap with (sandbox/outside.py) is uid and
+    gid 65534 with no group and no capability, in a new session keyring (the grader's key, in
+    the grader's session keyring, out of reach without any filter's help), and finds a folder
+    only root may reach at its alias."""
+    if os.geteuid() != 0:
+        pytest.skip("only a root grader starts bubblewrap through outside.py")
+    from backprop_ninja.sandbox import outside
+
+    private = tmp_path / "root-only" / "staging"  # pytest's tmp_path: below a 0700 folder
+    private.mkdir(parents=True)
+    (private / "inputs.json").write_text("{}")
+    key = _add_key(f"bpn-outside-{os.getpid()}", b"s3cret-session", -3)
+    libc = ctypes.CDLL(None, use_errno=True)
+    own_session = libc.syscall(250, 0, ctypes.c_int(-3), 0)
+    try:
+        command = outside.wrap(
+            [sys.executable, "-I", "-c", OUTSIDE_PROBE, str(key)], [str(private)], (65534, 65534)
+        )
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    finally:
+        libc.syscall(250, 3, key)  # KEYCTL_REVOKE
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["ids"] == [["65534"] * 4, ["65534"] * 4, []]
+    assert seen["caps"] == ["0000000000000000"] * 4
+    assert seen["no_new_privs"] == "1"
+    assert seen["session"] > 0
+    assert seen["session"] != own_session
+    assert seen["read"] == ""
+    assert seen["aliased"] == ["inputs.json"]
+    assert "/tmp/0" not in Path("/proc/self/mountinfo").read_text()  # the alias stayed private
