@@ -9,7 +9,8 @@ bubblewrap's work itself, with the same system calls, before any of the requeste
 2. ``unshare`` new mount, PID, network, IPC, UTS and cgroup namespaces; a server that is
    not root also a new user namespace, mapping the sandbox's uid and gid to its own (a root
    server needs none: its sandboxes become the spec's user, ``nobody``, outright — a uid
-   that owns nothing of the host, never the grader's);
+   that owns nothing of the host, never the grader's — unless RLIMIT_NPROC is what counts its
+   processes (no cgroup): then one mapping ``nobody`` to itself, so the count is its own);
 3. fork the new PID namespace's first process (``init``), which dies with this child
    (``PR_SET_PDEATHSIG``) — and every process of the namespace dies with ``init``;
 4. ``init`` builds a new root on a tmpfs from the ``mounts`` in the spec (read-only binds of
