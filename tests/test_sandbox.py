@@ -27,9 +27,15 @@ from pathlib import Path
 
 import pytest
 
-from backprop_ninja.course import REPO_ROOT, SANDBOX_ENVIRONMENT, SANDBOX_FORKSERVER_VARIABLE
+from backprop_ninja.course import (
+    REPO_ROOT,
+    SANDBOX_CGROUPS_VARIABLE,
+    SANDBOX_ENVIRONMENT,
+    SANDBOX_FORKSERVER_VARIABLE,
+)
 from backprop_ninja.sandbox import build as sandbox
 from backprop_ninja.sandbox import cgroups, quota
+from backprop_ninja.sandbox.enforced import limits_in_force
 
 pytestmark = pytest.mark.sandbox
 
@@ -925,19 +931,178 @@ def test_an_unprivileged_instructor_gets_the_same_closed_doors(tmp_path, way):
     assert doors["allowed"] == {"thread": True, "fork": True}
 
 
-def test_the_sandbox_is_nobody_outside_too(staging, way, request):
+def test_the_sandbox_is_nobody_outside_too(staging, way):
     """Issue 26.1: what a sandbox does, it does as a uid and gid that own nothing of the host
-    (``nobody``), not as the grader — seen from outside, on a file it made."""
+    (``nobody``), not as the grader — seen from outside, on a file it made and on every
+    process it runs (bubblewrap's monitor and the forked path's supervisor included), with no
+    supplementary group and no capability; its staging folder lies in folders only root may
+    enter (pytest's 0700 $TMPDIR), and it still gets there."""
     if os.geteuid() != 0:
         pytest.skip("an unprivileged grader can only map the sandbox's user to itself")
-    if way == "bwrap":  # a known gap: strict, so that closing it shows
-        reason = "bubblewrap (not set-uid) maps the sandbox's user to the grader's own uid"
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     made = staging / "made-inside"
+    blocked = [parent for parent in staging.parents if not parent.stat().st_mode & 0o001]
+    assert blocked, "the staging folder should lie below a folder nobody may not enter"
     with open(os.devnull, "wb") as null:
         process = _sandbox_that_makes(made, staging, null)
         try:
             info = made.stat()
+            identities = {}
+            for pid in _descendants(process.pid):
+                status = dict(
+                    line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                )
+                identities[pid] = (status["Uid"].split(), status["Gid"].split(), status["Groups"].split())
+                assert int(status["CapEff"], 16) == int(status["CapPrm"], 16) == 0, (pid, status)
         finally:
             process.close()
     assert (info.st_uid, info.st_gid) == (65534, 65534)
+    assert identities
+    assert set(map(str, identities.values())) == {str((["65534"] * 4, ["65534"] * 4, []))}, identities
+
+
+def _hold_processes_as_nobody(count: int) -> subprocess.Popen:
+    """``count`` sleeping processes of uid 65534 outside any sandbox (what other sandboxes or a
+    daemon running as nobody would be), in a process group of their own; kill it when done."""
+    loop = f"for i in $(seq {count}); do sleep 600 & done; wait"
+    drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+    holder = subprocess.Popen([*drop, "sh", "-c", loop], start_new_session=True)
+    deadline = time.monotonic() + 30
+    while len(_descendants(holder.pid)) < count + 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return holder
+
+
+LIMITS_READER = """
+import json
+limits = {}
+for line in open("/proc/self/limits").read().splitlines()[1:]:
+    name, soft = line[:26].strip(), line[26:47].strip()
+    limits[name] = soft
+print(json.dumps(limits))
+"""
+
+
+def test_without_cgroups_rlimits_hold_and_count_the_sandbox_alone(staging, monkeypatch):
+    """Issue 26.1: where no cgroup can be made (forced here as on such a machine), each
+    sandboxed process has memory and process limits of its own (RLIMIT_AS, RLIMIT_NPROC), and
+    the process count is the sandbox's alone: 40 processes of uid 65534 running outside (other
+    sandboxes, a daemon running as nobody) do not take a fork bomb's share."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run processes as nobody outside")
+    monkeypatch.setenv(SANDBOX_CGROUPS_VARIABLE, "no")
+    limits = sandbox.Limits(processes=32, memory_bytes=512 * 2**20)
+    holder = _hold_processes_as_nobody(40)
+    try:
+        assert len(_descendants(holder.pid)) > 40
+        bomb = run(FORK_BOMB, staging=staging, limits=limits)
+        seen = run(LIMITS_READER, staging=staging, limits=limits)
+    finally:
+        os.killpg(holder.pid, 9)
+        holder.wait()
+    assert not bomb.cgroup.usable
+    children = int(bomb.out.split()[2])
+    assert 20 <= children < 32, bomb.out + bomb.err
+    rlimits = json.loads(seen.out)
+    assert rlimits["Max processes"] == "32"
+    assert int(rlimits["Max address space"]) >= 512 * 2**20
+    assert int(rlimits["Max file size"]) == sandbox.DEFAULT_LIMITS.file_bytes
+
+
+def test_the_grader_says_which_limits_hold(monkeypatch):
+    """Issue 26.1, 26.3: one line names each limit and what enforces it — a cgroup where one
+    can be made, rlimits where none can (and why not), and whether the folders shared with the
+    grader are capped in total (a root grader's tmpfs) or only per file (an unprivileged one)."""
+    limits = sandbox.DEFAULT_LIMITS
+    assert cgroups.Cgroup().usable, "this test expects a machine where the grader makes cgroups"
+    with_cgroups = limits_in_force()
+    assert with_cgroups.startswith("sandbox limits: memory 4 GiB (cgroup v"), with_cgroups
+    assert f"{limits.processes} processes and threads (cgroup pids.max)" in with_cgroups
+    assert "RLIMIT_AS" not in with_cgroups
+    assert "RLIMIT_NPROC" not in with_cgroups
+    monkeypatch.setenv(SANDBOX_CGROUPS_VARIABLE, "no")
+    without = limits_in_force()
+    assert without.startswith(f"sandbox limits (no cgroup: {SANDBOX_CGROUPS_VARIABLE}=no): "), without
+    assert "(RLIMIT_AS)" in without
+    assert f"{limits.processes} processes and threads (RLIMIT_NPROC" in without
+    for text in (with_cgroups, without):
+        assert "CPU 900 s per process (RLIMIT_CPU)" in text
+        assert "64 MiB per file (RLIMIT_FSIZE)" in text
+        assert "/tmp, $HOME and /dev/shm 256 MiB each" in text
+        assert text.count("\n") == 0
+    if os.geteuid() != 0:
+        return
+    assert "the folders shared with the grader 256 MiB each (tmpfs size)" in with_cgroups
+    monkeypatch.delenv(SANDBOX_CGROUPS_VARIABLE)  # the instructor's machine has cgroups: not theirs
+    as_instructor = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            sys.executable,
+            "-c",
+            "from backprop_ninja.sandbox.enforced import limits_in_force; print(limits_in_force())",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert as_instructor.returncode == 0, as_instructor.stderr
+    line = as_instructor.stdout.strip()
+    assert line.startswith("sandbox limits (no cgroup: Permission denied: /sys/fs/cgroup/"), line
+    assert "(RLIMIT_NPROC" in line
+    assert "the folders shared with the grader per file only (not root: no tmpfs over them)" in line
+
+
+OUTSIDE_PROBE = """
+import ctypes, json, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+session = libc.syscall(250, 0, ctypes.c_int(-3), 0)  # KEYCTL_GET_KEYRING_ID of the session keyring
+buffer = ctypes.create_string_buffer(256)
+read = libc.syscall(250, 11, int(sys.argv[1]), buffer, 256)  # KEYCTL_READ the grader's key
+print(json.dumps({
+    "ids": [status[name].split() for name in ("Uid", "Gid", "Groups")],
+    "caps": [status[name].strip() for name in ("CapEff", "CapPrm", "CapBnd", "CapAmb")],
+    "no_new_privs": status["NoNewPrivs"].strip(),
+    "session": session,
+    "read": buffer.raw[: max(read, 0)].decode(errors="replace"),
+    "aliased": sorted(os.listdir("/tmp/0")),
+}))
+"""
+
+
+def test_what_starts_bubblewrap_for_a_root_grader_is_nobody_with_a_keyring_of_its_own(tmp_path):
+    """Issue 26.1, 26.2: what a root grader runs bubblewrap with (sandbox/outside.py) is uid and
+    gid 65534 with no group and no capability, in a new session keyring (the grader's key, in
+    the grader's session keyring, out of reach without any filter's help), and finds a folder
+    only root may reach at its alias."""
+    if os.geteuid() != 0:
+        pytest.skip("only a root grader starts bubblewrap through outside.py")
+    from backprop_ninja.sandbox import outside
+
+    private = tmp_path / "root-only" / "staging"  # pytest's tmp_path: below a 0700 folder
+    private.mkdir(parents=True)
+    (private / "inputs.json").write_text("{}")
+    key = _add_key(f"bpn-outside-{os.getpid()}", b"s3cret-session", -3)
+    libc = ctypes.CDLL(None, use_errno=True)
+    own_session = libc.syscall(250, 0, ctypes.c_int(-3), 0)
+    try:
+        command = outside.wrap(
+            [sys.executable, "-I", "-c", OUTSIDE_PROBE, str(key)], [str(private)], (65534, 65534)
+        )
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    finally:
+        libc.syscall(250, 3, key)  # KEYCTL_REVOKE
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["ids"] == [["65534"] * 4, ["65534"] * 4, []]
+    assert seen["caps"] == ["0000000000000000"] * 4
+    assert seen["no_new_privs"] == "1"
+    assert seen["session"] > 0
+    assert seen["session"] != own_session
+    assert seen["read"] == ""
+    assert seen["aliased"] == ["inputs.json"]
+    assert "/tmp/0" not in Path("/proc/self/mountinfo").read_text()  # the alias stayed private

@@ -63,6 +63,8 @@ NBGRADER_EXECUTION_VARIABLE = "NBGRADER_EXECUTION"
 FORKSERVER_VARIABLE = "BACKPROP_NINJA_FORKSERVER"
 # The sandbox fork server's socket: its children confine themselves before they run.
 SANDBOX_FORKSERVER_VARIABLE = "BACKPROP_NINJA_SANDBOX_FORKSERVER"
+# "no": sandboxes get no cgroup, as on a machine without one (rlimits cap them instead).
+SANDBOX_CGROUPS_VARIABLE = "BACKPROP_NINJA_SANDBOX_CGROUPS"
 
 # What of the grader's environment a student's sandboxed code may see: the course's switches
 # and the thread caps. Nothing else — not the database URL, tokens, or the grader's sockets.

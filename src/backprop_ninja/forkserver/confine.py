@@ -9,7 +9,8 @@ bubblewrap's work itself, with the same system calls, before any of the requeste
 2. ``unshare`` new mount, PID, network, IPC, UTS and cgroup namespaces; a server that is
    not root also a new user namespace, mapping the sandbox's uid and gid to its own (a root
    server needs none: its sandboxes become the spec's user, ``nobody``, outright — a uid
-   that owns nothing of the host, never the grader's);
+   that owns nothing of the host, never the grader's — unless RLIMIT_NPROC is what counts its
+   processes (no cgroup): then one mapping ``nobody`` to itself, so the count is its own);
 3. fork the new PID namespace's first process (``init``), which dies with this child
    (``PR_SET_PDEATHSIG``) — and every process of the namespace dies with ``init``;
 4. ``init`` builds a new root on a tmpfs from the ``mounts`` in the spec (read-only binds of
@@ -174,7 +175,20 @@ def enter(spec: dict, requester: int) -> None:
     # user (nobody: a uid that owns nothing of the host), with no user namespace at all;
     # any other maps the spec's user to its own in a new user namespace, as bubblewrap does.
     identity = (spec["uid"], spec["gid"]) if outer_uid == 0 else None
-    _check(_libc.unshare(NAMESPACES if identity is None else NAMESPACES & ~CLONE_NEWUSER), "unshare")
+    # Where RLIMIT_NPROC counts its processes (no cgroup), a root server's sandbox gets a user
+    # namespace too, mapping its user to itself: the kernel counts a uid's processes per user
+    # namespace, so the count is the sandbox's own — not that of every process of the uid on
+    # the machine (other sandboxes at the same moment, daemons running as nobody).
+    counted = identity is not None and "NPROC" in spec.get("rlimits", {})
+    mapped = _mapped_from_outside(spec["uid"], spec["gid"]) if counted else None
+    try:
+        _check(
+            _libc.unshare(NAMESPACES if identity is None or counted else NAMESPACES & ~CLONE_NEWUSER),
+            "unshare",
+        )
+    finally:
+        if mapped is not None:
+            mapped()
     if identity is None:
         Path("/proc/self/setgroups").write_text("deny")
         Path("/proc/self/uid_map").write_text(f"{spec['uid']} {outer_uid} 1")
@@ -221,6 +235,40 @@ def enter(spec: dict, requester: int) -> None:
     for name, value in spec.get("rlimits", {}).items():
         limit = getattr(resource, f"RLIMIT_{name}")
         resource.setrlimit(limit, (value, value))
+
+
+def _mapped_from_outside(uid: int, gid: int):
+    """A helper forked now, still root outside, that maps ``uid`` and ``gid`` (and root, which
+    builds the sandbox and then becomes ``uid``) to themselves in the user namespace this
+    process is about to make (only a process with CAP_SETUID in the parent namespace may
+    write such a map). Returns what to call after the ``unshare``:
+    it has the helper write the maps and waits for it (``ConfineError`` if it could not)."""
+    before = Path("/proc/self/ns/user").stat().st_ino
+    go, told = os.pipe()
+    helper = os.fork()
+    if helper == 0:
+        os.close(told)
+        try:
+            if os.read(go, 1) == b"1":  # nothing (EOF): the unshare failed
+                parent = os.getppid()
+                # root too, to itself, while the sandbox is built (files are made as root)
+                Path(f"/proc/{parent}/uid_map").write_text(f"0 0 1\n{uid} {uid} 1")
+                Path(f"/proc/{parent}/gid_map").write_text(f"0 0 1\n{gid} {gid} 1")
+                os._exit(0)
+        finally:
+            os._exit(1)
+    os.close(go)
+
+    def mapped() -> None:
+        made = Path("/proc/self/ns/user").stat().st_ino != before
+        if made:  # else the unshare failed, and says so
+            os.write(told, b"1")
+        os.close(told)
+        _, status = os.waitpid(helper, 0)
+        if made and os.waitstatus_to_exitcode(status) != 0:
+            raise ConfineError(0, "the sandbox's user namespace could not be mapped")
+
+    return mapped
 
 
 def _supervise(init: int, requester: int) -> int:

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from ..course import ASSIGNMENT
+from ..sandbox.enforced import limits_in_force
 from .classdir import CONFIG_FILE, Course, GraderProblem, GradingError
 from .pipeline import AutogradeOptions, Interrupted, autograde_class, register_assignment
 from .results import NOTEBOOK_TIMEOUT
@@ -240,6 +241,8 @@ def _autograde(course: Course, args) -> int:
         sandboxed=not args.no_sandbox,
         dask_scheduler=args.dask_scheduler,
     )
+    if options.sandboxed and options.dask_scheduler is None:  # each Dask worker's machine: its own
+        print(limits_in_force())  # which limits hold here, and what enforces them
     statuses = autograde_class(course, options)
     graded = list(statuses)
     seconds = time.monotonic() - start

@@ -40,9 +40,9 @@ from pathlib import Path
 from .. import forkserver
 from ..course import SANDBOX_ENVIRONMENT, SANDBOX_FORKSERVER_VARIABLE, SANDBOX_VARIABLE
 from ..data import DEFAULT_NAMES_PATH
-from . import quota, seccomp
+from . import outside, quota, seccomp
 from .cgroups import Cgroup, remove_stale_cgroups
-from .limits import DEFAULT_LIMITS, Limits
+from .limits import DEFAULT_LIMITS, Limits, rlimits
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # What the sandboxed process is called inside (an unprivileged uid: ``nobody``).
@@ -167,16 +167,6 @@ def mounts(writable: Sequence[Path] = (), limits: Limits = DEFAULT_LIMITS) -> li
     return view
 
 
-def rlimits(limits: Limits = DEFAULT_LIMITS, *, rlimit_memory: bool = False) -> dict[str, int]:
-    """Per-process limits (RLIMIT_ name → value); ``rlimit_memory`` where no cgroup caps memory
-    or processes (then RLIMIT_NPROC, counted per user in the sandbox's own user namespace)."""
-    kept = {"FSIZE": limits.file_bytes, "CPU": limits.cpu_seconds, "CORE": 0}
-    if rlimit_memory:
-        kept["AS"] = limits.memory_bytes + 4 * 2**30  # torch reserves ~1 GiB it never uses
-        kept["NPROC"] = limits.processes
-    return kept
-
-
 def command(
     argv: Sequence[str],
     *,
@@ -195,10 +185,14 @@ def command(
     args = [bwrap or bwrap_path() or "bwrap", "--unshare-all", "--unshare-user", "--disable-userns"]
     args += ["--die-with-parent", "--new-session", "--seccomp", str(seccomp_fd)]
     args += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--cap-drop", "ALL"]
+    as_root, sources = os.geteuid() == 0, list[str]()  # root: bubblewrap starts as nobody (outside.py)
     for kind, *where in mounts(writable, limits):
         if kind == "tmpfs":
             path, size, mode = where
             args += ["--size", str(size), "--perms", f"{mode:04o}", "--tmpfs", path]
+        elif as_root and kind.endswith("bind") and outside.aliased(where[0]):
+            args += [f"--{kind}", outside.alias(len(sources)), where[1]]
+            sources.append(where[0])
         else:
             args += [f"--{kind}", *where]
     args += ["--remount-ro", "/", "--chdir", cwd, "--clearenv"]
@@ -207,7 +201,8 @@ def command(
     limited = [
         f"--{name.lower()}={value}" for name, value in rlimits(limits, rlimit_memory=rlimit_memory).items()
     ]
-    return [*args, "--", "/usr/bin/prlimit", *limited, "--", *argv]
+    args += ["--", "/usr/bin/prlimit", *limited, "--", *argv]
+    return outside.wrap(args, sources, (SANDBOX_UID, SANDBOX_UID)) if as_root else args
 
 
 def confinement(
@@ -276,11 +271,10 @@ class SandboxedProcess:
     a new ``bwrap`` process. The part of ``subprocess.Popen``'s interface the grader uses
     (pid, returncode, poll, wait, send_signal, terminate, kill), and ``forked``.
 
-    Call ``close()`` once it is done: it ends whatever is left in the sandbox, removes the
-    cgroup and, where the grader runs as root, unmounts the size-capped tmpfs each writable
-    folder was for the sandbox's life (``quota.py``): read what it left there before. The standard streams (stdin, stdout, stderr) are files, descriptors or DEVNULL;
-    ``cwd`` is inside; ``fork_server``: the sandbox fork server's socket (default: the
-    environment's ``SANDBOX_FORKSERVER_VARIABLE``).
+    ``close()`` it once done: it ends what is left, removes the cgroup and, for a root grader,
+    unmounts each writable folder's size-capped tmpfs (``quota.py``; read what is there
+    first). Streams: files, descriptors or DEVNULL; ``cwd`` is inside; ``fork_server``: the
+    sandbox fork server's socket (default: the environment's ``SANDBOX_FORKSERVER_VARIABLE``).
     """
 
     def __init__(
@@ -300,14 +294,12 @@ class SandboxedProcess:
         self.cgroup = Cgroup(limits)
         self.capped: list[Path] = []  # its host folders, size-capped for its life
         try:
-            # A root server's forked sandbox runs as nobody (confine.py), bubblewrap's as the grader.
-            owner = (SANDBOX_UID, SANDBOX_UID) if self.fork_server and os.geteuid() == 0 else None
+            # A root grader's sandboxes run as nobody outside too (confine.py, outside.py).
+            owner = (SANDBOX_UID, SANDBOX_UID) if os.geteuid() == 0 else None
             self.capped = [Path(f) for f in writable if quota.cap(Path(f), limits.folder_bytes, owner)]
             self.process = self._forked(writable, cwd, env, extra_env, limits, streams)
             self.forked = self.process is not None
             if self.process is None:
-                for folder in self.capped if owner else ():
-                    quota.give(folder, (os.getuid(), os.getgid()))
                 filter_fd = seccomp.program_file()
                 try:
                     inner = command(

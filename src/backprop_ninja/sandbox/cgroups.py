@@ -2,7 +2,8 @@
 a way to end all of it, and the removal of cgroups a killed job left behind.
 
 cgroup v1 (memory and pids hierarchies) or v2, whichever the machine mounts writable; where
-neither is, ``Cgroup.usable`` is False and the sandbox caps memory with RLIMIT_AS instead.
+neither is (or ``SANDBOX_CGROUPS_VARIABLE`` says "no"), ``Cgroup.usable`` is False and
+the sandbox caps memory with RLIMIT_AS and processes with RLIMIT_NPROC instead.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..course import SANDBOX_CGROUPS_VARIABLE
 from . import quota
 from .limits import DEFAULT_LIMITS, Limits
 
@@ -30,15 +32,25 @@ class Cgroup:
     def __init__(self, limits: Limits = DEFAULT_LIMITS):
         self.name = f"sandbox-{uuid.uuid4().hex[:12]}"
         self.folders: list[Path] = []
+        self.problem = "no cgroup file system (v1 memory and pids, or v2)"  # why not usable
+        if os.environ.get(SANDBOX_CGROUPS_VARIABLE) == "no":
+            self.problem = f"{SANDBOX_CGROUPS_VARIABLE}=no"
+            return
         try:
             self._create(limits)
-        except OSError:
+        except OSError as error:
             self.remove()
             self.folders = []
+            self.problem = f"{error.strerror or error}: {error.filename}" if error.filename else str(error)
 
     @property
     def usable(self) -> bool:
         return bool(self.folders)
+
+    @property
+    def version(self) -> int:
+        """1 or 2 (cgroup v1's memory and pids hierarchies, or v2's); 0 where not usable."""
+        return 0 if not self.folders else 2 if self.folders[0].parent.parent == CGROUP_V2_ROOT else 1
 
     def _create(self, limits: Limits) -> None:
         if all(root.is_dir() for root in CGROUP_ROOTS.values()):  # cgroup v1

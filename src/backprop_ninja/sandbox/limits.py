@@ -18,3 +18,13 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+def rlimits(limits: Limits = DEFAULT_LIMITS, *, rlimit_memory: bool = False) -> dict[str, int]:
+    """Per-process limits (RLIMIT_ name → value); ``rlimit_memory`` where no cgroup caps memory
+    or processes (then RLIMIT_NPROC, counted per user in the sandbox's own user namespace)."""
+    kept = {"FSIZE": limits.file_bytes, "CPU": limits.cpu_seconds, "CORE": 0}
+    if rlimit_memory:
+        kept["AS"] = limits.memory_bytes + 4 * 2**30  # torch reserves ~1 GiB it never uses
+        kept["NPROC"] = limits.processes
+    return kept

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["cap", "give", "in_force", "remove_stale", "uncap"]
+__all__ = ["cap", "in_force", "remove_stale", "uncap"]
 
 SOURCE_PREFIX = "bpn-sandbox-folder-"  # + the pid of the grading process that mounted it
 
@@ -88,9 +88,3 @@ def remove_stale() -> int:
             if _libc.umount2(point.encode(), MNT_DETACH) == 0:
                 removed += 1
     return removed
-
-
-def give(folder: Path, owner: tuple[int, int]) -> None:
-    """Make ``owner`` (uid, gid) the owner of a capped ``folder`` and of what it holds."""
-    for entry in [Path(folder), *Path(folder).iterdir()]:
-        os.chown(entry, *owner, follow_symlinks=False)
