@@ -143,3 +143,18 @@ def header(*, quick: bool, load_before: float | None, load_after: float | None, 
         "load_after": load_after,
         "settings": settings,
     }
+
+
+def merge_json(path: Path, rows: list[Row], header: dict) -> None:
+    """Replace ``rows`` (by figure) in the results at ``path``, keeping every other row and
+    the full run's header; the partial run's header is added to ``partial_runs``."""
+    path = Path(path)
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    fresh = {row.figure: row.to_json() for row in rows}
+    merged = [fresh.pop(old["figure"], old) for old in payload["rows"]]
+    for figure, row in fresh.items():  # figures the full run did not have yet: after their kin
+        kin = [i for i, old in enumerate(merged) if old["figure"][:1] == figure[:1]]
+        merged.insert(kin[-1] + 1 if kin else len(merged), row)
+    payload["rows"] = merged
+    payload.setdefault("partial_runs", []).append({**header, "figures": [row.figure for row in rows]})
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
