@@ -10,8 +10,9 @@ less than wall time), on the training's thread count, median of interleaved repe
   at the schedule's rate), bookkeeping (the loss kept, floats made once per chunk). The loop
   is ``train``'s, with the clock read between sections; ``train`` itself runs in the same
   repeats, so the table shows what the clock reads cost on top;
-* **statements of ``manual_backward``**: the answer's body run one statement at a time on
-  one minibatch (the clock around each; the cost of an empty statement subtracted).
+* **statements of ``manual_backward``** (and of ``forward_fused``): the body run one
+  statement at a time on one minibatch (the clock around each; the cost of an empty
+  statement subtracted).
 
 Both for the model answer (solutions/, the derivation) and for the tuned variant
 (``bench/tuned.py``), so that the table says which lines the answer's time is in.
@@ -254,8 +255,12 @@ def report(*, steps: int, repeats: int, calls: int) -> str:
     lines.append(
         "| `train` itself, same repeats | " + " | ".join(f"{sections[n].train_us:.0f}" for n in names) + " |"
     )
-    args = one_step_inputs(splits)
-    for name, (function, source) in functions.items():
+    params, cache, Xb, Yb = one_step_inputs(splits)
+    timed = {
+        "forward (model.forward_fused)": (forward_fused, inspect.getsource(forward_fused), (params, Xb, Yb)),
+        **{name: (f, source, (params, cache, Xb, Yb)) for name, (f, source) in functions.items()},
+    }
+    for name, (function, source, args) in timed.items():
         rows, whole = statement_breakdown(function, source, args, calls=calls, repeats=repeats)
         lines += [
             "",
