@@ -6,11 +6,11 @@ Two views, in CPU time of this thread (``time.thread_time``: a busy machine dist
 less than wall time), on the training's thread count, median of interleaved repeats:
 
 * **sections of a step** of ``train``'s loop — minibatches (drawn per chunk, shared over its
-  steps), forward (``model.forward_fused``), manual backward, update (one ``_foreach_add_``
-  at the schedule's rate), bookkeeping (the loss kept, floats made once per chunk). The loop
+  steps), forward (``model.forward_to_logits``), manual backward, update (one ``_foreach_add_``
+  at the schedule's rate), bookkeeping (the logits kept, the losses computed once per chunk). The loop
   is ``train``'s, with the clock read between sections; ``train`` itself runs in the same
   repeats, so the table shows what the clock reads cost on top;
-* **statements of ``manual_backward``** (and of ``forward_fused``): the body run one
+* **statements of ``manual_backward``** (and of ``forward_to_logits``): the body run one
   statement at a time on one minibatch (the clock around each; the cost of an empty
   statement subtracted).
 
@@ -33,12 +33,13 @@ from dataclasses import dataclass
 import torch
 
 from backprop_ninja.data import Splits, load_splits
-from backprop_ninja.model import PARAM_NAMES, forward_fused
+from backprop_ninja.model import PARAM_NAMES, forward_fused, forward_to_logits
 from backprop_ninja.training import (
     CHUNK_STEPS,
     TRAINING_THREADS,
     lecture_learning_rate,
     minibatch_chunks,
+    minibatch_losses,
     torch_threads,
     train,
 )
@@ -74,10 +75,10 @@ def instrumented_train(params, Xtr, Ytr, backward: Callable, *, steps: int, gene
         spent["minibatches"] += t1 - t0
         if batches is None:
             break
-        losses = []
+        logits = []
         for Xb, Yb in batches:
             t0 = clock()
-            loss, cache = forward_fused(params, Xb, Yb)
+            cache = forward_to_logits(params, Xb)
             t1 = clock()
             grads = backward(params, cache, Xb, Yb)
             t2 = clock()
@@ -85,7 +86,7 @@ def instrumented_train(params, Xtr, Ytr, backward: Callable, *, steps: int, gene
                 tensors, [grads[name] for name in PARAM_NAMES], alpha=-lecture_learning_rate(step)
             )
             t3 = clock()
-            losses.append(loss)
+            logits.append(cache["logits"].clone())  # train takes it before the backward
             step += 1
             t4 = clock()
             spent["forward"] += t1 - t0
@@ -93,7 +94,7 @@ def instrumented_train(params, Xtr, Ytr, backward: Callable, *, steps: int, gene
             spent["update"] += t3 - t2
             spent["bookkeeping"] += t4 - t3
         t0 = clock()
-        torch.stack(losses).tolist()
+        minibatch_losses(logits, [Yb for _, Yb in batches])
         spent["bookkeeping"] += clock() - t0
     return spent
 
@@ -257,7 +258,11 @@ def report(*, steps: int, repeats: int, calls: int) -> str:
     )
     params, cache, Xb, Yb = one_step_inputs(splits)
     timed = {
-        "forward (model.forward_fused)": (forward_fused, inspect.getsource(forward_fused), (params, Xb, Yb)),
+        "forward (model.forward_to_logits)": (
+            forward_to_logits,
+            inspect.getsource(forward_to_logits),
+            (params, Xb),
+        ),
         **{name: (f, source, (params, cache, Xb, Yb)) for name, (f, source) in functions.items()},
     }
     for name, (function, source, args) in timed.items():
