@@ -3,6 +3,7 @@
 python -m bench                  # the real figures (a few minutes), bench/results.json
 python -m bench --quick --out X  # tiny settings, for CI: checks the bench runs, not speed
 python -m bench --only training  # figures 1, 1', 1'', 1t and 2 alone; their rows replaced in results.json
+python -m bench --only full-run  # figures 1a-1c alone (the lecture's 200,000 steps), likewise
 """
 
 from __future__ import annotations
@@ -122,10 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["training"],
+        choices=["training", "full-run"],
         default=None,
-        help="training: figures 1, 1', 1'', 1t and 2 alone (about a minute); their rows replace "
-        "the same figures' rows in the results, the rest of the file stays",
+        help="training: figures 1, 1', 1'', 1t and 2 alone (a few minutes); full-run: figures "
+        "1a-1c alone (about a minute); their rows replace the same figures' rows in the "
+        "results, the rest of the file stays",
     )
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
@@ -133,9 +135,14 @@ def main(argv: list[str] | None = None) -> int:
 
     load_before = load_average()
     began = time.perf_counter()
-    if args.only == "training":
+    if args.only:
         manual_backward = load_solution("4_full_training", args.solutions)["manual_backward"]
-        rows = training_rows(settings, load_splits(), manual_backward)
+        if args.only == "training":
+            rows = training_rows(settings, load_splits(), manual_backward)
+        else:
+            rows = figures.full_run(
+                load_splits(), manual_backward, steps=settings.full_run_steps, progress=sys.stderr.isatty()
+            )
         if args.quick:
             for row in rows:
                 row.target_applies = False
