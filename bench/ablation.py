@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from backprop_ninja.data import load_splits
 from backprop_ninja.model import BN_EPS, PARAM_NAMES, forward_fused, forward_to_logits
-from backprop_ninja.training import minibatch_chunks, minibatch_losses, torch_threads
+from backprop_ninja.training import CHUNK_STEPS, minibatch_chunks, minibatch_losses, torch_threads
 
 from .figures import Start
 from .solutions import load_solution
@@ -93,17 +93,21 @@ def chunked_loop(params, Xtr, Ytr, backward, steps, g):
 
 
 def chunked_logits_loop(params, Xtr, Ytr, backward, steps, g):
-    """``train``'s loop body: the logits kept, the losses computed once per chunk."""
+    """``train``'s loop body: each step's logits kept in a buffer, the losses once per chunk."""
     tensors = [params[name] for name in PARAM_NAMES]
     losses = []
+    buffer = torch.empty(0)
+    slots: tuple[torch.Tensor, ...] = ()
     for batches in minibatch_chunks(Xtr, Ytr, steps=steps, batch_size=32, generator=g):
-        logits = []
-        for Xb, Yb in batches:
+        for i, (Xb, Yb) in enumerate(batches):
             cache = forward_to_logits(params, Xb)
-            logits.append(cache["logits"].clone())
+            if not slots:
+                buffer = cache["logits"].new_empty((CHUNK_STEPS, *cache["logits"].shape))
+                slots = buffer.unbind(0)
+            slots[i].copy_(cache["logits"])
             grads = backward(params, cache, Xb, Yb)
             torch._foreach_add_(tensors, [grads[name] for name in PARAM_NAMES], alpha=-0.1)
-        losses.extend(minibatch_losses(logits, [Yb for _, Yb in batches]))
+        losses.extend(minibatch_losses(buffer[: len(batches)], torch.stack([Yb for _, Yb in batches])))
     return losses
 
 

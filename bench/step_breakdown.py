@@ -67,6 +67,8 @@ def instrumented_train(params, Xtr, Ytr, backward: Callable, *, steps: int, gene
     tensors = [params[name] for name in PARAM_NAMES]
     spent = dict.fromkeys(SECTIONS, 0.0)
     step = 0
+    buffer = torch.empty(0)
+    slots: tuple[torch.Tensor, ...] = ()
     chunks = minibatch_chunks(Xtr, Ytr, steps=steps, batch_size=BATCH_SIZE, generator=generator)
     while True:
         t0 = clock()
@@ -75,26 +77,28 @@ def instrumented_train(params, Xtr, Ytr, backward: Callable, *, steps: int, gene
         spent["minibatches"] += t1 - t0
         if batches is None:
             break
-        logits = []
-        for Xb, Yb in batches:
+        for i, (Xb, Yb) in enumerate(batches):
             t0 = clock()
             cache = forward_to_logits(params, Xb)
             t1 = clock()
-            grads = backward(params, cache, Xb, Yb)
+            if not slots:
+                buffer = cache["logits"].new_empty((CHUNK_STEPS, *cache["logits"].shape))
+                slots = buffer.unbind(0)
+            slots[i].copy_(cache["logits"])  # train takes it before the backward
             t2 = clock()
+            grads = backward(params, cache, Xb, Yb)
+            t3 = clock()
             torch._foreach_add_(
                 tensors, [grads[name] for name in PARAM_NAMES], alpha=-lecture_learning_rate(step)
             )
-            t3 = clock()
-            logits.append(cache["logits"].clone())  # train takes it before the backward
-            step += 1
             t4 = clock()
+            step += 1
             spent["forward"] += t1 - t0
-            spent["manual backward"] += t2 - t1
-            spent["update"] += t3 - t2
-            spent["bookkeeping"] += t4 - t3
+            spent["bookkeeping"] += t2 - t1
+            spent["manual backward"] += t3 - t2
+            spent["update"] += t4 - t3
         t0 = clock()
-        minibatch_losses(logits, [Yb for _, Yb in batches])
+        minibatch_losses(buffer[: len(batches)], torch.stack([Yb for _, Yb in batches]))
         spent["bookkeeping"] += clock() - t0
     return spent
 

@@ -215,7 +215,7 @@ def test_the_losses_of_a_chunk_are_each_steps_cross_entropy():
     logits = [torch.randn(8, 5, generator=g) * 3 for _ in range(4)]
     targets = [torch.randint(0, 5, (8,), generator=g) for _ in range(4)]
     expected = [F.cross_entropy(lg, y).item() for lg, y in zip(logits, targets, strict=True)]
-    got = training.minibatch_losses(logits, targets)
+    got = training.minibatch_losses(torch.stack(logits), torch.stack(targets))
     assert len(got) == 4
     assert torch.allclose(torch.tensor(got), torch.tensor(expected), rtol=1e-6, atol=0)
 

@@ -87,14 +87,15 @@ def minibatch_chunks(
         yield list(zip(Xtr[ix].unbind(0), Ytr[ix].unbind(0)))
 
 
-def minibatch_losses(logits: list[torch.Tensor], targets: list[torch.Tensor]) -> list[float]:
-    """``F.cross_entropy(logits[i], targets[i])`` for every step of a chunk, in one call.
+def minibatch_losses(logits: torch.Tensor, targets: torch.Tensor) -> list[float]:
+    """``F.cross_entropy(logits[i], targets[i])`` for every step ``i`` of a chunk, in one call.
 
-    The same numbers as one call per step, to float32 rounding (the mean of each minibatch is
-    summed in another order: a few units in the last place); tests/test_training.py checks.
+    ``logits`` is (steps, n, V) and ``targets`` (steps, n). The same numbers as one call per
+    step, to float32 rounding (each minibatch's mean is summed in another order: a few units
+    in the last place); tests/test_training.py checks.
     """
-    per_example = F.cross_entropy(torch.cat(logits), torch.cat(targets), reduction="none")
-    return per_example.view(len(logits), -1).mean(1).tolist()
+    per_example = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
+    return per_example.view(targets.shape).mean(1).tolist()
 
 
 @torch.inference_mode()
@@ -126,18 +127,25 @@ def train(
         torch_threads(threads),
         tqdm(total=steps, disable=not progress, desc="training", mininterval=0.5) as bar,
     ):
+        # Each step's logits, copied into a slot of one buffer before backward could change
+        # them: the losses are computed once per chunk (a step needs them only for the record).
+        buffer = torch.empty(0)
+        slots: tuple[torch.Tensor, ...] = ()
         for batches in minibatch_chunks(Xtr, Ytr, steps=steps, batch_size=batch_size, generator=g):
-            logits = []
-            for Xb, Yb in batches:
+            for i, (Xb, Yb) in enumerate(batches):
                 cache = forward_to_logits(params, Xb)
-                logits.append(cache["logits"].clone())  # before backward could change it
+                if not slots:
+                    buffer = cache["logits"].new_empty((CHUNK_STEPS, *cache["logits"].shape))
+                    slots = buffer.unbind(0)
+                slots[i].copy_(cache["logits"])
                 grads = backward(params, cache, Xb, Yb)
                 # p += -lr * grad for all seven parameters in one call.
                 torch._foreach_add_(
                     tensors, [grads[name] for name in PARAM_NAMES], alpha=-learning_rate(step)
                 )
                 step += 1
-            run.losses.extend(minibatch_losses(logits, [Yb for _, Yb in batches]))
+            targets = torch.stack([Yb for _, Yb in batches])
+            run.losses.extend(minibatch_losses(buffer[: len(batches)], targets))
             bar.update(len(batches))
             bar.set_postfix(loss=f"{sum(run.losses[-len(batches) :]) / len(batches):.4f}")
     return run
