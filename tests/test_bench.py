@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the bench is a top-level directory, not part of the package
 
 from bench import fused, step_breakdown, tuned  # noqa: E402
-from bench.report import Row, Target, merge_json, table, write_json  # noqa: E402
+from bench.report import Row, Target, busy, merge_json, table, write_json  # noqa: E402
 from bench.solutions import load_solution  # noqa: E402
 from bench.timing import interleaved_seconds  # noqa: E402
 
@@ -215,3 +215,20 @@ def test_a_partial_run_replaces_its_rows_and_keeps_the_rest(tmp_path):
     ]
     assert results["generated"] == "full"
     assert results["partial_runs"] == [{"generated": "partial", "figures": ["1", "1t"]}]
+
+
+def test_a_run_on_a_busy_machine_judges_no_target():
+    assert busy(0.8, 2) is False
+    assert busy(2.0, 2) is False
+    assert busy(19.1, 2) is True
+    assert busy(None, 2) is False
+    header = {
+        "machine": {"cpu": "cpu", "cores": 2, "torch": "t", "torch_default_threads": 2},
+        "load_before": 19.1,
+        "load_after": 4.8,
+        "quick": False,
+        "busy": True,
+    }
+    assert "no time judged against its target" in table(
+        [Row("1", "training", 0.03, "×", Target(0.15, at_most=True))], header
+    )
