@@ -169,9 +169,11 @@ def merge_json(path: Path, rows: list[Row], header: dict) -> None:
     payload = json.loads(path.read_text(encoding="utf-8"))
     fresh = {row.figure: row.to_json() for row in rows}
     merged = [fresh.pop(old["figure"], old) for old in payload["rows"]]
-    for figure, row in fresh.items():  # figures the full run did not have yet: after their kin
-        kin = [i for i, old in enumerate(merged) if old["figure"][:1] == figure[:1]]
-        merged.insert(kin[-1] + 1 if kin else len(merged), row)
+    order = [row.figure for row in rows]
+    for figure, row in fresh.items():  # figures the file did not have yet: after their predecessor
+        before = order[: order.index(figure)]
+        at = max((i for i, old in enumerate(merged) if old["figure"] in before), default=len(merged) - 1)
+        merged.insert(at + 1, row)
     payload["rows"] = merged
     payload.setdefault("partial_runs", []).append({**header, "figures": [row.figure for row in rows]})
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

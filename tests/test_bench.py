@@ -204,17 +204,30 @@ def test_the_step_breakdown_times_every_section_of_trains_step():
 def test_a_partial_run_replaces_its_rows_and_keeps_the_rest(tmp_path):
     out = tmp_path / "results.json"
     header = {"generated": "full", "machine": {}}
-    write_json(out, [Row("1", "a", 1.0, "×"), Row("2", "b", 2.0, "×"), Row("5", "c", 5.0, "s")], header)
-    merge_json(out, [Row("1", "a", 0.5, "×"), Row("1t", "new", 0.4, "×")], {"generated": "partial"})
+    old = [
+        Row("1", "a", 1.0, "×"),
+        Row("1''", "b", 1.1, "×"),
+        Row("2", "c", 2.0, "×"),
+        Row("5", "d", 5.0, "s"),
+    ]
+    write_json(out, old, header)
+    fresh = [
+        Row("1", "a", 0.5, "×"),
+        Row("1''", "b", 0.9, "×"),
+        Row("1t", "new", 0.4, "×"),
+        Row("2", "c", 2.5, "×"),
+    ]
+    merge_json(out, fresh, {"generated": "partial"})
     results = json.loads(out.read_text(encoding="utf-8"))
     assert [(r["figure"], r["value"]) for r in results["rows"]] == [
         ("1", 0.5),
-        ("1t", 0.4),
-        ("2", 2.0),
+        ("1''", 0.9),
+        ("1t", 0.4),  # a new figure goes after the one before it in the run
+        ("2", 2.5),
         ("5", 5.0),
     ]
     assert results["generated"] == "full"
-    assert results["partial_runs"] == [{"generated": "partial", "figures": ["1", "1t"]}]
+    assert results["partial_runs"] == [{"generated": "partial", "figures": ["1", "1''", "1t", "2"]}]
 
 
 def test_a_run_on_a_busy_machine_judges_no_target():
