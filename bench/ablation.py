@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from backprop_ninja.data import load_splits
-from backprop_ninja.model import BN_EPS, PARAM_NAMES, forward_fused
-from backprop_ninja.training import minibatch_chunks, torch_threads
+from backprop_ninja.model import BN_EPS, PARAM_NAMES, forward_fused, forward_to_logits
+from backprop_ninja.training import CHUNK_STEPS, minibatch_chunks, minibatch_losses, torch_threads
 
 from .figures import Start
 from .solutions import load_solution
@@ -78,7 +78,7 @@ def per_step_loop(forward: Callable, foreach: bool) -> Callable:
 
 
 def chunked_loop(params, Xtr, Ytr, backward, steps, g):
-    """``train``'s loop body: minibatches per chunk, losses read once per chunk."""
+    """Minibatches per chunk, losses read once per chunk (``train``'s loop until 2026-12-07)."""
     tensors = [params[name] for name in PARAM_NAMES]
     losses = []
     for batches in minibatch_chunks(Xtr, Ytr, steps=steps, batch_size=32, generator=g):
@@ -92,13 +92,33 @@ def chunked_loop(params, Xtr, Ytr, backward, steps, g):
     return losses
 
 
+def chunked_logits_loop(params, Xtr, Ytr, backward, steps, g):
+    """``train``'s loop body: each step's logits kept in a buffer, the losses once per chunk."""
+    tensors = [params[name] for name in PARAM_NAMES]
+    losses = []
+    buffer = torch.empty(0)
+    slots: tuple[torch.Tensor, ...] = ()
+    for batches in minibatch_chunks(Xtr, Ytr, steps=steps, batch_size=32, generator=g):
+        for i, (Xb, Yb) in enumerate(batches):
+            cache = forward_to_logits(params, Xb)
+            if not slots:
+                buffer = cache["logits"].new_empty((CHUNK_STEPS, *cache["logits"].shape))
+                slots = buffer.unbind(0)
+            slots[i].copy_(cache["logits"])
+            grads = backward(params, cache, Xb, Yb)
+            torch._foreach_add_(tensors, [grads[name] for name in PARAM_NAMES], alpha=-0.1)
+        losses.extend(minibatch_losses(buffer[: len(batches)], torch.stack([Yb for _, Yb in batches])))
+    return losses
+
+
 # name → (loop, context manager); each adds one change to the one before.
 VARIANTS = {
     "as first written (no_grad)": (per_step_loop(first_forward, foreach=False), torch.no_grad),
     "+ lean forward_fused (no Tensor.var)": (per_step_loop(forward_fused, foreach=False), torch.no_grad),
     "+ one _foreach_add_ update": (per_step_loop(forward_fused, foreach=True), torch.no_grad),
     "+ minibatches and losses per chunk": (chunked_loop, torch.no_grad),
-    "+ inference_mode (= train)": (chunked_loop, torch.inference_mode),
+    "+ inference_mode": (chunked_loop, torch.inference_mode),
+    "+ losses per chunk from the logits (= train)": (chunked_logits_loop, torch.inference_mode),
 }
 
 

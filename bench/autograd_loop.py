@@ -1,8 +1,9 @@
 """The course's training loop with ``loss.backward()`` in place of a manual backward pass.
 
 Figure 2 compares a manual step with an autograd step, so this mirrors
-``backprop_ninja.training.train`` line for line — the same minibatch chunks, forward pass,
-update and thread count — and differs only where the gradients come from.
+``backprop_ninja.training.train`` — the same minibatch chunks, forward pass, update and
+thread count — and differs where the gradients come from: autograd needs each step's loss
+to go backward from, which ``train`` computes once per chunk for the record.
 """
 
 from __future__ import annotations

@@ -208,3 +208,32 @@ def test_forward_fused_matches_the_lectures_formulas_in_float32():
     assert torch.allclose(loss, F.cross_entropy(logits, Yb), rtol=1e-6)
     assert torch.allclose(loss, model.forward_exploded(params, Xb, Yb)["loss"], rtol=1e-6)
     assert set(cache) == {"emb", "embcat", "hprebn", "bnraw", "bnvar_inv", "hpreact", "h", "logits"}
+
+
+def test_the_losses_of_a_chunk_are_each_steps_cross_entropy():
+    g = torch.Generator().manual_seed(6)
+    logits = [torch.randn(8, 5, generator=g) * 3 for _ in range(4)]
+    targets = [torch.randint(0, 5, (8,), generator=g) for _ in range(4)]
+    expected = [F.cross_entropy(lg, y).item() for lg, y in zip(logits, targets, strict=True)]
+    got = training.minibatch_losses(torch.stack(logits), torch.stack(targets))
+    assert len(got) == 4
+    assert torch.allclose(torch.tensor(got), torch.tensor(expected), rtol=1e-6, atol=0)
+
+
+def test_a_backward_that_changes_the_logits_in_place_does_not_change_the_recorded_losses():
+    """train records the losses a chunk at a time: from the logits as the forward made them."""
+    X, Y = toy_data()
+
+    def scribbles_on_its_cache(params, cache, Xb, Yb):
+        grads = autograd_backward(params, cache, Xb, Yb)
+        cache["logits"].zero_()  # a loss of these logits would be log(7) at every step
+        return grads
+
+    runs = [
+        training.train(
+            toy_params(), X, Y, backward, steps=30, batch_size=8, generator=torch.Generator().manual_seed(2),
+            progress=False,
+        ).losses
+        for backward in (autograd_backward, scribbles_on_its_cache)
+    ]  # fmt: skip
+    assert runs[0] == runs[1]

@@ -129,11 +129,20 @@ def forward_fused(params: dict[str, torch.Tensor], Xb: torch.Tensor, Yb: torch.T
     """The compact forward pass of exercises 2–4: returns ``(loss, cache)``.
 
     ``cache`` holds what the manual backward pass needs: emb, embcat, hprebn, bnraw,
-    bnvar_inv, hpreact, h and logits.
+    bnvar_inv, hpreact, h and logits (``forward_to_logits``); the loss is ``F.cross_entropy``
+    of the logits. Mathematically the lecture's forward pass, with its
+    ``hprebn.var(0, keepdim=True, unbiased=True)`` batchnorm.
+    """
+    cache = forward_to_logits(params, Xb)
+    return F.cross_entropy(cache["logits"], Yb), cache
 
-    Mathematically the lecture's ``hprebn.var(0, keepdim=True, unbiased=True)`` batchnorm
-    with ``F.cross_entropy``; written for speed because ``train`` runs it every step, and a
-    step costs the fixed overhead of its ~40 small operations far more than their arithmetic
+
+def forward_to_logits(params: dict[str, torch.Tensor], Xb: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``forward_fused`` up to the logits: its ``cache``, without the loss.
+
+    ``train`` runs this every step — a manual step needs the loss for nothing but the record,
+    which it computes a chunk of steps at a time. Written for speed, because a step costs
+    the fixed overhead of its ~40 small operations far more than their arithmetic
     (bench/README.md): ``Tensor.mean``/``Tensor.var`` over dim 0 cost 5 and ~50 µs on a
     32×200 CPU batch where a ``sum`` costs 2.5; ``addmm``/``addcmul``/``alpha=`` do a product
     and a sum in one operation; and a Python number in an operation is first wrapped in a
@@ -152,9 +161,7 @@ def forward_fused(params: dict[str, torch.Tensor], Xb: torch.Tensor, Yb: torch.T
     bnraw = bndiff * bnvar_inv
     hpreact = torch.addcmul(params["bnbias"], params["bngain"], bnraw)  # bngain * bnraw + bnbias
     h = torch.tanh(hpreact)
-    logits = torch.addmm(params["b2"], h, params["W2"])  # h @ W2 + b2
-    loss = F.cross_entropy(logits, Yb)
-    cache = {
+    return {
         "emb": emb,
         "embcat": embcat,
         "hprebn": hprebn,
@@ -162,9 +169,8 @@ def forward_fused(params: dict[str, torch.Tensor], Xb: torch.Tensor, Yb: torch.T
         "bnvar_inv": bnvar_inv,
         "hpreact": hpreact,
         "h": h,
-        "logits": logits,
+        "logits": torch.addmm(params["b2"], h, params["W2"]),  # h @ W2 + b2
     }
-    return loss, cache
 
 
 # Rows per chunk when a whole split goes through the model: a 182,625 × 200 float32 tensor is
