@@ -63,13 +63,16 @@ data: setup ## Put data/names.txt in place (copied from ../shared or downloaded,
 lab: setup data ## Open the student notebooks in the student Lab (Validate, no instructor tools)
 	$(VENV)/bin/backprop-ninja lab notebooks/$(ASSIGNMENT)
 
+# Tests run on every core (at most 4): most of their time is spent waiting on kernels, servers
+# and a browser. Groups keep a module, and what modules share, on one worker (tests/conftest.py).
+PARALLEL := -n auto --maxprocesses 4 --dist loadgroup
 test: setup data lint ## Set up, lint, then run every test (unit, notebooks, grading pipeline)
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest $(PARALLEL)
 
 # The markers of tests that need more than Python (pyproject.toml [tool.pytest]): test-fast skips them.
 HEAVY_MARKERS := sandbox or pipeline or notebooks or browser or postgres or dask or hub
 test-fast: setup data ## Unit tests only (under 3 minutes): no kernels, servers, sandbox or browser
-	$(PYTHON) -m pytest -m "not ($(HEAVY_MARKERS))"
+	$(PYTHON) -m pytest $(PARALLEL) -m "not ($(HEAVY_MARKERS))"
 
 LINTED := src tests bench grader setup.py
 lint: setup ## The gates: ruff check, ruff format --check, mypy (also run by make test)

@@ -9,9 +9,34 @@ import pytest
 from backprop_ninja.course import REPO_ROOT
 
 
+# `make test` runs the suite in parallel (pytest-xdist, ``--dist loadgroup``): a module's tests
+# stay on one worker (their module fixtures are made once); the modules that share the graded
+# demo class (made in the repository's grader/section-b) or the hub's accounts run on one worker
+# together.
+SHARED_GROUPS = {"graded_demo": "demo-class", "hub": "hub"}
+
+
+def parallel_group(item: pytest.Item) -> str:
+    """The xdist group of a test: what it shares with other modules, else its module."""
+    fixtures = getattr(item, "fixturenames", ())
+    for shared, group in SHARED_GROUPS.items():
+        if shared in fixtures or item.get_closest_marker(shared):
+            return group
+    return item.nodeid.split("::")[0]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``sandbox`` skip, with the reason, where bubblewrap cannot start a sandbox
-    (not installed, or no user namespaces); the probe runs once, and only if one is collected."""
+    """Every test gets its parallel group (whole modules: a module is in a shared group if any
+    of its tests is). Tests marked ``sandbox`` skip, with the reason, where bubblewrap cannot
+    start a sandbox (not installed, or no user namespaces); the probe runs once, and only if
+    one is collected."""
+    groups: dict[str, str] = {}
+    for item in items:
+        module, group = item.nodeid.split("::")[0], parallel_group(item)
+        if groups.get(module, module) == module:
+            groups[module] = group
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid.split("::")[0]]))
     sandboxed = [item for item in items if item.get_closest_marker("sandbox")]
     if not sandboxed:
         return
