@@ -8,12 +8,11 @@ import pytest
 
 from backprop_ninja.course import REPO_ROOT
 
-
 # `make test` runs the suite in parallel (pytest-xdist, ``--dist loadgroup``): a module's tests
-# stay on one worker (their module fixtures are made once); the modules that share the graded
-# demo class (made in the repository's grader/section-b) or the hub's accounts run on one worker
-# together.
-SHARED_GROUPS = {"graded_demo": "demo-class", "hub": "hub"}
+# stay on one worker (their module fixtures are made once); the modules that grade in the
+# repository's own grader/ folder (the graded demo class in grader/section-b and grader/work,
+# the bench's class in grader/work) or share the hub's accounts run on one worker together.
+SHARED_GROUPS = {"graded_demo": "repository-classes", "quick_results": "repository-classes", "hub": "hub"}
 
 
 def parallel_group(item: pytest.Item) -> str:
