@@ -98,7 +98,7 @@ collect: setup ## Collect submissions into grader/class/submitted: ZIP=download.
 autograde: setup data ## Autograde every submission (WORKERS=2 at once; DASK=tcp://HOST:PORT: on a Dask cluster; SANDBOX=no: trusted code only)
 	$(CLASSROOM) autograde --class-dir $(CLASS) --workers $(WORKERS) $(SANDBOX_OPTION) $(DASK_OPTION)
 
-feedback: setup ## Feedback HTML per student and notebook (hidden tests stripped) in grader/class/feedback
+feedback: setup ## Feedback HTML per student and notebook (each test's verdict in the grader's words) in grader/class/feedback
 	$(CLASSROOM) feedback --class-dir $(CLASS) --workers $(WORKERS)
 
 export: setup ## Grades to grader/class/grades.csv (per student), grades_by_notebook.csv (with notes), grades_canvas.csv (not graded: empty; UNGRADED_AS_ZERO=yes: 0)

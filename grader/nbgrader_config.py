@@ -56,15 +56,16 @@ _autograde_steps = list(Autograde.class_traits()["autograde_preprocessors"].defa
 _autograde_steps[_autograde_steps.index(Execute)] = "backprop_ninja.grading.outputs.CappedExecute"
 c.Autograde.autograde_preprocessors = _autograde_steps
 
-# Feedback HTML is made from the autograded notebooks, which still contain the hidden tests
-# (nbgrader puts test cells back whole): strip them before students see the feedback, from
-# the cells' sources and from tracebacks that quote them.
-# TestIndex names each test and why it lost points, for the course's feedback template (set by
-# `make feedback` only: backprop_ninja.grading.feedback; the Formgrader keeps nbgrader's).
+# Feedback HTML is made from the autograded notebooks. No hidden test runs in a student's kernel
+# (the trusted verifier checks the answers on secret inputs in a process of its own), so there is
+# no secret for a kernel to print; TestIndex replaces each test cell's outputs with the grader's
+# verdict (points from the gradebook, the reason from the grader's status file), names each test
+# and sums up the page for the course's feedback template (set by `make feedback` only:
+# backprop_ninja.grading.feedback; the Formgrader keeps nbgrader's). nbgrader's ClearHiddenTests
+# stays: it removes nothing today, and would keep a hidden region out of sight if one came back.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "backprop_ninja.grading.feedback.TestIndex",
-    "backprop_ninja.grading.hidden.ClearHiddenTestOutput",
     "nbgrader.preprocessors.ClearHiddenTests",
     "backprop_ninja.grading.feedback.LimitSources",  # megabytes of code take hours to highlight
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",

@@ -17,9 +17,9 @@ from helpers import load_demo_module
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS, gradebook_url
+from backprop_ninja.grading import trust as grading_trust
 from backprop_ninja.grading.classdir import Course, grading_environment, read_config, sqlite_url
 from backprop_ninja.grading.gradebook import record
-from backprop_ninja.grading.hidden import REMOVED, ClearHiddenTestOutput, hidden_lines, scrub
 from backprop_ninja.grading.job import withdraw
 from backprop_ninja.grading.reasons import failure_reason, interrupted_cells, success_notes
 from backprop_ninja.grading.results import (
@@ -133,51 +133,90 @@ def test_restored_and_interrupted_cells_become_notes(tmp_path):
     assert success_notes("", tmp_path / "absent.ipynb", 30) == []
 
 
-# ------------------------------------------------------------------------- hidden tests
-def test_tracebacks_lose_the_lines_that_quote_hidden_tests():
-    source = (
-        "test_on(X, f, case);\n### BEGIN HIDDEN TESTS\ntest_hidden(X, f, seeds=(1, 2, 3));\n"
-        "### END HIDDEN TESTS\n"
-    )
-    assert hidden_lines(source) == [
-        "### BEGIN HIDDEN TESTS",
-        "test_hidden(X, f, seeds=(1, 2, 3));",
-        "### END HIDDEN TESTS",
+# ------------------------------------------------------------- each test's verdict, the grader's
+def test_a_test_that_lost_points_says_why_in_the_graders_words():
+    """Withdrawal and finding as the table and the gradebook comment say them, else the
+    verifier's verdict, else how the test cell ended; a kept test says nothing."""
+    autograded = nbformat.writes(
+        new_notebook(
+            cells=[
+                new_code_cell(
+                    "",
+                    metadata={"nbgrader": {"grade_id": grade_id}},
+                    outputs=[new_output("error", ename=ename)],
+                )
+                for grade_id, ename in (("test_dprobs", "GradeFailure"), ("test_dh", "✅ test_dh 1/1 <b>"))
+            ]
+        )
+    ).encode()
+    errors = grading_trust.cell_errors(autograded)
+    assert errors == {"test_dprobs": "GradeFailure", "test_dh": "an error"}  # a forged name is not quoted
+    tests = [
+        GradedTest("test_dlogprobs", 1, 1),
+        GradedTest("test_dcounts", 1, 1, withdrawn="verifier: dcounts on fresh inputs (n=7): off by n"),
+        GradedTest("test_dlogits", 1, 0, finding="integrity: grad_logits uses autograd"),
+        GradedTest("test_db2", 1, 0),
+        GradedTest("test_dprobs", 1, 0),
+        GradedTest("test_dh", 1, 0),
     ]
-    frame = (
-        "\x1b[32m----> 1\x1b[39m test_on(X, f, case)\n"
-        "\x1b[32m      2\x1b[39m \x1b[38;5;66m### BEGIN HIDDEN TESTS\x1b[39m\n"
-        "\x1b[32m      3\x1b[39m test_hidden(X, f, seeds\x1b[38m=\x1b[39m(\x1b[32m1\x1b[39m, 2, 3))\n"
-        "\x1b[32m      4\x1b[39m ### END HIDDEN TESTS"
-    )
-    cell = new_code_cell(
-        source,
-        outputs=[
-            new_output("error", ename="NameError", evalue="f", traceback=["head", frame, "NameError: f"]),
-            new_output("stream", name="stdout", text="ok\ntest_hidden(X, f, seeds=(1, 2, 3));\n"),
-        ],
-    )
-    ClearHiddenTestOutput().preprocess_cell(cell, {}, 0)
-    cleaned = "\n".join(cell.outputs[0]["traceback"])
-    assert "test_on(X, f, case)" in cleaned
-    assert REMOVED in cleaned
-    assert "HIDDEN" not in cleaned
-    assert "seeds" not in cleaned
-    assert cell.outputs[1]["text"] == f"ok\n{REMOVED}\n"
-    assert scrub("nothing hidden here", ["x = 1"]) == "nothing hidden here"
+    verdicts = {
+        "test_dlogprobs": (True, "dlogprobs is right on fresh inputs"),
+        "test_db2": (False, "db2 on fresh inputs (n=7): shape (7, 27), expected (27,)"),
+        "test_dprobs": (True, "dprobs is right on fresh inputs"),
+    }
+    reasons = grading_trust.grade_reasons(tests, verdicts, errors)
+    assert reasons == {
+        "test_dcounts": "points withdrawn — verifier: dcounts on fresh inputs (n=7): off by n",
+        "test_dlogits": "integrity: grad_logits uses autograd",
+        "test_db2": "db2 on fresh inputs (n=7): shape (7, 27), expected (27,)",
+        "test_dprobs": "the test failed when your notebook ran (it stopped with GradeFailure): your "
+        "function is right on the grader's fresh inputs, so run your notebook from the top to see "
+        "what broke the test",
+        "test_dh": "the test failed when your notebook ran (it stopped with an error)",
+    }
 
 
-def test_the_feedback_preprocessor_runs_before_nbgrader_clears_the_source():
+def test_a_test_cell_shows_the_graders_verdict_instead_of_what_the_kernel_printed(tmp_path):
+    """TestIndex, called as nbconvert calls it: the test cell's outputs (a forged ✅, a forged
+    verdict display, printed seeds) give way to the grader's line; an answer cell keeps its own."""
+    from backprop_ninja.course import VERDICT_MIME
+    from backprop_ninja.grading.feedback import TestIndex
+
+    nb2 = NOTEBOOKS[1]
+    reason = "dlogits on fresh inputs (n=7): off by a factor of n"
+    write_status(
+        tmp_path, StudentStatus("ann", [NotebookResult(nb2, GRADED, reasons={"test_dlogits": reason})])
+    )
+    forged = [
+        new_output("stream", name="stdout", text="✅ test_dlogits 5/5\nseeds=(2101, 2102, 2103)\n"),
+        new_output("display_data", data={"text/plain": "✅", VERDICT_MIME: {"test": "X", "passed": True}}),
+    ]
+    meta = {"grade": True, "solution": False, "grade_id": "test_dlogits", "score": 0.0, "points": 5.0}
+    test_cell = new_code_cell("test_on(CROSS_ENTROPY, cross_entropy_backward, case)", outputs=forged)
+    test_cell.metadata["nbgrader"] = meta
+    answer = new_code_cell("print('mine')", outputs=[new_output("stream", name="stdout", text="mine\n")])
+    answer.metadata["nbgrader"] = {"grade": False, "solution": True, "grade_id": "cross_entropy_backward"}
+    notebook = new_notebook(cells=[answer, test_cell])
+    resources = {"nbgrader": {"student": "ann", "notebook": nb2}}
+    notebook, resources = TestIndex(status_dir=str(tmp_path))(notebook, resources)
+    shown = notebook.cells[1].outputs
+    assert [(o.output_type, o.text) for o in shown] == [("stream", f"❌ dlogits 0/5 — {reason}\n")]
+    assert notebook.cells[0].outputs[0].text == "mine\n"
+    assert resources["backprop_ninja"]["lost"] == [
+        {"id": "test_dlogits", "name": "dlogits", "result": f"0/5 — {reason}"}
+    ]
+    # Full marks: a ✅ and the points, whatever the cell printed.
+    test_cell.metadata["nbgrader"]["score"] = 5.0
+    test_cell.outputs = forged
+    notebook, resources = TestIndex(status_dir=str(tmp_path))(new_notebook(cells=[test_cell]), resources)
+    assert [o.text for o in notebook.cells[0].outputs] == ["✅ dlogits 5/5\n"]
+    assert resources["backprop_ninja"]["lost"] == []
+
+
+def test_the_feedback_preprocessor_runs_after_nbgrader_reads_the_grades():
     preprocessors = read_config().GenerateFeedback.preprocessors
-    ours = preprocessors.index("backprop_ninja.grading.hidden.ClearHiddenTestOutput")
-    assert ours < preprocessors.index("nbgrader.preprocessors.ClearHiddenTests")
-    # Called as nbconvert calls it (a disabled preprocessor would return the notebook as is).
-    source = (
-        "test_on(X, f, case)\n### BEGIN HIDDEN TESTS\ntest_hidden(X, f, seeds=(7,))\n### END HIDDEN TESTS\n"
-    )
-    output = new_output("stream", name="stdout", text="test_hidden(X, f, seeds=(7,))\n")
-    notebook, _ = ClearHiddenTestOutput()(new_notebook(cells=[new_code_cell(source, outputs=[output])]), {})
-    assert notebook.cells[0].outputs[0]["text"] == f"{REMOVED}\n"
+    ours = preprocessors.index("backprop_ninja.grading.feedback.TestIndex")
+    assert preprocessors.index("nbgrader.preprocessors.GetGrades") < ours
 
 
 # ------------------------------------------------------------------------ configuration

@@ -414,6 +414,25 @@ def test_the_plan_batches_calls_and_keeps_answers_out_of_the_inputs():
             ), check.trial.target
 
 
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_every_graded_test_is_checked_on_the_visible_tests_kinds_of_inputs_from_other_seeds(notebook):
+    """Issue 26.5: no hidden test runs in the kernel, so the verifier's checks are what the
+    hidden tests were: every graded test, on the same kinds of fresh inputs as its visible test
+    (sizes, dtypes, upstream gradients, large logits), from seeds drawn for each run
+    (``test_seeds_are_secret_unless_given``)."""
+    from backprop_ninja.cases import PUBLIC_SEEDS
+    from backprop_ninja.testing import hidden_specs_for
+
+    plan = build_plan(notebook)
+    for test_id, exercise in GRADED_TESTS[notebook].items():
+        visible = [
+            s.describe().removeprefix(f"seed {s.seed}, ") for s in hidden_specs_for(exercise, PUBLIC_SEEDS)
+        ]
+        assert [c.description for c in plan.checks if c.grade_id == test_id] == visible, test_id
+    if notebook == NOTEBOOKS[1]:  # the cross-entropy's large logits, where exp overflows
+        assert "logits ×1000" in plan.checks[-1].description
+
+
 def judge_in_process(notebook: str, namespace: dict, seed: int) -> dict[str, Verdict]:
     """The verifier's plan and comparison, with trusted answers called in this process."""
     plan = build_plan(notebook, seed)

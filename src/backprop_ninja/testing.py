@@ -1,9 +1,10 @@
 """What the notebooks' test cells call: run a student function, check it, explain a failure.
 
 A visible test runs the student's function on the notebook's own batch and then on the same
-kinds of fresh inputs as the hidden tests, from public seeds; the hidden tests (nbgrader
-strips them from the student version) run it on fresh inputs from their own seeds. So the
-notebook's ✅ or ❌ is the grade. A failure raises ``GradeFailure`` whose notebook display is
+kinds of fresh inputs as the grader, from public seeds; the grader's trusted verifier
+(``backprop_ninja.verify``) runs it again, outside the student's kernel, on fresh inputs from
+seeds it draws for each grading run. No hidden test runs in the kernel, so nothing there is
+secret. So the notebook's ✅ or ❌ is the grade. A failure raises ``GradeFailure`` whose notebook display is
 one readable line, not a traceback; a right answer that changes its arguments in place, or
 whose cell also compares with autograd, passes with a warning.
 """
@@ -143,7 +144,7 @@ def _failure_line(result: CheckResult, case: Case) -> str:
 
 def test_on(exercise, function: Callable, case: Case) -> PrintedResult:
     """The visible test: the notebook's own batch, then the same kinds of fresh inputs as the
-    hidden tests (other sizes, dtypes, upstream gradients, large logits) from public seeds."""
+    verifier's (other sizes, dtypes, upstream gradients, large logits) from public seeds."""
     result = expect_correct(exercise, function, case, quiet=True)
     specs = hidden_specs_for(exercise, PUBLIC_SEEDS)
     for spec in specs:
@@ -173,7 +174,10 @@ def hidden_specs_for(exercise, seeds: Iterable[int]) -> list[CaseSpec]:
 
 
 def test_hidden(exercise, function: Callable, seeds: Iterable[int]) -> PrintedResults:
-    """The hidden tests: the visible test's kinds of fresh inputs, from other seeds."""
+    """The visible test's kinds of fresh inputs, from other seeds. No notebook calls it (the
+    grader's verifier checks those inputs, outside the kernel); the mistake catalogue
+    (``maintainer.catalogue``) and the tests use it to show that the verdict does not hang on
+    the public seeds."""
     return PrintedResults(
         expect_correct(exercise, function, _fresh_case(spec)) for spec in hidden_specs_for(exercise, seeds)
     )

@@ -7,8 +7,11 @@ lists every test as "Test cell". Here, in the pages ``student_feedback`` writes
 * math is converted to MathML when the page is built (``mathml``, with latex2mathml), which
   browsers render natively: no script, no network; the MathJax loader is left out;
 * ``TestIndex`` (a preprocessor after nbgrader's GetGrades) names each test with its points
-  and, when it lost points, why — from the verdict the test cell displayed (``VERDICT_MIME``)
-  or the comment of withdrawn points — e.g. "dlogprobs 0/1 — off by a factor of n";
+  and, when it lost points, why — in the grader's words, from the gradebook and the status
+  file (``trust.grade_reasons``), e.g. "dlogprobs 0/1 — dlogprobs on fresh inputs (…): off by
+  a factor of n" — and shows that one line as the test cell's output instead of what the
+  student's kernel printed there: a kernel that hooks, prints or forges cannot put a word on
+  a test's verdict or the page's header;
 * the top of the page gives the notebook's points, the student's total over the assignment,
   how late it was handed in (if it was), and the tests that lost points (``templates/backprop_feedback/page.html.j2``);
 * ``LimitSources`` caps the code a page shows, so that no submission holds up the class's
@@ -26,10 +29,10 @@ from pathlib import Path
 
 from jinja2 import pass_context
 from nbconvert.preprocessors import Preprocessor
-from traitlets import Bool, Int
+from traitlets import Bool, Int, Unicode
 
 from ..cells import is_test
-from ..course import ASSIGNMENT, NOTEBOOKS, VERDICT_MIME
+from ..course import ASSIGNMENT, NOTEBOOKS
 from ..text import printable, utf8_head
 from .classdir import GradingError, prepare_environment
 from .lateness import lateness_text
@@ -92,45 +95,61 @@ def _points(value) -> str:
     return f"{float(value or 0):g}"
 
 
-def test_title(cell, comments: str = "") -> tuple[str, str, bool]:
-    """(name, "points/max — why", lost) of a test cell whose score GetGrades has set;
-    ``comments``: the notebook's grader comments (withdrawn points are explained there)."""
+def test_title(cell, reasons: dict[str, str]) -> tuple[str, str, bool]:
+    """(name, "points/max — why", lost) of a test cell whose score GetGrades has set (from the
+    gradebook); ``reasons``: the grader's reasons of the notebook's tests (``status.reasons``).
+    Nothing of it comes from the cell's outputs, which the student's kernel wrote."""
     meta = cell.metadata["nbgrader"]
-    verdicts = [o["data"][VERDICT_MIME] for o in cell.get("outputs", []) if VERDICT_MIME in o.get("data", {})]
-    name = str(verdicts[0]["test"]) if verdicts else str(meta["grade_id"]).removeprefix("test_")
+    grade_id = str(meta["grade_id"])
+    name = grade_id.removeprefix("test_")
     score, points = float(meta.get("score") or 0), float(meta.get("points") or 0)
     lost = score < points
     why = ""
     if lost:
-        failing = [v for v in verdicts if not v.get("passed")]
-        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-        if failing:
-            why = str(failing[0].get("message", ""))
-        elif verdicts and not errors:
-            prefix = f"{meta['grade_id']}: "
-            said = [line.removeprefix(prefix) for line in comments.splitlines() if line.startswith(prefix)]
-            why = said[0] if said else "points withdrawn — see the comment on your answer"
-        elif errors:
-            why = f"the test stopped: {errors[0].get('ename', 'error')}"
+        why = reasons.get(grade_id) or "points withdrawn by a TA — see the comment on your answer"
     text = f"{_points(score)}/{_points(points)}" + (f" — {printable(why)}" if why else "")
     return name, text, lost
 
 
+def grader_output(name: str, text: str, lost: bool):
+    """The one output a test cell shows in feedback: the grader's verdict on it, one line."""
+    from nbformat.v4 import new_output
+
+    return new_output("stream", name="stdout", text=f"{'❌' if lost else '✅'} {name} {text}\n")
+
+
 class TestIndex(Preprocessor):
-    """Names every test cell (``cell.metadata.backprop_ninja``) and sums up the notebook and
-    the student's assignment (``resources["backprop_ninja"]``) for the feedback template."""
+    """Names every test cell (``cell.metadata.backprop_ninja``), replaces its outputs with the
+    grader's verdict (``grader_output``: the kernel's own outputs of a test cell are not shown)
+    and sums up the notebook and the student's assignment (``resources["backprop_ninja"]``)
+    for the feedback template. Points come from the gradebook, reasons from the status file
+    the grader wrote (``status_dir``), never from what the student's kernel printed."""
 
     enabled = Bool(True, help="nbconvert preprocessors are off unless enabled").tag(config=True)
+    status_dir = Unicode("", help="the class's status folder (grading.status)").tag(config=True)
+
+    def _reasons(self, resources) -> dict[str, str]:
+        info = resources.get("nbgrader", {})
+        if not (self.status_dir and info.get("student") and info.get("notebook")):
+            return {}
+        status = read_status(Path(self.status_dir), info["student"])
+        result = status.result(info["notebook"]) if status else None
+        return dict(result.reasons) if result else {}
 
     def preprocess(self, nb, resources):
         lost = []
-        comments = "\n".join(str(c.metadata.get("nbgrader", {}).get("comment") or "") for c in nb.cells)
+        reasons = self._reasons(resources)
         for cell in nb.cells:
-            if is_test(cell) and "score" in cell.metadata.get("nbgrader", {}):
-                name, text, lost_points = test_title(cell, comments)
-                cell.metadata["backprop_ninja"] = {"name": name, "result": text}
-                if lost_points:
-                    lost.append({"id": cell.metadata["nbgrader"]["grade_id"], "name": name, "result": text})
+            if not is_test(cell):
+                continue
+            if "score" not in cell.metadata.get("nbgrader", {}):
+                cell.outputs = []  # not graded: nothing the kernel said about it is shown
+                continue
+            name, text, lost_points = test_title(cell, reasons)
+            cell.metadata["backprop_ninja"] = {"name": name, "result": text}
+            cell.outputs = [grader_output(name, text, lost_points)]
+            if lost_points:
+                lost.append({"id": cell.metadata["nbgrader"]["grade_id"], "name": name, "result": text})
         summary: dict = {"lost": lost}
         info = resources.get("nbgrader", {})
         if {"db_url", "assignment", "student"} <= set(info):
@@ -181,6 +200,7 @@ def generate(course, student: str) -> dict:
 
     config = course.config()
     configure(config)
+    config.TestIndex.status_dir = str(course.status)  # the grader's reasons, by test
     api = NbGraderAPI(config=config)
     with temp_attrs(api.coursedir, assignment_id=ASSIGNMENT, student_id=student):
         app = GenerateFeedback(coursedir=api.coursedir, parent=api)
@@ -202,7 +222,7 @@ def configure(config) -> None:
 
 # ------------------------------------------------------------------------ the class's pages
 def feedback_class(course, *, workers: int = 2, students: list[str] | None = None) -> list[Path]:
-    """Feedback HTML for every student (hidden tests stripped, withdrawn points explained),
+    """Feedback HTML for every student (each test's verdict in the grader's words),
     plus a page for each notebook that could not be graded. Returns the pages written; a
     student whose feedback fails is reported on stderr and the others carry on. Nothing graded
     yet (no student has a status) is a ``GradingError``: there is nothing to give feedback on."""

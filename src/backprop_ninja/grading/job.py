@@ -28,7 +28,7 @@ from ..sandbox import build as sandbox
 from ..text import one_line
 from . import kernels
 from .classdir import Course, prepare_environment, quiet_known_warnings, sqlite_url
-from .reasons import failure_reason, grader_problem, success_notes
+from .reasons import INTERRUPTED, failure_reason, grader_problem, success_notes
 from .results import (
     GRADER,
     INTEGRITY,
@@ -41,7 +41,7 @@ from .results import (
     NotebookGrade,
 )
 from .status import FAILED, GRADED, MISSING, STOPPED
-from .trust import checked_tests, integrity_reasons, untrusted_tests
+from .trust import cell_errors, checked_tests, grade_reasons, integrity_reasons, untrusted_tests
 
 UNSANDBOXED_NOTE = (
     "graded WITHOUT a sandbox (autograde --no-sandbox): the student's code ran with the grader's permissions"
@@ -191,11 +191,23 @@ def _read_grades(course: Course, student: str, result: NotebookGrade) -> None:
 
 
 def _check_trust(course: Course, job: GradingJob, result: NotebookGrade) -> None:
-    """Withdraw the points the integrity scan or the verifier does not trust."""
+    """Withdraw the points the integrity scan or the verifier does not trust, and say in the
+    grader's words why each test lost points (``trust.grade_reasons``). The verifier runs on
+    every graded notebook, points or not (its verdict is the reason a failed test gives),
+    except one that earned nothing and had a cell stopped for time: the verifier would only
+    wait as long again."""
+    errors = cell_errors(result.autograded or b"")
+    if not any(t.auto_points for t in result.tests) and INTERRUPTED & set(errors.values()):
+        _note_findings(course, job, result)
+    else:
+        _verify(course, job, result)
+    result.reasons = grade_reasons(result.tests, result.verdicts, errors)
+
+
+def _verify(course: Course, job: GradingJob, result: NotebookGrade) -> None:
+    """The integrity scan and the verifier on the notebook: their verdicts, and the points
+    they do not trust withdrawn."""
     notebook = result.notebook
-    if not any(t.auto_points for t in result.tests):
-        _note_findings(course, job, result)  # nothing to take away, but say why
-        return
     try:
         outcome = untrusted_tests(
             course.submitted_notebook(job.student, notebook),

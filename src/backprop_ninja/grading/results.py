@@ -88,6 +88,7 @@ class NotebookGrade:
     seconds: float = 0.0
     verdicts_key: str | None = None  # digest of the answer cells, for sharing verifier verdicts
     verdicts: dict[str, tuple[bool, str]] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)  # test → why it lost points (the grader's)
 
     def withdrawn(self) -> dict[str, str]:
         return {t.test: t.withdrawn for t in self.tests if t.withdrawn}
@@ -102,6 +103,7 @@ class NotebookGrade:
             withdrawn=self.withdrawn(),
             findings={t.test: t.finding for t in self.tests if t.finding},
             seconds=self.seconds,
+            reasons=dict(self.reasons),
         )
 
 

@@ -30,6 +30,9 @@ class NotebookResult:
     withdrawn: dict[str, str] = field(default_factory=dict)  # test → why its points were withdrawn
     findings: dict[str, str] = field(default_factory=dict)  # test that earned nothing → integrity finding
     seconds: float = 0.0
+    # test → why it did not earn its points, in the grader's words (the feedback pages show
+    # these, never what the student's kernel printed): see ``grading.trust.grade_reasons``
+    reasons: dict[str, str] = field(default_factory=dict)
 
     @property
     def graded(self) -> bool:
@@ -54,7 +57,7 @@ class NotebookResult:
     def from_dict(cls, data: dict) -> NotebookResult:
         known = {
             k: data[k]
-            for k in ("notebook", "state", "reason", "notes", "withdrawn", "findings", "seconds")
+            for k in ("notebook", "state", "reason", "notes", "withdrawn", "findings", "seconds", "reasons")
             if k in data
         }
         return cls(**known)

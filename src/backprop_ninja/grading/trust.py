@@ -8,11 +8,19 @@ A test that earned points but is voided by a finding or failed by the verifier h
 points withdrawn in the job's result (``job``); the coordinator records a manual score of 0
 and a one-line comment on the answer cell (``gradebook``). The checks can only take points
 away, never give any.
+
+The hidden kinds of inputs (other sizes, dtypes, upstream gradients, large logits) run only
+here, in the verifier, from seeds drawn per grading run by the grader: the student's kernel
+runs the visible tests alone, so nothing it can see or print holds a secret. Why a test lost
+its points is also the grader's to say (``grade_reasons``): the feedback pages quote that,
+never the kernel's output.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,3 +116,53 @@ def answers_key(submission) -> str:
 def checked_tests(notebook: str) -> list[str]:
     """Every test of the notebook whose points the checks vouch for."""
     return [*GRADED_TESTS[notebook], *DEPENDENT_TESTS.get(notebook, {})]
+
+
+# An exception's name as Python spells one: anything else in an error output the kernel sent
+# is not quoted (the kernel is the student's, and so is what it says).
+_ERROR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,79}")
+
+
+def cell_errors(autograded: bytes) -> dict[str, str]:
+    """grade_id → the name of the error a graded cell of the executed notebook stopped with."""
+    try:
+        cells = json.loads(autograded).get("cells", [])
+    except (ValueError, RecursionError, AttributeError):
+        return {}
+    errors: dict[str, str] = {}
+    for cell in cells if isinstance(cells, list) else []:
+        grade_id = (cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id")
+        names = [o.get("ename") for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if grade_id and names:
+            name = str(names[0])
+            errors[str(grade_id)] = name if _ERROR_NAME.fullmatch(name) else "an error"
+    return errors
+
+
+def grade_reasons(tests, verdicts: dict[str, tuple[bool, str]], errors: dict[str, str]) -> dict[str, str]:
+    """Test → why it did not earn its points, in the grader's words: the withdrawal or the
+    integrity finding (as the class table and the gradebook comment say them), else the
+    verifier's verdict on its fresh secret inputs, else how the test cell ended in the run.
+    ``tests``: the notebook's ``GradedTest``s; ``verdicts``: the verifier's; ``errors``:
+    ``cell_errors`` of the executed notebook. Tests that kept all their points are not listed."""
+    reasons: dict[str, str] = {}
+    for test in tests:
+        if test.points >= test.max_points:
+            continue
+        ok, message = verdicts.get(test.test, (None, ""))
+        if test.withdrawn:
+            reasons[test.test] = f"points withdrawn — {test.withdrawn}"
+        elif test.finding:
+            reasons[test.test] = test.finding
+        elif ok is False and message:
+            reasons[test.test] = message
+        else:
+            stopped = f" (it stopped with {errors[test.test]})" if test.test in errors else ""
+            right = (
+                ": your function is right on the grader's fresh inputs, so run your notebook "
+                "from the top to see what broke the test"
+                if ok
+                else ""
+            )
+            reasons[test.test] = f"the test failed when your notebook ran{stopped}{right}"
+    return reasons

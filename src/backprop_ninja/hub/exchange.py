@@ -47,7 +47,7 @@ def release_assignment(course: Course, root: Path, duedate: str | None = None) -
 
 
 def release_feedback(course: Course, root: Path) -> list[Path]:
-    """Every feedback page of the class (``make feedback``'s, hidden tests stripped) into the
+    """Every feedback page of the class (``make feedback``'s: the grader's verdict on each test) into the
     exchange's feedback folder, named as ``nbgrader fetch_feedback`` looks for it: the md5 of
     the submission's secret and the notebook's name. Returns the pages released."""
     from nbgrader.utils import notebook_hash

@@ -2,8 +2,8 @@
 
 Runs a copy of each notebook top to bottom in a fresh kernel (the notebook on disk is never
 written), then reads every graded test cell's outcome: one line per test, the notebook's total,
-and exit status 0 only if every test passed. Only the visible tests run — the grader's hidden
-tests call the same functions on other, secret inputs. Notebook 4 trains for ``CHECK_STEPS``
+and exit status 0 only if every test passed. The notebooks hold only visible tests; the
+grader's verifier calls the same functions again on other, secret inputs. Notebook 4 trains for ``CHECK_STEPS``
 steps here and its timing cells take one short round: the check is about the tests.
 
 A cell that does not finish within its limit (``--timeout``, well under the grader's 30 s;
@@ -291,5 +291,7 @@ def run(paths: Iterable[Path], echo=print, timeout: float = CELL_TIMEOUT) -> int
         passed = sum(c.passed for c in checks)
         echo(f"total: {earned:g}/{total:g} points; {passed}/{len(checks)} notebooks pass every visible test")
     if checks and all(c.passed for c in checks):
-        echo("The grader will also run hidden tests on other inputs: only a general formula passes them.")
+        echo(
+            "The grader also checks your answers on other, secret inputs: only a general formula passes them."
+        )
     return 0 if checks and all(c.passed for c in checks) else 1
