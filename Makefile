@@ -64,8 +64,9 @@ lab: setup data ## Open the student notebooks in the student Lab (Validate, no i
 	$(VENV)/bin/backprop-ninja lab notebooks/$(ASSIGNMENT)
 
 # Tests run on every core (at most 4): most of their time is spent waiting on kernels, servers
-# and a browser. Groups keep a module, and what modules share, on one worker (tests/conftest.py).
-PARALLEL := -n auto --maxprocesses 4 --dist loadgroup
+# and a browser. A module, and modules that share a folder or accounts, run on one worker
+# (tests/conftest.py's scheduler).
+PARALLEL := -n auto --maxprocesses 4
 test: setup data lint ## Set up, lint, then run every test (unit, notebooks, grading pipeline)
 	$(PYTHON) -m pytest $(PARALLEL)
 

@@ -8,34 +8,54 @@ import pytest
 
 from backprop_ninja.course import REPO_ROOT
 
-# `make test` runs the suite in parallel (pytest-xdist, ``--dist loadgroup``): a module's tests
-# stay on one worker (their module fixtures are made once); the modules that grade in the
-# repository's own grader/ folder (the graded demo class in grader/section-b and grader/work,
-# the bench's class in grader/work) or share the hub's accounts run on one worker together.
-SHARED_GROUPS = {"graded_demo": "repository-classes", "quick_results": "repository-classes", "hub": "hub"}
+# `make test` runs the suite in parallel (pytest-xdist): a module's tests stay on one worker
+# (its module fixtures are made once), and the modules that share something run on one worker
+# one after the other: those that grade in the repository's own grader/ folder (the graded demo
+# class in grader/section-b and grader/work, the bench's class in grader/work) and those that
+# make the hub's Unix accounts. The scheduler sees only test ids, so the modules are listed
+# here; collection checks the list against the fixtures and markers the tests really use.
+SHARED_MODULES = {
+    "repository-classes": {
+        "test_bench.py", "test_dask_grading.py", "test_grading_pipeline.py",
+        "test_instructor_view.py", "test_postgres_gradebook.py",
+    },
+    "hub": {"test_hub.py", "test_hub_culling.py"},
+}  # fmt: skip
+SHARED_BY = {"graded_demo": "repository-classes", "quick_results": "repository-classes", "hub": "hub"}
 
 
-def parallel_group(item: pytest.Item) -> str:
-    """The xdist group of a test: what it shares with other modules, else its module."""
-    fixtures = getattr(item, "fixturenames", ())
-    for shared, group in SHARED_GROUPS.items():
-        if shared in fixtures or item.get_closest_marker(shared):
-            return group
-    return item.nodeid.split("::")[0]
+def parallel_group(nodeid: str) -> str:
+    """The worker group of a test id: the shared group its module is in, else its module."""
+    module = nodeid.split("::")[0]
+    name = module.rsplit("/", 1)[-1]
+    return next((group for group, modules in SHARED_MODULES.items() if name in modules), module)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Work units of whole groups (pytest-xdist's ``loadgroup`` reads marks that pytest 9 no
+    longer lets it attach to a test id, so the grouping is done here)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return parallel_group(nodeid)
+
+    return ByGroup(config, log)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Every test gets its parallel group (whole modules: a module is in a shared group if any
-    of its tests is). Tests marked ``sandbox`` skip, with the reason, where bubblewrap cannot
-    start a sandbox (not installed, or no user namespaces); the probe runs once, and only if
-    one is collected."""
-    groups: dict[str, str] = {}
+    """The parallel groups must hold every test that shares something (else: a usage error
+    naming it). Tests marked ``sandbox`` skip, with the reason, where bubblewrap cannot start
+    a sandbox (not installed, or no user namespaces); the probe runs once, and only if one
+    is collected."""
     for item in items:
-        module, group = item.nodeid.split("::")[0], parallel_group(item)
-        if groups.get(module, module) == module:
-            groups[module] = group
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid.split("::")[0]]))
+        for shared, group in SHARED_BY.items():
+            uses = shared in getattr(item, "fixturenames", ()) or item.get_closest_marker(shared)
+            if uses and parallel_group(item.nodeid) != group:
+                raise pytest.UsageError(
+                    f"{item.nodeid} uses {shared}: add its module to SHARED_MODULES[{group!r}] in tests/conftest.py"
+                )
     sandboxed = [item for item in items if item.get_closest_marker("sandbox")]
     if not sandboxed:
         return

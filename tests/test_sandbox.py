@@ -1100,9 +1100,10 @@ def test_what_starts_bubblewrap_for_a_root_grader_is_nobody_with_a_keyring_of_it
     libc = ctypes.CDLL(None, use_errno=True)
     own_session = libc.syscall(250, 0, ctypes.c_int(-3), 0)
     try:
-        command = outside.wrap(
-            [sys.executable, "-I", "-c", OUTSIDE_PROBE, str(key)], [str(private)], (65534, 65534)
-        )
+        # The venv's interpreter may live under /tmp (a course cloned there), which the aliases'
+        # tmpfs covers: the probe (standard library only) runs on the base interpreter.
+        python = str(Path(sys.base_prefix, "bin", "python3"))
+        command = outside.wrap([python, "-I", "-c", OUTSIDE_PROBE, str(key)], [str(private)], (65534, 65534))
         result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     finally:
         libc.syscall(250, 3, key)  # KEYCTL_REVOKE
