@@ -93,6 +93,18 @@ def run(script: str, *, staging: Path, limits=sandbox.DEFAULT_LIMITS, env=None, 
 
 
 @pytest.fixture
+def others_may_enter() -> None:
+    """The way to this checkout's venv and package open to other users (o+x on each folder
+    above them that is closed), as `make hub` opens it: a clone in ``mktemp -d`` (0700) is
+    otherwise out of an unprivileged instructor's reach. Left open, as `make hub` leaves it
+    (a hub test on another worker may be running the venv's Python as its students)."""
+    from backprop_ninja.hub.__main__ import open_the_way
+
+    open_the_way(Path(sys.executable))
+    open_the_way(REPO_ROOT / "src" / "backprop_ninja" / "__init__.py")
+
+
+@pytest.fixture
 def staging(tmp_path: Path, way: str) -> Path:
     folder = tmp_path / "staging"
     folder.mkdir()
@@ -892,6 +904,7 @@ if server is not None:
 """
 
 
+@pytest.mark.usefixtures("others_may_enter")
 def test_an_unprivileged_instructor_gets_the_same_closed_doors(tmp_path, way):
     """Issue 26.7: the grader run by an ordinary user (here ``nobody``, a throwaway identity):
     the sandbox still builds both ways, and the same doors stay shut; no cgroup of its own is
@@ -1018,6 +1031,7 @@ def test_without_cgroups_rlimits_hold_and_count_the_sandbox_alone(staging, monke
     assert int(rlimits["Max file size"]) == sandbox.DEFAULT_LIMITS.file_bytes
 
 
+@pytest.mark.usefixtures("others_may_enter")
 def test_the_grader_says_which_limits_hold(monkeypatch):
     """Issue 26.1, 26.3: one line names each limit and what enforces it — a cgroup where one
     can be made, rlimits where none can (and why not), and whether the folders shared with the
