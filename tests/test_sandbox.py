@@ -92,6 +92,14 @@ def run(script: str, *, staging: Path, limits=sandbox.DEFAULT_LIMITS, env=None, 
     return process
 
 
+AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+
+
+def as_nobody(*command: str, **options) -> subprocess.CompletedProcess[str]:
+    """``command`` run as the throwaway unprivileged user 65534 (no groups), output captured."""
+    return subprocess.run([*AS_NOBODY, *command], capture_output=True, text=True, **options)
+
+
 @pytest.fixture
 def others_may_enter() -> None:
     """The way to this checkout's venv and package open to other users (o+x on each folder
@@ -913,30 +921,18 @@ def test_an_unprivileged_instructor_gets_the_same_closed_doors(tmp_path, way):
         pytest.skip("needs root to become a throwaway unprivileged user")
     home = Path(tempfile.mkdtemp(prefix="instructor-"))
     os.chown(home, 65534, 65534)
-    probe = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "unshare", "--user", "true"],
-        capture_output=True,
-    )
+    probe = as_nobody("unshare", "--user", "true")
     if probe.returncode != 0:
         pytest.skip("unprivileged user namespaces are disabled on this machine")
     env = {"PATH": os.environ["PATH"], "HOME": str(home), "TMPDIR": str(home), "PYTHONDONTWRITEBYTECODE": "1"}
     try:
-        result = subprocess.run(
-            [
-                "setpriv",
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--",
-                sys.executable,
-                "-c",
-                AS_AN_INSTRUCTOR,
-                way,
-                textwrap.dedent(DOORS) + FORK_BOMB,
-            ],
+        result = as_nobody(
+            sys.executable,
+            "-c",
+            AS_AN_INSTRUCTOR,
+            way,
+            textwrap.dedent(DOORS) + FORK_BOMB,
             env=env,
-            capture_output=True,
-            text=True,
             timeout=600,
         )
     finally:
@@ -987,8 +983,7 @@ def _hold_processes_as_nobody(count: int) -> subprocess.Popen:
     """``count`` sleeping processes of uid 65534 outside any sandbox (what other sandboxes or a
     daemon running as nobody would be), in a process group of their own; kill it when done."""
     loop = f"for i in $(seq {count}); do sleep 600 & done; wait"
-    drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
-    holder = subprocess.Popen([*drop, "sh", "-c", loop], start_new_session=True)
+    holder = subprocess.Popen([*AS_NOBODY, "sh", "-c", loop], start_new_session=True)
     deadline = time.monotonic() + 30
     while len(_descendants(holder.pid)) < count + 1 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -1057,21 +1052,12 @@ def test_the_grader_says_which_limits_hold(monkeypatch):
         return
     assert "the folders shared with the grader 256 MiB each (tmpfs size)" in with_cgroups
     monkeypatch.delenv(SANDBOX_CGROUPS_VARIABLE)  # the instructor's machine has cgroups: not theirs
-    as_instructor = subprocess.run(
-        [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--",
-            sys.executable,
-            "-c",
-            "from backprop_ninja.sandbox.enforced import limits_in_force; print(limits_in_force())",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    as_instructor = as_nobody(
+        sys.executable,
+        "-c",
+        "from backprop_ninja.sandbox.enforced import limits_in_force; print(limits_in_force())",
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        timeout=120,
     )
     assert as_instructor.returncode == 0, as_instructor.stderr
     line = as_instructor.stdout.strip()
