@@ -6,8 +6,10 @@ notebook, each a list of ``[[mistake]]`` tables::
     [[mistake]]
     name = "bnvar without eps"
     test = "test_dbnvar"                 # the graded test (grade_id) of this file's notebook
-    cause = ["missing ε"]                # every phrase must be in the message (any case)
-    expect = "fail"                      # or "warn": right, but must print a warning
+    cause = ["missing ε|eps"]            # every phrase must be in the message (any case);
+                                         # "a|b": either spelling will do
+    expect = "fail"                      # "warn": right, but must print a warning;
+                                         # "pass": an unusual right answer, passes silently
     code = '''
     def grad_bnvar(bnvar, dbnvar_inv):
         return -0.5 * bnvar**-1.5 * dbnvar_inv
@@ -75,7 +77,12 @@ class Outcome:
         """The message names the cause (and a mistake fails, a warning passes with its note)."""
         expected_verdict = self.visible_failed == (self.mistake.expect == "fail")
         text = self.message.lower()
-        return expected_verdict and self.agrees and all(c.lower() in text for c in self.mistake.cause)
+        return expected_verdict and self.agrees and all(_phrase_in(c, text) for c in self.mistake.cause)
+
+
+def _phrase_in(phrase: str, text: str) -> bool:
+    """``phrase`` (or one of its ``|``-separated spellings) is in ``text`` (lower case)."""
+    return any(spelling.strip().lower() in text for spelling in phrase.split("|"))
 
 
 def load(folder: Path = DEFAULT_FOLDER) -> list[Mistake]:
@@ -92,7 +99,7 @@ def load(folder: Path = DEFAULT_FOLDER) -> list[Mistake]:
                     if old not in code:
                         raise ValueError(f"{path.name}: {entry['name']}: {old!r} is not in the base code")
                     code = code.replace(old, new, 1)
-            cause = entry["cause"]
+            cause = entry.get("cause", [])
             mistakes.append(
                 Mistake(
                     notebook,
@@ -162,18 +169,54 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--half", choices=("development", "held-out", "both"), default="both", help="which half to run"
     )
+    parser.add_argument(
+        "--verdicts-only",
+        action="store_true",
+        help="print whether each entry fails (or passes) as it should, never a message: for writing a "
+        "batch of mistakes blind to the rules",
+    )
     args = parser.parse_args(argv)
     ok = True
     for half, mistakes in halves(args.folder).items():
         if args.half not in ("both", half) or not mistakes:
             continue
-        print(f"== the {half} half ({len(mistakes)} mistakes)")
-        ok &= _report([run(m) for m in mistakes], half, verbose=args.verbose)
+        print(f"== the {half} half ({len(mistakes)} entries)")
+        outcomes = [run(m) for m in mistakes]
+        if args.verdicts_only:
+            ok &= _report_verdicts(outcomes)
+        else:
+            ok &= _report(outcomes, half, verbose=args.verbose)
     return 0 if ok else 1
 
 
+def _verdict_as_expected(o: Outcome) -> bool:
+    """A mistake fails, a warned or unusual right answer passes, on the visible and the hidden test."""
+    return o.agrees and o.visible_failed == (o.mistake.expect == "fail")
+
+
+def _report_verdicts(outcomes: list[Outcome]) -> bool:
+    """Each entry's verdicts (visible, hidden) against what it expects, without its message."""
+    for o in outcomes:
+        mark = "✅" if _verdict_as_expected(o) else "❌"
+        seen = f"visible {'fails' if o.visible_failed else 'passes'}, hidden {'fails' if o.hidden_failed else 'passes'}"
+        print(
+            f"{mark} {o.mistake.notebook}/{o.mistake.test} — {o.mistake.name} (expect {o.mistake.expect}: {seen})"
+        )
+    return all(_verdict_as_expected(o) for o in outcomes)
+
+
 def _report(outcomes: list[Outcome], half: str, *, verbose: bool) -> bool:
-    """Print one half's verdicts and its share; whether the share meets the target."""
+    """Print one half's verdicts and its share; whether the share meets the target and every unusual
+    right answer passes."""
+    answers = [o for o in outcomes if o.mistake.expect == "pass"]
+    outcomes = [o for o in outcomes if o.mistake.expect != "pass"]
+    for o in answers:
+        if verbose or not o.named:
+            print(
+                f"{'✅' if o.named else '❌'} {o.mistake.notebook}/{o.mistake.test} — {o.mistake.name} (right)"
+            )
+            if not o.named:
+                print(f"     a right answer failed: {o.message[:400]}")
     for o in outcomes:
         mark = "✅" if o.named else "❌"
         if verbose or not o.named:
@@ -193,7 +236,9 @@ def _report(outcomes: list[Outcome], half: str, *, verbose: bool) -> bool:
         f"{half}: mistakes whose message names the cause: {sum(o.named for o in outcomes)}/{len(outcomes)} "
         f"= {share:.0%} (target ≥ {TARGET_SHARE:.0%}); visible verdict = grade for {agree}/{len(outcomes)}"
     )
-    return share >= TARGET_SHARE
+    if answers:
+        print(f"{half}: unusual right answers that pass: {sum(o.named for o in answers)}/{len(answers)}")
+    return share >= TARGET_SHARE and all(o.named for o in answers)
 
 
 if __name__ == "__main__":
