@@ -249,6 +249,18 @@ def test_notebook_4_training_follows_the_gradients(course):
     assert verdicts["test_training"].problem == "wrong"
 
 
+def test_notebook_4s_first_wrong_step_is_named_by_the_verifier_as_by_the_notebook(course):
+    # The child sends the steps' values as the function named them (judge.steps), so the
+    # feedback says what the notebook's test says: notebook 1's diagnosis of that step.
+    wrong = ANSWERS["manual_backward"].replace(
+        '(1 - cache["h"]**2) * dh', '(1 - torch.tanh(cache["h"])**2) * dh'
+    )
+    verdicts = course(NB4, {"manual_backward": wrong})
+    assert not verdicts["test_dbngain"].ok
+    assert "dhpreact is the first wrong step (dh before it is right)" in verdicts["test_dbngain"].message
+    assert "tanh applied twice" in verdicts["test_dbngain"].message
+
+
 def test_an_endless_loop_times_out_cleanly(course):
     verdicts = course(NB3, {"batchnorm_backward": "while True:\n    pass\n"}, timeout=5)
     assert {(v.ok, v.problem) for v in verdicts.values()} == {(False, "timeout")}

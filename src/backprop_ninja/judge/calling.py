@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -45,16 +45,21 @@ class Trial(Protocol):
 @dataclass(frozen=True)
 class Outcome:
     """What came of one call: ``returned`` (when ``problem`` is None), or the ``problem`` and
-    the one line that says it; ``changed`` names the arguments changed in place."""
+    the one line that says it; ``changed`` names the arguments changed in place;
+    ``local_values`` the tensors among the function's local variables when it returned (only
+    for a trial that asks for them: notebook 4's, to find the first wrong step)."""
 
     returned: Any = None
     problem: Problem | None = None
     message: str = ""
     changed: tuple[str, ...] = ()
+    local_values: dict[str, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def answered(cls, returned: Any, changed: tuple[str, ...] = ()) -> Outcome:
-        return cls(returned, None, "", changed)
+    def answered(
+        cls, returned: Any, changed: tuple[str, ...] = (), local_values: dict[str, torch.Tensor] | None = None
+    ) -> Outcome:
+        return cls(returned, None, "", changed, local_values or {})
 
     @classmethod
     def failed(cls, problem: Problem, message: str) -> Outcome:
@@ -71,8 +76,11 @@ def call(function: Callable, trial: Trial, *, seconds: float | None = None) -> O
     ``seconds`` (``STUDENT_CALL_SECONDS``); never raises for what the student's code does."""
     seconds = STUDENT_CALL_SECONDS if seconds is None else seconds
     args = tuple(private_copy(arg) for arg in trial.args)
+    local_values: dict[str, torch.Tensor] = {}
+    watch = getattr(trial, "wants_local_values", False)
     try:
-        with time_limit(seconds), warnings_to_stdout(), torch.no_grad():
+        watching = locals_at_return(function, local_values) if watch else contextlib.nullcontext()
+        with time_limit(seconds), warnings_to_stdout(), torch.no_grad(), watching:
             returned = function(*args)
     except StudentTimeout:
         return Outcome.failed(Problem.TIMEOUT, messages.ran_too_long(trial.function, seconds))
@@ -81,7 +89,32 @@ def call(function: Callable, trial: Trial, *, seconds: float | None = None) -> O
     except Exception as error:  # the student's code raised: report it as the answer's problem
         why = explain_exception(error, function, trial.sizes, trial.function)
         return Outcome.failed(Problem.ERROR, why)
-    return Outcome.answered(returned, tuple(modified_arguments(trial.args, args, trial.arg_names)))
+    changed = tuple(modified_arguments(trial.args, args, trial.arg_names))
+    return Outcome.answered(returned, changed, local_values)
+
+
+@contextmanager
+def locals_at_return(function: Callable, into: dict[str, torch.Tensor]) -> Iterator[None]:
+    """Put into ``into`` the tensors among ``function``'s local variables as it returns.
+
+    A profile hook (``sys.setprofile``) sees the return of the function's own frame; the hook
+    in place before is put back after. A function that sets its own hook, or is not a plain
+    Python function, leaves ``into`` empty: the caller then knows less, never something wrong.
+    """
+    code = getattr(function, "__code__", None)
+    previous = sys.getprofile()
+
+    def profile(frame, event, arg):
+        if event == "return" and frame.f_code is code:
+            into.clear()
+            into.update((k, v) for k, v in frame.f_locals.items() if isinstance(v, torch.Tensor))
+
+    if code is not None:
+        sys.setprofile(profile)
+    try:
+        yield
+    finally:
+        sys.setprofile(previous)
 
 
 def modified_arguments(before: tuple, after: tuple, names: tuple[str, ...]) -> list[str]:

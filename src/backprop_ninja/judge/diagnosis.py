@@ -203,6 +203,9 @@ def diagnose(
             Problem.TRANSPOSED,
             "this is the transpose of the right answer — swap the operands of the matrix product",
         )
+    reordered = reordered_entries(got, expected, allowed)
+    if reordered:
+        return Problem.TRANSPOSED, reordered
     if got.numel() and float(got.abs().max()) == 0.0:
         return Problem.ZERO, (
             "your answer is all zeros, but this gradient is not: a factor that came out as 0 (an "
@@ -233,6 +236,30 @@ def diagnose(
         f"(got {got[largest].item():.4g}, expected {expected[largest].item():.4g}) — no single term "
         "or factor explains it: check the formula against the derivation, term by term"
     )
+
+
+def reordered_entries(got: torch.Tensor, expected: torch.Tensor, allowed: Allowed) -> str | None:
+    """The right numbers in the wrong places: a view, reshape or transpose that reorders them.
+
+    Compared sorted, entry by entry; an answer whose values are nearly all alike (zeros, a
+    constant) says nothing about order and is left to the other diagnoses.
+    """
+    if got.numel() < 4 or got.shape != expected.shape:
+        return None
+    if bool(((got - expected).abs() <= allowed(expected)).all()):
+        return None
+    by_value, _ = expected.reshape(-1).sort()
+    if int(torch.unique(by_value).numel()) < got.numel() // 2:
+        return None
+    if not bool(((got.reshape(-1).sort().values - by_value).abs() <= allowed(by_value)).all()):
+        return None
+    how = (
+        f"a view of shape {tuple(got.shape)} keeps the order of the tensor it views, so view it as it was "
+        "built (e.g. view(emb.shape)) and transpose only what the forward pass transposed"
+        if got.dim() > 1
+        else "check the order of the indices you put them in"
+    )
+    return f"the right numbers in the wrong places: your answer holds the right entries, reordered — {how}"
 
 
 def _matches(got, expected, alternative: Candidate, allowed) -> bool:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from ..cases import Case
 from ..model import BN_EPS, PARAM_NAMES, consumers, forward_fused
 from ..reference import GRADIENT_NAMES, local_gradient
-from . import chain, messages
+from . import chain, messages, steps
 from .calling import Outcome
 from .check import CheckResult, check
 from .diagnosis import Candidate, Structural
@@ -56,6 +56,13 @@ class Trial:
     structure: Structural | None = None  # the right answer's terms, fitted to a wrong one (terms.py)
     # pick: the alternatives given the student's whole dict (a wrong step must explain every key)
     alternatives_given: Callable[[dict], dict[str, Candidate]] | None = None
+    # pick: the first wrong step among the function's local variables (steps.first_wrong_step)
+    localise: Callable[..., str | None] | None = None
+
+    @property
+    def wants_local_values(self) -> bool:
+        """Whether a call should keep the function's local variables (``calling.call``)."""
+        return self.localise is not None
 
     @classmethod
     def on(cls, case: Case, target: str, function: str, args: tuple, expected: torch.Tensor, **more) -> Trial:
@@ -107,22 +114,29 @@ class Trial:
             got = got[self.pick]
         result = self.judge(got, outcome.returned if self.pick is not None else None)
         if not result.ok and self.pick is not None:
-            result = replace(result, message=self._localised(outcome.returned, got, result))
+            message = self._localised(outcome.returned, got, result, outcome.local_values)
+            result = replace(result, message=message)
         if outcome.changed:
             note = messages.changed_in_place(self.function, outcome.changed)
             result = replace(result, notes=(*result.notes, note))
         return result
 
-    def _localised(self, grads: dict, got, result: CheckResult) -> str:
+    def _localised(self, grads: dict, got, result: CheckResult, local_values: dict | None = None) -> str:
         """Notebook 4: another key's right value, or where the chain goes wrong first and why.
 
         A value that is another key's right one is put under the wrong key for sure when that
         key holds this one's (a swap); otherwise a formula that gives the same value may too.
+        A wrong value no formula explains is told by the first wrong step among the function's
+        local variables, when they say it without a doubt (``steps.first_wrong_step``).
         """
         pick = str(self.pick)
         same = lambda g, e: check(pick, g, e, scale=self.scale, same_dtype=True).ok  # noqa: E731
         other = chain.other_keys_value(got, self.siblings, pick, same)
-        located = f"{self.stage(grads)} — {result.message}"
+        right = self.right_keys(grads)
+        why = result.message
+        if result.problem == Problem.MISMATCH and local_values and self.localise is not None:
+            why = self.localise(grads, right, local_values) or why
+        located = f"{chain.stage_message(right, pick)} — {why}"
         if other is None:
             return located
         wrong_key = chain.wrong_key_message(pick, other)
@@ -130,13 +144,12 @@ class Trial:
         explained = result.problem in (Problem.ALTERNATIVE, Problem.TERM)
         return f"{located}; or {wrong_key}" if explained and not swapped else wrong_key
 
-    def stage(self, grads: dict) -> str:
-        """Notebook 4: which of the seven gradients are right, and so where to look."""
-        right = {
+    def right_keys(self, grads: dict) -> dict[str, bool]:
+        """Notebook 4: which of the seven gradients are right."""
+        return {
             p: check(p, grads.get(p), expected, scale=self.scale, same_dtype=True).ok
             for p, expected in self.siblings.items()
         }
-        return chain.stage_message(right, str(self.pick))
 
     def _key_problem(self, grads: dict) -> str:
         keys = [str(k) for k in grads]
@@ -321,7 +334,28 @@ class ManualBackwardExercise:
             arg_names=("params", "cache", "Xb", "Yb"),
             structure=lazily(manual_structure, self.parameter, params, cache, case.Xb, case.Yb),
             siblings={p: case.reference.grad(p) for p in PARAM_NAMES},
+            localise=functools.partial(_first_wrong_step, self.parameter, params, cache, case),
         )
+
+
+# The exercise that teaches each step of manual_backward, judging it on the right input.
+STEP_EXERCISES: dict[str, CrossEntropyExercise | BatchnormExercise] = {
+    "dlogits": CrossEntropyExercise(),
+    "dhprebn": BatchnormExercise(),
+}
+
+
+def _first_wrong_step(parameter: str, params, cache, case: Case, grads, right, local_values) -> str | None:
+    """``steps.first_wrong_step`` for this case: each step judged by its notebook's check."""
+    on_the_chain = replace(case, random_upstream=False)  # each step's input is the loss's
+
+    def judge_step(step: str, value: torch.Tensor) -> CheckResult:
+        exercise: CrossEntropyExercise | BatchnormExercise | AtomicExercise = (
+            STEP_EXERCISES.get(step) or ATOMIC_BY_TARGET[step.removeprefix("d")]
+        )
+        return exercise.trial(on_the_chain).judge(value)
+
+    return steps.first_wrong_step(parameter, local_values, grads, right, judge_step, (params, cache, case.Xb))
 
 
 def _manual_alternatives(

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from ..cells import ANSWER_PRELUDE
-from ..judge.calling import private_copy
+from ..judge.calling import locals_at_return, private_copy
+from ..judge.steps import STEPS
 from ..model import PARAM_NAMES
 from ..text import one_line
 from .plan import MAX_RESULT_ELEMENTS
@@ -157,10 +158,12 @@ def sanitise(value) -> dict:
 def call_answer(function, call: dict, set_grad_mode) -> dict:
     args = tuple(private_copy(arg) for arg in call["args"])
     set_grad_mode(False)
+    local_values: dict = {}
+    watching = locals_at_return(function, local_values) if call["wants_dict"] else contextlib.nullcontext()
     try:
         # Inference mode also stops what grad mode does not: forward-mode AD and the autograd
         # engine reached through private entry points.
-        with _INFERENCE_MODE():
+        with _INFERENCE_MODE(), watching:
             result = function(*args)
     except NotImplementedError:
         return {"status": "not_implemented"}
@@ -173,7 +176,12 @@ def call_answer(function, call: dict, set_grad_mode) -> dict:
     if call["wants_dict"]:
         if not isinstance(result, dict):
             return {"status": "bad_type", "type": type(result).__name__}
-        return {"status": "dict", "items": {name: sanitise(dict.get(result, name)) for name in PARAM_NAMES}}
+        return {
+            "status": "dict",
+            "items": {name: sanitise(dict.get(result, name)) for name in PARAM_NAMES},
+            # the steps between them, as the function named them (judge.steps): where it goes wrong
+            "steps": {step: sanitise(local_values[step]) for step, _ in STEPS if step in local_values},
+        }
     return sanitise(result)
 
 

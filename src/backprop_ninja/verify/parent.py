@@ -157,7 +157,10 @@ def _outcome(record: dict, function: str) -> Outcome:
         return Outcome.failed(Problem.ERROR, f"{function} raised {record['error']}{hint}")
     if status == "dict":
         items = record["items"].items()
-        return Outcome.answered({key: item.get("value") for key, item in items if item["status"] != "none"})
+        steps = {k: v["value"] for k, v in record.get("steps", {}).items() if v["status"] == "tensor"}
+        return Outcome.answered(
+            {key: item.get("value") for key, item in items if item["status"] != "none"}, local_values=steps
+        )
     return Outcome.answered(record.get("value"))
 
 
@@ -349,9 +352,12 @@ def _valid_record(record, nested: bool) -> dict:
     if status == "tensor":
         return record if isinstance(record.get("value"), torch.Tensor) else garbled
     if status == "dict" and nested and isinstance(record.get("items"), dict):
+        raw_steps = record.get("steps")
+        steps: dict = raw_steps if isinstance(raw_steps, dict) else {}
         return {
             "status": "dict",
             "items": {str(k): _valid_record(v, nested=False) for k, v in record["items"].items()},
+            "steps": {str(k): _valid_record(v, nested=False) for k, v in steps.items()},
         }
     if status == "error":
         return {
