@@ -355,9 +355,8 @@ def batchnorm_variants(
         "missing bnvar_inv: bnraw = bndiff · bnvar_inv, so every term is scaled by bnvar_inv": formula(
             front=bngain
         ),
-        "divided the projection term by n where the variance has Bessel's n − 1: use 1/(n − 1)": formula(
-            proj=1 / n
-        ),
+        "divided the projection term by n where the variance has Bessel's n − 1: use 1/(n − 1) "
+        "(or an integer division: n // (n − 1) is 1, write n / (n − 1))": formula(proj=1 / n),
         "divided the mean term by n − 1: the mean divides by n (Bessel's n − 1 is only in the variance)": (
             formula(mean=1 / (n - 1))
         ),

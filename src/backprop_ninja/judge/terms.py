@@ -131,7 +131,11 @@ def ratio_words(ratio: float, sizes: Sizes) -> str | None:
                 n / (n - 1),
                 "divides by n − 1 where it should divide by n (Bessel's n − 1 is only in the variance)",
             ),
-            ((n - 1) / n, "divides by n where it should divide by n − 1 (Bessel's correction)"),
+            (
+                (n - 1) / n,
+                "divides by n where it should divide by n − 1 (Bessel's correction) — or it is "
+                "there as n // (n − 1), an integer division that makes it 1: write n / (n − 1)",
+            ),
         ]
         for key in LECTURE_SIZES:
             if key == "n" or key not in sizes or sizes[key] in (n, 1):

@@ -152,7 +152,9 @@ def run(mistake: Mistake) -> Outcome:
 
 
 def share_named(outcomes: list[Outcome]) -> float:
-    return sum(o.named for o in outcomes) / max(len(outcomes), 1)
+    """The share of the mistakes (the unusual right answers aside) whose message names the cause."""
+    mistakes = [o for o in outcomes if o.mistake.expect != "pass"]
+    return sum(o.named for o in mistakes) / max(len(mistakes), 1)
 
 
 def halves(folder: Path = DEFAULT_FOLDER) -> dict[str, list[Mistake]]:
