@@ -14,6 +14,7 @@ from backprop_ninja.judge.check import TOLERANCES, check, constant_ratio, explai
 from backprop_ninja.judge.errors import likely_cause
 from backprop_ninja.judge.exercises import ManualBackwardExercise
 from backprop_ninja.judge.problems import Problem
+from backprop_ninja.judge.sizes import hard_coded, input_shapes
 from backprop_ninja.judge.terms import batchnorm_structure, cross_entropy_structure, fit
 
 SIZES = {"n": 7, "H": 13, "V": 11, "D": 4, "B": 2}
@@ -159,3 +160,24 @@ def test_when_nothing_fits_the_message_counts_the_wrong_entries_and_points_at_th
     result = check("dx", got, expected, sizes=SIZES)
     assert result.problem is Problem.MISMATCH
     assert result.message.startswith("2 of 20 entries are off, the largest at (2, 3)")
+
+
+# ------------------------------------------------------------------ hard-coded sizes
+def test_a_hard_coded_size_is_told_where_the_function_can_read_it_from_its_own_inputs():
+    inputs = input_shapes((torch.zeros(7, 11), torch.zeros(7, dtype=torch.long)), ("logprobs", "Yb"))
+    said = explain_shape((7, 27), (7, 11), SIZES, inputs)
+    assert "a hard-coded vocabulary size 27 (here it is 11" in said
+    assert said.endswith("use logprobs.shape[1]")
+
+
+def test_every_lecture_size_hard_coded_in_one_view_is_named_with_where_to_read_it():
+    params = {"C": torch.zeros(11, 4)}
+    cache = {"emb": torch.zeros(7, 2, 4)}
+    inputs = input_shapes((params, cache, torch.zeros(7, 2)), ("params", "cache", "Xb"))
+    said = likely_cause("shape '[32, 3, 10]' is invalid for input of size 56", SIZES, inputs)
+    assert said is not None
+    assert "batch size 32 (here 7), block size 3 (here 2), n_embd 10 (here 4)" in said
+    assert said.endswith("cache['emb'].shape[0], cache['emb'].shape[1], params['C'].shape[1]")
+    # one number alone is the single-size advice, and a size that is right here is no advice
+    assert likely_cause("shape '[32, 8]' is invalid", SIZES, inputs) == hard_coded(32, SIZES, inputs=inputs)
+    assert likely_cause("shape '[7, 2, 4]' is invalid", SIZES, inputs) is None

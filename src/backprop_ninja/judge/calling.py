@@ -23,6 +23,7 @@ import torch
 from . import messages
 from .errors import explain_exception
 from .problems import Problem
+from .sizes import input_shapes
 
 # A test gives the student's function this long per call. In JupyterLab nothing else would
 # stop an endless loop; under nbgrader it costs seconds instead of the cell timeout.
@@ -87,7 +88,8 @@ def call(function: Callable, trial: Trial, *, seconds: float | None = None) -> O
     except NotImplementedError:
         return Outcome.failed(Problem.NOT_IMPLEMENTED, messages.not_implemented(trial.function))
     except Exception as error:  # the student's code raised: report it as the answer's problem
-        why = explain_exception(error, function, trial.sizes, trial.function)
+        inputs = input_shapes(trial.args, trial.arg_names)
+        why = explain_exception(error, function, trial.sizes, trial.function, inputs)
         return Outcome.failed(Problem.ERROR, why)
     changed = tuple(modified_arguments(trial.args, args, trial.arg_names))
     return Outcome.answered(returned, changed, local_values)

@@ -14,7 +14,16 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .diagnosis import Candidate, Sizes, Structural, constant_ratio, diagnose, explain_shape, non_finite
+from .diagnosis import (
+    Candidate,
+    InputShapes,
+    Sizes,
+    Structural,
+    constant_ratio,
+    diagnose,
+    explain_shape,
+    non_finite,
+)
 from .problems import Problem
 
 __all__ = ["TOLERANCES", "CheckResult", "Tolerance", "check", "constant_ratio", "explain_shape"]
@@ -124,6 +133,7 @@ def check(
     same_dtype: bool = False,
     sizes: Sizes | None = None,
     structure: Structural | None = None,
+    inputs: InputShapes | None = None,
 ) -> CheckResult:
     """Compare ``got`` with ``expected``; never raises on a bad ``got``.
 
@@ -134,7 +144,8 @@ def check(
     ``same_dtype``: ``got`` must have ``expected``'s dtype, as a gradient has its tensor's (the
     graded trials, whose inputs are in that dtype); otherwise mixed precision is compared at
     float32's tolerance. ``sizes`` (n, H, V, D, B of the case) lets a hard-coded size be named;
-    ``structure`` fits a wrong answer against the right answer's terms (``terms.py``).
+    ``structure`` fits a wrong answer against the right answer's terms (``terms.py``);
+    ``inputs``, the shapes of the function's arguments, say where a hard-coded size can be read.
     """
     expected = expected.detach()
     dtypes = (expected.dtype, getattr(got, "dtype", torch.float32))
@@ -155,7 +166,7 @@ def check(
     if not (got.is_floating_point()):
         return fail(Problem.NOT_FLOAT, f"got a {got.dtype} tensor; gradients are floating point")
     if got.shape != expected.shape:
-        return fail(Problem.SHAPE, explain_shape(tuple(got.shape), tuple(expected.shape), sizes))
+        return fail(Problem.SHAPE, explain_shape(tuple(got.shape), tuple(expected.shape), sizes, inputs))
     if same_dtype and got.dtype != expected.dtype:
         return fail(Problem.DTYPE, explain_dtype(got.dtype, expected.dtype))
 

@@ -33,51 +33,18 @@ from collections.abc import Callable, Mapping
 import torch
 
 from .problems import Problem
+from .sizes import LECTURE_SIZES, SIZE_NAMES, InputShapes, Sizes, hard_coded
 
-# What each size is called, how to get it in an answer, and the lecture's value(s).
-SIZE_NAMES = {
-    "n": ("batch size", "x.shape[0] of an input inside the function (e.g. logits.shape[0])"),
-    "H": ("hidden size", "h.shape[1] or W1.shape[1]"),
-    "V": ("vocabulary size", "logits.shape[1] or C.shape[0]"),
-    "D": ("n_embd", "C.shape[1] or emb.shape[2]"),
-    "B": ("block size", "Xb.shape[1] or emb.shape[1]"),
-}
-LECTURE_SIZES = {"n": (32,), "H": (64, 200), "V": (27,), "D": (10,), "B": (3,)}
-
-Sizes = Mapping[str, int]
 Candidate = torch.Tensor | Callable[[torch.Tensor, torch.Tensor], bool]
 Allowed = Callable[[torch.Tensor], torch.Tensor]
 # got, the tolerance, the case's sizes → (problem, advice) if the answer's terms explain it
 Structural = Callable[[torch.Tensor, Allowed, Sizes], "tuple[Problem, str] | None"]
 
 
-def hard_coded(value: int, sizes: Sizes | None, want: int | None = None) -> str | None:
-    """If ``value`` is the lecture's size of something that has another size here: the advice.
-
-    ``want``, the size the dimension should have, narrows it to the sizes that dimension can
-    be: 10 where the vocabulary size belongs is not a hard-coded n_embd.
-    """
-    if not sizes:
-        return None
-    kinds = {key for key, size in sizes.items() if size == want} if want is not None else set(sizes)
-    for key, lecture in LECTURE_SIZES.items():
-        if value in lecture and key in sizes and sizes[key] != value and key in kinds:
-            name, how = SIZE_NAMES[key]
-            return (
-                f"a hard-coded {name} {value} (here it is {sizes[key]}: a number, or a value from "
-                f"outside the function) — use {how}"
-            )
-    if (
-        value == 30
-        and sizes.get("B", 3) * sizes.get("D", 10) != 30
-        and want in (None, sizes.get("B", 3) * sizes.get("D", 10))
-    ):
-        return f"a hard-coded block size × n_embd = 30 (here {sizes['B'] * sizes['D']}) — use emb.shape"
-    return None
-
-
 # ------------------------------------------------------------------------------- shapes
-def explain_shape(got: tuple[int, ...], want: tuple[int, ...], sizes: Sizes | None = None) -> str:
+def explain_shape(
+    got: tuple[int, ...], want: tuple[int, ...], sizes: Sizes | None = None, inputs: InputShapes | None = None
+) -> str:
     """Why a gradient has the wrong shape, in terms of the fix (which dim to sum over)."""
     head = f"shape {got}, expected {want}"
     one_hot = _one_hot_columns(got, want, sizes)
@@ -85,7 +52,7 @@ def explain_shape(got: tuple[int, ...], want: tuple[int, ...], sizes: Sizes | No
         return f"{head}: {one_hot}"
     for d, g in enumerate(got):
         if g not in want:
-            advice = hard_coded(g, sizes, want[d] if len(got) == len(want) else None)
+            advice = hard_coded(g, sizes, want[d] if len(got) == len(want) else None, inputs)
             if advice:
                 return f"{head}: {advice}"
     if len(got) == len(want) == 1 and sizes and got[0] == sizes.get("n") and want[0] != got[0]:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 
-from .diagnosis import LECTURE_SIZES, SIZE_NAMES, hard_coded, one_hot_advice
+from .diagnosis import one_hot_advice
+from .sizes import LECTURE_SIZES, SIZE_NAMES, hard_coded, hard_coded_sizes
 
 MATMUL = re.compile(r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)")
 BROADCAST = re.compile(r"size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\)")
@@ -40,7 +41,9 @@ def student_line(error: BaseException, function: Callable) -> int | None:
     return line
 
 
-def likely_cause(message: str, sizes: Mapping[str, int] | None) -> str | None:
+def likely_cause(
+    message: str, sizes: Mapping[str, int] | None, inputs: Mapping[str, tuple[int, ...]] | None = None
+) -> str | None:
     """What usually causes an error with this message, given the case's sizes."""
     vocabulary = (sizes or {}).get("V")
     if (match := BROADCAST.search(message)) and vocabulary is not None:
@@ -49,8 +52,11 @@ def likely_cause(message: str, sizes: Mapping[str, int] | None) -> str | None:
         others = set((sizes or {}).values()) | set(LECTURE_SIZES["V"])
         if fewer is not None and fewer < vocabulary and fewer not in others:
             return one_hot_advice(fewer, vocabulary)
+    several = hard_coded_sizes([int(number) for number in NUMBER.findall(message)], sizes, inputs)
+    if several:
+        return several
     for number in NUMBER.findall(message):
-        advice = hard_coded(int(number), sizes)
+        advice = hard_coded(int(number), sizes, inputs=inputs)
         if advice and (sizes is None or int(number) not in sizes.values()):
             return advice
     if match := MATMUL.search(message):
@@ -82,7 +88,11 @@ def likely_cause(message: str, sizes: Mapping[str, int] | None) -> str | None:
 
 
 def explain_exception(
-    error: BaseException, function: Callable, sizes: Mapping[str, int] | None = None, name: str | None = None
+    error: BaseException,
+    function: Callable,
+    sizes: Mapping[str, int] | None = None,
+    name: str | None = None,
+    inputs: Mapping[str, tuple[int, ...]] | None = None,
 ) -> str:
     """``<name> raised <Type>: <message> (line k of its cell) — <likely cause>``, on one line."""
     name = name or getattr(function, "__name__", "the function")
@@ -91,7 +101,7 @@ def explain_exception(
         text = text[:199] + "…"
     line = student_line(error, function)
     where = f" (line {line} of its cell)" if line else ""
-    cause = likely_cause(text, sizes)
+    cause = likely_cause(text, sizes, inputs)
     return f"{name} raised {type(error).__name__}: {text}{where}" + (f" — {cause}" if cause else "")
 
 

@@ -32,6 +32,7 @@ from .mistakes import (
     wrong_tensor_candidates,
 )
 from .problems import Problem
+from .sizes import input_shapes
 from .terms import batchnorm_structure, branch_structure, cross_entropy_structure, lazily, manual_structure
 
 
@@ -95,6 +96,7 @@ class Trial:
             same_dtype=True,
             sizes=self.sizes,
             structure=self.structure,
+            inputs=input_shapes(self.args, self.arg_names),
         )
 
     def verdict(self, outcome: Outcome) -> CheckResult:

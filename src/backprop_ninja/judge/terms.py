@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from . import chain
-from .diagnosis import LECTURE_SIZES, Allowed, Sizes, Structural
+from .diagnosis import Allowed, Structural
 from .problems import Problem
+from .sizes import LECTURE_SIZES, Sizes
 
 # How near a fitted coefficient's ratio to the right one must be to count as that ratio.
 RATIO_TOLERANCE = 1e-6
