@@ -119,3 +119,24 @@ def test_the_right_numbers_in_the_wrong_places_are_a_reordering_and_a_near_const
     assert reordered_entries(mostly_zero.flip(0), mostly_zero, allowed) is None
     result = check("dx", shuffled, expected)
     assert result.problem is Problem.TRANSPOSED
+
+
+def test_an_input_changed_in_place_comes_first_when_no_formula_explains_the_wrong_answer():
+    wrong = RIGHT.replace(
+        '    dhpreact = (1 - cache["h"]**2) * dh\n',
+        '    hh = cache["h"]\n    hh **= 2  # the learner meant a new tensor\n    dhpreact = (1 - hh) * dh\n',
+    ).replace('dW2 = cache["h"].T @ dlogits', "dW2 = hh.T @ dlogits")
+    # dW2 is computed after the change, from the squared h: nothing but the change explains it
+    wrong = wrong.replace("    dW2 = hh.T @ dlogits\n", "").replace(
+        "    return dict(", "    dW2 = hh.T @ dlogits\n    return dict("
+    )
+    message = message_for(wrong, "test_dW2")
+    assert "manual_backward changes cache['h'] in place, so what it computes after the change" in message
+    assert "⚠" not in message
+
+
+def test_the_step_the_stage_names_is_not_named_twice():
+    wrong = RIGHT.replace("return bngain * bnvar_inv / n *", "return bnvar_inv / n *")
+    message = message_for(wrong, "test_dW1")
+    assert message.count("the batchnorm step") == 1, message
+    assert "missing bngain" in message

@@ -38,7 +38,7 @@ def edited(old: str, new: str) -> str:
 MISTAKES = {
     "n_embd = 10 hard-coded in dC": (
         edited('demb.view(-1, params["C"].shape[1])', "demb.view(-1, 10)"),
-        ("hard-coded n_embd 10", "C.shape[1]"),
+        ("hard-coded n_embd 10", "params['C'].shape[1]"),
     ),
     "h changed in place before dW2": (
         edited(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .model import FORWARD_STEPS, PARAM_NAMES, STEPS_BY_NAME, consumers, forward_exploded
+from .model import BN_EPS, FORWARD_STEPS, PARAM_NAMES, STEPS_BY_NAME, consumers, forward_exploded
 
 # Everything that has a gradient: the parameters, then the intermediates up to (not incl.) loss.
 GRADIENT_NAMES = PARAM_NAMES + tuple(step.name for step in FORWARD_STEPS[:-1])
@@ -67,3 +67,18 @@ def local_gradient(
             (branches[consumer],) = torch.autograd.grad(out, x, grad_outputs=grad_out)
     total = functools.reduce(operator.add, branches.values())  # the branches' sum, in order
     return LocalGradient(total, branches)
+
+
+def batchnorm_vjp(hprebn, bngain, dhpreact, *, unbiased: bool) -> torch.Tensor:
+    """dhprebn by autograd. ``unbiased=False`` keeps the forward values (Bessel's n − 1) but
+    differentiates the variance as if it divided by n: the gradient a student gets who writes
+    n where the forward pass has n − 1."""
+    with torch.enable_grad():
+        x = hprebn.detach().requires_grad_()
+        mean, var = x.mean(0, keepdim=True), x.var(0, keepdim=True, unbiased=True)
+        if not unbiased:
+            biased = x.var(0, keepdim=True, unbiased=False)
+            var = var.detach() + (biased - biased.detach())
+        hpreact = bngain * (x - mean) * (var + BN_EPS) ** -0.5
+        (grad,) = torch.autograd.grad(hpreact, x, grad_outputs=dhpreact)
+    return grad

@@ -165,3 +165,11 @@ def wrong_key_message(pick: str, other: str) -> str:
         f"grads['{pick}'] holds d{other}'s right value: the gradients are under the wrong keys — "
         f"put d{pick} under '{pick}' and d{other} under '{other}'"
     )
+
+
+def without_step_said(why: str, stage: str) -> str:
+    """``why`` without its "the batchnorm step: " when the stage message already names that step."""
+    for step in ("the cross-entropy step", "the batchnorm step"):
+        if why.startswith(f"{step}: ") and step in stage:
+            return why.removeprefix(f"{step}: ")
+    return why

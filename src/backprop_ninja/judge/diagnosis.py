@@ -298,14 +298,14 @@ def _factors(sizes: Sizes) -> list[tuple[float, str]]:
     factors: list[tuple[float, str]] = []
     if n:
         factors += [
-            (n, f"{n} = n times too large — the loss is a mean over the batch, so divide by n"),
+            (n, f"n = {n} times too large — the loss is a mean over the batch, so divide by n"),
             (1 / n, f"n = {n} times too small — divide by n only once (a mean where a sum belongs?)"),
             (
                 (n - 1) / n,
                 f"divided by n where the forward pass divides by n − 1 (Bessel's correction, n = {n})",
             ),
             (n / (n - 1), f"divided by n − 1 where the forward pass divides by n (n = {n})"),
-            (n - 1, f"{n - 1} = n − 1 times too large — divide by n − 1 (Bessel's correction)"),
+            (n - 1, f"n − 1 = {n - 1} times too large — divide by n − 1 (Bessel's correction)"),
         ]
         advice = hard_coded(32, sizes)
         if advice:

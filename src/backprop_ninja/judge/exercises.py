@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from ..cases import Case
-from ..model import BN_EPS, PARAM_NAMES, consumers, forward_fused
-from ..reference import GRADIENT_NAMES, local_gradient
+from ..model import PARAM_NAMES, consumers, forward_fused
+from ..reference import GRADIENT_NAMES, batchnorm_vjp, local_gradient
 from . import chain, messages, steps
 from .calling import Outcome
 from .check import CheckResult, check
@@ -118,7 +118,11 @@ class Trial:
         if not result.ok and self.pick is not None:
             message = self._localised(outcome.returned, got, result, outcome.local_values)
             result = replace(result, message=message)
-        if outcome.changed:
+        if outcome.changed and result.problem == Problem.MISMATCH:
+            # nothing else explains the wrong answer: what it changed in place comes first
+            cause = messages.changed_in_place_first(self.function, outcome.changed)
+            result = replace(result, message=f"{cause} — {result.message}")
+        elif outcome.changed:
             note = messages.changed_in_place(self.function, outcome.changed)
             result = replace(result, notes=(*result.notes, note))
         return result
@@ -138,7 +142,8 @@ class Trial:
         why = result.message
         if result.problem == Problem.MISMATCH and local_values and self.localise is not None:
             why = self.localise(grads, right, local_values) or why
-        located = f"{chain.stage_message(right, pick)} — {why}"
+        stage = chain.stage_message(right, pick)
+        located = f"{stage} — {chain.without_step_said(why, stage)}"
         if other is None:
             return located
         wrong_key = chain.wrong_key_message(pick, other)
@@ -278,7 +283,7 @@ class BatchnormExercise:
     def trial(self, case: Case) -> Trial:
         values = case.reference.values
         dhpreact = case.upstream("dhpreact")
-        expected = _batchnorm_vjp(values["hprebn"], values["bngain"], dhpreact, unbiased=True)
+        expected = batchnorm_vjp(values["hprebn"], values["bngain"], dhpreact, unbiased=True)
         args = (dhpreact, values["bngain"], values["bnraw"], values["bnvar_inv"])
         return Trial.on(
             case,
@@ -290,21 +295,6 @@ class BatchnormExercise:
             arg_names=("dhpreact", "bngain", "bnraw", "bnvar_inv"),
             structure=lazily(batchnorm_structure, *args),
         )
-
-
-def _batchnorm_vjp(hprebn, bngain, dhpreact, *, unbiased: bool) -> torch.Tensor:
-    """dhprebn by autograd. ``unbiased=False`` keeps the forward values (Bessel's n − 1) but
-    differentiates the variance as if it divided by n: the gradient a student gets who writes
-    n where the forward pass has n − 1."""
-    with torch.enable_grad():
-        x = hprebn.detach().requires_grad_()
-        mean, var = x.mean(0, keepdim=True), x.var(0, keepdim=True, unbiased=True)
-        if not unbiased:
-            biased = x.var(0, keepdim=True, unbiased=False)
-            var = var.detach() + (biased - biased.detach())
-        hpreact = bngain * (x - mean) * (var + BN_EPS) ** -0.5
-        (grad,) = torch.autograd.grad(hpreact, x, grad_outputs=dhpreact)
-    return grad
 
 
 @dataclass(frozen=True)

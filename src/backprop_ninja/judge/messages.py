@@ -54,6 +54,15 @@ def changed_in_place(function: str, changed: Iterable[str]) -> str:
     )
 
 
+def changed_in_place_first(function: str, changed: Iterable[str]) -> str:
+    """The likely cause of a wrong answer no formula explains, when the function changed its inputs."""
+    return (
+        f"{function} changes {', '.join(changed)} in place, so what it computes after the change "
+        "reads the changed values — compute new tensors (or work on a .clone()) and leave its "
+        "inputs as they are"
+    )
+
+
 def on_inputs(target: str, where: str, message: str) -> str:
     """``<target> on <where>: <message>`` — which gradient, on which inputs, and why."""
     return f"{target} on {where}: {message}"

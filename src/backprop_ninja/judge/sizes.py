@@ -64,7 +64,7 @@ def hard_coded(
             name, how = SIZE_NAMES[key]
             how = read_from_input(sizes[key], inputs) or how
             return (
-                f"a hard-coded {name} {value} (here it is {sizes[key]}: a number, or a value from "
+                f"a hard-coded {name} {value} (here it is {sizes[key]}: a number typed in, or a value from "
                 f"outside the function) — use {how}"
             )
     if (
