@@ -117,6 +117,11 @@ def _atomic(v: Values) -> dict[str, list[tuple[str, Callable[[], torch.Tensor]]]
         ],
         "norm_logits": [
             ("forgot the local derivative: d/dx eˣ = eˣ = counts, multiply by counts", lambda: d("counts")),
+            (
+                "exp applied twice: counts is already exp(norm_logits), so the local derivative is "
+                "counts itself — dnorm_logits = counts * dcounts",
+                lambda: v["counts"].exp() * d("counts"),
+            ),
             (UPSTREAM.format(up="dcounts"), lambda: v["counts"]),
         ],
         "logits": [

@@ -201,9 +201,17 @@ def cross_entropy_structure(logits: torch.Tensor, Yb: torch.Tensor) -> Structure
 
 
 def batchnorm_structure(
-    dhpreact: torch.Tensor, bngain: torch.Tensor, bnraw: torch.Tensor, bnvar_inv: torch.Tensor
+    dhpreact: torch.Tensor,
+    bngain: torch.Tensor,
+    bnraw: torch.Tensor,
+    bnvar_inv: torch.Tensor,
+    unnormalised: Mapping[str, torch.Tensor] | None = None,
 ) -> Structure:
-    """dhprebn = s·d − s·Σd/n − s·bnraw·Σ(d·bnraw)/(n − 1), s = bngain·bnvar_inv, sums over dim 0."""
+    """dhprebn = s·d − s·Σd/n − s·bnraw·Σ(d·bnraw)/(n − 1), s = bngain·bnvar_inv, sums over dim 0.
+
+    ``unnormalised`` (name → tensor: hprebn, bndiff) are what a student may take where bnraw,
+    the normalised input, belongs in the projection term.
+    """
     n = dhpreact.shape[0]
     d, r = dhpreact, bnraw
     s = bngain * bnvar_inv
@@ -245,6 +253,12 @@ def batchnorm_structure(
                     "sums over dim 1: batchnorm's sums run over the batch, dim 0": s * r * projection1,
                     "leaves bnraw out of the sum: Σ(dhpreact · bnraw)": s * r * total,
                     "leaves out the bnraw in front of the sum": s * projection,
+                    **{
+                        f"takes {name} where bnraw belongs: bnraw is the normalised input "
+                        "(hprebn − its mean) · bnvar_inv": s * x * (d * x).sum(0, keepdim=True)
+                        for name, x in (unnormalised or {}).items()
+                        if x.shape == r.shape
+                    },
                     **fronts(2),
                 },
             ),
