@@ -7,6 +7,8 @@ import csv
 import hashlib
 import importlib.util
 import io
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +96,14 @@ def build_wheel(source: Path, dist: Path) -> Path:
     subprocess.run([*command, "--wheel-dir", str(dist), str(source)], check=True, cwd=dist.parent)
     (built,) = dist.glob("backprop_ninja-*.whl")
     return built
+
+
+def stop_like_ctrl_c(process: subprocess.Popen, *, timeout: float = 120) -> None:
+    """Stop a server started in its own process group as Ctrl-C would (SIGINT, then its whole
+    group killed if it has not ended within ``timeout`` seconds)."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

@@ -26,6 +26,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import stop_like_ctrl_c
 
 from backprop_ninja.course import ASSIGNMENT, EXCHANGE_VARIABLE, REPO_ROOT
 
@@ -179,12 +180,7 @@ def hub():
         }
     finally:
         if hub_process is not None:
-            hub_process.send_signal(signal.SIGINT)  # what Ctrl-C does
-            try:
-                hub_process.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                os.killpg(hub_process.pid, signal.SIGKILL)
-                hub_process.wait()
+            stop_like_ctrl_c(hub_process)
         left_running = []  # Ctrl-C stops every Lab: nothing of the accounts may outlive the hub
         for name in people.values():
             uid = pwd.getpwnam(name).pw_uid if name in {p.pw_name for p in pwd.getpwall()} else None
@@ -238,9 +234,23 @@ class Lab:
         text = menu.inner_text()
         if shot:
             self.shot(shot)
-        self.page.keyboard.press("Escape")
-        menu.wait_for(state="hidden")  # closed: the next click on "Nbgrader" opens it again
+        self.close_menu(menu)
         return text
+
+    def close_menu(self, menu) -> None:
+        """Close an open menu with Escape; the next click on "Nbgrader" opens it again. The
+        key reaches the menu only if it has the focus, which a busy Lab may not have moved
+        there yet: then the menu is given the focus and the key pressed again."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        for _ in range(3):
+            self.page.keyboard.press("Escape")
+            try:
+                menu.wait_for(state="hidden", timeout=10_000)
+                return
+            except PlaywrightTimeout:
+                menu.focus()
+        raise AssertionError("the Nbgrader menu does not close on Escape")
 
     def assignment_list(self):
         self.page.get_by_text("Nbgrader", exact=True).click()

@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import stop_like_ctrl_c
 from test_hub import PYTHON, needs_root, processes_of, run, status, wait_for
 
 from backprop_ninja.course import REPO_ROOT
@@ -128,12 +129,7 @@ def test_an_idle_lab_is_stopped_by_the_idle_culler():
         wait_for(lambda: not lab_processes(uid), 30, "the Lab's processes to end")
     finally:
         if process is not None:
-            process.send_signal(signal.SIGINT)  # what Ctrl-C does
-            try:
-                process.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop_like_ctrl_c(process)
         if name in {p.pw_name for p in pwd.getpwall()}:
             for pid in processes_of(pwd.getpwnam(name).pw_uid):
                 os.kill(pid, signal.SIGKILL)
