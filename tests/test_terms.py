@@ -109,6 +109,13 @@ def test_all_zeros_names_an_integer_division_as_a_possible_cause():
     result = check("dbndiff2", torch.zeros(7, 13, dtype=torch.float64), expected, sizes=SIZES)
     assert result.problem is Problem.ZERO
     assert "integer division" in result.message
+    assert "upstream" not in result.message  # nothing upstream was given to this call
+    given = {"bndiff2": (7, 13), "dbnvar": (1, 13)}
+    result = check("dbndiff2", torch.zeros(7, 13, dtype=torch.float64), expected, sizes=SIZES, inputs=given)
+    assert result.message.startswith(
+        "your answer is all zeros, but this gradient is not: compute it from the upstream"
+    )
+    assert "integer division" in result.message
 
 
 def test_fewer_columns_than_the_vocabulary_is_one_hot_without_num_classes_not_a_hard_coded_size():
@@ -181,3 +188,21 @@ def test_every_lecture_size_hard_coded_in_one_view_is_named_with_where_to_read_i
     # one number alone is the single-size advice, and a size that is right here is no advice
     assert likely_cause("shape '[32, 8]' is invalid", SIZES, inputs) == hard_coded(32, SIZES, inputs=inputs)
     assert likely_cause("shape '[7, 2, 4]' is invalid", SIZES, inputs) is None
+
+
+def test_a_matrix_product_that_fails_names_its_operands_by_their_shapes_and_the_transpose_to_take():
+    sizes = {"n": 32, "H": 64, "V": 27, "D": 10, "B": 3}
+    said = likely_cause(
+        "mat1 and mat2 shapes cannot be multiplied (32x27 and 64x27)",
+        sizes,
+        {"W2": (64, 27), "dlogits": (32, 27)},
+    )
+    assert said == (
+        "the inner sizes of a matrix product must agree: dlogits is 32×27 and W2 is 64×27 (27 ≠ 64) "
+        "— use W2.T where you have W2"
+    )
+    # an operand no tensor of the function's has the shape of is not named
+    anonymous = likely_cause("mat1 and mat2 shapes cannot be multiplied (32x27 and 30x64)", sizes, {})
+    assert anonymous is not None
+    assert "the first operand is 32×27 and the second operand is 30×64" in anonymous
+    assert anonymous.endswith("a missing or extra .T, or the operands in the wrong order")

@@ -88,7 +88,10 @@ def call(function: Callable, trial: Trial, *, seconds: float | None = None) -> O
     except NotImplementedError:
         return Outcome.failed(Problem.NOT_IMPLEMENTED, messages.not_implemented(trial.function))
     except Exception as error:  # the student's code raised: report it as the answer's problem
-        inputs = input_shapes(trial.args, trial.arg_names)
+        # the inputs' shapes, and the function's own tensors' if it was watched (notebook 4)
+        inputs = input_shapes(trial.args, trial.arg_names) | input_shapes(
+            tuple(local_values.values()), tuple(local_values)
+        )
         why = explain_exception(error, function, trial.sizes, trial.function, inputs)
         return Outcome.failed(Problem.ERROR, why)
     changed = tuple(modified_arguments(trial.args, args, trial.arg_names))

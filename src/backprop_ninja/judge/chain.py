@@ -141,7 +141,8 @@ def stage_message(right: Mapping[str, bool], failing: str) -> str:
         later = [f"d{p}" for p in ORDER[ORDER.index(wrong_pair[-1]) + 1 :] if right.get(p) and p != "b1"]
         own = " and ".join(f"d{p}'s" for p in wrong_pair if not right.get(p, False))
         place = (
-            f"{own} own formula{'s' if both else ''} ({', '.join(later)} right, so the step before is right)"
+            f"{own} own formula{'s' if both else ''} ({', '.join(later)}, computed after it, "
+            f"{'are' if len(later) > 1 else 'is'} right: so the steps before it are right too)"
         )
     listed = ", ".join(good[:-1]) + " and " + good[-1] if len(good) > 1 else "".join(good)
     head = f"{listed} {'are' if len(good) > 1 else 'is'} right, " if good else ""

@@ -189,6 +189,7 @@ def check(
         sizes=sizes,
         structure=structure,
         loose=TOLERANCES[torch.float32].allowed if both_float64 else None,
+        inputs=inputs,
     )
     return fail(problem, message, maxdiff)
 

@@ -142,6 +142,7 @@ def diagnose(
     sizes: Sizes | None = None,
     structure: Structural | None = None,
     loose: Allowed | None = None,
+    inputs: InputShapes | None = None,
 ) -> tuple[Problem, str]:
     """Name the mistake behind a wrong gradient of the right shape (float64 tensors).
 
@@ -174,11 +175,7 @@ def diagnose(
     if reordered:
         return Problem.TRANSPOSED, reordered
     if got.numel() and float(got.abs().max()) == 0.0:
-        return Problem.ZERO, (
-            "your answer is all zeros, but this gradient is not: a factor that came out as 0 (an "
-            "integer division: 1 // (n - 1) is 0, use 1 / (n - 1)) or an answer that ignores the "
-            "upstream gradient, which the tests make arbitrary — compute it from the upstream gradient"
-        )
+        return Problem.ZERO, all_zeros(any(name.startswith("d") for name in (inputs or {})))
     if structure is not None:
         try:
             fitted = structure(got, allowed, sizes)
@@ -191,9 +188,9 @@ def diagnose(
         return Problem.PRECISION, precision
     ratio = constant_ratio(got, expected, allowed=allowed)
     if ratio is not None:
-        return explain_ratio(ratio, sizes)
+        return explain_ratio(ratio, sizes, inputs)
     wrong = (got - expected).abs() > allowed(expected)
-    rows = _wrong_rows_beyond(wrong, sizes)
+    rows = _wrong_rows_beyond(wrong, sizes, inputs)
     if rows:
         return Problem.HARD_CODED, rows
     flat = int(torch.where(wrong, (got - expected).abs(), torch.zeros_like(got)).argmax())
@@ -202,6 +199,19 @@ def diagnose(
         f"{int(wrong.sum())} of {got.numel()} entries are off, the largest at {largest} "
         f"(got {got[largest].item():.4g}, expected {expected[largest].item():.4g}) — no single term "
         "or factor explains it: check the formula against the derivation, term by term"
+    )
+
+
+def all_zeros(has_upstream: bool) -> str:
+    """Why an answer is all zeros: an upstream gradient left out (where the function is given
+    one), or a factor that came out as 0."""
+    integer_division = "a factor came out as 0: an integer division, 1 // (n - 1) is 0, use 1 / (n - 1)"
+    if not has_upstream:
+        return f"your answer is all zeros, but this gradient is not: {integer_division}"
+    return (
+        "your answer is all zeros, but this gradient is not: compute it from the upstream gradient, "
+        "which the tests make arbitrary (a gradient that is zero for this loss is not zero for "
+        f"every loss) — or {integer_division}"
     )
 
 
@@ -243,14 +253,14 @@ def _matches(got, expected, alternative: Candidate, allowed) -> bool:
     return bool(((got - alternative).abs() <= allowed(alternative)).all())
 
 
-def _wrong_rows_beyond(wrong: torch.Tensor, sizes: Sizes) -> str | None:
+def _wrong_rows_beyond(wrong: torch.Tensor, sizes: Sizes, inputs: InputShapes | None = None) -> str | None:
     """Right in the first 32 (the lecture's batch) rows, wrong after: a hard-coded n."""
     n = sizes.get("n")
     if wrong.dim() == 0 or n is None or n <= 32 or wrong.shape[0] != n:
         return None
     if wrong[:32].any() or not wrong[32:].any():
         return None
-    return f"right in the first 32 rows only: {hard_coded(32, sizes)}"
+    return f"right in the first 32 rows only: {hard_coded(32, sizes, inputs=inputs)}"
 
 
 def precision_loss(got: torch.Tensor, expected: torch.Tensor, loose: Allowed) -> str | None:
@@ -292,7 +302,7 @@ def constant_ratio(
     return r if residual < rel_residual else None
 
 
-def _factors(sizes: Sizes) -> list[tuple[float, str]]:
+def _factors(sizes: Sizes, inputs: InputShapes | None = None) -> list[tuple[float, str]]:
     """Known wrong constant factors (got / expected) and their causes, most specific first."""
     n = sizes.get("n")
     factors: list[tuple[float, str]] = []
@@ -307,7 +317,7 @@ def _factors(sizes: Sizes) -> list[tuple[float, str]]:
             (n / (n - 1), f"divided by n − 1 where the forward pass divides by n (n = {n})"),
             (n - 1, f"n − 1 = {n - 1} times too large — divide by n − 1 (Bessel's correction)"),
         ]
-        advice = hard_coded(32, sizes)
+        advice = hard_coded(32, sizes, inputs=inputs)
         if advice:
             factors.append((n / 32, f"divided by 32: {advice}"))
             factors.append(((n - 1) / 31, f"divided by 31 = 32 − 1: {advice}"))
@@ -332,13 +342,15 @@ def _factors(sizes: Sizes) -> list[tuple[float, str]]:
     return factors
 
 
-def explain_ratio(ratio: float, sizes: Sizes | None) -> tuple[Problem, str]:
-    """The cause of ``got = ratio · expected``."""
+def explain_ratio(
+    ratio: float, sizes: Sizes | None, inputs: InputShapes | None = None
+) -> tuple[Problem, str]:
+    """The cause of ``got = ratio · expected`` (``inputs``: where a hard-coded size can be read)."""
     sign = ratio < 0
     magnitude = abs(ratio)
     if sign and abs(magnitude - 1.0) <= 1e-3:
         return Problem.SIGN, "the sign is flipped (got −1 × the right answer)"
-    for value, advice in _factors(sizes or {}):
+    for value, advice in _factors(sizes or {}, inputs):
         if abs(magnitude - value) <= 1e-3 * value:
             return Problem.FACTOR, ("sign flipped and " if sign else "") + advice
     return Problem.FACTOR, f"off by a constant factor: got {ratio:.4g} × the right answer"

@@ -60,10 +60,8 @@ def likely_cause(
         if advice and (sizes is None or int(number) not in sizes.values()):
             return advice
     if match := MATMUL.search(message):
-        return (
-            f"the inner sizes of a matrix product must agree ({match[2]} ≠ {match[3]}): "
-            "a missing or extra .T, or the operands in the wrong order"
-        )
+        rows, inner, other_inner, columns = (int(match[i]) for i in range(1, 5))
+        return matmul_advice(rows, inner, other_inner, columns, inputs)
     if BROADCAST.search(message):
         return (
             "these shapes do not broadcast: keep a summed dim with keepdim=True, "
@@ -144,3 +142,40 @@ def install_name_error_handler(answer_functions: set[str]) -> bool:
 
     shell.set_custom_exc((NameError,), handler)
     return True
+
+
+def matmul_advice(
+    rows: int, inner: int, other_inner: int, columns: int, inputs: Mapping[str, tuple[int, ...]] | None
+) -> str:
+    """Why ``(rows × inner) @ (other_inner × columns)`` fails, with its operands named when
+    their shapes say which tensors (or transposes) they are, and the fix their sizes allow."""
+    first, second = _named((rows, inner), inputs), _named((other_inner, columns), inputs)
+    head = (
+        f"the inner sizes of a matrix product must agree: {first or 'the first operand'} is "
+        f"{rows}×{inner} and {second or 'the second operand'} is {other_inner}×{columns} "
+        f"({inner} ≠ {other_inner})"
+    )
+    if inner == columns:
+        return f"{head} — {_transpose(second, 'the second operand')}"
+    if rows == other_inner:
+        return f"{head} — {_transpose(first, 'the first operand')}"
+    if columns == rows:
+        return f"{head} — the operands are in the wrong order: swap them"
+    return f"{head} — a missing or extra .T, or the operands in the wrong order"
+
+
+def _transpose(name: str | None, otherwise: str) -> str:
+    if name is None:
+        return f"transpose {otherwise} (.T)"
+    first = name.split(" or ")[0]
+    fixed = first.removesuffix(".T") if first.endswith(".T") else f"{first}.T"
+    return f"use {fixed} where you have {first}"
+
+
+def _named(shape: tuple[int, int], inputs: Mapping[str, tuple[int, ...]] | None) -> str | None:
+    """The tensor of this shape (``W2``) or whose transpose it is (``W2.T``), when at most two
+    of the function's tensors have it (``W2 or params['W2']``)."""
+    exact = [name for name, s in (inputs or {}).items() if s == shape]
+    flipped = [f"{name}.T" for name, s in (inputs or {}).items() if s == shape[::-1]]
+    names = sorted(exact or flipped, key=lambda name: "[" in name)  # the function's own names first
+    return " or ".join(names) if 1 <= len(names) <= 2 else None
