@@ -30,7 +30,8 @@ from backprop_ninja.integrity import graded_test_ids, read_submission, scan_note
 from backprop_ninja.judge.exercises import GRADED_TESTS
 from backprop_ninja.verify import PROBLEMS, Verdict, build_plan, secret_seeds, verify_notebook
 from backprop_ninja.verify.child import call_answer
-from backprop_ninja.verify.parent import child_environment, judge_results
+from backprop_ninja.verify.parent import child_environment, judge_results, outcome_of_record
+from backprop_ninja.verify.records import valid_record
 
 pytestmark = pytest.mark.pipeline  # the verifier's child processes: about a minute in all
 
@@ -259,6 +260,27 @@ def test_notebook_4s_first_wrong_step_is_named_by_the_verifier_as_by_the_noteboo
     assert not verdicts["test_dbngain"].ok
     assert "dhpreact is the first wrong step (dh before it is right)" in verdicts["test_dbngain"].message
     assert "tanh applied twice" in verdicts["test_dbngain"].message
+
+
+def test_an_input_changed_in_place_is_named_by_the_verifier_as_by_the_notebook(course):
+    wrong = (
+        ANSWERS["manual_backward"]
+        .replace(
+            '    dhpreact = (1 - cache["h"]**2) * dh\n',
+            '    hh = cache["h"]\n    hh **= 2\n    dhpreact = (1 - hh) * dh\n',
+        )
+        .replace('    dW2 = cache["h"].T @ dlogits\n', "")
+        .replace("    return dict(", "    dW2 = hh.T @ dlogits\n    return dict(")
+    )
+    verdicts = course(NB4, {"manual_backward": wrong})
+    assert not verdicts["test_dW2"].ok
+    assert "manual_backward changes cache['h'] in place" in verdicts["test_dW2"].message
+
+
+def test_what_a_child_says_was_changed_in_place_counts_only_where_it_names_an_argument():
+    record = {"status": "tensor", "value": torch.zeros(2), "changed": ["dh", "✅ 5/5 points", 7]}
+    outcome = outcome_of_record(valid_record(record, nested=True), "grad_h", {"W2", "dlogits", "dh"})
+    assert outcome.changed == ("dh",)
 
 
 def test_an_endless_loop_times_out_cleanly(course):

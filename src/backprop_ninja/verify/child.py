@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ..cells import ANSWER_PRELUDE
-from ..judge.calling import locals_at_return, private_copy
+from ..judge.calling import locals_at_return, modified_arguments, private_copy
 from ..judge.steps import STEPS
 from ..model import PARAM_NAMES
 from ..text import one_line
@@ -173,6 +173,8 @@ def call_answer(function, call: dict, set_grad_mode) -> dict:
             "error": one_line(f"{type(error).__name__}: {error}", 240),
             "autograd": isinstance(error, AutogradDisabled),
         }
+    # which arguments it changed in place, named as the notebook's test names them
+    changed = modified_arguments(call["args"], args, tuple(call.get("arg_names", ())))
     if call["wants_dict"]:
         if not isinstance(result, dict):
             return {"status": "bad_type", "type": type(result).__name__}
@@ -181,8 +183,9 @@ def call_answer(function, call: dict, set_grad_mode) -> dict:
             "items": {name: sanitise(dict.get(result, name)) for name in PARAM_NAMES},
             # the steps between them, as the function named them (judge.steps): where it goes wrong
             "steps": {step: sanitise(local_values[step]) for step, _ in STEPS if step in local_values},
+            "changed": changed,
         }
-    return sanitise(result)
+    return {**sanitise(result), "changed": changed}
 
 
 def child_main(workdir: Path) -> None:

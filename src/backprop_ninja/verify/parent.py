@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
 import torch
@@ -33,6 +34,7 @@ from ..judge.calling import Outcome
 from ..judge.chain import ORDER
 from ..judge.exercises import GRADED_TESTS
 from ..judge.problems import Problem
+from ..judge.sizes import input_shapes
 from ..sandbox import build as sandbox
 from ..sandbox.untrusted import UntrustedFile, open_folder, read_untrusted
 from .plan import (
@@ -46,6 +48,7 @@ from .plan import (
     Verdict,
     build_plan,
 )
+from .records import valid_record
 
 
 # --------------------------------------------------------------------------- the parent
@@ -126,7 +129,7 @@ def _judge_one(
         message = f"expected a plain torch.Tensor, got {item.get('type', '?')}"
         return Verdict(False, messages.on_inputs(trial.target, where, message), Problem.WRONG)
     try:
-        result = trial.verdict(_outcome(record, fn))
+        result = trial.verdict(outcome_of_record(record, fn, _argument_names(trial)))
     except Exception as error:  # an absurd tensor (sparse, meta …) must not stop grading
         return Verdict(
             False,
@@ -143,8 +146,15 @@ def _judge_one(
     return Verdict(False, one_line(result.message, 300), result.problem)
 
 
-def _outcome(record: dict, function: str) -> Outcome:
-    """A child's record as the outcome of the call, as if the call had been made here."""
+def _argument_names(trial) -> set[str]:
+    """What a child may say an answer changed in place: an argument, or an entry of one."""
+    return set(trial.arg_names) | set(input_shapes(trial.args, trial.arg_names))
+
+
+def outcome_of_record(record: dict, function: str, arguments: Collection[str] = ()) -> Outcome:
+    """A child's record as the outcome of the call, as if the call had been made here (what it
+    says was changed in place counts only where it names one of ``arguments``)."""
+    changed = tuple(name for name in record.get("changed", ()) if name in arguments)
     status = record["status"]
     if status == "not_implemented":
         return Outcome.failed(Problem.NOT_IMPLEMENTED, messages.not_implemented(function))
@@ -159,9 +169,9 @@ def _outcome(record: dict, function: str) -> Outcome:
         items = record["items"].items()
         steps = {k: v["value"] for k, v in record.get("steps", {}).items() if v["status"] == "tensor"}
         return Outcome.answered(
-            {key: item.get("value") for key, item in items if item["status"] != "none"}, local_values=steps
+            {key: item.get("value") for key, item in items if item["status"] != "none"}, changed, steps
         )
-    return Outcome.answered(record.get("value"))
+    return Outcome.answered(record.get("value"), changed)
 
 
 def _missing_message(function: str, cell_errors: dict[str, str], cells: list[CodeCell]) -> str:
@@ -249,7 +259,15 @@ def _run_child(
         }
         Path(workdir, "job.json").write_text(json.dumps(job), encoding="utf-8")
         torch.save(
-            [{"function": c.function, "args": c.args, "wants_dict": c.wants_dict} for c in calls],
+            [
+                {
+                    "function": c.function,
+                    "args": c.args,
+                    "wants_dict": c.wants_dict,
+                    "arg_names": list(c.arg_names),
+                }
+                for c in calls
+            ],
             Path(workdir, "inputs.pt"),
         )
         # The child's streams are the parent's own files, outside its folder: nothing the
@@ -340,33 +358,4 @@ def _read_results(folder: int, expected_calls: int) -> Verdict | tuple[list[dict
     ):
         return bad
     cell_errors = {str(k): one_line(str(v), 200) for k, v in raw["cell_errors"].items()}
-    return [_valid_record(r, nested=True) for r in raw["calls"]], cell_errors
-
-
-def _valid_record(record, nested: bool) -> dict:
-    """A record as the child should have written it, or a "garbled" stand-in."""
-    garbled = {"status": "bad_type", "type": "an unreadable result"}
-    if not isinstance(record, dict) or not isinstance(record.get("status"), str):
-        return garbled
-    status = record["status"]
-    if status == "tensor":
-        return record if isinstance(record.get("value"), torch.Tensor) else garbled
-    if status == "dict" and nested and isinstance(record.get("items"), dict):
-        raw_steps = record.get("steps")
-        steps: dict = raw_steps if isinstance(raw_steps, dict) else {}
-        return {
-            "status": "dict",
-            "items": {str(k): _valid_record(v, nested=False) for k, v in record["items"].items()},
-            "steps": {str(k): _valid_record(v, nested=False) for k, v in steps.items()},
-        }
-    if status == "error":
-        return {
-            "status": "error",
-            "error": one_line(str(record.get("error", "?")), 240),
-            "autograd": record.get("autograd") is True,
-        }
-    if status in ("none", "missing", "not_implemented", "autograd"):
-        return {"status": status}
-    if status == "bad_type":
-        return {"status": "bad_type", "type": one_line(str(record.get("type", "?")), 80)}
-    return garbled
+    return [valid_record(r, nested=True) for r in raw["calls"]], cell_errors

@@ -45,6 +45,7 @@ class Call:
     function: str
     args: tuple
     wants_dict: bool  # manual_backward returns {parameter: gradient}
+    arg_names: tuple[str, ...] = ()  # for saying which argument the answer changed in place
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def build_plan(notebook_name: str, seed: int | None = None) -> Plan:
             key = (trial.function, number)
             if key not in call_index:  # manual_backward: one call serves seven checks
                 call_index[key] = len(calls)
-                calls.append(Call(trial.function, trial.args, trial.pick is not None))
+                calls.append(Call(trial.function, trial.args, trial.pick is not None, trial.arg_names))
             description = spec.describe().removeprefix(f"seed {spec.seed}, ")
             checks.append(Check(grade_id, trial, description, call_index[key]))
     return Plan(calls, checks)
