@@ -47,6 +47,15 @@ def read_from_input(size: int, inputs: InputShapes | None) -> str | None:
     return None
 
 
+def hard_coded_kind(value: int, sizes: Sizes, kinds: set[str] | None = None) -> str | None:
+    """The size (n, H, V, D, B) whose lecture value ``value`` is, where that size is another
+    here (``kinds``: only among these)."""
+    for key, lecture in LECTURE_SIZES.items():
+        if value in lecture and key in sizes and sizes[key] != value and (kinds is None or key in kinds):
+            return key
+    return None
+
+
 def hard_coded(
     value: int, sizes: Sizes | None, want: int | None = None, inputs: InputShapes | None = None
 ) -> str | None:
@@ -58,15 +67,15 @@ def hard_coded(
     """
     if not sizes:
         return None
-    kinds = {key for key, size in sizes.items() if size == want} if want is not None else set(sizes)
-    for key, lecture in LECTURE_SIZES.items():
-        if value in lecture and key in sizes and sizes[key] != value and key in kinds:
-            name, how = SIZE_NAMES[key]
-            how = read_from_input(sizes[key], inputs) or how
-            return (
-                f"a hard-coded {name} {value} (here it is {sizes[key]}: a number typed in, or a value from "
-                f"outside the function) — use {how}"
-            )
+    kinds = {key for key, size in sizes.items() if size == want} if want is not None else None
+    key = hard_coded_kind(value, sizes, kinds)
+    if key is not None:
+        name, how = SIZE_NAMES[key]
+        how = read_from_input(sizes[key], inputs) or how
+        return (
+            f"a hard-coded {name} {value} (here it is {sizes[key]}: a number typed in, or a value from "
+            f"outside the function) — use {how}"
+        )
     if (
         value == 30
         and sizes.get("B", 3) * sizes.get("D", 10) != 30
@@ -79,16 +88,16 @@ def hard_coded(
 def hard_coded_sizes(values: list[int], sizes: Sizes | None, inputs: InputShapes | None = None) -> str | None:
     """Several of the lecture's sizes hard-coded at once (``view(32, 3, 10)``): each named with
     its size here, and where the function can read them; None for fewer than two."""
-    named: list[tuple[str, int]] = []
-    for value in values:
-        key = next(
-            (k for k, lecture in LECTURE_SIZES.items() if value in lecture and k in (sizes or {})), None
-        )
-        if key is not None and sizes is not None and sizes[key] != value and key not in dict(named):
-            named.append((key, value))
-    if sizes is None or len(named) < 2:
+    if not sizes:
         return None
-    listed = ", ".join(f"{SIZE_NAMES[key][0]} {value} (here {sizes[key]})" for key, value in named)
-    reads = [read_from_input(sizes[key], inputs) for key, _ in named]
+    named: dict[str, int] = {}  # each size once, in the order the numbers come
+    for value in values:
+        key = hard_coded_kind(value, sizes)
+        if key is not None:
+            named.setdefault(key, value)
+    if len(named) < 2:
+        return None
+    listed = ", ".join(f"{SIZE_NAMES[key][0]} {value} (here {sizes[key]})" for key, value in named.items())
+    reads = [read_from_input(sizes[key], inputs) for key in named]
     where = ", ".join(r for r in reads if r) or "the inputs' shapes"
     return f"hard-coded sizes: {listed} — read each from the function's inputs: {where}"
