@@ -71,6 +71,19 @@ c.GenerateFeedback.preprocessors = [
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 
+# Every page nbconvert makes of a submission (the Formgrader's, on a hub too; nbgrader's and the
+# course's feedback) shows what the student wrote without running it: markdown and HTML outputs
+# keep an allowlist of tags (scripts, event handlers, javascript: links shown as text), math is
+# MathML (no CDN), JavaScript outputs and widget state are left out, and SafeOutputs puts every
+# output and metadata field the templates interpolate into a safe shape first. A script in a
+# student's markdown would otherwise run in the Formgrader with the instructor's session
+# (backprop_ninja.grading.safe_html; tests/test_safe_pages.py attacks it in a real browser).
+from backprop_ninja.grading.safe_html import FILTERS, PREPROCESSORS  # noqa: E402
+
+c.HTMLExporter.sanitize_html = True
+c.HTMLExporter.filters = dict(FILTERS)
+c.HTMLExporter.preprocessors = list(PREPROCESSORS)
+
 # `make collect ZIP=…`: an LMS download (Canvas style) of files named
 #   <login>_[LATE_]<user id>_<submission id>_<notebook>[-<n>].ipynb
 # e.g. smithalice_1001_555001_1_atomic_backprop.ipynb → submitted/smithalice/backprop_ninja/.

@@ -31,10 +31,10 @@ from backprop_ninja.grading.class_report import (
 )
 from backprop_ninja.grading.class_report import Verdict as RecordedVerdict
 from backprop_ninja.grading.collect import collect_zip
-from backprop_ninja.grading.feedback import mathml
 from backprop_ninja.grading.formgrader import config_text
 from backprop_ninja.grading.formgrader import start as start_formgrader
 from backprop_ninja.grading.lms import CANVAS_FIELDS, POINTS_POSSIBLE, canvas_rows, read_ids, record_id
+from backprop_ninja.grading.safe_html import mathml
 
 NB1, NB2, NB3, NB4 = NOTEBOOKS
 CHROMIUM = Path("/usr/bin/chromium")

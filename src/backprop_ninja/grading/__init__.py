@@ -25,6 +25,7 @@
     class_report.py  the class report (report.html): what the class got wrong, test by test
     report_figures.py  its charts, with legends and whole-number count axes
     feedback.py  feedback_class: pages naming each test with why it lost points, totals, math as MathML
+    safe_html.py a submission as a page without running any of it (the Formgrader, feedback)
     formgrader.py    nbgrader's Formgrader on a class (make formgrader)
     lms.py       LMS user ids kept at collection; grades_canvas.csv
     lateness.py  a submission's time (nbgrader's timestamp.txt) against the due date; penalties

@@ -4,8 +4,10 @@ nbgrader's feedback page loads MathJax from a CDN (offline, math shows as raw ``
 lists every test as "Test cell". Here, in the pages ``student_feedback`` writes
 (``feedback_class``: every student of the class, in worker processes):
 
-* math is converted to MathML when the page is built (``mathml``, with latex2mathml), which
-  browsers render natively: no script, no network; the MathJax loader is left out;
+* math is converted to MathML when the page is built (``safe_html.markdown_html``, with
+  latex2mathml), which browsers render natively: no script, no network; the MathJax loader is
+  left out; what the student wrote is shown as text, never run (``safe_html``), and the page's
+  Content-Security-Policy allows no script at all;
 * ``TestIndex`` (a preprocessor after nbgrader's GetGrades) names each test with its points
   and, when it lost points, why — in the grader's words, from the gradebook and the status
   file (``trust.grade_reasons``), e.g. "dlogprobs 0/1 — dlogprobs on fresh inputs (…): off by
@@ -21,13 +23,11 @@ lists every test as "Test cell". Here, in the pages ``student_feedback`` writes
 from __future__ import annotations
 
 import html
-import re
 import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from jinja2 import pass_context
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool, Int, Unicode
 
@@ -36,59 +36,11 @@ from ..course import ASSIGNMENT, NOTEBOOKS
 from ..text import printable, utf8_head
 from .classdir import GradingError, prepare_environment
 from .lateness import lateness_text
+from .safe_html import FILTERS
 from .status import read_status
 
 TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE = "backprop_feedback"
-
-# Math as markdown2html leaves it (HTML-escaped), outside <code> and <pre>. Inline math may
-# wrap onto the next line (the notebooks' sentences do); as in TeX's prose, it does not start
-# or end with a space, so a lone dollar ("costs $5 and $10") is left as text. Matching only
-# within one line paired the end of one formula with the start of the next, and the words
-# between became italic math letters with no spaces.
-_CODE = re.compile(r"(<(code|pre)\b.*?</\2>)", re.S)
-_MATH = re.compile(r"\$\$(.+?)\$\$|\$(?!\s)((?:(?!\n\s*\n)[^$])+?)(?<!\s)\$", re.S)
-
-
-def _to_mathml(latex: str, display: bool) -> str | None:
-    from latex2mathml.converter import convert
-
-    try:
-        return convert(html.unescape(latex), display="block" if display else "inline")
-    except Exception:  # not LaTeX that latex2mathml knows: leave the text as it was
-        return None
-
-
-def mathml(rendered: str) -> str:
-    """Rendered markdown with its ``$…$`` / ``$$…$$`` math as MathML (code left alone)."""
-
-    def convert(match: re.Match) -> str:
-        display = match.group(1) is not None
-        converted = _to_mathml(match.group(1) if display else match.group(2), display)
-        return converted if converted is not None else match.group(0)
-
-    parts = _CODE.split(rendered)
-    # split() with two groups yields: text, whole code element, tag name, text, ...
-    out = []
-    for i, part in enumerate(parts):
-        kind = i % 3
-        if kind == 0:
-            out.append(_MATH.sub(convert, part))
-        elif kind == 1:
-            out.append(part)
-    return "".join(out)
-
-
-@pass_context
-def markdown_mathml(context, source: str) -> str:
-    """nbconvert's ``markdown2html`` filter (the cell's attachments kept), with the math as
-    MathML: the Formgrader's pages use it in place of MathJax from a CDN (``formgrader.py``)."""
-    from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
-
-    cell = context.get("cell", {})
-    path = context.get("resources", {}).get("metadata", {}).get("path", "")
-    renderer = IPythonRenderer(escape=False, attachments=cell.get("attachments", {}), path=path)
-    return mathml(MarkdownWithMath(renderer=renderer).render(source))
 
 
 def _points(value) -> str:
@@ -217,7 +169,7 @@ def configure(config) -> None:
     config.HTMLExporter.template_name = TEMPLATE
     config.HTMLExporter.template_file = "page.html.j2"  # it extends nbgrader's index.html.j2
     config.HTMLExporter.extra_template_basedirs = [str(TEMPLATES), str(nbgrader_templates)]
-    config.HTMLExporter.filters = {"mathml": "backprop_ninja.grading.feedback.mathml"}
+    config.HTMLExporter.filters = dict(FILTERS)  # markdown with math as MathML, all of it cleaned
 
 
 # ------------------------------------------------------------------------ the class's pages

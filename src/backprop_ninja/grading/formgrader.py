@@ -11,7 +11,8 @@ class it serves) instead of starting another, and leaves its log alone.
 
 Its pages work offline: nbgrader's grading page loads MathJax from a CDN, so the generated
 config gives it the course's page (``templates/backprop_formgrader/formgrade.html.j2``, without
-MathJax) and renders markdown with its math as MathML (``feedback.markdown_mathml``).
+MathJax); grader/nbgrader_config.py renders markdown with its math as MathML and shows what
+a student wrote without running it (``safe_html``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def config_text(course: Course) -> str:
 
 
 def offline_pages() -> list[str]:
-    """Config lines for the Formgrader's pages: no MathJax from a CDN, math as MathML.
+    """Config lines for the Formgrader's pages: no MathJax from a CDN (the course's config
+    renders math as MathML).
 
     nbgrader's Formgrader re-applies its own template name and folders over any config file,
     but not ``template_file``: an absolute path to the course's page, which extends nbgrader's.
@@ -49,7 +51,6 @@ def offline_pages() -> list[str]:
     page = Path(__file__).parent / "templates" / "backprop_formgrader" / "formgrade.html.j2"
     return [
         f"c.HTMLExporter.template_file = {str(page)!r}",
-        "c.HTMLExporter.filters = {'markdown2html': 'backprop_ninja.grading.feedback.markdown_mathml'}",
     ]
 
 
