@@ -78,11 +78,12 @@ c.GenerateFeedback.preprocessors = [
 # output and metadata field the templates interpolate into a safe shape first. A script in a
 # student's markdown would otherwise run in the Formgrader with the instructor's session
 # (backprop_ninja.grading.safe_html; tests/test_safe_pages.py attacks it in a real browser).
-from backprop_ninja.grading.safe_html import FILTERS, PREPROCESSORS  # noqa: E402
-
 c.HTMLExporter.sanitize_html = True
-c.HTMLExporter.filters = dict(FILTERS)
-c.HTMLExporter.preprocessors = list(PREPROCESSORS)
+c.HTMLExporter.filters = {
+    "markdown2html": "backprop_ninja.grading.safe_html.markdown_html",
+    "clean_html": "backprop_ninja.grading.safe_html.clean",
+}
+c.HTMLExporter.preprocessors = ["backprop_ninja.grading.safe_html.SafeOutputs"]
 
 # `make collect ZIP=…`: an LMS download (Canvas style) of files named
 #   <login>_[LATE_]<user id>_<submission id>_<notebook>[-<n>].ipynb

@@ -6,7 +6,7 @@ lists every test as "Test cell". Here, in the pages ``student_feedback`` writes
 
 * math is converted to MathML when the page is built (``safe_html.markdown_html``, with
   latex2mathml), which browsers render natively: no script, no network; the MathJax loader is
-  left out; what the student wrote is shown as text, never run (``safe_html``), and the page's
+  left out; nothing the student wrote runs in the page (``safe_html``), and the page's
   Content-Security-Policy allows no script at all;
 * ``TestIndex`` (a preprocessor after nbgrader's GetGrades) names each test with its points
   and, when it lost points, why — in the grader's words, from the gradebook and the status
@@ -36,7 +36,6 @@ from ..course import ASSIGNMENT, NOTEBOOKS
 from ..text import printable, utf8_head
 from .classdir import GradingError, prepare_environment
 from .lateness import lateness_text
-from .safe_html import FILTERS
 from .status import read_status
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -169,7 +168,6 @@ def configure(config) -> None:
     config.HTMLExporter.template_name = TEMPLATE
     config.HTMLExporter.template_file = "page.html.j2"  # it extends nbgrader's index.html.j2
     config.HTMLExporter.extra_template_basedirs = [str(TEMPLATES), str(nbgrader_templates)]
-    config.HTMLExporter.filters = dict(FILTERS)  # markdown with math as MathML, all of it cleaned
 
 
 # ------------------------------------------------------------------------ the class's pages
