@@ -253,6 +253,8 @@ def make_bad_input(tmp_path, kind: str):
         path.write_bytes(course_notebook(tmp_path, "2_fused_cross_entropy.ipynb").read_bytes()[:500])
     elif kind == "another course":
         path.write_text(another_courses_notebook())
+    elif kind == "nested deep":  # valid JSON that Python's parser gives up on
+        path.write_text("[" * 100_000 + "]" * 100_000)
     elif kind == "absent":
         pass
     else:
@@ -273,6 +275,7 @@ BAD_INPUTS = {
     "[]": "is JSON but not a Jupyter notebook (it holds an empty list)",
     "{}": "is JSON but not a Jupyter notebook (it holds an empty object)",
     "another course": "is not one of this course's notebooks — give one of the course's notebooks (1_atomic",
+    "nested deep": "is not a notebook: its JSON is nested thousands of levels deep",
 }
 
 
@@ -287,6 +290,23 @@ def test_every_bad_input_to_check_is_one_plain_line(tmp_path, capsys, kind):
     assert " — " in line  # what it is — what to do
     for internal in ("Traceback", "Error", "object has no", "not iterable", "('", "nbformat"):
         assert internal not in out + err, (internal, out)
+
+
+def test_a_fault_of_the_tool_itself_is_one_line_never_a_traceback(tmp_path, capsys, monkeypatch):
+    """Whatever nobody foresaw inside the student's command (here a fault put into it) ends as
+    one line that says it is not the student's code, and exit 2."""
+
+    def broken(*_):
+        raise KeyError("cells")
+
+    monkeypatch.setattr(cli, "cmd_check", broken)
+    status = cli.main(["check", str(course_notebook(tmp_path))])
+    out, err = capsys.readouterr()
+    assert status == 2
+    assert out == ""
+    assert err.count("\n") == 1
+    assert "something went wrong inside the course's tool (KeyError: 'cells') — not your code's fault" in err
+    assert "Traceback" not in err
 
 
 def test_a_notebook_whose_tests_were_deleted_is_named_so(tmp_path):

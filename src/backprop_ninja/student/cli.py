@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..course import COMMAND, NOTEBOOKS
 from ..resources import DataError, copy_notebooks
+from ..text import one_line
 from .selfcheck import CELL_TIMEOUT
 
 
@@ -119,11 +120,23 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser().parse_known_args(argv)
     if extra and args.command != "lab":
         parser().error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.command == "notebooks":
-        return cmd_notebooks(args.dir)
-    if args.command == "check":
-        return cmd_check(args.notebooks, args.timeout)
-    return cmd_lab(args.dir, extra)
+    try:
+        if args.command == "notebooks":
+            return cmd_notebooks(args.dir)
+        if args.command == "check":
+            return cmd_check(args.notebooks, args.timeout)
+        return cmd_lab(args.dir, extra)
+    except KeyboardInterrupt:
+        print(f"{COMMAND}: stopped (Ctrl-C).", file=sys.stderr)
+        return 130
+    except Exception as error:  # a case nobody foresaw: one line, never a traceback
+        print(
+            f"{COMMAND} {args.command}: something went wrong inside the course's tool "
+            f"({type(error).__name__}: {one_line(str(error), 160)}) — not your code's fault; "
+            "please tell your instructor, with this line",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

@@ -108,6 +108,10 @@ def open_notebook(path: Path) -> Opened:
         return Opened(problem=problem)
     try:
         value = json.loads(text)
+    except RecursionError:  # brackets nested thousands deep: no notebook looks like that
+        return Opened(
+            problem=f"is not a notebook: its JSON is nested thousands of levels deep — {FRESH_COPY}"
+        )
     except ValueError as error:
         where = f"line {error.lineno}" if isinstance(error, json.JSONDecodeError) else "somewhere"
         return Opened(

@@ -24,7 +24,7 @@ from pathlib import Path
 from ..cells import grade_id, is_answer, is_test, nbgrader_meta
 from ..course import INSTALL_CELL_ID, QUICK_TIMING_VARIABLE, STEPS_VARIABLE, VERDICT_MIME
 from ..judge.problems import Problem
-from ..text import printable
+from ..text import one_line as text_one_line
 from .opening import open_notebook
 
 CHECK_STEPS = 2000  # notebook 4's training steps during a check (as in CI)
@@ -130,10 +130,9 @@ class NotebookCheck:
         return [*lines, self.summary()]
 
 
-def one_line(text: str, limit: int = 300) -> str:
-    """``text`` as one printable line of at most ``limit`` characters."""
-    flat = " ".join(printable(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+def one_line(text: str) -> str:
+    """``text`` as one printable line of at most 300 characters (a student's message)."""
+    return text_one_line(text, 300)
 
 
 def error_of(cell) -> tuple[str, str] | None:
