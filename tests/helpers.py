@@ -7,10 +7,14 @@ import csv
 import hashlib
 import importlib.util
 import io
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 from backprop_ninja.course import ASSIGNMENT, REPO_ROOT
@@ -107,3 +111,22 @@ def stop_like_ctrl_c(process: subprocess.Popen, *, timeout: float = 120) -> None
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on (a server the test starts takes it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_json(url: str, process: subprocess.Popen, log: Path, seconds: float = 120):
+    """The JSON at ``url`` once the server answers (polled, bounded), or fail with its log."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.load(response)
+        except OSError:
+            time.sleep(1)
+    raise AssertionError(log.read_text()[-3000:])

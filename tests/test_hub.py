@@ -117,7 +117,7 @@ def hub():
     """The course's hub on a free port, with its own state, exchange and class folders; the
     notebooks released into the exchange. Stopped with SIGINT (Ctrl-C) at the end, then the
     accounts are removed — also when the test failed."""
-    from test_student_lab_browser import free_port
+    from helpers import free_port
 
     assert CHROMIUM.exists(), "Debian's chromium is missing: run `make system-packages`"
     prefix = f"bn{secrets.token_hex(3)}"

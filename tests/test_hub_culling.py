@@ -94,7 +94,7 @@ def test_an_idle_lab_is_stopped_by_the_idle_culler():
         (root / "roster.csv").write_text(f"username,role\n{name},student\n")
         created = run(*hub, "users", str(root / "roster.csv")).stdout
         (password,) = re.findall(rf"^{name},student,(\S+)$", created, flags=re.M)
-        from test_student_lab_browser import free_port
+        from helpers import free_port
 
         port = free_port()
         log = root / "hub.log"

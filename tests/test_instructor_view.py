@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import time
 import urllib.error
@@ -20,6 +19,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from helpers import free_port, wait_for_json
 
 from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS, REPO_ROOT, VERDICT_MIME
 from backprop_ninja.grading import Course
@@ -332,12 +332,6 @@ def test_feedback_names_each_test_and_gives_the_totals(section_b):
     assert "uses autograd" in flagged
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.pipeline
 @pytest.mark.sandbox
 @pytest.mark.notebooks
@@ -411,18 +405,6 @@ def test_a_browser_offline_shows_the_feedback_math_and_named_tests(section_b):
         finally:
             browser.close()
     assert [u for u in requested if not u.startswith(("file:", "data:"))] == []
-
-
-def wait_for_json(url: str, process, log: Path, seconds: float = 120):
-    """The JSON at ``url`` once the server answers (polled, bounded), or fail with its log."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return json.load(response)
-        except OSError:
-            time.sleep(1)
-    raise AssertionError(log.read_text()[-3000:])
 
 
 def without_token(url: str) -> str | int:

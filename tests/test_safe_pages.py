@@ -8,15 +8,13 @@ page and its feedback page in a real browser (grading/safe_html.py)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
-import time
-import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import free_port, wait_for_json
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output, new_raw_cell
 
 from backprop_ninja.course import ASSIGNMENT, NOTEBOOKS
@@ -239,17 +237,6 @@ display(Markdown('<img src="missing.png" onerror="(window.__xss = window.__xss |
 REMOVED_TEXT = "[markup that could run in this page was removed from what follows]"
 
 
-def wait_for_json(url: str, process, log: Path, seconds: float = 120):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return json.load(response)
-        except OSError:
-            time.sleep(1)
-    raise AssertionError(log.read_text()[-3000:])
-
-
 def ran_in_browser(url: str, headers: dict | None = None) -> tuple[list, str, str]:
     """In chromium: what the page's hostile parts pushed to window.__xss, the page's text, and
     ``typeof jQuery`` (the Formgrader's own scripts still run)."""
@@ -317,11 +304,3 @@ def test_a_hostile_submission_runs_nothing_in_the_formgrader_or_its_feedback(cou
     finally:
         process.terminate()
         process.wait(timeout=30)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -9,7 +9,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 
 from backprop_ninja.course import REPO_ROOT
 
@@ -43,12 +43,6 @@ WRONG = (
     "    return dlogprobs\n"
 )
 RIGHT = WRONG.replace("= 1.0 / n", "= -1.0 / n")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url: str) -> int:
