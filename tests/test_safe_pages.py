@@ -164,8 +164,9 @@ def hostile_notebook() -> nbformat.NotebookNode:
     return nb
 
 
-def formgrader_exporter():
-    """The HTMLExporter the Formgrader builds: the course's config, its page template."""
+def formgrader_exporter(course_page: bool):
+    """The HTMLExporter the Formgrader builds from the course's config: with the course's page
+    (``make formgrader``) or nbgrader's own (an instructor's Lab on the hub)."""
     import nbgrader
     from nbconvert import HTMLExporter
 
@@ -173,7 +174,8 @@ def formgrader_exporter():
     templates = Path(nbgrader.__file__).parent / "server_extensions" / "formgrader" / "templates"
     config.HTMLExporter.template_name = "formgrade"  # as nbgrader's FormgradeExtension sets them
     config.HTMLExporter.extra_template_basedirs = [str(templates)]
-    config.HTMLExporter.template_file = offline_pages()[0].split(" = ", 1)[1].strip("'")
+    if course_page:
+        config.HTMLExporter.template_file = offline_pages()[0].split(" = ", 1)[1].strip("'")
     return HTMLExporter(config=config)
 
 
@@ -190,6 +192,7 @@ def test_the_formgrader_page_of_a_hostile_notebook_runs_none_of_it():
     assert active_parts(page, "XSS") == []
     assert page.count(REMOVED_NOTICE) >= 4  # the markdown, HTML and markdown outputs, raw cell
     assert "<b>bold</b>" in page  # harmless HTML output still renders
+    assert page.count("<math") >= 3  # the markdown's math, as MathML on either page
     assert 'height="20" src="data:image/png;base64,iVBORw0KGgo="' in page  # a plot keeps its size
 
 
