@@ -185,10 +185,10 @@ FORMGRADER_RESOURCES = {
 }  # fmt: skip
 
 
-def test_the_formgrader_page_of_a_hostile_notebook_runs_none_of_it():
-    page, _ = formgrader_exporter().from_notebook_node(
-        hostile_notebook(), resources=dict(FORMGRADER_RESOURCES)
-    )
+@pytest.mark.parametrize("course_page", [True, False], ids=["make formgrader", "on a hub"])
+def test_the_formgrader_page_of_a_hostile_notebook_runs_none_of_it(course_page):
+    exporter = formgrader_exporter(course_page)
+    page, _ = exporter.from_notebook_node(hostile_notebook(), resources=dict(FORMGRADER_RESOURCES))
     assert active_parts(page, "XSS") == []
     assert page.count(REMOVED_NOTICE) >= 4  # the markdown, HTML and markdown outputs, raw cell
     assert "<b>bold</b>" in page  # harmless HTML output still renders
