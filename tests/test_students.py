@@ -73,6 +73,27 @@ def test_notebooks_command_copies_and_never_overwrites_a_students_work(tmp_path,
     assert sorted(p.name for p in (tmp_path / "work").iterdir()) == sorted(f"{n}.ipynb" for n in NOTEBOOKS)
 
 
+@pytest.mark.parametrize(
+    ("where", "says"),
+    [
+        ("a file", "is a file, not a folder — give a folder to copy the notebooks into"),
+        ("under a file", "(Not a directory) — give a folder you can write"),
+    ],
+)
+def test_notebooks_into_a_place_that_cannot_hold_them_is_one_line(tmp_path, capsys, where, says):
+    file = tmp_path / "notes.txt"
+    file.write_text("mine")
+    target = file if where == "a file" else file / "work"
+    assert cli.main(["notebooks", str(target)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith("error: ")
+    assert says in err
+    assert "Errno" not in err
+    assert file.read_text() == "mine"
+
+
 def test_unknown_options_are_refused_except_for_lab(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["notebooks", "x", "--bogus"])

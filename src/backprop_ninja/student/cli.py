@@ -22,11 +22,24 @@ from ..text import one_line
 from .selfcheck import CELL_TIMEOUT
 
 
+def folder_problem(folder: Path, error: OSError) -> str:
+    """One line on why the notebooks cannot be copied into ``folder``, and what to do."""
+    if folder.exists() and not folder.is_dir():
+        return f"{folder} is a file, not a folder — give a folder to copy the notebooks into (a new one is created)"
+    if isinstance(error, PermissionError):
+        return f"{folder} cannot be written by you — give a folder in your home, e.g. {COMMAND} notebooks ~/backprop-ninja"
+    reason = error.strerror or type(error).__name__
+    return f"cannot copy the notebooks into {folder} ({reason}) — give a folder you can write, e.g. ~/backprop-ninja"
+
+
 def cmd_notebooks(folder: Path) -> int:
     try:
         copied = copy_notebooks(folder)
-    except (DataError, OSError) as error:
+    except DataError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"error: {folder_problem(Path(folder), error)}", file=sys.stderr)
         return 1
     for path, new in copied:
         print(
