@@ -23,9 +23,9 @@ configuration builds — the Formgrader's, nbgrader's feedback and the course's)
   that is base64 and nothing else, numeric widths and heights, ``stdout``/``stderr`` stream
   names, integer execution counts, nbgrader metadata without markup.
 
-Where markup that could run was removed, the page says so: a TA sees that it was tried. The feedback
-pages, which need no script at all, also carry a Content-Security-Policy that allows none
-(``templates/backprop_feedback/page.html.j2``).
+Where markup that could run was removed, the page says so: a TA sees that it was tried. The
+feedback pages, which need no script at all, also carry a Content-Security-Policy that allows
+none (``templates/backprop_feedback/page.html.j2``).
 """
 
 from __future__ import annotations
@@ -74,9 +74,8 @@ _IMAGE_DATA = re.compile(r"data:image/(png|jpeg|gif|webp|svg\+xml)[;,]", re.I)
 _RUNNABLE = re.compile(
     r"<\s*/?\s*(script|iframe|object|embed|style|link|meta|base|form)\b|\son\w+\s*=|javascript:", re.I
 )
-REMOVED_NOTICE = (
-    "<p><em>[markup that could run in this page was removed from what follows]</em></p>"  # survives clean
-)
+# Plain markup, so that cleaning a cleaned text again keeps it.
+REMOVED_NOTICE = "<p><em>[markup that could run in this page was removed from what follows]</em></p>"
 
 
 def _data_only_as_image(tag: str, attribute: str, value: str) -> str | None:
