@@ -14,8 +14,11 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from backprop_ninja.course import ASSIGNMENT, REPO_ROOT
 from backprop_ninja.grading.classdir import Course
@@ -130,3 +133,42 @@ def wait_for_json(url: str, process: subprocess.Popen, log: Path, seconds: float
         except OSError:
             time.sleep(1)
     raise AssertionError(log.read_text()[-3000:])
+
+
+# ------------------------------------------------------------------ the hub's tests (run as root)
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the hub runs as root: run the tests as root")
+
+
+def run(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=1800)
+    assert not check or done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return 0
+
+
+def wait_for(condition, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out: {what}"
+        time.sleep(0.5)
+
+
+def processes_of(uid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    found.append(int(entry.name))
+            except FileNotFoundError:
+                continue
+    return found

@@ -21,12 +21,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import stop_like_ctrl_c
+from helpers import needs_root, processes_of, run, status, stop_like_ctrl_c, wait_for
 
 from backprop_ninja.course import ASSIGNMENT, EXCHANGE_VARIABLE, REPO_ROOT
 
@@ -46,43 +44,6 @@ NB2 = "2_fused_cross_entropy"
 LOST_LINE = "    dlogits /= n  # the loss is a mean over the n rows\n"
 PYTHON = sys.executable
 DUE = "2026-01-01 00:00:00 UTC"
-
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the hub runs as root: run the tests as root")
-
-
-def run(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=1800)
-    assert not check or done.returncode == 0, done.stdout + done.stderr
-    return done
-
-
-def status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except OSError:
-        return 0
-
-
-def wait_for(condition, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out: {what}"
-        time.sleep(0.5)
-
-
-def processes_of(uid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid:
-                    found.append(int(entry.name))
-            except FileNotFoundError:
-                continue
-    return found
 
 
 class Phases:

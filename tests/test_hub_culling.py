@@ -16,6 +16,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import urllib.error
 import urllib.parse
@@ -23,8 +24,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import stop_like_ctrl_c
-from test_hub import PYTHON, needs_root, processes_of, run, status, wait_for
+from helpers import needs_root, processes_of, run, status, stop_like_ctrl_c, wait_for
 
 from backprop_ninja.course import REPO_ROOT
 from backprop_ninja.hub.labs import CGROUP_PARENT
@@ -87,7 +87,7 @@ def test_an_idle_lab_is_stopped_by_the_idle_culler():
     name = f"bn{secrets.token_hex(3)}c"
     root = Path(tempfile.mkdtemp(prefix="bn-hub-cull-"))
     root.chmod(0o755)
-    hub = [PYTHON, "-m", "backprop_ninja.hub", "--exchange", str(root / "exchange")]
+    hub = [sys.executable, "-m", "backprop_ninja.hub", "--exchange", str(root / "exchange")]
     hub += ["--class-dir", str(root / "class")]
     process = None
     try:
