@@ -165,19 +165,23 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*")
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_.\-]*")
 
 
-def _size(value):
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+def _number(value, kinds: tuple[type, ...] = (int, float)):
+    """``value`` if it is a number of ``kinds`` (a bool is not), else None."""
+    return value if isinstance(value, kinds) and not isinstance(value, bool) else None
+
+
+def _text(value) -> str:
+    """nbformat's multiline string (a string, or a list of lines) as one string."""
+    return "".join(str(v) for v in value) if isinstance(value, list) else str(value)
 
 
 def safe_data(data: dict) -> dict:
     """The MIME bundle of an output, with only the types a page shows, each of a safe shape."""
     kept = {}
     for mime in SHOWN_MIME_TYPES:
-        value = data.get(mime)
-        if isinstance(value, list):
-            value = "".join(str(v) for v in value)
-        if not isinstance(value, str):
+        if not isinstance(data.get(mime), str | list):
             continue
+        value = _text(data[mime])
         if mime in ("image/png", "image/jpeg") and not _BASE64.fullmatch(value):
             continue  # not base64: it would end up inside an attribute
         kept[mime] = clean(value) if mime == "text/html" else value
@@ -191,7 +195,7 @@ def safe_output(output: dict) -> dict | None:
     kind = output.get("output_type")
     if kind == "stream":
         name = output.get("name") if output.get("name") in ("stdout", "stderr") else "stdout"
-        return {"output_type": "stream", "name": name, "text": str(output.get("text", ""))}
+        return {"output_type": "stream", "name": name, "text": _text(output.get("text", ""))}
     if kind == "error":
         traceback = [str(line) for line in output.get("traceback", []) if isinstance(line, str)]
         return {
@@ -205,14 +209,11 @@ def safe_output(output: dict) -> dict | None:
         metadata = {}
         for mime, meta in (output.get("metadata") or {}).items():
             if mime in data and isinstance(meta, dict):
-                sizes = {k: _size(meta.get(k)) for k in ("width", "height")}
+                sizes = {k: _number(meta.get(k)) for k in ("width", "height")}
                 metadata[mime] = {k: v for k, v in sizes.items() if v is not None}
         safe = {"output_type": kind, "data": data, "metadata": metadata}
         if kind == "execute_result":
-            count = output.get("execution_count")
-            safe["execution_count"] = (
-                count if isinstance(count, int) and not isinstance(count, bool) else None
-            )
+            safe["execution_count"] = _number(output.get("execution_count"), (int,))
         return safe
     return None
 
@@ -244,8 +245,7 @@ class SafeOutputs(Preprocessor):
                 cell.metadata["nbgrader"] = from_dict(plain_metadata(cell.metadata["nbgrader"]))
             if cell.cell_type != "code":
                 continue
-            count = cell.get("execution_count")
-            cell.execution_count = count if isinstance(count, int) and not isinstance(count, bool) else None
+            cell.execution_count = _number(cell.get("execution_count"), (int,))
             outputs = (safe_output(o) for o in cell.get("outputs", []) if isinstance(o, dict))
             cell.outputs = [from_dict(o) for o in outputs if o is not None]
         return nb, resources
