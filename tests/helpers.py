@@ -146,6 +146,7 @@ def run(*args: str, env: dict | None = None, check: bool = True) -> subprocess.C
 
 
 def status(url: str) -> int:
+    """The HTTP status ``url`` answers with; 0 while nothing listens there yet."""
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
             return response.status

@@ -12,12 +12,10 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import free_port
+from helpers import free_port, status
 
 from backprop_ninja.course import REPO_ROOT
 
@@ -45,16 +43,6 @@ WRONG = (
 RIGHT = WRONG.replace("= 1.0 / n", "= -1.0 / n")
 
 
-def get(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except OSError:  # not listening yet
-        return 0
-
-
 @pytest.fixture(scope="module")
 def student_lab(tmp_path_factory):
     """`backprop-ninja lab` on a fresh folder, on a free port of 127.0.0.1 with a token; its
@@ -74,7 +62,7 @@ def student_lab(tmp_path_factory):
     lab = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
-    while get(f"{base}/api/status?token={token}") != 200:
+    while status(f"{base}/api/status?token={token}") != 200:
         assert lab.poll() is None, (root / "lab.log").read_text()
         assert time.monotonic() < deadline, (root / "lab.log").read_text()
         time.sleep(1)
@@ -90,9 +78,9 @@ def student_lab(tmp_path_factory):
 
 def test_the_lab_serves_validate_and_none_of_the_instructors_tools(student_lab):
     base, token = student_lab["base"], student_lab["token"]
-    assert get(f"{base}/nbgrader_version?version=0.9.6&token={token}") == 200  # Validate's
+    assert status(f"{base}/nbgrader_version?version=0.9.6&token={token}") == 200  # Validate's
     for instructor_only in ("formgrader", "courses", "assignments"):
-        assert get(f"{base}/{instructor_only}?token={token}") == 404, instructor_only
+        assert status(f"{base}/{instructor_only}?token={token}") == 404, instructor_only
     log = student_lab["log"].read_text()
     assert sorted(p.name for p in student_lab["work"].iterdir())[0] == "1_atomic_backprop.ipynb"
     if os.geteuid() == 0:
